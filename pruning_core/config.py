@@ -141,10 +141,10 @@ def format_validation_error(exc: ValidationError) -> str:
     """One line per problem: ``field.path: message``."""
     parts = []
     for err in exc.errors():
-        msg = err["msg"]
+        msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling)"
-        parts.append(f"{_loc(err)}: {msg}")
+        parts.append(f"{_loc(err)}: {msg}" if err["loc"] else msg)
     return "; ".join(parts)
 
 

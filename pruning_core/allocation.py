@@ -1,0 +1,235 @@
+"""Layer-wise allocation: split a total sparsity into per-layer keep counts.
+
+Every allocation answers ``keep_counts(ctx) -> {layer: kept weights}``; the engine then keeps the
+top-scoring weights of each layer. Shared rules, applied to every allocation:
+
+- the total kept is exactly ``round((1 - s) * N)`` (largest-remainder rounding), so the achieved
+  sparsity is within one weight of the target;
+- ``keep_first_dense`` / ``keep_last_dense`` layers keep all their (still kept) weights;
+- ``min_density``: every layer keeps at least ``ceil(min_density * n)`` weights;
+- nesting: no layer keeps more than it keeps now.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from .config import AllocationConfig
+from .errors import ConfigError
+from .registry import Registry
+from .select import ranked
+
+
+@dataclass
+class AllocationContext:
+    """What an allocation may look at for one pruning step."""
+
+    shapes: dict[str, tuple[int, ...]]
+    kept: dict[str, int]  # weights each layer keeps now (nesting cap)
+    sparsity: float  # total sparsity to reach after this step
+    final_sparsity: float  # the run's final target (explicit vectors scale by step / final)
+    options: AllocationConfig
+    scores: dict[str, torch.Tensor] = field(default_factory=dict)
+    masks: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        return {n: math.prod(s) for n, s in self.shapes.items()}
+
+    def total_keep(self) -> int:
+        return round((1.0 - self.sparsity) * sum(self.sizes.values()))
+
+    def dense_layers(self) -> set[str]:
+        names = list(self.shapes)
+        out = set()
+        if self.options.keep_first_dense:
+            out.add(names[0])
+        if self.options.keep_last_dense:
+            out.add(names[-1])
+        return out
+
+    def floors(self) -> dict[str, int]:
+        sizes = self.sizes
+        return {n: min(self.kept[n], math.ceil(self.options.min_density * sizes[n]))
+                for n in sizes}
+
+
+class Allocation:
+    """Base: subclasses give per-layer proportional weights; the base solves the budget."""
+
+    def target_sparsity(self, shapes: dict[str, tuple[int, ...]], options: AllocationConfig,
+                        requested: float) -> float:
+        """The total sparsity this allocation reaches (explicit vectors define their own)."""
+        return requested
+
+    def weights(self, ctx: AllocationContext) -> dict[str, float]:
+        raise NotImplementedError
+
+    def keep_counts(self, ctx: AllocationContext) -> dict[str, int]:
+        dense = ctx.dense_layers()
+        budget = ctx.total_keep() - sum(ctx.kept[n] for n in dense)
+        free = [n for n in ctx.shapes if n not in dense]
+        floors, caps = ctx.floors(), ctx.kept
+        if budget < sum(floors[n] for n in free):
+            raise ConfigError(
+                f"prune.sparsity: {ctx.sparsity:.4f} leaves {ctx.total_keep()} weights, fewer than "
+                "the dense first/last layers and prune.allocation.min_density require; lower the "
+                "sparsity or relax those options"
+            )
+        w = self.weights(ctx)
+        counts = water_fill({n: w[n] for n in free}, {n: floors[n] for n in free},
+                            {n: caps[n] for n in free}, budget)
+        return {**{n: ctx.kept[n] for n in dense}, **counts}
+
+
+def water_fill(weights: dict[str, float], floors: dict[str, int], caps: dict[str, int],
+               total: int) -> dict[str, int]:
+    """Integer counts ~ eps * weight summing to ``total`` within [floor, cap] per layer.
+
+    Layers whose share would exceed their cap (or fall below their floor) are fixed there and eps
+    is solved again for the rest -- RigL's ERK "dense overflow" rule, generalised.
+    """
+    total = max(0, min(total, sum(caps.values())))
+    fixed: dict[str, float] = {}
+    while True:
+        free = [n for n in weights if n not in fixed]
+        rest = total - sum(fixed.values())
+        wsum = sum(weights[n] for n in free)
+        eps = rest / wsum if wsum > 0 else 0.0
+        changed = False
+        for n in free:
+            x = eps * weights[n]
+            if x > caps[n]:
+                fixed[n] = caps[n]
+                changed = True
+            elif x < floors[n]:
+                fixed[n] = floors[n]
+                changed = True
+        if not changed:
+            break
+    real = {n: fixed.get(n, eps * weights[n]) for n in weights}
+    return largest_remainder(real, caps, total)
+
+
+def largest_remainder(real: dict[str, float], caps: dict[str, int], total: int) -> dict[str, int]:
+    """Round ``real`` to integers summing to ``total`` (Hamilton's method), respecting caps."""
+    counts = {n: min(caps[n], math.floor(x + 1e-9)) for n, x in real.items()}
+    left = total - sum(counts.values())
+    by_remainder = sorted(real, key=lambda n: (-(real[n] - math.floor(real[n] + 1e-9)), n))
+    while left > 0:
+        progressed = False
+        for n in by_remainder:
+            if left == 0:
+                break
+            if counts[n] < caps[n]:
+                counts[n] += 1
+                left -= 1
+                progressed = True
+        if not progressed:
+            break
+    return counts
+
+
+ALLOCATIONS: Registry[type[Allocation]] = Registry("allocation")
+
+
+@ALLOCATIONS.register("uniform")
+class Uniform(Allocation):
+    """The same sparsity in every (non-dense) layer."""
+
+    def weights(self, ctx: AllocationContext) -> dict[str, float]:
+        return {n: float(v) for n, v in ctx.sizes.items()}
+
+
+
+@ALLOCATIONS.register("erk")
+class ERK(Allocation):
+    """RigL's Erdős–Rényi-Kernel: density of a layer ∝ (Σ dims / Π dims)^power."""
+
+    def weights(self, ctx: AllocationContext) -> dict[str, float]:
+        p = ctx.options.erk_power
+        return {n: math.prod(s) * (sum(s) / math.prod(s)) ** p for n, s in ctx.shapes.items()}
+
+
+@ALLOCATIONS.register("global")
+class Global(Allocation):
+    """One threshold over all layers' scores (can collapse layers)."""
+
+    def keep_counts(self, ctx: AllocationContext) -> dict[str, int]:
+        dense = ctx.dense_layers()
+        names = [n for n in ctx.shapes if n not in dense]
+        budget = ctx.total_keep() - sum(ctx.kept[n] for n in dense)
+        floors = ctx.floors()
+        flats = []
+        for n in names:
+            flat = ranked(ctx.scores[n], ctx.masks[n])
+            if floors[n] > 0:  # a layer's best `floor` weights are kept whatever the threshold
+                top = torch.argsort(flat, descending=True, stable=True)[: floors[n]]
+                flat = flat.clone()
+                flat[top] = float("inf")
+            flats.append(flat)
+        allflat = torch.cat(flats)
+        budget = max(0, min(budget, int((allflat > float("-inf")).sum())))
+        chosen = torch.zeros_like(allflat, dtype=torch.bool)
+        chosen[torch.argsort(allflat, descending=True, stable=True)[:budget]] = True
+        counts = {n: ctx.kept[n] for n in dense}
+        start = 0
+        for n, f in zip(names, flats, strict=True):
+            counts[n] = int(chosen[start : start + f.numel()].sum())
+            start += f.numel()
+        return counts
+
+
+@ALLOCATIONS.register("explicit")
+class Explicit(Allocation):
+    """A given per-layer sparsity vector (by layer name or by position): what optimisers search.
+
+    The run's target is the vector's weighted mean; intermediate schedule steps scale every
+    layer by ``step sparsity / final sparsity`` so masks still nest.
+    """
+
+    @staticmethod
+    def vector(shapes: dict[str, tuple[int, ...]], options: AllocationConfig) -> dict[str, float]:
+        given = options.layer_sparsity
+        names = list(shapes)
+        if given is None:
+            raise ConfigError(
+                "prune.allocation.layer_sparsity: required by allocation 'explicit' "
+                f"(a list of {len(names)} sparsities or a mapping layer name -> sparsity)"
+            )
+        if isinstance(given, list):
+            if len(given) != len(names):
+                raise ConfigError(
+                    f"prune.allocation.layer_sparsity: {len(given)} values for {len(names)} "
+                    f"prunable layers ({', '.join(names)})"
+                )
+            return dict(zip(names, given, strict=True))
+        unknown = sorted(set(given) - set(names))
+        missing = sorted(set(names) - set(given))
+        if unknown or missing:
+            raise ConfigError(
+                "prune.allocation.layer_sparsity: "
+                + (f"unknown layers {unknown}; " if unknown else "")
+                + (f"missing layers {missing}; " if missing else "")
+                + f"prunable layers are {names}"
+            )
+        return {n: float(given[n]) for n in names}
+
+    def target_sparsity(self, shapes: dict[str, tuple[int, ...]], options: AllocationConfig,
+                        requested: float) -> float:
+        vec = self.vector(shapes, options)
+        sizes = {n: math.prod(s) for n, s in shapes.items()}
+        return sum(vec[n] * sizes[n] for n in sizes) / sum(sizes.values())
+
+    def keep_counts(self, ctx: AllocationContext) -> dict[str, int]:
+        vec = self.vector(ctx.shapes, ctx.options)
+        scale = ctx.sparsity / ctx.final_sparsity if ctx.final_sparsity > 0 else 0.0
+        floors, dense = ctx.floors(), ctx.dense_layers()
+        return {
+            n: ctx.kept[n] if n in dense
+            else max(floors[n], min(ctx.kept[n], round(size * (1.0 - vec[n] * scale))))
+            for n, size in ctx.sizes.items()
+        }

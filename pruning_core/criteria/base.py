@@ -1,0 +1,86 @@
+"""The criterion contract.
+
+A criterion is a function ``score(ctx) -> {parameter name: scores}`` with scores shaped like the
+weight, **higher = keep**. It must leave the model exactly as found: weights, buffers (BatchNorm
+running stats), ``requires_grad``, ``.grad`` and train/eval mode. Criteria therefore compute
+gradients with ``torch.autograd.grad`` (never ``.backward()``) and run the model through
+``torch.func.functional_call`` with cloned buffers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+from ..registry import Registry
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class NoOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class ScoreContext:
+    """Everything a criterion may read."""
+
+    model: nn.Module
+    params: dict[str, nn.Parameter]  # prunable weights, by parameter name
+    masks: dict[str, torch.Tensor]  # current bool masks (pruned weights are already zero)
+    batches: list[Batch]  # training batches on the model's device (data-driven criteria)
+    input_shape: tuple[int, ...]  # one example's shape, for data-free criteria
+    loss_fn: LossFn
+    generator: torch.Generator  # CPU generator, seeded per run
+    options: Any = None  # the criterion's validated options model
+
+
+@dataclass(frozen=True)
+class Criterion:
+    fn: Callable[[ScoreContext], dict[str, torch.Tensor]]
+    options: type[BaseModel] = NoOptions
+    #: reads training batches (False: data-free, e.g. SynFlow, magnitude, random)
+    needs_data: bool = True
+
+    def __call__(self, ctx: ScoreContext) -> dict[str, torch.Tensor]:
+        with _restored_mode(ctx.model):
+            return self.fn(ctx)
+
+
+CRITERIA: Registry[Criterion] = Registry("criterion")
+
+
+def criterion(name: str, options: type[BaseModel] = NoOptions, needs_data: bool = True):
+    """Register a score function: ``@criterion("snip")``."""
+
+    def deco(fn: Callable[[ScoreContext], dict[str, torch.Tensor]]):
+        CRITERIA.add(name, Criterion(fn, options, needs_data))
+        return fn
+
+    return deco
+
+
+@contextmanager
+def _restored_mode(model: nn.Module) -> Iterator[None]:
+    modes = {m: m.training for m in model.modules()}
+    try:
+        yield
+    finally:
+        for m, training in modes.items():
+            m.training = training
+
+
+def forward(model: nn.Module, x: torch.Tensor,
+            overrides: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """Run ``model`` without mutating it: buffers are cloned, parameters optionally replaced."""
+    state = {n: b.clone() for n, b in model.named_buffers()}
+    if overrides:
+        state.update(overrides)
+    return torch.func.functional_call(model, state, (x,))

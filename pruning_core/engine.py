@@ -1,0 +1,71 @@
+"""One pruning step: score -> allocate -> select -> apply.
+
+``Pruner.step(sparsity)`` is all the timings (before / during / after training, IMP) call; it
+neither knows nor cares which criterion, schedule or allocation is in play.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .allocation import ALLOCATIONS, AllocationContext
+from .config import AllocationConfig
+from .criteria import CRITERIA
+from .criteria.base import Batch, LossFn, ScoreContext
+from .masks import MaskSet
+from .select import keep_topk
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Pruner:
+    model: nn.Module
+    masks: MaskSet
+    criterion: str
+    allocation: AllocationConfig
+    final_sparsity: float
+    batches: list[Batch]
+    input_shape: tuple[int, ...]
+    loss_fn: LossFn = nn.functional.cross_entropy
+    criterion_options: dict = field(default_factory=dict)
+    seed: int = 0
+    elapsed_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._criterion = CRITERIA.get(self.criterion)
+        self._options = self._criterion.options.model_validate(self.criterion_options)
+        self._allocation = ALLOCATIONS.get(self.allocation.name)()
+        self._generator = torch.Generator().manual_seed(self.seed)
+
+    def scores(self) -> dict[str, torch.Tensor]:
+        ctx = ScoreContext(
+            model=self.model, params=self.masks.params, masks=self.masks.masks,
+            batches=self.batches if self._criterion.needs_data else [],
+            input_shape=self.input_shape, loss_fn=self.loss_fn,
+            generator=self._generator, options=self._options,
+        )
+        return self._criterion(ctx)
+
+    def step(self, sparsity: float) -> None:
+        """Prune to ``sparsity`` (fraction of prunable weights removed), nesting on the masks."""
+        start = time.perf_counter()
+        scores = self.scores()
+        ctx = AllocationContext(
+            shapes={n: tuple(p.shape) for n, p in self.masks.params.items()},
+            kept=self.masks.kept_per_layer(), sparsity=sparsity,
+            final_sparsity=self.final_sparsity, options=self.allocation,
+            scores=scores, masks=self.masks.masks,
+        )
+        keep = self._allocation.keep_counts(ctx)
+        self.masks.update({n: keep_topk(scores[n], self.masks[n], keep[n]) for n in keep})
+        self.masks.apply()
+        self.elapsed_s += time.perf_counter() - start
+        log.info("pruned with %s to sparsity %.4f (target %.4f)", self.criterion,
+                 self.masks.sparsity(), sparsity)
+

@@ -1,0 +1,253 @@
+"""``run(TrialConfig) -> TrialResult``: the one entry point sweeps call.
+
+Builds data, model, masks and a plan (see ``timing.py``), executes the plan action by action,
+reports after every training epoch, and can resume from the state after any epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .allocation import ALLOCATIONS
+from .config import TrialConfig
+from .data import DataBundle, load_dataset
+from .engine import Pruner
+from .masks import MaskSet
+from .metrics import flops, param_counts
+from .models import create_model
+from .schedules import sparsity_steps
+from .targets import LayerInfo, layer_infos, prunable_parameters
+from .timing import TIMINGS, ApplyVariant, NewOptimizer, Prune, Rewind, Snapshot, Train
+from .training import Diverged, EpochStats, evaluate, lr_at, make_optimizer, train_epoch
+from .variants import VARIANTS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrialResult:
+    status: str  # "ok" | "diverged"
+    test_accuracy: float
+    test_loss: float
+    train_accuracy: float
+    train_loss: float
+    sparsity: float
+    target_sparsity: float
+    layer_sparsity: dict[str, float]
+    collapsed_layers: list[str]
+    params: int
+    params_kept: int
+    flops_dense: int
+    flops: int
+    prune_time_s: float
+    train_time_s: float
+    epochs: int
+    diverged_epoch: int | None = None
+    error: str | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def metrics(self) -> dict[str, float | int | str]:
+        """Scalar metrics only (what a sweep reports and optimises)."""
+        return {k: v for k, v in self.to_dict().items()
+                if isinstance(v, int | float | str) and not isinstance(v, bool)}
+
+
+@dataclass
+class EpochReport:
+    epoch: int  # 1-based, counted over all training phases
+    metrics: dict[str, float]
+    _state: Callable[[], dict[str, Any]]
+
+    def checkpoint(self) -> dict[str, Any]:
+        """State to pass back as ``run(cfg, resume=...)``; ``torch.save``-able, weights_only."""
+        return self._state()
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def prunable_layers(cfg: TrialConfig) -> list[LayerInfo]:
+    """The prunable layers ``cfg`` would prune (builds the model on CPU; no data is read
+    except to learn the input shape of a shipped dataset)."""
+    bundle = _bundle(cfg)
+    model = create_model(cfg.model.name, bundle.input_shape, bundle.num_classes,
+                         **cfg.model.options)
+    return layer_infos(model, cfg.prune.include, cfg.prune.exclude)
+
+
+def _bundle(cfg: TrialConfig) -> DataBundle:
+    d = cfg.data
+    return load_dataset(d.name, root=d.root, seed=cfg.seed, train_limit=d.train_limit,
+                        test_limit=d.test_limit, **d.options)
+
+
+class _Trial:
+    """The mutable state of one run; ``run`` below is its only user."""
+
+    def __init__(self, cfg: TrialConfig) -> None:
+        self.cfg = cfg
+        torch.manual_seed(cfg.seed)
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        self.device = resolve_device(cfg.train.device)
+        self.data = _bundle(cfg)
+        self.model: nn.Module = create_model(cfg.model.name, self.data.input_shape,
+                                             self.data.num_classes, **cfg.model.options)
+        self.model.to(self.device)
+        params = prunable_parameters(self.model, cfg.prune.include, cfg.prune.exclude)
+        self.masks = MaskSet(params)
+        shapes = {n: tuple(p.shape) for n, p in params.items()}
+        alloc = ALLOCATIONS.get(cfg.prune.allocation.name)()
+        self.target = alloc.target_sparsity(shapes, cfg.prune.allocation, cfg.prune.sparsity)
+        steps = sparsity_steps(cfg.prune.schedule, self.target, cfg.prune.steps) \
+            if self.target > 0 else []
+        self.plan = TIMINGS.get(cfg.prune.timing.name)(cfg, steps)
+        self.loader_gen = torch.Generator().manual_seed(cfg.seed)
+        self.train_loader = DataLoader(self.data.train, batch_size=cfg.data.batch_size,
+                                       shuffle=True, generator=self.loader_gen)
+        self.test_loader = DataLoader(self.data.test, batch_size=cfg.data.eval_batch_size)
+        self.pruner = Pruner(
+            model=self.model, masks=self.masks, criterion=cfg.prune.criterion,
+            allocation=cfg.prune.allocation, final_sparsity=self.target,
+            batches=self._score_batches(), input_shape=self.data.input_shape,
+            criterion_options=cfg.prune.criterion_options, seed=cfg.seed,
+        )
+        self.optimizer = make_optimizer(self.model, cfg.train)
+        self.snapshot: dict[str, torch.Tensor] | None = None
+        self.history: list[dict[str, float]] = []
+        self.done = 0  # actions completed
+        self.train_time = 0.0
+        self.last_train: EpochStats | None = None
+        self.last_test: EpochStats | None = None
+
+    def _score_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        gen = torch.Generator().manual_seed(self.cfg.seed + 1)
+        loader = DataLoader(self.data.train, batch_size=self.cfg.data.batch_size, shuffle=True,
+                            generator=gen)
+        out = []
+        for x, y in loader:
+            out.append((x.to(self.device), y.to(self.device)))
+            if len(out) == self.cfg.prune.score_batches:
+                break
+        return out
+
+    # ---- checkpoint ------------------------------------------------------------------------
+    def state(self, done: int) -> dict[str, Any]:
+        return {
+            "done": done,
+            "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "masks": {n: m.cpu().clone() for n, m in self.masks.masks.items()},
+            "snapshot": self.snapshot,
+            "history": list(self.history),
+            "loader_rng": self.loader_gen.get_state(),
+            "prune_time_s": self.pruner.elapsed_s,
+            "train_time_s": self.train_time,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.masks.replace(state["masks"])
+        self.masks.apply()
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.snapshot = state["snapshot"]
+        self.history = list(state["history"])
+        self.loader_gen.set_state(state["loader_rng"])
+        self.pruner.elapsed_s = state["prune_time_s"]
+        self.train_time = state["train_time_s"]
+        self.done = state["done"]
+
+    # ---- actions ---------------------------------------------------------------------------
+    def execute(self, action: Any, on_epoch: Callable[[EpochReport], None] | None) -> None:
+        if isinstance(action, Prune):
+            self.pruner.step(action.sparsity)
+        elif isinstance(action, NewOptimizer):
+            self.optimizer = make_optimizer(self.model, self.cfg.train)
+        elif isinstance(action, Snapshot):
+            self.snapshot = {k: v.detach().cpu().clone()
+                             for k, v in self.model.state_dict().items()}
+        elif isinstance(action, Rewind):
+            self.model.load_state_dict(self.snapshot)
+            self.masks.apply()
+        elif isinstance(action, ApplyVariant):
+            VARIANTS.get(self.cfg.prune.variant)(self.model, self.masks, self.cfg.seed)
+        elif isinstance(action, Train):
+            self._train(action, on_epoch)
+
+    def _train(self, action: Train, on_epoch: Callable[[EpochReport], None] | None) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(self.cfg.train, action.epoch, action.epochs)
+        start = time.perf_counter()
+        epoch = len(self.history) + 1
+        try:
+            self.last_train = train_epoch(self.model, self.train_loader, self.optimizer,
+                                          self.masks, self.device)
+        except Diverged as exc:
+            raise _DivergedAt(epoch, str(exc)) from None
+        self.train_time += time.perf_counter() - start
+        self.last_test = evaluate(self.model, self.test_loader, self.device)
+        metrics = {
+            "epoch": epoch,
+            "train_loss": self.last_train.loss, "train_accuracy": self.last_train.accuracy,
+            "test_loss": self.last_test.loss, "test_accuracy": self.last_test.accuracy,
+            "sparsity": self.masks.sparsity(),
+        }
+        self.history.append(metrics)
+        if on_epoch is not None:  # the state a report carries is *after* this action
+            on_epoch(EpochReport(epoch, dict(metrics), lambda: self.state(self.done + 1)))
+
+
+class _DivergedAt(Diverged):
+    def __init__(self, epoch: int, msg: str) -> None:
+        super().__init__(msg)
+        self.epoch = epoch
+
+
+def run(cfg: TrialConfig, on_epoch: Callable[[EpochReport], None] | None = None,
+        resume: dict[str, Any] | None = None) -> TrialResult:
+    """Run one trial: prune and train as ``cfg`` says. NaN losses give status ``diverged``."""
+    trial = _Trial(cfg)
+    if resume is not None:
+        trial.restore(resume)
+    status, diverged_epoch, error = "ok", None, None
+    try:
+        while trial.done < len(trial.plan):
+            trial.execute(trial.plan[trial.done], on_epoch)
+            trial.done += 1
+    except _DivergedAt as exc:
+        status, diverged_epoch, error = "diverged", exc.epoch, f"epoch {exc.epoch}: {exc}"
+        log.warning("trial diverged at epoch %d", exc.epoch)
+    return _result(trial, status, diverged_epoch, error)
+
+
+def _result(trial: _Trial, status: str, diverged_epoch: int | None,
+            error: str | None) -> TrialResult:
+    test = trial.last_test or evaluate(trial.model, trial.test_loader, trial.device)
+    train = trial.last_train or EpochStats(float("nan"), float("nan"))
+    params, kept = param_counts(trial.model, trial.masks)
+    dense_flops, eff_flops = flops(trial.model, trial.data.input_shape, trial.masks)
+    return TrialResult(
+        status=status, test_accuracy=test.accuracy, test_loss=test.loss,
+        train_accuracy=train.accuracy, train_loss=train.loss,
+        sparsity=trial.masks.sparsity(), target_sparsity=trial.target,
+        layer_sparsity=trial.masks.layer_sparsity(), collapsed_layers=trial.masks.collapsed(),
+        params=params, params_kept=kept, flops_dense=dense_flops, flops=eff_flops,
+        prune_time_s=trial.pruner.elapsed_s, train_time_s=trial.train_time,
+        epochs=len(trial.history), diverged_epoch=diverged_epoch, error=error,
+        history=trial.history,
+    )

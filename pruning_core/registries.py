@@ -1,0 +1,55 @@
+"""All registries in one place, and the name checks ``TrialConfig`` runs on validation."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .allocation import ALLOCATIONS
+from .criteria import CRITERIA
+from .data import DATASETS
+from .errors import ConfigError
+from .models import MODELS
+from .schedules import SCHEDULES
+from .timing import TIMINGS
+from .variants import VARIANTS
+
+if TYPE_CHECKING:
+    from .config import TrialConfig
+
+__all__ = ["ALLOCATIONS", "CRITERIA", "DATASETS", "MODELS", "SCHEDULES", "TIMINGS", "VARIANTS"]
+
+#: timings that end their pruning phase with a variant hook
+_VARIANT_TIMINGS = ("before", "after")
+
+
+def check_names(cfg: TrialConfig) -> None:
+    """Raise ``ConfigError`` naming the field for any unknown registry name."""
+    checks = [
+        ("prune.criterion", CRITERIA, cfg.prune.criterion),
+        ("prune.schedule", SCHEDULES, cfg.prune.schedule),
+        ("prune.allocation.name", ALLOCATIONS, cfg.prune.allocation.name),
+        ("prune.timing.name", TIMINGS, cfg.prune.timing.name),
+        ("prune.variant", VARIANTS, cfg.prune.variant),
+        ("data.name", DATASETS, cfg.data.name),
+    ]
+    if not cfg.model.name.startswith("tv:"):
+        checks.append(("model.name", MODELS, cfg.model.name))
+    for field, registry, name in checks:
+        try:
+            registry.get(name)
+        except ConfigError as exc:
+            raise ConfigError(f"{field}: {exc}") from None
+    options = CRITERIA.get(cfg.prune.criterion).options
+    try:
+        options.model_validate(cfg.prune.criterion_options)
+    except ValueError as exc:
+        raise ConfigError(
+            f"prune.criterion_options: invalid for {cfg.prune.criterion!r} "
+            f"(accepted: {sorted(options.model_fields) or 'none'}): "
+            + str(exc).splitlines()[1 if len(str(exc).splitlines()) > 1 else 0].strip()
+        ) from None
+    if cfg.prune.variant != "none" and cfg.prune.timing.name not in _VARIANT_TIMINGS:
+        raise ConfigError(
+            f"prune.variant: {cfg.prune.variant!r} needs prune.timing before or after, "
+            f"not {cfg.prune.timing.name!r}"
+        )

@@ -1,0 +1,119 @@
+"""When pruning happens: each timing turns the schedule into a *plan*, a flat list of actions.
+
+A plan is data, so the executor in ``experiment.py`` is one short loop, a checkpoint is just
+"the state after action i", and a resumed trial skips the actions already done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .config import TrialConfig
+from .errors import ConfigError
+from .registry import Registry
+
+
+@dataclass(frozen=True)
+class Prune:
+    sparsity: float
+
+
+@dataclass(frozen=True)
+class Train:
+    """One epoch of a training phase (the LR schedule runs over the phase)."""
+
+    epoch: int
+    epochs: int
+
+
+@dataclass(frozen=True)
+class NewOptimizer:
+    """Start a training phase with a fresh optimiser (after pruning, rewinding, re-init)."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Remember the weights (IMP's rewind point)."""
+
+
+@dataclass(frozen=True)
+class Rewind:
+    """Reset kept weights to the snapshot (pruned ones stay zero)."""
+
+
+@dataclass(frozen=True)
+class ApplyVariant:
+    """Post-pruning re-initialisation or random sparse re-initialisation (WACV 2020)."""
+
+
+Action = Prune | Train | NewOptimizer | Snapshot | Rewind | ApplyVariant
+Timing = Callable[[TrialConfig, list[float]], list[Action]]
+TIMINGS: Registry[Timing] = Registry("timing")
+
+
+def _phase(epochs: int) -> list[Action]:
+    return [NewOptimizer(), *(Train(e, epochs) for e in range(epochs))]
+
+
+@TIMINGS.register("before")
+def before(cfg: TrialConfig, sparsities: list[float]) -> list[Action]:
+    """Prune at initialisation (SNIP, SNIP-it, GraSP, SynFlow), then train."""
+    return [*(Prune(s) for s in sparsities), ApplyVariant(), *_phase(cfg.train.epochs)]
+
+
+def default_prune_epochs(epochs: int, events: int) -> list[int]:
+    """Prune events spread evenly over the first half of training."""
+    span = max(epochs // 2, 1)
+    return [i * span // events for i in range(events)]
+
+
+@TIMINGS.register("during")
+def during(cfg: TrialConfig, sparsities: list[float]) -> list[Action]:
+    """Prune events inside training (SNIP-it-during, GMP with the cubic schedule)."""
+    epochs = cfg.train.epochs
+    at = cfg.prune.timing.prune_epochs
+    if at is None:
+        at = default_prune_epochs(epochs, len(sparsities))
+    elif len(at) != len(sparsities):
+        raise ConfigError(
+            f"prune.timing.prune_epochs: {len(at)} epochs given for {len(sparsities)} schedule "
+            f"steps ({', '.join(f'{s:.3f}' for s in sparsities)}); give one epoch per step"
+        )
+    if any(e < 0 or e >= epochs for e in at) or sorted(at) != list(at):
+        raise ConfigError(
+            f"prune.timing.prune_epochs: {at} must be increasing epochs in [0, {epochs})"
+        )
+    plan: list[Action] = [NewOptimizer()]
+    for e in range(epochs):
+        plan += [Prune(s) for s, when in zip(sparsities, at, strict=True) if when == e]
+        plan.append(Train(e, epochs))
+    return plan
+
+
+@TIMINGS.register("after")
+def after(cfg: TrialConfig, sparsities: list[float]) -> list[Action]:
+    """Train dense, prune (magnitude pruning's home), then fine-tune for train.epochs."""
+    return [*_phase(cfg.prune.timing.pretrain_epochs), *(Prune(s) for s in sparsities),
+            ApplyVariant(), *_phase(cfg.train.epochs)]
+
+
+@TIMINGS.register("imp")
+def imp(cfg: TrialConfig, sparsities: list[float]) -> list[Action]:
+    """Iterative magnitude pruning with rewinding (lottery tickets): one level per schedule step.
+
+    Train; then per level: prune, rewind kept weights to epoch ``rewind_epoch``, retrain.
+    """
+    epochs, k = cfg.train.epochs, cfg.prune.timing.rewind_epoch
+    if k > epochs:
+        raise ConfigError(f"prune.timing.rewind_epoch: {k} is past train.epochs={epochs}")
+    plan: list[Action] = [NewOptimizer()]
+    if k == 0:
+        plan.append(Snapshot())
+    for e in range(epochs):
+        plan.append(Train(e, epochs))
+        if e + 1 == k:
+            plan.append(Snapshot())
+    for s in sparsities:
+        plan += [Prune(s), Rewind(), *_phase(epochs)]
+    return plan

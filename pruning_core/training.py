@@ -1,0 +1,77 @@
+"""Train and evaluate with masks enforced after every optimiser step."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .config import TrainConfig
+from .masks import MaskSet
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class EpochStats:
+    loss: float
+    accuracy: float
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                               weight_decay=cfg.weight_decay)
+    cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
+    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def lr_at(cfg: TrainConfig, epoch: int, epochs: int) -> float:
+    """Learning rate for ``epoch`` (0-based) of a training phase of ``epochs`` epochs."""
+    if cfg.lr_schedule == "cosine" and epochs > 0:
+        return 0.5 * cfg.lr * (1.0 + math.cos(math.pi * epoch / epochs))
+    if cfg.lr_schedule == "step":  # /10 at 50% and 75% of the phase
+        return cfg.lr * 0.1 ** sum(epoch >= f * epochs for f in (0.5, 0.75))
+    return cfg.lr
+
+
+def train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
+                masks: MaskSet, device: torch.device,
+                loss_fn=nn.functional.cross_entropy) -> EpochStats:
+    model.train()
+    total, correct, loss_sum = 0, 0, torch.zeros((), device=device)
+    for x, y in loader:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        out = model(x)  # (B, classes)
+        loss = loss_fn(out, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        masks.apply()  # pruned weights back to exactly zero (momentum, weight decay)
+        loss_sum += loss.detach() * y.numel()
+        correct += int((out.argmax(1) == y).sum())
+        total += y.numel()
+    mean = float(loss_sum) / max(total, 1)
+    if not math.isfinite(mean):
+        raise Diverged(f"training loss is {mean}")
+    return EpochStats(mean, correct / max(total, 1))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, device: torch.device,
+             loss_fn=nn.functional.cross_entropy) -> EpochStats:
+    model.eval()
+    total, correct, loss_sum = 0, 0, 0.0
+    for x, y in loader:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        out = model(x)
+        loss_sum += float(loss_fn(out, y, reduction="sum"))
+        correct += int((out.argmax(1) == y).sum())
+        total += y.numel()
+    return EpochStats(loss_sum / max(total, 1), correct / max(total, 1))

@@ -1,0 +1,168 @@
+"""The ``prunetune`` command. Only this layer prints; the library logs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from pruning_core.errors import ConfigError
+
+app = typer.Typer(
+    name="prunetune",
+    help="Sweeps that answer how to prune a network (criteria, schedules, layer-wise allocation).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(msg: str, code: int = 2) -> None:
+    """One line on stderr, exit code 2: bad input never gives a traceback."""
+    err_console.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def read_yaml(path: Path, what: str = "config") -> dict[str, Any]:
+    if not path.is_file():
+        fail(f"{what} {path}: no such file")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        fail(f"{what} {path}{where}: not valid YAML: {getattr(exc, 'problem', exc)}")
+    if not isinstance(data, dict):
+        fail(f"{what} {path}: expected a mapping at the top level")
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``--set prune.sparsity=0.95``; values parse as YAML (numbers, lists, true/false)."""
+    from pruning_core.config import set_dotted
+
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            fail(f"--set {item!r}: expected dotted.key=value, e.g. --set prune.sparsity=0.95")
+        set_dotted(data, key.strip(), yaml.safe_load(raw) if raw else "")
+    return data
+
+
+def run_trial(data: dict[str, Any], json_out: Path | None) -> None:
+    """Validate, run with a progress bar, print a summary, optionally write JSON."""
+    from pruning_core.config import load_trial_config
+    from pruning_core.experiment import run
+
+    try:
+        cfg = load_trial_config(data)
+        epochs_hint = cfg.train.epochs
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+                      console=console, transient=False) as progress:
+            task = progress.add_task(f"{cfg.prune.criterion} → {cfg.prune.sparsity:g}",
+                                     total=None, info="pruning / loading")
+
+            def on_epoch(report) -> None:
+                m = report.metrics
+                total = max(epochs_hint, report.epoch) if cfg.prune.timing.name in (
+                    "before", "during") else None
+                progress.update(task, completed=report.epoch, total=total,
+                                info=f"loss {m['train_loss']:.3f}  test acc "
+                                     f"{m['test_accuracy']:.4f}  sparsity {m['sparsity']:.4f}")
+
+            result = run(cfg, on_epoch=on_epoch)
+    except ConfigError as exc:
+        fail(str(exc))
+    print_summary(result)
+    if json_out is not None:
+        payload = {**result.to_dict(), "config": cfg.model_dump(mode="json")}
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(payload, indent=2))
+        console.print(f"result written to {json_out}")
+
+
+def print_summary(result) -> None:
+    table = Table(title="trial result", show_header=False)
+    rows = [
+        ("status", result.status + (f" (epoch {result.diverged_epoch})"
+                                    if result.diverged_epoch else "")),
+        ("test accuracy", f"{result.test_accuracy:.4f}"),
+        ("test loss", f"{result.test_loss:.4f}"),
+        ("train accuracy", f"{result.train_accuracy:.4f}"),
+        ("sparsity (target)", f"{result.sparsity:.4f} ({result.target_sparsity:.4f})"),
+        ("params kept / all", f"{result.params_kept:,} / {result.params:,}"),
+        ("FLOPs effective / dense", f"{result.flops:,} / {result.flops_dense:,}"),
+        ("collapsed layers", ", ".join(result.collapsed_layers) or "none"),
+        ("prune / train time", f"{result.prune_time_s:.2f} s / {result.train_time_s:.2f} s"),
+    ]
+    for k, v in rows:
+        table.add_row(k, v)
+    console.print(table)
+    layers = Table(title="per-layer sparsity")
+    layers.add_column("layer")
+    layers.add_column("sparsity", justify="right")
+    for name, s in result.layer_sparsity.items():
+        layers.add_row(name, f"{s:.4f}")
+    console.print(layers)
+
+
+@app.command("run")
+def run_cmd(
+    config: Annotated[Path, typer.Argument(help="Trial config YAML (see configs/).")],
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Override a key: --set prune.sparsity=0.95 (repeatable).")] = None,
+    json_out: Annotated[Path | None, typer.Option(
+        "--json", help="Write the result (metrics, per-layer sparsity, config) as JSON.")] = None,
+) -> None:
+    """Run one trial: prune and train a model as the config says."""
+    data = apply_overrides(read_yaml(config), set_ or [])
+    run_trial(data, json_out)
+
+
+@app.command("names")
+def names_cmd() -> None:
+    """List the registered criteria, schedules, allocations, timings, variants, models, data."""
+    from pruning_core import registries
+
+    table = Table(show_header=True)
+    table.add_column("axis")
+    table.add_column("names")
+    for axis in ("CRITERIA", "SCHEDULES", "ALLOCATIONS", "TIMINGS", "VARIANTS", "MODELS",
+                 "DATASETS"):
+        names = getattr(registries, axis).names()
+        if axis == "MODELS":
+            names = [*names, "tv:<torchvision classifier>"]
+        table.add_row(axis.lower(), ", ".join(names))
+    console.print(table)
+
+
+def _register_extensions() -> None:
+    try:
+        from .cli_sweep import register
+    except ImportError as exc:  # the sweep commands need Ray; the engine does not
+        logging.getLogger(__name__).debug("sweep commands unavailable: %s", exc)
+        return
+    register(app)
+
+
+_register_extensions()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
