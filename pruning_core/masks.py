@@ -20,7 +20,8 @@ from .errors import ConfigError
 class MaskSet:
     """``{parameter name: bool mask}`` bound to the parameters of one model."""
 
-    def __init__(self, params: dict[str, nn.Parameter], masks: dict[str, torch.Tensor] | None = None):
+    def __init__(self, params: dict[str, nn.Parameter],
+                 masks: dict[str, torch.Tensor] | None = None) -> None:
         self.params = params
         if masks is None:
             masks = {n: torch.ones_like(p, dtype=torch.bool) for n, p in params.items()}

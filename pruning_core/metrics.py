@@ -40,4 +40,4 @@ def flops(model: nn.Module, input_shape: tuple[int, ...], masks: MaskSet) -> tup
         mod = pname.rsplit(".", 1)[0] if "." in pname else ""
         key = f"{root}.{mod}" if mod else "Global"
         removed += sum(counts.get(key, {}).values()) * (1.0 - d)
-    return dense, int(round(dense - removed))
+    return dense, round(dense - removed)

@@ -6,10 +6,11 @@ import torch
 
 
 def sanitize(scores: torch.Tensor) -> torch.Tensor:
-    """Finite float scores: NaN ranks last among kept weights, +-inf clamp to the dtype's range."""
+    """Finite float scores: NaN ranks last among kept weights (below -inf), +-inf clamp near the
+    dtype's range, so already-pruned weights (-inf after masking) still rank below all of them."""
     scores = scores.detach().float()
     big = torch.finfo(scores.dtype).max
-    return torch.nan_to_num(scores, nan=-big, posinf=big, neginf=-big)
+    return torch.nan_to_num(scores, nan=-big, posinf=big, neginf=-big / 2)
 
 
 def ranked(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,24 @@
+import torch
+
+from pruning_core.select import keep_topk
+
+
+def test_keeps_highest_and_never_revives():
+    scores = torch.tensor([5.0, 4.0, 3.0, 2.0, 1.0])
+    mask = torch.tensor([False, True, True, True, True])
+    new = keep_topk(scores, mask, 2)
+    assert new.tolist() == [False, True, True, False, False]
+    # asking for more than is kept returns only kept weights
+    assert keep_topk(scores, mask, 5).tolist() == mask.tolist()
+
+
+def test_ties_break_by_position_deterministically():
+    scores = torch.zeros(6)
+    mask = torch.ones(6, dtype=torch.bool)
+    assert keep_topk(scores, mask, 3).tolist() == [True, True, True, False, False, False]
+
+
+def test_nan_scores_rank_last_among_kept():
+    scores = torch.tensor([float("nan"), 1.0, float("inf"), -float("inf")])
+    new = keep_topk(scores, torch.ones(4, dtype=torch.bool), 3)
+    assert new.tolist() == [False, True, True, True]
