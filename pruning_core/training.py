@@ -45,7 +45,8 @@ def train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Opt
                 masks: MaskSet, device: torch.device,
                 loss_fn=nn.functional.cross_entropy) -> EpochStats:
     model.train()
-    total, correct, loss_sum = 0, 0, torch.zeros((), device=device)
+    # accumulate on the device: no host sync per step
+    total, correct, loss_sum = 0, torch.zeros((), device=device), torch.zeros((), device=device)
     for x, y in loader:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         out = model(x)  # (B, classes)
@@ -55,12 +56,12 @@ def train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Opt
         optimizer.step()
         masks.apply()  # pruned weights back to exactly zero (momentum, weight decay)
         loss_sum += loss.detach() * y.numel()
-        correct += int((out.argmax(1) == y).sum())
+        correct += (out.argmax(1) == y).sum()
         total += y.numel()
     mean = float(loss_sum) / max(total, 1)
     if not math.isfinite(mean):
         raise Diverged(f"training loss is {mean}")
-    return EpochStats(mean, correct / max(total, 1))
+    return EpochStats(mean, float(correct) / max(total, 1))
 
 
 @torch.no_grad()
