@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -219,8 +220,10 @@ class _DivergedAt(Diverged):
 
 
 def run(cfg: TrialConfig, on_epoch: Callable[[EpochReport], None] | None = None,
-        resume: dict[str, Any] | None = None) -> TrialResult:
-    """Run one trial: prune and train as ``cfg`` says. NaN losses give status ``diverged``."""
+        resume: dict[str, Any] | None = None, masks_out: str | Path | None = None) -> TrialResult:
+    """Run one trial: prune and train as ``cfg`` says. NaN losses give status ``diverged``.
+
+    ``masks_out``: also save the final masks there (safetensors, no pickle)."""
     trial = _Trial(cfg)
     if resume is not None:
         trial.restore(resume)
@@ -232,6 +235,8 @@ def run(cfg: TrialConfig, on_epoch: Callable[[EpochReport], None] | None = None,
     except _DivergedAt as exc:
         status, diverged_epoch, error = "diverged", exc.epoch, f"epoch {exc.epoch}: {exc}"
         log.warning("trial diverged at epoch %d", exc.epoch)
+    if masks_out is not None:
+        trial.masks.save(masks_out)
     return _result(trial, status, diverged_epoch, error)
 
 

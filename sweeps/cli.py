@@ -59,13 +59,14 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def run_trial(data: dict[str, Any], json_out: Path | None) -> None:
-    """Validate, run with a progress bar, print a summary, optionally write JSON."""
-    from pruning_core.config import load_trial_config
+def run_trial(data: dict[str, Any] | Any, json_out: Path | None,
+              masks_out: Path | None = None) -> None:
+    """Validate, run with a progress bar, print a summary, optionally write JSON and masks."""
+    from pruning_core.config import TrialConfig, load_trial_config
     from pruning_core.experiment import run
 
     try:
-        cfg = load_trial_config(data)
+        cfg = data if isinstance(data, TrialConfig) else load_trial_config(data)
         epochs_hint = cfg.train.epochs
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
@@ -81,7 +82,7 @@ def run_trial(data: dict[str, Any], json_out: Path | None) -> None:
                                 info=f"loss {m['train_loss']:.3f}  test acc "
                                      f"{m['test_accuracy']:.4f}  sparsity {m['sparsity']:.4f}")
 
-            result = run(cfg, on_epoch=on_epoch)
+            result = run(cfg, on_epoch=on_epoch, masks_out=masks_out)
     except ConfigError as exc:
         fail(str(exc))
     print_summary(result)
@@ -90,6 +91,8 @@ def run_trial(data: dict[str, Any], json_out: Path | None) -> None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(payload, indent=2))
         console.print(f"result written to {json_out}")
+    if masks_out is not None:
+        console.print(f"masks written to {masks_out} (safetensors)")
 
 
 def print_summary(result) -> None:
@@ -124,10 +127,12 @@ def run_cmd(
         "--set", help="Override a key: --set prune.sparsity=0.95 (repeatable).")] = None,
     json_out: Annotated[Path | None, typer.Option(
         "--json", help="Write the result (metrics, per-layer sparsity, config) as JSON.")] = None,
+    masks_out: Annotated[Path | None, typer.Option(
+        "--masks", help="Write the final masks (safetensors) here.")] = None,
 ) -> None:
     """Run one trial: prune and train a model as the config says."""
     data = apply_overrides(read_yaml(config), set_ or [])
-    run_trial(data, json_out)
+    run_trial(data, json_out, masks_out)
 
 
 @app.command("names")
@@ -148,12 +153,16 @@ def names_cmd() -> None:
 
 
 def _register_extensions() -> None:
-    try:
-        from .cli_sweep import register
-    except ImportError as exc:  # the sweep commands need Ray; the engine does not
-        logging.getLogger(__name__).debug("sweep commands unavailable: %s", exc)
-        return
-    register(app)
+    from .cli_schedule import register as register_schedule
+
+    register_schedule(app)
+    for module in ("cli_sweep", "cli_results"):
+        try:
+            mod = __import__(f"sweeps.{module}", fromlist=["register"])
+        except ImportError as exc:  # e.g. Ray missing: the engine commands still work
+            logging.getLogger(__name__).warning("%s commands unavailable: %s", module, exc)
+            continue
+        mod.register(app)
 
 
 _register_extensions()

@@ -1,0 +1,210 @@
+"""Tuned sparsity schedules: a versioned YAML that prunes the same way again.
+
+A ``Schedule`` holds everything a trial used to prune (criterion and options, schedule, steps,
+timing, allocation, target) plus the per-layer sparsities it reached, each with the layer's kind
+and normalised depth, and provenance. Applied to
+
+- **the same model** (same prunable layer names and shapes): the trial's own allocation is reused,
+  so the same seed reproduces its masks exactly;
+- **a related model** (ResNet-20 -> ResNet-32, VGG-11 -> VGG-16): each target layer takes the
+  sparsity interpolated over normalised depth among source layers of the same kind, then all
+  densities are rescaled together (water-filling, capped at dense) so the total hits the target;
+  the result runs as an ``explicit`` allocation.
+
+Loading uses ``yaml.safe_load`` only: a schedule file can never execute code.
+"""
+
+from __future__ import annotations
+
+import bisect
+import copy
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from torch import nn
+
+from .allocation import ALLOCATIONS, water_fill
+from .config import (
+    PruneConfig,
+    TrialConfig,
+    format_validation_error,
+    load_trial_config,
+    set_dotted,
+)
+from .engine import Pruner
+from .errors import ConfigError
+from .masks import MaskSet
+from .schedules import sparsity_steps
+from .targets import LayerInfo, layer_infos, prunable_parameters
+
+FORMAT = "prunetune-schedule"
+VERSION = 1
+
+
+class LayerEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    kind: str
+    depth: float = Field(ge=0, le=1)
+    numel: int = Field(ge=1)
+    shape: list[int]
+    sparsity: float = Field(ge=0, le=1)
+
+
+class Provenance(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    sweep: str | None = None
+    trial_id: str | None = None
+    model: str
+    dataset: str
+    seed: int = 0
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    prunetune_version: str | None = None
+
+
+class Schedule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    format: str = FORMAT
+    version: int = VERSION
+    prune: PruneConfig
+    layers: list[LayerEntry]
+    #: the source trial's full config (reproduction on the same model and data)
+    trial: dict[str, Any]
+    provenance: Provenance
+
+    # ---- persistence -----------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path) -> Schedule:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"schedule {path}: no such file")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"schedule {path}: not valid YAML ({exc})".replace("\n", " ")) \
+                from None
+        return cls.from_dict(data, str(path))
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "schedule") -> Schedule:
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ConfigError(f"{where}: not a prunetune schedule (expected format: {FORMAT})")
+        version = data.get("version")
+        if not isinstance(version, int) or version > VERSION:
+            raise ConfigError(
+                f"{where}: schedule version {version!r} is newer than this prunetune reads "
+                f"(≤ {VERSION}); upgrade prunetune"
+            )
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(f"{where}: {format_validation_error(exc)}") from None
+
+    def save(self, path: str | Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False))
+
+    # ---- construction ----------------------------------------------------------------------
+    @classmethod
+    def from_trial(cls, cfg: TrialConfig, layers: list[LayerInfo],
+                   layer_sparsity: dict[str, float], provenance: dict[str, Any]) -> Schedule:
+        missing = [info.name for info in layers if info.name not in layer_sparsity]
+        if missing:
+            raise ConfigError(f"trial has no per-layer sparsity for {missing}")
+        entries = [LayerEntry(name=i.name, kind=i.kind, depth=i.depth, numel=i.numel,
+                              shape=list(i.shape), sparsity=float(layer_sparsity[i.name]))
+                   for i in layers]
+        return cls(prune=cfg.prune, layers=entries, trial=cfg.model_dump(mode="json"),
+                   provenance=Provenance(**provenance))
+
+    # ---- application -----------------------------------------------------------------------
+    @property
+    def target_sparsity(self) -> float:
+        total = sum(entry.numel for entry in self.layers)
+        return sum(entry.sparsity * entry.numel for entry in self.layers) / total
+
+    def matches(self, layers: list[LayerInfo]) -> bool:
+        return [(i.name, list(i.shape)) for i in layers] == [(e.name, e.shape)
+                                                             for e in self.layers]
+
+    def map_to(self, layers: list[LayerInfo]) -> dict[str, float]:
+        """Per-layer sparsities for another model's layers, hitting the same total sparsity."""
+        by_kind: dict[str, list[LayerEntry]] = {}
+        for e in self.layers:
+            by_kind.setdefault(e.kind, []).append(e)
+        raw: dict[str, float] = {}
+        for info in layers:
+            src = sorted(by_kind.get(info.kind, []), key=lambda e: e.depth)
+            if not src:
+                raise ConfigError(
+                    f"schedule: no sensible mapping: target layer {info.name} is {info.kind!r} "
+                    f"but the schedule's model ({self.provenance.model}) has only "
+                    f"{sorted(by_kind)} layers; export a schedule from a model with "
+                    f"{info.kind} layers"
+                )
+            raw[info.name] = _interpolate(src, info.depth)
+        sizes = {i.name: i.numel for i in layers}
+        total_keep = round((1.0 - self.target_sparsity) * sum(sizes.values()))
+        # rescale all densities by one factor (capped at dense) so the total is exact
+        # (floors of one weight: a mapped layer never collapses)
+        keep = water_fill({n: sizes[n] * (1.0 - raw[n]) + 1e-12 for n in sizes},
+                          dict.fromkeys(sizes, 1), sizes, total_keep)
+        return {n: 1.0 - keep[n] / sizes[n] for n in sizes}
+
+    def trial_config(self, layers: list[LayerInfo] | None = None,
+                     overrides: dict[str, Any] | None = None) -> TrialConfig:
+        """The trial config that prunes this way. ``layers``: the target model's prunable layers
+        (``None`` or identical to the source: reproduce the source trial exactly)."""
+        data = copy.deepcopy(self.trial)
+        for key, value in (overrides or {}).items():
+            set_dotted(data, key, value)
+        cfg = load_trial_config(data)
+        if layers is not None and not self.matches(layers):
+            vec = self.map_to(layers)
+            alloc = cfg.prune.allocation.model_copy(
+                update={"name": "explicit", "layer_sparsity": vec})
+            cfg = load_trial_config({**cfg.model_dump(mode="json"),
+                                     "prune": {**cfg.prune.model_dump(mode="json"),
+                                               "allocation": alloc.model_dump(mode="json")}})
+        return cfg
+
+
+    def apply_to(self, model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]],
+              input_shape: tuple[int, ...], seed: int | None = None) -> MaskSet:
+        """Prune ``model`` now (at its current weights) the way this schedule says; returns the
+        masks (call ``masks.apply()`` after every optimiser step while training)."""
+        include, exclude = self.prune.include, self.prune.exclude
+        layers = layer_infos(model, include, exclude)
+        alloc = self.prune.allocation
+        if not self.matches(layers):
+            alloc = alloc.model_copy(update={"name": "explicit",
+                                             "layer_sparsity": self.map_to(layers)})
+        masks = MaskSet(prunable_parameters(model, include, exclude))
+        shapes = {i.name: i.shape for i in layers}
+        target = ALLOCATIONS.get(alloc.name)().target_sparsity(shapes, alloc, self.prune.sparsity)
+        pruner = Pruner(model=model, masks=masks, criterion=self.prune.criterion,
+                        allocation=alloc, final_sparsity=target, batches=batches,
+                        input_shape=input_shape, criterion_options=self.prune.criterion_options,
+                        seed=self.provenance.seed if seed is None else seed)
+        for s in sparsity_steps(self.prune.schedule, target, self.prune.steps):
+            pruner.step(s)
+        return masks
+
+
+def _interpolate(src: list[LayerEntry], depth: float) -> float:
+    """Linear interpolation of sparsity over normalised depth (constant beyond the ends)."""
+    depths = [e.depth for e in src]
+    i = bisect.bisect_left(depths, depth)
+    if i == 0:
+        return src[0].sparsity
+    if i == len(src):
+        return src[-1].sparsity
+    lo, hi = src[i - 1], src[i]
+    if hi.depth == lo.depth:
+        return hi.sparsity
+    t = (depth - lo.depth) / (hi.depth - lo.depth)
+    return lo.sparsity + t * (hi.sparsity - lo.sparsity)
+

@@ -1,0 +1,184 @@
+"""``prunetune schedule export`` and ``prunetune apply``: reuse a tuned schedule."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from pruning_core.errors import ConfigError
+
+schedule_app = typer.Typer(help="Export tuned sparsity schedules from sweep results.",
+                           no_args_is_help=True)
+
+
+def _cli():  # the shared helpers live in cli.py; imported late (cli imports this module)
+    from . import cli
+
+    return cli
+
+
+def _trial_dict(row: dict[str, Any]) -> dict[str, Any]:
+    """A results row's ``config.*`` columns back into a nested trial config dict."""
+    from pruning_core.config import TrialConfig, set_dotted
+
+    top = set(TrialConfig.model_fields)
+    data: dict[str, Any] = {}
+    for col, value in row.items():
+        if not col.startswith("config.") or value is None:
+            continue
+        key = col.removeprefix("config.")
+        if key.split(".")[0] not in top:
+            continue
+        if isinstance(value, float) and value != value:  # NaN from a column absent here
+            continue
+        if isinstance(value, str) and value[:1] in "[{":
+            value = json.loads(value)
+        if hasattr(value, "item"):  # numpy scalar -> Python
+            value = value.item()
+        set_dotted(data, key, value)
+    return data
+
+
+def select_row(results: Path, trial: str | None, best: str | None, where: str | None,
+               mode: str) -> dict[str, Any]:
+    """One completed trial row by id, or the best by a metric among rows matching ``where``."""
+    import duckdb
+
+    from .store import TrialStore
+
+    if trial is None and best is None:
+        raise ConfigError("give --trial ID or --best METRIC (e.g. --best test_accuracy)")
+    if not results.exists():
+        raise ConfigError(f"results {results}: no such directory")
+    df = TrialStore(str(results)).dataframe()
+    if df.empty or "trial_id" not in df or "status" not in df:
+        raise ConfigError(f"results {results}: no trial rows under {results}/trials/")
+    con = duckdb.connect()
+    con.register("trials", df)
+    if trial is not None:
+        sql = "SELECT * FROM trials WHERE trial_id = ?"
+        params: list[Any] = [trial]
+    else:
+        if best not in df.columns:
+            raise ConfigError(f"--best {best}: no such column; try test_accuracy, sparsity, "
+                              "flops")
+        order = "DESC" if mode == "max" else "ASC"
+        sql = (f"SELECT * FROM trials WHERE status = 'ok' AND \"{best}\" IS NOT NULL"
+               + (f" AND ({where})" if where else "")
+               + f" ORDER BY \"{best}\" {order}, trial_id LIMIT 1")
+        params = []
+    try:
+        out = con.execute(sql, params).fetch_df()
+    except duckdb.Error as exc:
+        raise ConfigError(f"--where: {str(exc).splitlines()[0]}") from None
+    finally:
+        con.close()
+    if out.empty:
+        what = f"trial {trial}" if trial else f"an ok trial matching {where!r}"
+        raise ConfigError(f"results {results}: no {what}")
+    return out.iloc[0].to_dict()
+
+
+def export_schedule(results: Path, out: Path, trial: str | None = None,
+                    best: str | None = None, where: str | None = None,
+                    mode: str = "max") -> Any:
+    from pruning_core.config import load_trial_config
+    from pruning_core.experiment import prunable_layers
+    from pruning_core.tuned import Schedule
+
+    row = select_row(results, trial, best, where, mode)
+    if row.get("status") != "ok":
+        raise ConfigError(f"trial {row.get('trial_id')}: status {row.get('status')!r}, "
+                          "only completed (ok) trials can be exported")
+    cfg = load_trial_config(_trial_dict(row))
+    layers = prunable_layers(cfg)
+    per_layer = {c.removeprefix("layer_sparsity."): float(v) for c, v in row.items()
+                 if c.startswith("layer_sparsity.") and v is not None and v == v}
+    metrics = {k: _plain(row[k]) for k in ("test_accuracy", "test_loss", "sparsity", "flops",
+                                           "flops_dense", "params_kept", "params")
+               if k in row and row[k] is not None}
+    schedule = Schedule.from_trial(cfg, layers, per_layer, {
+        "sweep": row.get("sweep"), "trial_id": row.get("trial_id"), "model": cfg.model.name,
+        "dataset": cfg.data.name, "seed": cfg.seed, "metrics": metrics,
+        "prunetune_version": row.get("prunetune_version"),
+    })
+    schedule.save(out)
+    return schedule
+
+
+def _plain(v: Any) -> Any:
+    return v.item() if hasattr(v, "item") else v
+
+
+@schedule_app.command("export")
+def export_cmd(
+    results: Annotated[Path, typer.Argument(help="A sweep's results directory.")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the schedule YAML.")],
+    trial: Annotated[str | None, typer.Option("--trial", help="Export this trial id.")] = None,
+    best: Annotated[str | None, typer.Option(
+        "--best", help="Export the best ok trial by this metric.")] = None,
+    where: Annotated[str | None, typer.Option(
+        "--where", help='SQL filter, e.g. "sparsity >= 0.95".')] = None,
+    minimize: Annotated[bool, typer.Option(
+        "--min", help="--best picks the smallest value (e.g. flops).")] = False,
+) -> None:
+    """Write a versioned YAML holding everything needed to prune like one trial did."""
+    cli = _cli()
+    try:
+        s = export_schedule(results, out, trial, best, where, "min" if minimize else "max")
+    except ConfigError as exc:
+        cli.fail(str(exc))
+    cli.console.print(
+        f"schedule from trial {s.provenance.trial_id} ({s.prune.criterion}, {s.prune.schedule} × "
+        f"{s.prune.steps}, target {s.target_sparsity:.4f}, "
+        f"test accuracy {s.provenance.metrics.get('test_accuracy', float('nan')):.4f}) "
+        f"written to {out}")
+
+
+def apply_cmd(
+    schedule: Annotated[Path, typer.Argument(help="A schedule YAML (prunetune schedule export).")],
+    model: Annotated[str | None, typer.Option(
+        "--model", help="Model to prune (default: the schedule's own).")] = None,
+    data: Annotated[str | None, typer.Option(
+        "--data", help="Dataset (default: the schedule's own).")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Override a key: --set train.epochs=5 (repeatable).")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the result JSON.")] = None,
+    masks_out: Annotated[Path | None, typer.Option(
+        "--masks", help="Write the final masks (safetensors).")] = None,
+) -> None:
+    """Prune and train with a tuned schedule; maps per-layer sparsities to a related model."""
+    from pruning_core.experiment import prunable_layers
+    from pruning_core.tuned import Schedule
+
+    cli = _cli()
+    try:
+        s = Schedule.load(schedule)
+        overrides: dict[str, Any] = {}
+        if model:
+            overrides["model.name"] = model
+            if model != s.trial["model"]["name"]:
+                overrides["model.options"] = {}
+        if data:
+            overrides["data.name"] = data
+        extra = cli.apply_overrides({}, set_ or [])
+        from pruning_core.config import flatten
+
+        overrides.update(flatten(extra))
+        base = s.trial_config(overrides=overrides)
+        cfg = s.trial_config(prunable_layers(base), overrides)
+    except ConfigError as exc:
+        cli.fail(str(exc))
+    if cfg.prune.allocation.name == "explicit" and s.prune.allocation.name != "explicit":
+        cli.console.print(f"mapped {len(s.layers)} source layers onto "
+                          f"{len(cfg.prune.allocation.layer_sparsity or [])} target layers "
+                          f"by kind and depth; target sparsity {s.target_sparsity:.4f}")
+    cli.run_trial(cfg, json_out, masks_out)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(schedule_app, name="schedule")
+    app.command("apply")(apply_cmd)
