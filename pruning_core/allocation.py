@@ -165,7 +165,7 @@ class Global(Allocation):
         floors = ctx.floors()
         flats = []
         for n in names:
-            flat = ranked(ctx.scores[n], ctx.masks[n])
+            flat = ranked(self.transform(ctx.scores[n], ctx.masks[n]), ctx.masks[n])
             if floors[n] > 0:  # a layer's best `floor` weights are kept whatever the threshold
                 top = torch.argsort(flat, descending=True, stable=True)[: floors[n]]
                 flat = flat.clone()
@@ -181,6 +181,27 @@ class Global(Allocation):
             counts[n] = int(chosen[start : start + f.numel()].sum())
             start += f.numel()
         return counts
+
+
+    def transform(self, scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Per-layer rescoring before the global ranking (identity here)."""
+        return scores
+
+
+@ALLOCATIONS.register("lamp")
+class LAMP(Global):
+    """LAMP (Lee et al. 2021): score² over the sum of squares of the layer's scores at least as
+    large, then one global threshold. Each layer's best weight scores 1, the maximum, so no layer
+    collapses."""
+
+    def transform(self, scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        sq = (scores.detach().float().flatten() * mask.flatten()) ** 2
+        order = torch.argsort(sq, stable=True)  # ascending
+        sorted_sq = sq[order]
+        suffix = sorted_sq.flip(0).cumsum(0).flip(0)  # Σ_{j ≥ i} w_j²
+        out = torch.empty_like(sq)
+        out[order] = sorted_sq / suffix.clamp_min(torch.finfo(sq.dtype).tiny)
+        return out.view_as(scores)
 
 
 @ALLOCATIONS.register("explicit")

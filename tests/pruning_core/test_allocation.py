@@ -139,3 +139,17 @@ def test_water_fill_and_rounding_helpers():
     assert out["b"] == 1 and sum(out.values()) == 21 and abs(out["c"] - 2 * out["a"]) <= 2
     assert largest_remainder({"a": 1.5, "b": 1.5, "c": 1.0}, {"a": 5, "b": 5, "c": 5}, 4) == {
         "a": 2, "b": 1, "c": 1}
+
+
+def test_lamp_scores_and_no_collapse():
+    from pruning_core.allocation import LAMP
+
+    w = torch.tensor([1.0, 3.0, 2.0])
+    # sorted ascending 1, 2, 3: LAMP = 1/(1+4+9), 4/(4+9), 9/9
+    assert LAMP().transform(w, torch.ones(3, dtype=torch.bool)).tolist() == pytest.approx(
+        [1 / 14, 1.0, 4 / 13])
+    c = ctx(0.99)
+    c.scores["conv1"] = c.scores["conv1"] * 1e-6  # tiny scores: a global threshold kills conv1
+    assert ALLOCATIONS.get("global")().keep_counts(c)["conv1"] == 0
+    counts = ALLOCATIONS.get("lamp")().keep_counts(c)
+    assert all(v >= 1 for v in counts.values()) and sum(counts.values()) == round(0.01 * N)
