@@ -1,0 +1,307 @@
+"""``prunetune pareto``, ``prunetune query`` and ``prunetune report``: registered onto the app.
+
+Bad input (unknown column, bad objective, wrong objective count, missing results, SQL error)
+prints one ``error: ...`` line naming the problem and the fix, and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any
+
+import pandas as pd
+import typer
+
+from .pareto import ALL_STATUSES, DONE_STATUSES, Results, ResultsError, display_name, parse_ref
+
+ResultsArg = Annotated[list[Path], typer.Argument(
+    help="results dir(s) (with trials/), dirs of .parquet files or .parquet files",
+    show_default=False)]
+ObjectiveOpt = Annotated[list[str] | None, typer.Option(
+    "--objective", "-o", help="COLUMN:max|min, 2 or 3 times "
+    "[default: test_accuracy:max, sparsity:max]", show_default=False)]
+WhereOpt = Annotated[str | None, typer.Option(
+    "--where", help="DuckDB SQL condition; short names work: \"sparsity >= 0.9 AND "
+    "criterion = 'snip'\"")]
+ByOpt = Annotated[str | None, typer.Option("--by", help="one front per value of this column")]
+StatusOpt = Annotated[list[str] | None, typer.Option(
+    "--include-status", help="also use trials with this status: error, diverged, "
+    "stopped_early or all (repeatable); default: ok only")]
+RefOpt = Annotated[str | None, typer.Option(
+    "--ref", help="hypervolume reference point, one number per objective: --ref 0.0,0.0 "
+    "[default: worst value of each objective, 1% of its range further out]")]
+FORMATS = ("table", "csv", "json")
+DEFAULT_OBJECTIVES = ["test_accuracy:max", "sparsity:max"]
+TABLE_EXTRA = ("trial_id", "config.prune.criterion", "config.prune.schedule",
+               "config.prune.steps")
+
+
+def _fail(msg: str) -> None:
+    typer.echo(f"error: {msg}", err=True)
+    raise typer.Exit(2)
+
+
+def _statuses(include: list[str] | None) -> tuple[str, ...]:
+    out = list(DONE_STATUSES)
+    for s in include or []:
+        for part in s.split(","):
+            part = part.strip()
+            if part == "all":
+                out.extend(ALL_STATUSES)
+            elif part in ALL_STATUSES:
+                out.append(part)
+            else:
+                _fail(f"--include-status {part!r}: expected one of "
+                      f"{', '.join(ALL_STATUSES)} or all")
+    return tuple(dict.fromkeys(out))
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        _fail(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+
+
+def _jsonable(v: Any) -> Any:
+    if v is None or v is pd.NaT:
+        return None
+    if isinstance(v, pd.Timestamp):
+        return v.isoformat()
+    if hasattr(v, "item"):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, float | int | str | bool):
+        return v
+    try:
+        if pd.isna(v):
+            return None
+    except (TypeError, ValueError):
+        pass
+    return str(v)
+
+
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    cols = list(df.columns)
+    return [{c: _jsonable(v) for c, v in zip(cols, row, strict=True)}
+            for row in df.itertuples(index=False, name=None)]
+
+
+def _print_table(df: pd.DataFrame, title: str | None = None, caption: str | None = None,
+                 limit: int | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, caption=caption, title_justify="left", caption_justify="left")
+    for c in df.columns:
+        numeric = pd.api.types.is_numeric_dtype(df[c])
+        table.add_column(str(c), justify="right" if numeric else "left", overflow="fold")
+    shown = df if limit is None else df.head(limit)
+    for row in shown.itertuples(index=False, name=None):
+        table.add_row(*(_cell(v) for v in row))
+    Console().print(table)
+    if limit is not None and len(df) > limit:
+        typer.echo(f"({len(df) - limit} more rows; use --format csv or json for all)")
+
+
+def _cell(v: Any) -> str:
+    v = _jsonable(v)
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def _emit(df: pd.DataFrame, fmt: str, **table_kw: Any) -> None:
+    if fmt == "csv":
+        typer.echo(df.to_csv(index=False), nl=False)
+    elif fmt == "json":
+        typer.echo(json.dumps(_records(df), indent=2))
+    else:
+        _print_table(df, **table_kw)
+
+
+def pareto_cmd(
+    results: ResultsArg,
+    objective: ObjectiveOpt = None,
+    where: WhereOpt = None,
+    by: ByOpt = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
+    plot: Annotated[Path | None, typer.Option(
+        "--plot", help="also draw the front: front.png (matplotlib) or front.html")] = None,
+    include_status: StatusOpt = None,
+    ref: RefOpt = None,
+    columns: Annotated[str | None, typer.Option(
+        "--columns", help="comma-separated columns to output (csv/json default: all)")] = None,
+) -> None:
+    """Non-dominated completed trials for 2 or 3 objectives (one front per --by group)."""
+    import numpy as np
+
+    from .hypervolume import derive_reference, hypervolume
+
+    _check_format(fmt)
+    statuses = _statuses(include_status)
+    if plot is not None and plot.suffix.lower() not in (".png", ".html", ".svg", ".pdf"):
+        _fail(f"--plot {plot}: expected a .png, .svg, .pdf or .html file name")
+    try:
+        with Results(results) as res:
+            from .pareto import parse_objectives
+
+            objs = parse_objectives(objective or DEFAULT_OBJECTIVES)
+            ref_v = parse_ref(ref, len(objs))
+            cols: list[str] | None
+            if columns:
+                cols = [c.strip() for c in columns.split(",") if c.strip()]
+            elif fmt == "table":
+                cols = [c for c in TABLE_EXTRA if c in res.raw_columns]
+            else:
+                cols = None
+            front = res.front(objs, where=where, by=by, statuses=statuses, columns=cols)
+            full = [res.resolve(o.column) for o in objs]
+            by_full = res.resolve(by) if by else None
+            modes = [o.mode for o in objs]
+            if ref_v is None:
+                allv, _ = res.numeric(full, where, statuses)
+                ref_arr = derive_reference(allv, modes) if np.isfinite(allv).all(1).any() \
+                    else None
+            else:
+                ref_arr = np.asarray(ref_v)
+            aliases = res.aliases
+    except ResultsError as exc:
+        _fail(str(exc))
+        return
+    hv: dict[str, float] = {}
+    if ref_arr is not None and len(front):
+        groups = front.groupby(by_full, dropna=False, sort=True) if by_full else [("all", front)]
+        for g, part in groups:
+            key = str(g[0] if isinstance(g, tuple) else g)
+            hv[key] = hypervolume(part[full].to_numpy(dtype=np.float64), modes, ref_arr)
+    # order: by, objectives, then the rest; short names for display
+    lead = [*([by_full] if by_full else []), *full]
+    front = front[[*lead, *(c for c in front.columns if c not in lead)]]
+    out = front  # csv / json keep the full column names; the table shows short ones
+    ref_txt = ",".join(f"{x:.6g}" for x in ref_arr) if ref_arr is not None else "n/a"
+    if fmt == "json":
+        typer.echo(json.dumps({
+            "objectives": [str(o) for o in objs], "by": by, "where": where,
+            "statuses": list(statuses), "reference_point": None if ref_arr is None else
+            [float(x) for x in ref_arr], "hypervolume": hv, "rows": _records(out)}, indent=2))
+    elif fmt == "csv":
+        _emit(out, "csv")
+    else:
+        caption = f"hypervolume (ref {ref_txt}): " + ", ".join(
+            f"{g} {v:.6g}" for g, v in hv.items()) if hv else None
+        out = out.rename(columns={c: display_name(c, aliases) for c in out.columns})
+        _print_table(out, title=f"Pareto front: {len(out)} trial(s), "
+                     + ", ".join(str(o) for o in objs), caption=caption)
+    if plot is not None and len(front):
+        _plot_front(plot, results, objs, where, by, statuses, ref_v)
+        typer.echo(f"plot written to {plot}", err=True)
+
+
+def _plot_front(plot: Path, results: list[Path], objs: Any, where: str | None,
+                by: str | None, statuses: tuple[str, ...], ref: list[float] | None) -> None:
+    from .report import build_report, render_html, write_pngs
+
+    with Results(results) as res:
+        data = build_report(res, objs, by=by, where=where, statuses=statuses, ref=ref)
+    plot.parent.mkdir(parents=True, exist_ok=True)
+    if plot.suffix.lower() == ".html":
+        plot.write_text(render_html(data), encoding="utf-8")
+        return
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        name = "fronts_by_group.png" if by else "front.png"
+        write_pngs(data, Path(tmp))
+        if plot.suffix.lower() == ".png":
+            Path(tmp, name).replace(plot)
+            return
+    _front_figure(data, plot)
+
+
+def _front_figure(data: Any, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    pts = np.array([p["v"] for p in data.points])
+    fr = np.array([p["f"] for p in data.points], dtype=bool)
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.scatter(pts[~fr, 1], pts[~fr, 0], s=8, c="#bbbbbb")
+    f = pts[fr][np.argsort(pts[fr][:, 1])]
+    ax.plot(f[:, 1], f[:, 0], "o-", ms=4, c="#d62728")
+    ax.set_xlabel(data.labels[1])
+    ax.set_ylabel(data.labels[0])
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def query_cmd(
+    results: Annotated[list[Path], typer.Argument(
+        help="results path(s), then the SQL as the last argument", show_default=False)],
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
+) -> None:
+    """Ad-hoc SQL over the view `trials` (all statuses; short names for config.* columns).
+
+    Example: prunetune query results/s1 "SELECT criterion, max(test_accuracy) FROM trials
+    WHERE status = 'ok' GROUP BY ALL ORDER BY 2 DESC"
+    """
+    _check_format(fmt)
+    if len(results) < 2:
+        _fail("expected RESULTS... SQL, e.g. prunetune query results/s1 "
+              "\"SELECT count(*) FROM trials\"")
+    sql = str(results[-1])
+    try:
+        with Results(results[:-1]) as res:
+            df = res.query(sql)
+    except ResultsError as exc:
+        _fail(str(exc))
+        return
+    _emit(df, fmt, title=None, limit=200)
+
+
+def report_cmd(
+    results: ResultsArg,
+    out: Annotated[Path, typer.Option("--out", help="HTML file to write")] = Path("report.html"),
+    objective: ObjectiveOpt = None,
+    where: WhereOpt = None,
+    by: Annotated[str | None, typer.Option(
+        "--by", help="group for per-group fronts [default: criterion when recorded]")] = None,
+    png_dir: Annotated[Path | None, typer.Option(
+        "--png-dir", help="also write the main plots as PNG here (for papers)")] = None,
+    include_status: StatusOpt = None,
+    ref: RefOpt = None,
+    title: Annotated[str | None, typer.Option("--title", help="page title")] = None,
+) -> None:
+    """One self-contained HTML page: fronts, curves, layer heatmap, hypervolume, table."""
+    from .pareto import parse_objectives
+    from .report import write_report
+
+    statuses = _statuses(include_status)
+    try:
+        objs = parse_objectives(objective or DEFAULT_OBJECTIVES)
+        data = write_report(results, out, objs, by=by, where=where, statuses=statuses,
+                            ref=parse_ref(ref, len(objs)), png_dir=png_dir, title=title)
+    except ResultsError as exc:
+        _fail(str(exc))
+        return
+    except ValueError as exc:
+        _fail(f"{exc}; check --where / --include-status")
+        return
+    typer.echo(f"report written to {out} ({len(data.table.get('rows', []))} front trials, "
+               f"{data.n_included} trials plotted)")
+    if png_dir is not None:
+        typer.echo(f"PNGs written to {png_dir}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``pareto``, ``query`` and ``report`` to the ``prunetune`` app."""
+    app.command("pareto")(pareto_cmd)
+    app.command("query")(query_cmd)
+    app.command("report")(report_cmd)

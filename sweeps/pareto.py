@@ -1,0 +1,579 @@
+"""Pareto queries over sweep results: non-dominated sets, filters, DuckDB views.
+
+Definitions used everywhere in prunetune:
+
+* An *objective* is a numeric column and a mode, ``max`` or ``min`` (``test_accuracy:max``).
+* Row ``p`` is *dominated* iff another row ``q`` is at least as good in every objective and
+  strictly better in one. Rows with identical objective values never dominate each other, so
+  every duplicate of a non-dominated row is on the front.
+* A row whose value is missing (NULL), NaN or infinite in any objective is excluded.
+* Only ``status = 'ok'`` rows take part unless other statuses are asked for: ``error``,
+  ``diverged`` and ``stopped_early`` trials did not finish the configuration they describe.
+
+Algorithms (all numpy, no Python loop over rows):
+
+* 2 objectives: lexicographic sort, then a running maximum — O(n log n).
+* 3 objectives: sort by the first objective; a row is dominated iff an earlier (distinct) row
+  is at least as good in the other two. That 2-D prefix query is answered for all rows at once
+  by a bottom-up divide and conquer (one sort per level) — O(n log² n) — after a cheap exact
+  pre-filter that drops rows dominated by a few pivot rows (most rows, on real sweeps).
+
+Reading: a RESULTS path is a results directory (its ``trials/*.parquet``), a directory of
+``*.parquet`` files, or one Parquet file; several are read as one dataset through DuckDB
+``read_parquet([...], union_by_name=true)``. The view ``trials`` holds every column under its
+full name plus short aliases (see :func:`short_aliases`), so ``criterion`` works where
+``"config.prune.criterion"`` does.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["max", "min"]
+DONE_STATUSES: tuple[str, ...] = ("ok",)
+ALL_STATUSES: tuple[str, ...] = ("ok", "error", "diverged", "stopped_early")
+_ALIAS_PREFIXES = ("config.prune.", "config.")
+
+
+class ResultsError(ValueError):
+    """Bad input to a results query; the message names what is wrong and how to fix it."""
+
+
+# --------------------------------------------------------------------------- objectives
+@dataclass(frozen=True)
+class Objective:
+    column: str
+    mode: Mode = "max"
+
+    def __str__(self) -> str:
+        return f"{self.column}:{self.mode}"
+
+
+def parse_objective(spec: str | Objective) -> Objective:
+    """``"test_accuracy:max"`` -> Objective; the mode is required and must be max or min."""
+    if isinstance(spec, Objective):
+        return spec
+    column, sep, mode = spec.strip().rpartition(":")
+    mode = mode.strip().lower()
+    if not sep or not column.strip():
+        raise ResultsError(f"objective {spec!r}: expected COLUMN:MODE, e.g. test_accuracy:max")
+    if mode not in ("max", "min"):
+        raise ResultsError(f"objective {spec!r}: mode {mode!r} must be 'max' or 'min', "
+                           f"e.g. {column.strip()}:max")
+    return Objective(column.strip(), mode)  # type: ignore[arg-type]
+
+
+def parse_objectives(specs: Iterable[str | Objective]) -> list[Objective]:
+    objs = [parse_objective(s) for s in specs]
+    if not 2 <= len(objs) <= 3:
+        raise ResultsError(f"got {len(objs)} objective(s); give 2 or 3, e.g. "
+                           "--objective test_accuracy:max --objective sparsity:max")
+    cols = [o.column for o in objs]
+    if len(set(cols)) != len(cols):
+        raise ResultsError(f"objectives repeat a column ({', '.join(cols)}); give distinct ones")
+    return objs
+
+
+def to_max_space(values: np.ndarray, modes: Sequence[str]) -> np.ndarray:
+    """(n, k) float array with ``min`` columns negated, so larger is better everywhere."""
+    sign = np.array([1.0 if m == "max" else -1.0 for m in modes])
+    return np.asarray(values, dtype=np.float64) * sign
+
+
+# --------------------------------------------------------------------------- fronts
+def pareto_mask(values: np.ndarray, modes: Sequence[str]) -> np.ndarray:
+    """Boolean mask (n,) of non-dominated rows of ``values`` (n, k), k in {1, 2, 3}.
+
+    Rows with a non-finite value are never on the front and never dominate.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 2 or values.shape[1] != len(modes):
+        raise ValueError(f"values shape {values.shape} does not match {len(modes)} modes")
+    n, k = values.shape
+    if not 1 <= k <= 3:
+        raise ValueError("pareto_mask supports 1 to 3 objectives")
+    mask = np.zeros(n, dtype=bool)
+    finite = np.isfinite(values).all(axis=1)
+    idx = np.flatnonzero(finite) if not finite.all() else np.arange(n)
+    if idx.size == 0:
+        return mask
+    cols = [values[idx, j] if m == "max" else -values[idx, j] for j, m in enumerate(modes)]
+    if k == 1:
+        mask[idx[cols[0] == cols[0].max()]] = True
+        return mask
+    sub = np.flatnonzero(_pivot_prefilter(cols))
+    if k == 2:
+        mask[idx[sub[_front2(cols[0][sub], cols[1][sub])]]] = True
+    else:
+        mask[idx[sub[_front3(np.column_stack([c[sub] for c in cols]))]]] = True
+    return mask
+
+
+def _front2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Indices of non-dominated points, maximising both a and b. One argsort, no lexsort.
+
+    Sort by a descending; for a group of equal a, point i is dominated iff a group with larger a
+    has some b >= b_i, or its own group has some b > b_i. Identical points dominate nothing.
+    """
+    order = np.argsort(-a)
+    a_s, b_s = a[order], b[order]
+    starts = np.flatnonzero(np.r_[True, a_s[1:] != a_s[:-1]])
+    gmax = np.maximum.reduceat(b_s, starts)
+    prev = np.empty_like(gmax)
+    prev[0] = -np.inf
+    np.maximum.accumulate(gmax[:-1], out=prev[1:])
+    gid = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(b_s)]))
+    keep = (b_s > prev[gid]) & (b_s >= gmax[gid])
+    return order[keep]
+
+
+def _front3(x: np.ndarray) -> np.ndarray:
+    """Indices of non-dominated rows of x (m, 3), maximising all three."""
+    order = _lex_desc(x)
+    xs = x[order]
+    new_run = np.ones(len(xs), dtype=bool)
+    new_run[1:] = (xs[1:] != xs[:-1]).any(axis=1)
+    firsts = np.flatnonzero(new_run)  # one representative per distinct vector
+    u = xs[firsts]
+    # u is sorted best-first and distinct: row i is dominated iff an earlier row q has
+    # b_q >= b_i and c_q >= c_i (a_q >= a_i by the sort, and q != i).
+    keep_u = _prefix_dominance_free(u[:, 1], u[:, 2])
+    run_id = np.cumsum(new_run) - 1
+    return order[keep_u[run_id]]
+
+
+def _dense_rank(v: np.ndarray) -> tuple[np.ndarray, int]:
+    """Dense ranks (0 = smallest, ties equal) and the number of distinct values."""
+    o = np.argsort(v)
+    vs = v[o]
+    r = np.empty(len(v), dtype=np.int64)
+    if len(v) == 0:
+        return r, 0
+    steps = np.cumsum(np.r_[False, vs[1:] != vs[:-1]])
+    r[o] = steps
+    return r, int(steps[-1]) + 1
+
+
+def _lex_desc(x: np.ndarray) -> np.ndarray:
+    """Order sorting rows lexicographically descending (np.lexsort is slow on floats)."""
+    if len(x) < 50_000:
+        return np.lexsort(tuple(-x[:, j] for j in range(x.shape[1] - 1, -1, -1)))
+    key = np.zeros(len(x), dtype=np.int64)
+    total = 1
+    for j in range(x.shape[1]):
+        r, m = _dense_rank(x[:, j])
+        total *= max(m, 1)
+        if total >= 2**62:
+            return np.lexsort(tuple(-x[:, j] for j in range(x.shape[1] - 1, -1, -1)))
+        key = key * m + r
+    return np.argsort(-key)
+
+
+def _pivot_prefilter(cols: Sequence[np.ndarray]) -> np.ndarray:
+    """Exact pre-filter: False for rows dominated by one of a few non-dominated pivots.
+
+    ``cols``: k contiguous columns, maximised. Each pivot maximises a positive weighting of the
+    min-max-normalised objectives (ties broken towards the lexicographic best), so it is on the
+    front; removing rows it dominates cannot change the front (dominance is transitive). Two
+    rounds: k + 1 pivots over all rows, then more over the survivors. A few passes over memory
+    per pivot, so this costs a small fraction of a sort and usually leaves a tiny remainder.
+    """
+    k, m = len(cols), len(cols[0])
+    alive = np.ones(m, dtype=bool)
+    if m < 4096:
+        return alive
+    lo = np.array([c.min() for c in cols])
+    hi = np.array([c.max() for c in cols])
+    span = np.where(hi > lo, hi - lo, 1.0)
+    rng = np.random.default_rng(0)
+    idx = np.arange(m)
+    cur = list(cols)
+    for n_piv in (k + 1, 24):
+        w = rng.dirichlet(np.ones(k), size=n_piv)
+        w[:k] = np.eye(k) * 0.9 + 0.1 / k
+        best: set[int] = set()
+        for wi in w:
+            score = cur[0] * (wi[0] / span[0])
+            for j in range(1, k):
+                score += cur[j] * (wi[j] / span[j])
+            cand = np.flatnonzero(score == score.max())
+            tied = np.column_stack([c[cand] for c in cur])
+            best.add(int(cand[_lex_desc(tied)[0]]))
+        dom = np.zeros(len(idx), dtype=bool)
+        for b in sorted(best):
+            ge = cur[0] <= cur[0][b]
+            eq = cur[0] == cur[0][b]
+            for j in range(1, k):
+                ge &= cur[j] <= cur[j][b]
+                eq &= cur[j] == cur[j][b]
+            dom |= ge & ~eq
+        alive[idx[dom]] = False
+        keep = ~dom
+        idx = idx[keep]
+        cur = [c[keep] for c in cur]
+        if len(idx) < 4096:
+            break
+    return alive
+
+
+def _prefix_dominance_free(b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """keep[i] = no j < i with b[j] >= b[i] and c[j] >= c[i]; vectorised bottom-up CDQ.
+
+    At level s, positions split into blocks of 2s; the left half of each block answers the
+    queries of its right half: within a block sort by b descending (inserts before queries on
+    ties), take a running max of c over inserts and compare at each query. Every pair j < i is
+    in exactly one such (left, right) split, so there are log2(m) levels of one sort each.
+    """
+    m = len(b)
+    dominated = np.zeros(m, dtype=bool)
+    if m < 2:
+        return ~dominated
+    br, _ = _dense_rank(b)
+    cr, _ = _dense_rank(c)
+    pos = np.arange(m, dtype=np.int64)
+    big = m + 1
+    s = 1
+    while s < m:
+        seg = pos // (2 * s)
+        is_query = (pos // s) % 2 == 1
+        # sort key: segment, then b descending, then inserts (0) before queries (1); rows with
+        # equal keys are interchangeable, so an unstable sort is fine
+        key = (seg * big + (big - 1 - br)) * 2 + is_query
+        order = np.argsort(key)
+        q_sorted = is_query[order]
+        vals = np.where(q_sorted, -1, seg[order] * big + cr[order])
+        run = np.maximum.accumulate(vals)
+        qo = order[q_sorted]
+        best = run[q_sorted] - seg[qo] * big  # < 0: no insert in this segment yet
+        dominated[qo] |= best >= cr[qo]
+        s *= 2
+    return ~dominated
+
+
+def pareto_front(df: pd.DataFrame, objectives: Sequence[str | Objective]) -> pd.DataFrame:
+    """Non-dominated rows of ``df`` for 2 or 3 objectives, sorted by the first (best first).
+
+    ``objectives``: ``"column:max"`` strings or :class:`Objective`. Rows are not filtered by
+    status here: do that first (``load_results`` keeps completed trials by default).
+    """
+    objs = parse_objectives(objectives)
+    missing = [o.column for o in objs if o.column not in df.columns]
+    if missing:
+        raise ResultsError(_unknown_column_msg(missing[0], list(df.columns)))
+    vals = np.column_stack([pd.to_numeric(df[o.column], errors="coerce").to_numpy(
+        dtype=np.float64, na_value=np.nan) for o in objs]) if len(df) else np.empty((0, len(objs)))
+    mask = pareto_mask(vals, [o.mode for o in objs])
+    return _sort_front(df[mask], objs)
+
+
+def _sort_front(front: pd.DataFrame, objs: Sequence[Objective]) -> pd.DataFrame:
+    cols = [o.column for o in objs]
+    asc = [o.mode == "min" for o in objs]
+    return front.sort_values(cols, ascending=asc, kind="stable").reset_index(drop=True)
+
+
+def pareto_front_by(df: pd.DataFrame, objectives: Sequence[str | Objective],
+                    by: str) -> pd.DataFrame:
+    """One front per value of ``by`` (missing values form their own group)."""
+    if by not in df.columns:
+        raise ResultsError(_unknown_column_msg(by, list(df.columns)))
+    parts = [pareto_front(g, objectives) for _, g in df.groupby(by, dropna=False, sort=True)]
+    if not parts:
+        return df.iloc[0:0]
+    return pd.concat(parts, ignore_index=True)
+
+
+# --------------------------------------------------------------------------- reading
+def resolve_paths(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[str]:
+    """RESULTS arguments -> Parquet file paths or globs for DuckDB; ResultsError if none."""
+    if isinstance(paths, str | os.PathLike):
+        paths = [paths]
+    out: list[str] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_file():
+            out.append(str(p))
+            continue
+        if not p.is_dir():
+            raise ResultsError(f"results path {raw}: no such file or directory; give a results "
+                               "dir (with trials/), a dir of .parquet files or a .parquet file")
+        base = p / "trials" if (p / "trials").is_dir() else p
+        if _has_parquet(base):
+            out.append(str(base / "*.parquet"))
+            continue
+        subdirs = sorted({str(f.parent) for f in p.rglob("*.parquet")
+                          if not f.name.startswith(".") and "trials_orphaned" not in f.parts})
+        if not subdirs:
+            raise ResultsError(f"results path {raw}: no .parquet files found (looked in "
+                               f"{base}); has the sweep written any trials yet?")
+        out.extend(str(Path(d) / "*.parquet") for d in subdirs)
+    return out
+
+
+def _has_parquet(d: Path) -> bool:
+    with os.scandir(d) as it:
+        return any(e.name.endswith(".parquet") and not e.name.startswith(".") and e.is_file()
+                   for e in it)
+
+
+def _sql_str(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def short_aliases(columns: Sequence[str]) -> dict[str, str]:
+    """Short names for ``config.*`` columns: alias -> full column name.
+
+    ``config.prune.criterion`` -> ``criterion``; ``config.model.name`` -> ``model.name`` and
+    ``model_name``; ``config.prune.allocation.name`` -> ``allocation.name`` and
+    ``allocation_name``. An alias is offered only when exactly one column yields it and no real
+    column has that name (so ``sparsity`` stays the measured sparsity, and the configured target
+    is ``target_sparsity`` or ``"config.prune.sparsity"``).
+    """
+    real = set(columns)
+    cands: dict[str, set[str]] = {}
+    for col in columns:
+        for prefix in _ALIAS_PREFIXES:
+            if col.startswith(prefix) and len(col) > len(prefix):
+                rest = col[len(prefix):]
+                for alias in {rest, rest.replace(".", "_")}:
+                    cands.setdefault(alias, set()).add(col)
+    return {a: next(iter(src)) for a, src in sorted(cands.items())
+            if len(src) == 1 and a not in real}
+
+
+def _unknown_column_msg(name: str, columns: Sequence[str]) -> str:
+    near = difflib.get_close_matches(name, list(columns), n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(near)}?" if near else \
+        "see the columns with: prunetune query RESULTS \"DESCRIBE trials\""
+    return f"unknown column {name!r}; {hint}"
+
+
+class Results:
+    """A DuckDB connection over one or more RESULTS paths.
+
+    Views: ``trials_raw`` (the Parquet columns as written) and ``trials`` (the same plus short
+    aliases from :func:`short_aliases`). Nothing is loaded until a query runs.
+    """
+
+    def __init__(self, paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+                 threads: int | None = None) -> None:
+        import duckdb
+
+        self.sources = resolve_paths(paths)
+        self.con = duckdb.connect()
+        if threads:
+            self.con.execute(f"SET threads = {int(threads)}")
+        lst = "[" + ", ".join(_sql_str(s) for s in self.sources) + "]"
+        try:
+            self.con.execute("CREATE VIEW trials_raw AS SELECT * FROM read_parquet("
+                             f"{lst}, union_by_name=true)")
+            self.raw_columns: list[str] = [
+                r[0] for r in self.con.execute("DESCRIBE trials_raw").fetchall()]
+        except duckdb.Error as exc:
+            raise ResultsError(f"cannot read results {', '.join(map(str, self.sources))}: "
+                               f"{_first_line(exc)}") from exc
+        self.aliases = short_aliases(self.raw_columns)
+        extra = "".join(f", {quote_ident(full)} AS {quote_ident(a)}"
+                        for a, full in self.aliases.items())
+        self.con.execute(f"CREATE VIEW trials AS SELECT *{extra} FROM trials_raw")
+        self.columns = [*self.raw_columns, *self.aliases]
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Results:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- helpers
+    def resolve(self, name: str) -> str:
+        """A column or alias name -> the full column name; ResultsError naming near matches."""
+        if name in self.raw_columns:
+            return name
+        if name in self.aliases:
+            return self.aliases[name]
+        raise ResultsError(_unknown_column_msg(name, self.columns))
+
+    def query(self, sql: str) -> pd.DataFrame:
+        """Run SQL (``FROM trials``) and return a DataFrame; ResultsError on a SQL error."""
+        import duckdb
+
+        try:
+            rel = self.con.sql(sql)
+            return rel.to_arrow_table().to_pandas() if rel is not None else pd.DataFrame()
+        except duckdb.Error as exc:
+            raise ResultsError(f"SQL error: {_first_line(exc)} (the table is 'trials'; quote "
+                               'dotted names: "config.prune.criterion")') from exc
+
+    def _where(self, where: str | None, statuses: Sequence[str] | None) -> str:
+        conds = []
+        if statuses is not None and "status" in self.raw_columns:
+            conds.append(f"status IN ({', '.join(_sql_str(s) for s in statuses)})")
+        if where:
+            conds.append(f"({where})")
+        return (" WHERE " + " AND ".join(conds)) if conds else ""
+
+    def load(self, where: str | None = None,
+             statuses: Sequence[str] | None = DONE_STATUSES,
+             columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """Rows (full column names plus aliases) passing ``where`` and the status filter."""
+        sel = ", ".join(quote_ident(c) for c in columns) if columns else "*"
+        return self.query(f"SELECT {sel} FROM trials{self._where(where, statuses)}")
+
+    def numeric(self, columns: Sequence[str], where: str | None = None,
+                statuses: Sequence[str] | None = DONE_STATUSES,
+                extra: Sequence[str] = ()) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """(n, k) float64 matrix of ``columns`` (NULL -> NaN) and the ``extra`` columns."""
+        import duckdb
+
+        cols = [f"CAST({quote_ident(self.resolve(c))} AS DOUBLE)" for c in columns]
+        ext = [quote_ident(self.resolve(c)) for c in extra]
+        sql = f"SELECT {', '.join([*cols, *ext])} FROM trials{self._where(where, statuses)}"
+        try:
+            tbl = self.con.sql(sql).to_arrow_table()
+        except duckdb.Error as exc:
+            raise ResultsError(f"SQL error in --where: {_first_line(exc)}") from exc
+        k = len(columns)
+        if tbl.num_rows == 0:
+            mat = np.empty((0, k))
+        else:
+            mat = np.column_stack([tbl.column(j).to_numpy(zero_copy_only=False)
+                                   .astype(np.float64, copy=False) for j in range(k)])
+        ex = {c: tbl.column(k + j).to_numpy(zero_copy_only=False) for j, c in enumerate(extra)}
+        return mat, ex
+
+    def front(self, objectives: Sequence[str | Objective], where: str | None = None,
+              by: str | None = None, statuses: Sequence[str] | None = DONE_STATUSES,
+              columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """The front's rows, sorted by the first objective (best first); one front per ``by``.
+
+        Reads only the objective (and ``by``) columns of the rows passing the filters, finds the
+        front in numpy, then fetches the front's rows: all columns, or only ``columns`` (plus
+        objectives and ``by``) — much faster on wide, large datasets.
+        """
+        objs = parse_objectives(objectives)
+        full = [self.resolve(o.column) for o in objs]
+        objs = [Objective(f, o.mode) for f, o in zip(full, objs, strict=True)]
+        by_full = self.resolve(by) if by else None
+        vals, ex = self.numeric(full, where, statuses, extra=[by_full] if by_full else [])
+        modes = [o.mode for o in objs]
+        if by_full is None:
+            mask = pareto_mask(vals, modes)
+        else:
+            mask = np.zeros(len(vals), dtype=bool)
+            codes, _ = pd.factorize(pd.Series(ex[by_full], dtype=object), use_na_sentinel=False)
+            for g in np.unique(codes):
+                sel = np.flatnonzero(codes == g)
+                mask[sel[pareto_mask(vals[sel], modes)]] = True
+        wanted = list(self.raw_columns)
+        if columns is not None:
+            wanted = list(dict.fromkeys([*(self.resolve(c) for c in columns), *full,
+                                         *([by_full] if by_full else [])]))
+        sel_sql = ", ".join(quote_ident(c) for c in wanted)
+        fvals = vals[mask]
+        if len(fvals) == 0:
+            rows = self.query(f"SELECT {sel_sql} FROM trials WHERE false")
+        else:
+            import pyarrow as pa
+
+            # the front is exactly the rows whose objective vector is a front vector: fetch
+            # candidates by the first objective (a pushed-down filter), match the rest here
+            self.con.register("_front_keys", pa.table({"k": np.unique(fvals[:, 0])}))
+            try:
+                cond = f"CAST({quote_ident(full[0])} AS DOUBLE) IN (SELECT k FROM _front_keys)"
+                extra_where = f"({where}) AND {cond}" if where else cond
+                rows = self.query(f"SELECT {sel_sql} FROM trials"
+                                  f"{self._where(extra_where, statuses)}")
+            finally:
+                self.con.unregister("_front_keys")
+            rows = _match_front(rows, full, by_full, fvals,
+                                ex[by_full][mask] if by_full else None)
+        if by_full:
+            return rows.sort_values([by_full, *full],
+                                    ascending=[True, *[o.mode == "min" for o in objs]],
+                                    kind="stable", na_position="last").reset_index(drop=True)
+        return _sort_front(rows, objs)
+
+
+def _match_front(rows: pd.DataFrame, cols: Sequence[str], by: str | None, fvals: np.ndarray,
+                 fby: np.ndarray | None) -> pd.DataFrame:
+    """Keep rows whose (by, objective values) equal those of a front row."""
+    keys = pd.DataFrame(fvals, columns=[f"_k{j}" for j in range(len(cols))])
+    cand = pd.DataFrame({f"_k{j}": pd.to_numeric(rows[c], errors="coerce").astype(np.float64)
+                         for j, c in enumerate(cols)})
+    if by is not None and fby is not None:
+        keys["_kby"] = pd.Series(fby, dtype=object).astype(str).to_numpy()
+        cand["_kby"] = rows[by].astype(object).astype(str).to_numpy()
+    keys = keys.drop_duplicates()
+    hit = cand.merge(keys.assign(_hit=True), how="left", on=list(keys.columns))["_hit"]
+    return rows[hit.fillna(False).to_numpy(dtype=bool)]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def load_results(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+                 where: str | None = None,
+                 statuses: Sequence[str] | None = DONE_STATUSES) -> pd.DataFrame:
+    """All rows of one or more RESULTS paths as a DataFrame (full names plus short aliases).
+
+    ``statuses``: which trial statuses to keep (default completed ``ok`` trials only; ``None``
+    keeps everything). ``where``: a DuckDB SQL condition, short names allowed.
+    """
+    with Results(paths) as res:
+        return res.load(where, statuses)
+
+
+def query(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+          sql: str) -> pd.DataFrame:
+    """Ad-hoc SQL over the view ``trials`` (all statuses)."""
+    with Results(paths) as res:
+        return res.query(sql)
+
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def display_name(col: str, aliases: dict[str, str] | None = None) -> str:
+    """Shortest alias of a column for display (``config.prune.criterion`` -> ``criterion``)."""
+    if aliases:
+        short = [a for a, full in aliases.items() if full == col and _IDENT.match(a)]
+        if short:
+            return min(short, key=len)
+    return col
+
+
+def parse_ref(text: str | None, k: int) -> list[float] | None:
+    """``"0.0,1.0"`` -> [0.0, 1.0]; ResultsError unless there are exactly k numbers."""
+    if text is None:
+        return None
+    try:
+        ref = [float(x) for x in text.split(",")]
+    except ValueError:
+        raise ResultsError(f"--ref {text!r}: expected {k} comma-separated numbers, "
+                           "e.g. --ref 0.0,0.0") from None
+    if len(ref) != k:
+        raise ResultsError(f"--ref {text!r}: {len(ref)} number(s) for {k} objectives; "
+                           "give one per objective, in --objective order")
+    return ref
+
