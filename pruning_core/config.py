@@ -20,7 +20,7 @@ class _Strict(BaseModel):
 
 class ModelConfig(_Strict):
     name: str = "cnn1d"
-    #: extra keyword arguments for the model builder (e.g. ``width`` for the MLP)
+    #: extra keyword arguments for the model builder (``hidden`` for mlp, ``width`` for vgg/resnet)
     options: dict[str, Any] = Field(default_factory=dict)
 
 

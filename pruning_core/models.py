@@ -1,0 +1,392 @@
+"""Model registry: builders of plain ``nn.Module`` classifiers.
+
+Every builder has the signature ``build(input_shape, num_classes, **options) -> nn.Module``
+where ``input_shape`` excludes the batch dimension: ``(1, 40)`` for MNIST-1D, ``(3, 32, 32)``
+for CIFAR, ``(1, 8, 8)`` for digits, ``(64,)`` for flat vectors.
+
+Only stock layers (``nn.Conv1d/2d``, ``nn.Linear``, ``nn.BatchNorm1d/2d``) hold parameters, so
+masks, criteria and structured surgery never need to know about custom layer types. Container
+modules (residual blocks, the 1-D CNN) only route tensors between those layers.
+
+``create_model`` is the one entry point: registered names, plus ``tv:<name>`` for any
+torchvision classifier built with random weights (weights are never downloaded).
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import logging
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import ConfigError
+from .registry import Registry
+
+log = logging.getLogger(__name__)
+
+ModelBuilder = Callable[..., nn.Module]
+MODELS: Registry[ModelBuilder] = Registry("model")
+
+TV_PREFIX = "tv:"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _scaled(channels: int, width: float) -> int:
+    """Channel count times a width multiplier, never below one channel."""
+    if width <= 0:
+        raise ConfigError(f"model option width={width} must be > 0 (e.g. 0.25 for a tiny model)")
+    return max(1, round(channels * width))
+
+
+def _image_shape(name: str, input_shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """(C, H, W) from ``input_shape``; 2-D models need a channel and two spatial dims."""
+    if len(input_shape) != 3:
+        raise ConfigError(f"model {name!r} needs input_shape (C, H, W); got {tuple(input_shape)}")
+    c, h, w = (int(d) for d in input_shape)
+    return c, h, w
+
+
+def _conv_out(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:
+    """Output length of a convolution along one dimension (PyTorch's floor formula)."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+# Not in-place: in-place ReLUs break module backward hooks that criteria and similarity
+# probes may attach, and the memory saved is negligible at these model sizes.
+
+
+def _init_conv_bn(model: nn.Module) -> None:
+    """He et al. init for convs (fan_out, relu) and identity BatchNorm, as torchvision does."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv1d | nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+# --------------------------------------------------------------------------- MLP
+
+
+@MODELS.register("mlp")
+def build_mlp(
+    input_shape: tuple[int, ...], num_classes: int, hidden: Sequence[int] = (300, 100)
+) -> nn.Module:
+    """LeNet-300-100 (LeCun et al. 1998): flattens any input; ``hidden`` sets the widths."""
+    layers: list[nn.Module] = [nn.Flatten()]  # (B, *input_shape) -> (B, D)
+    fan_in = math.prod(int(d) for d in input_shape)
+    for width in hidden:
+        layers += [nn.Linear(fan_in, int(width)), nn.ReLU()]
+        fan_in = int(width)
+    layers.append(nn.Linear(fan_in, num_classes))  # (B, num_classes)
+    return nn.Sequential(*layers)
+
+
+# --------------------------------------------------------------------------- 1-D CNN
+
+
+class CNN1d(nn.Module):
+    """Greydanus (2020) MNIST-1D CNN: three strided Conv1d + ReLU, then one Linear.
+
+    The published ``ConvBase`` uses kernels 5, 3, 3 (stride 2, padding 1) with 25 channels:
+    length 40 -> 19 -> 10 -> 5, so the classifier sees 25 * 5 = 125 features.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        length: int,
+        num_classes: int,
+        channels: int = 25,
+        kernel_sizes: Sequence[int] = (5, 3, 3),
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in, size = in_channels, length
+        for k in kernel_sizes:
+            size = _conv_out(size, int(k), stride=2, padding=1)
+            if size < 1:
+                raise ConfigError(f"model 'cnn1d': sequence length {length} too short")
+            layers += [nn.Conv1d(c_in, channels, int(k), stride=2, padding=1), nn.ReLU()]
+            c_in = channels
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(channels * size, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2:  # (B, L): plain sequences get a channel axis
+            x = x.unsqueeze(1)  # (B, 1, L)
+        h = self.features(x)  # (B, channels, L')
+        return self.classifier(h)  # (B, num_classes)
+
+
+@MODELS.register("cnn1d")
+def build_cnn1d(
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    channels: int = 25,
+    kernel_sizes: Sequence[int] = (5, 3, 3),
+) -> nn.Module:
+    """MNIST-1D baseline CNN; input ``(C, L)`` or ``(L,)``."""
+    if len(input_shape) == 1:
+        c, length = 1, int(input_shape[0])
+    elif len(input_shape) == 2:
+        c, length = int(input_shape[0]), int(input_shape[1])
+    else:
+        raise ConfigError(f"model 'cnn1d' needs input_shape (C, L) or (L,); got {input_shape}")
+    return CNN1d(c, length, num_classes, channels=int(channels), kernel_sizes=kernel_sizes)
+
+
+# --------------------------------------------------------------------------- LeNet-5
+
+
+@MODELS.register("lenet5")
+def build_lenet5(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """LeNet-5 (conv 6, conv 16, fc 120-84-classes) with ReLU and max pooling.
+
+    The first conv pads by 2 so 28x28 MNIST gets the classic 32x32 geometry; an adaptive max
+    pool to 5x5 replaces the second pool so any H, W >= 8 reaches the classic 16*5*5 features
+    (exactly ``MaxPool2d(2)`` at 28x28). The second conv pads only where the map is too small.
+    """
+    c, h, w = _image_shape("lenet5", input_shape)
+    if min(h, w) < 8:
+        raise ConfigError(f"model 'lenet5' needs H, W >= 8; got input_shape {input_shape}")
+    pad2 = tuple(0 if s // 2 >= 5 else 2 for s in (h, w))  # pooled map smaller than the kernel
+    return nn.Sequential(
+        nn.Conv2d(c, 6, 5, padding=2),  # (B, 6, H, W)
+        nn.ReLU(),
+        nn.MaxPool2d(2),  # (B, 6, H/2, W/2)
+        nn.Conv2d(6, 16, 5, padding=pad2),  # (B, 16, H/2-4, W/2-4) for large inputs
+        nn.ReLU(),
+        nn.AdaptiveMaxPool2d((5, 5)),  # (B, 16, 5, 5)
+        nn.Flatten(),  # (B, 400)
+        nn.Linear(16 * 5 * 5, 120),
+        nn.ReLU(),
+        nn.Linear(120, 84),
+        nn.ReLU(),
+        nn.Linear(84, num_classes),  # (B, num_classes)
+    )
+
+
+# --------------------------------------------------------------------------- VGG
+
+
+VGG_CFGS: dict[str, list[int | str]] = {
+    "vgg11_bn": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    "vgg16_bn": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M",
+                 512, 512, 512, "M", 512, 512, 512, "M"],
+}  # fmt: skip
+
+
+def _vgg(
+    name: str, input_shape: tuple[int, ...], num_classes: int, width: float = 1.0
+) -> nn.Module:
+    """CIFAR-form VGG: 3x3 conv + BN + ReLU stacks, global average pool, one Linear."""
+    c, h, w = _image_shape(name, input_shape)
+    layers: list[nn.Module] = []
+    for v in VGG_CFGS[name]:
+        if v == "M":
+            # Pool only while there is something to halve, so 8x8 inputs keep all convs.
+            if min(h, w) >= 2:
+                layers.append(nn.MaxPool2d(2))
+                h, w = h // 2, w // 2
+            continue
+        out = _scaled(int(v), width)
+        layers += [nn.Conv2d(c, out, 3, padding=1, bias=False), nn.BatchNorm2d(out)]
+        layers.append(nn.ReLU())
+        c = out
+    model = nn.Sequential(
+        *layers,  # (B, 512w, h, w)
+        nn.AdaptiveAvgPool2d(1),  # (B, 512w, 1, 1); identity at 32x32
+        nn.Flatten(),  # (B, 512w)
+        nn.Linear(c, num_classes),  # (B, num_classes)
+    )
+    _init_conv_bn(model)
+    return model
+
+
+@MODELS.register("vgg11_bn")
+def build_vgg11_bn(input_shape: tuple[int, ...], num_classes: int, width: float = 1.0) -> nn.Module:
+    """VGG-11 with BatchNorm, CIFAR form (Linear(512, classes) head)."""
+    return _vgg("vgg11_bn", input_shape, num_classes, width)
+
+
+@MODELS.register("vgg16_bn")
+def build_vgg16_bn(input_shape: tuple[int, ...], num_classes: int, width: float = 1.0) -> nn.Module:
+    """VGG-16 with BatchNorm, CIFAR form (Linear(512, classes) head)."""
+    return _vgg("vgg16_bn", input_shape, num_classes, width)
+
+
+# --------------------------------------------------------------------------- ResNets
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 conv-BN layers plus a shortcut; a 1x1 conv-BN (option B) when shapes change.
+
+    Option B rather than the paper's parameter-free option A (zero padding), so that every
+    layer is a stock conv and structured pruning can treat the shortcut like any other conv.
+    """
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out)
+            )
+        self.relu2 = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C_in, H, W)
+        out = self.relu1(self.bn1(self.conv1(x)))  # (B, C_out, H/s, W/s)
+        out = self.bn2(self.conv2(out))
+        return self.relu2(out + self.shortcut(x))  # (B, C_out, H/s, W/s)
+
+
+class CifarResNet(nn.Module):
+    """CIFAR-form ResNet: 3x3 stem (no max pool), stages of BasicBlocks, global pool, Linear."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        stage_channels: Sequence[int],
+        blocks_per_stage: Sequence[int],
+    ) -> None:
+        super().__init__()
+        c = stage_channels[0]
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, c, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c),
+            nn.ReLU(),
+        )
+        stages: list[nn.Module] = []
+        for i, (c_out, n) in enumerate(zip(stage_channels, blocks_per_stage, strict=True)):
+            stride = 1 if i == 0 else 2  # the first stage keeps the resolution
+            blocks = [BasicBlock(c, c_out, stride)]
+            blocks += [BasicBlock(c_out, c_out, 1) for _ in range(n - 1)]
+            stages.append(nn.Sequential(*blocks))
+            c = c_out
+        self.stages = nn.Sequential(*stages)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(c, num_classes)
+        _init_conv_bn(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W)
+        h = self.stages(self.stem(x))  # (B, C_last, H/2^(S-1), W/2^(S-1))
+        return self.fc(self.flatten(self.pool(h)))  # (B, num_classes)
+
+
+def _resnet(
+    name: str,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    channels: Sequence[int],
+    blocks: Sequence[int],
+    width: float,
+) -> nn.Module:
+    c, _, _ = _image_shape(name, input_shape)
+    return CifarResNet(c, num_classes, [_scaled(ch, width) for ch in channels], blocks)
+
+
+@MODELS.register("resnet20")
+def build_resnet20(input_shape: tuple[int, ...], num_classes: int, width: float = 1.0) -> nn.Module:
+    """ResNet-20 (He et al. 2016, CIFAR): 3 stages x 3 blocks, 16/32/64 channels."""
+    return _resnet("resnet20", input_shape, num_classes, (16, 32, 64), (3, 3, 3), width)
+
+
+@MODELS.register("resnet32")
+def build_resnet32(input_shape: tuple[int, ...], num_classes: int, width: float = 1.0) -> nn.Module:
+    """ResNet-32 (He et al. 2016, CIFAR): 3 stages x 5 blocks, 16/32/64 channels."""
+    return _resnet("resnet32", input_shape, num_classes, (16, 32, 64), (5, 5, 5), width)
+
+
+@MODELS.register("resnet18")
+def build_resnet18(input_shape: tuple[int, ...], num_classes: int, width: float = 1.0) -> nn.Module:
+    """ResNet-18, CIFAR form: 3x3 stem, no max pool, 4 stages x 2 blocks, 64..512 channels."""
+    return _resnet("resnet18", input_shape, num_classes, (64, 128, 256, 512), (2, 2, 2, 2), width)
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def _check_options(name: str, builder: ModelBuilder, options: dict[str, Any]) -> None:
+    """Name the unknown option and the valid ones, instead of a bare TypeError from Python."""
+    params = list(inspect.signature(builder).parameters.values())[2:]  # after shape, classes
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return
+    valid = [p.name for p in params]
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ConfigError(
+            f"model {name!r} got unknown option(s) {', '.join(unknown)}; "
+            f"valid: {', '.join(valid) or '(none)'}"
+        )
+
+
+def _torchvision_classifiers() -> list[str]:
+    import torchvision  # deferred: importing torchvision costs ~1 s and most runs never need it
+
+    return list(torchvision.models.list_models(module=torchvision.models))
+
+
+def _create_torchvision(
+    name: str, input_shape: tuple[int, ...], num_classes: int, options: dict[str, Any]
+) -> nn.Module:
+    """A torchvision classifier with random weights; ``weights`` options are refused."""
+    import torchvision
+
+    arch = name[len(TV_PREFIX) :]
+    valid = _torchvision_classifiers()
+    if arch not in valid:
+        close = difflib.get_close_matches(arch, valid, n=3)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        shown = ", ".join(valid[:20]) + (", …" if len(valid) > 20 else "")
+        raise ConfigError(
+            f"unknown torchvision classifier {arch!r}; {hint}{len(valid)} available: {shown}"
+        )
+    if "weights" in options or "weights_backbone" in options:
+        raise ConfigError(f"model {name!r}: pretrained weights are never downloaded here")
+    if len(input_shape) != 3 or input_shape[0] != 3:
+        raise ConfigError(
+            f"model {name!r} expects 3-channel images (3, H, W); got input_shape {input_shape}"
+        )
+    try:
+        return torchvision.models.get_model(arch, weights=None, num_classes=num_classes, **options)
+    except (TypeError, ValueError) as exc:  # torchvision's own option validation
+        raise ConfigError(f"model {name!r}: {exc}") from exc
+
+
+def create_model(
+    name: str, input_shape: tuple[int, ...], num_classes: int, **options: Any
+) -> nn.Module:
+    """Build a model by registry name or ``tv:<torchvision classifier>``."""
+    input_shape = tuple(int(d) for d in input_shape)
+    if num_classes < 1:
+        raise ConfigError(f"num_classes must be >= 1; got {num_classes}")
+    if name.startswith(TV_PREFIX):
+        model = _create_torchvision(name, input_shape, num_classes, options)
+    else:
+        builder = MODELS.get(name)
+        _check_options(name, builder, options)
+        model = builder(input_shape, num_classes, **options)
+    log.debug("built model %s for input %s, %d classes", name, input_shape, num_classes)
+    return model
+
+
+def model_names() -> list[str]:
+    """Registered names plus the ``tv:`` family placeholder (for help text and validation)."""
+    return [*MODELS.names(), f"{TV_PREFIX}<torchvision classifier>"]
