@@ -1,0 +1,134 @@
+"""Sweep platform overhead vs bare Ray Tune + OptunaSearch (same no-op work, one run), and
+Optuna sampler cost at many trials.
+
+    python benchmarks/bench_sweep.py --trials 200          # overhead, 2 CPUs
+    python benchmarks/bench_sweep.py --sampler-trials 1000 # sampler cost only (--trials 0)
+
+Bare: the baseline of /work/shared/baselines/sweep_overhead.py with actor reuse (a trainable that
+reports once). Ours: ``run_sweep`` on the same kind of no-op trial (``run_fn`` returns at once;
+one final report), with our define-by-run space, Recorder writing one Parquet file per trial.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from types import SimpleNamespace
+from typing import Any
+
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+SPACE = {
+    "name": "bench",
+    "objectives": [{"metric": "test_accuracy", "mode": "max"},
+                   {"metric": "sparsity", "mode": "max"}],
+    "fixed": {"model": {"name": "mlp"}, "data": {"name": "digits"}, "train": {"epochs": 1}},
+    "params": {
+        "prune.criterion": {"type": "choice", "values": ["snip", "synflow", "magnitude"]},
+        "prune.sparsity": {"type": "float", "low": 0.0, "high": 0.99},
+    },
+}
+
+
+def noop_run(cfg: Any, on_epoch: Any = None, resume: Any = None) -> Any:
+    """A no-op 'experiment': the result of a trial that did no work."""
+    s = cfg.prune.sparsity
+    metrics = {"status": "ok", "test_accuracy": 1 - s, "sparsity": s}
+    return SimpleNamespace(metrics=lambda: metrics, history=[], status="ok", error=None,
+                           diverged_epoch=None, collapsed_layers=[], layer_sparsity={})
+
+
+def bare(n: int, storage: str) -> float:
+    from ray import tune
+    from ray.tune.search.optuna import OptunaSearch
+
+    def trainable(config: dict) -> None:
+        tune.report({"acc": config["x"], "sparsity": 1 - config["x"]})
+
+    t0 = time.perf_counter()
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"x": tune.uniform(0, 1), "c": tune.choice(["snip", "synflow", "mag"])},
+        tune_config=tune.TuneConfig(search_alg=OptunaSearch(metric=["acc", "sparsity"],
+                                                            mode=["max", "max"]),
+                                    num_samples=n, reuse_actors=True),
+        run_config=tune.RunConfig(storage_path=storage, name="bare", verbose=0))
+    tuner.fit()
+    return (time.perf_counter() - t0) / n
+
+
+def ours(n: int, storage: str, wandb_mode: str) -> float:
+    from sweeps.launch import run_sweep
+    from sweeps.space import parse_space
+
+    space = parse_space({**SPACE, "name": f"ours-{wandb_mode}", "budget": {"num_samples": n},
+                         "storage": f"{storage}/ours-{wandb_mode}", "wandb": {"mode": wandb_mode}})
+    t0 = time.perf_counter()
+    out = run_sweep(space, run_fn=noop_run)
+    dt = (time.perf_counter() - t0) / n
+    assert out.rows == n, out
+    return dt
+
+
+def sampler_cost(n: int) -> None:
+    import optuna
+
+    from sweeps.space import parse_space
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    demo = {**SPACE, "params": {**SPACE["params"],
+                                "prune.steps": {"type": "int", "low": 1, "high": 5},
+                                "train.lr": {"type": "float", "low": 1e-4, "high": 1e-1,
+                                             "log": True}}}
+    for name in ("random", "nsga2", "tpe"):
+        space = parse_space({**demo, "sampler": {"name": name, "seed": 0}})
+        fn = space.define_by_run()
+        study = optuna.create_study(directions=["maximize", "maximize"],
+                                    sampler=space.make_sampler())
+        t0 = time.perf_counter()
+        last = t0
+        for i in range(n):
+            if i == n - 100:
+                last = time.perf_counter()
+            trial = study.ask()
+            fn(trial)
+            x = trial.params["prune/sparsity"]
+            study.tell(trial, [1 - x, x])
+        total = time.perf_counter() - t0
+        tail = (time.perf_counter() - last) / 100
+        print(f"sampler={name} objectives=2 trials={n} mean_s_per_trial={total / n:.4f} "
+              f"last100_s_per_trial={tail:.4f}", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--trials", type=int, default=200)
+    ap.add_argument("--cpus", type=int, default=2)
+    ap.add_argument("--sampler-trials", type=int, default=1000)
+    ap.add_argument("--wandb", action="store_true", help="also time ours with W&B offline")
+    args = ap.parse_args()
+    if args.trials:
+        import ray
+
+        from sweeps.launch import init_ray
+
+        init_ray(None, num_cpus=args.cpus)
+        with tempfile.TemporaryDirectory() as storage:
+            b = bare(args.trials, storage)
+            o = ours(args.trials, storage, "disabled")
+            line = (f"trials={args.trials} cpus={args.cpus} bare_reuse_s_per_trial={b:.3f} "
+                    f"ours_s_per_trial={o:.3f} ratio={o / b:.2f}")
+            if args.wandb:
+                w = ours(args.trials, storage, "offline")
+                line += f" ours_wandb_offline_s_per_trial={w:.3f}"
+        ray.shutdown()
+        print(line, flush=True)
+    if args.sampler_trials:
+        sampler_cost(args.sampler_trials)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""``prunetune validate SPACE`` and ``prunetune sweep SPACE``: registered onto the main app."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from pruning_core.errors import ConfigError
+
+SpaceArg = Annotated[Path, typer.Argument(help="search-space YAML (see search_spaces/)")]
+
+
+def _fail(msg: str) -> None:
+    typer.echo(f"error: {msg}", err=True)
+    raise typer.Exit(2)
+
+
+def validate_cmd(
+    space_path: SpaceArg,
+    samples: Annotated[int, typer.Option("--samples", help="configs to sample and check")] = 32,
+) -> None:
+    """Load a search space, sample configurations and validate each as a TrialConfig."""
+    from .space import load_space, validate_space
+
+    try:
+        space = load_space(space_path)
+        configs = validate_space(space, n=samples)
+    except ConfigError as exc:
+        _fail(str(exc))
+        return
+    console = Console()
+    table = Table(title=f"search space {space.name}", show_header=False, title_justify="left")
+    table.add_row("objectives", ", ".join(f"{o.metric} ({o.mode})" for o in space.objectives))
+    table.add_row("sampler", f"{space.sampler.name} (seed {space.sampler.seed})")
+    table.add_row("budget", f"{space.budget.num_samples} trials, "
+                            f"{space.budget.max_concurrent or 'unlimited'} at once")
+    table.add_row("resources", f"cpu {space.resources.cpu:g}, gpu {space.resources.gpu:g}")
+    if space.scheduler:
+        table.add_row("scheduler", f"ASHA on {space.scheduler.metric} ({space.scheduler.mode})")
+    for key, p in space.params.items():
+        when = f"  when {p.when}" if p.when else ""
+        table.add_row(f"param {key}", f"{p.type}{when}")
+    if space.layers:
+        table.add_row("prunable layers", ", ".join(n for n, _ in space.layers))
+    table.add_row("results", space.results_dir)
+    console.print(table)
+    console.print(f"ok: {len(configs)} sampled configurations are valid TrialConfigs")
+
+
+def sweep_cmd(
+    space_path: SpaceArg,
+    address: Annotated[str | None, typer.Option(
+        "--address", help="join a Ray cluster: auto, host:port or ray://host:port")] = None,
+    name: Annotated[str | None, typer.Option(
+        "--name", help="sweep name (and results directory) instead of the space's")] = None,
+    num_samples: Annotated[int | None, typer.Option(
+        "--num-samples", help="number of trials instead of budget.num_samples")] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="finish a sweep that was interrupted or killed")] = False,
+    num_cpus: Annotated[int | None, typer.Option(
+        "--num-cpus", help="CPUs of the embedded Ray (default: all)")] = None,
+) -> None:
+    """Run a sweep: Ray Tune + OptunaSearch; one Parquet row per trial; Pareto front at the end."""
+    from .ray_env import client_auth_defaults
+
+    if address is not None:
+        client_auth_defaults()  # before Ray is imported: it reads RAY_AUTH_MODE once
+    from .launch import environment_defaults, run_sweep, with_overrides
+    from .progress import Progress
+    from .space import load_space
+    from .store import TrialStore
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    environment_defaults()
+    try:
+        space = with_overrides(load_space(space_path), name=name, num_samples=num_samples)
+    except ConfigError as exc:
+        _fail(str(exc))
+        return
+    console = Console()
+    progress = Progress(space.name, space.budget.num_samples, space.metrics, space.modes)
+    try:
+        with Live(get_renderable=progress.renderable, console=console, refresh_per_second=2,
+                  transient=False):
+            outcome = run_sweep(space, address=address, resume=resume, callbacks=[progress],
+                                num_cpus=num_cpus)
+    except ConfigError as exc:
+        _fail(str(exc))
+        return
+
+    console.print()
+    rows = TrialStore(outcome.results_dir).dataframe().to_dict("records")
+    _print_front(console, rows, space.metrics, space.modes)
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(outcome.counts.items())) or "none"
+    console.print(f"trials: {outcome.rows}/{outcome.num_samples} recorded ({counts})")
+    console.print(f"results: {outcome.results_dir}/trials/*.parquet")
+    if space.wandb.mode == "offline":
+        console.print(f"W&B (offline): wandb sync {outcome.results_dir}/wandb/offline-run-*")
+    if not outcome.complete:
+        console.print(f"[yellow]incomplete[/]: finish with "
+                      f"prunetune sweep {space_path} --resume"
+                      + (f" --name {name}" if name else ""))
+        raise typer.Exit(130 if outcome.rows < outcome.num_samples else 0)
+
+
+def _print_front(console: Console, rows: list[dict], metrics: list[str],
+                 modes: list[str]) -> None:
+    from .front import pareto_rows
+
+    done = [r for r in rows if r.get("status") == "ok"]
+    front = pareto_rows(done, metrics, modes)
+    table = Table(title=f"Pareto front ({len(front)} of {len(done)} ok trials)",
+                  title_justify="left")
+    cols = ["trial_id", *metrics, "config.prune.criterion", "config.prune.allocation.name",
+            "config.prune.timing.name", "config.prune.schedule"]
+    cols = [c for c in dict.fromkeys(cols) if any(c in r for r in front)]
+    for c in cols:
+        table.add_column(c.removeprefix("config.prune."))
+    for r in front:
+        table.add_row(*(f"{r[c]:.4g}" if isinstance(r.get(c), float) else str(r.get(c))
+                        for c in cols))
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``validate`` and ``sweep`` to the ``prunetune`` app."""
+    app.command("validate")(validate_cmd)
+    app.command("sweep")(sweep_cmd)

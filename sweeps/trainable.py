@@ -1,0 +1,109 @@
+"""The Ray Tune function trainable: sampled dict -> TrialConfig -> ``experiment.run`` -> reports.
+
+Reports once per epoch (so ASHA can act), each with a checkpoint of the engine's state after that
+epoch, so a retried or restored trial continues instead of restarting; then once more with the
+final metrics and ``final: True`` (a trial stopped early by the scheduler never sends that one).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pruning_core.config import load_trial_config
+
+from .space import trial_dict
+
+STATE_FILE = "state.pt"
+#: keys the trainable adds to every report
+FINAL_FLAG = "final"
+RESULT_STATUS = "result_status"
+
+RunFn = Callable[..., Any]
+
+
+def make_trainable(
+    base: dict[str, Any], sweep: str, default_threads: int = 1, run_fn: RunFn | None = None
+) -> Callable[[dict[str, Any]], None]:
+    """Build the function Ray Tune runs per trial.
+
+    ``base`` is the space's fixed config; ``run_fn`` defaults to ``pruning_core.experiment.run``
+    (tests pass a wrapper that injects faults).
+    """
+
+    def prunetune_trial(config: dict[str, Any]) -> None:
+        import ray
+        import torch
+        from ray import tune
+
+        run = run_fn
+        if run is None:
+            from pruning_core.experiment import run
+
+        data = trial_dict(base, config)
+        trial_id = tune.get_context().get_trial_id()
+        data.setdefault("tags", {}).update({"sweep": sweep, "trial_id": trial_id})
+        data.setdefault("train", {}).setdefault("threads", default_threads)
+        cfg = load_trial_config(data)
+
+        where = {
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "hostname": socket.gethostname(),
+        }
+        resume = None
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is not None:
+            with checkpoint.as_directory() as d:
+                resume = torch.load(Path(d, STATE_FILE), weights_only=True)
+
+        last = planned_epochs(cfg)
+
+        def on_epoch(report: Any) -> None:
+            # The last epoch's metrics go out with the final report: a scheduler rung at the
+            # last epoch must not stop a trial that has finished training (and lose its result).
+            if report.epoch == last:
+                return
+            with tempfile.TemporaryDirectory() as d:
+                torch.save(report.checkpoint(), Path(d, STATE_FILE))
+                tune.report(
+                    {**report.metrics, **where},
+                    checkpoint=tune.Checkpoint.from_directory(d),
+                )
+
+        result = run(cfg, on_epoch=on_epoch, resume=resume)
+        tune.report(final_metrics(result) | where)
+
+    return prunetune_trial
+
+
+def planned_epochs(cfg: Any) -> int | None:
+    """Training epochs the engine's plan for ``cfg`` holds (None if it cannot tell)."""
+    try:
+        from pruning_core.timing import TIMINGS, Train
+
+        plan = TIMINGS.get(cfg.prune.timing.name)(cfg, [cfg.prune.sparsity] * cfg.prune.steps)
+        return sum(isinstance(a, Train) for a in plan)
+    except Exception:  # an engine change must not break sweeps: report every epoch instead
+        return None
+
+
+def final_metrics(result: Any) -> dict[str, Any]:
+    """A ``TrialResult`` -> the flat dict of the final report."""
+    metrics = {k: v for k, v in result.metrics().items() if k not in ("status", "error")}
+    last_epoch = result.history[-1]["epoch"] if result.history else 0
+    return {
+        **metrics,
+        FINAL_FLAG: True,
+        RESULT_STATUS: result.status,
+        "result_error": result.error,
+        "epoch": last_epoch,
+        "diverged_epoch": result.diverged_epoch,
+        "n_collapsed": len(result.collapsed_layers),
+        "collapsed_layers": json.dumps(result.collapsed_layers),
+        "layer_sparsity": json.dumps(result.layer_sparsity),
+        "history": json.dumps(result.history),  # NaN stays NaN (Python's json reads it)
+    }

@@ -1,0 +1,69 @@
+"""Parquet store: atomic per-trial files, idempotent rewrites, unified reads, DuckDB queries."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from sweeps.front import dominates, pareto_rows
+from sweeps.store import TrialStore
+
+
+def _row(tid: str, status: str = "ok", acc: float | None = 0.9, **kw: object) -> dict:
+    now = dt.datetime.now(dt.UTC)
+    return {"sweep": "s", "trial_id": tid, "status": status, "error": None, "start_time": now,
+            "end_time": now, "test_accuracy": acc, "sparsity": 0.5, "params": 10,
+            "config.prune.criterion": "snip", **kw}
+
+
+def test_one_file_per_trial_rewrite_replaces(tmp_path: Path) -> None:
+    store = TrialStore(str(tmp_path))
+    store.write(_row("a"))
+    store.write(_row("b", status="error", acc=None, error="ValueError: boom"))
+    store.write(_row("a", acc=0.95))  # the same trial again (e.g. after a resume)
+    files = sorted(p.name for p in (tmp_path / "trials").iterdir())
+    assert files == ["a.parquet", "b.parquet"]  # no temp files left, no duplicate
+    df = store.dataframe().set_index("trial_id")
+    assert df.loc["a", "test_accuracy"] == 0.95
+    assert df.loc["b", "status"] == "error" and df.loc["b", "error"] == "ValueError: boom"
+    assert math.isnan(df.loc["b", "test_accuracy"])
+
+
+def test_columns_unify_across_files(tmp_path: Path) -> None:
+    store = TrialStore(str(tmp_path))
+    store.write(_row("a", **{"config.search.x": 0.3, "layer_sparsity.fc.weight": 0.7,
+                            "collapsed_layers": ["fc.weight"]}))
+    store.write(_row("b", **{"config.prune.steps": 3, "params": 12.0}))
+    table = store.table()
+    assert table.num_rows == 2
+    assert table.schema.field("params").type == "int64"
+    df = store.dataframe().set_index("trial_id")
+    assert df.loc["a", "collapsed_layers"] == '["fc.weight"]'
+    assert math.isnan(df.loc["b", "layer_sparsity.fc.weight"])
+    assert df.loc["b", "config.prune.steps"] == 3
+    assert pq.read_table(tmp_path / "trials" / "a.parquet").num_rows == 1
+
+
+def test_duckdb_query_and_move_aside(tmp_path: Path) -> None:
+    store = TrialStore(str(tmp_path))
+    for i, status in enumerate(["ok", "ok", "diverged", "stopped_early"]):
+        store.write(_row(f"t{i}", status=status, acc=0.5 + i / 10))
+    out = store.query("select status, count(*) n from trials group by status order by status")
+    assert dict(zip(out["status"], out["n"], strict=True)) == {
+        "diverged": 1, "ok": 2, "stopped_early": 1}
+    store.move_aside(["t3"])
+    assert store.trial_ids() == {"t0", "t1", "t2"}
+    assert (tmp_path / "trials_orphaned" / "t3.parquet").exists()
+
+
+def test_pareto_rows() -> None:
+    rows = [{"id": 1, "acc": 0.9, "s": 0.5}, {"id": 2, "acc": 0.8, "s": 0.9},
+            {"id": 3, "acc": 0.7, "s": 0.6}, {"id": 4, "acc": float("nan"), "s": 0.99},
+            {"id": 5, "acc": 0.9, "s": 0.5}]
+    front = pareto_rows(rows, ["acc", "s"], ["max", "max"])
+    assert [r["id"] for r in front] == [1, 5, 2]  # 3 is dominated by 2; 4 has NaN
+    assert dominates([1, 1], [1, 2], ["max", "min"])
+    assert not dominates([1, 1], [1, 1], ["max", "max"])
