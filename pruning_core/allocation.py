@@ -20,7 +20,7 @@ import torch
 from .config import AllocationConfig
 from .errors import ConfigError
 from .registry import Registry
-from .select import ranked
+from .select import ranked, top_mask
 
 
 @dataclass
@@ -167,19 +167,14 @@ class Global(Allocation):
         for n in names:
             flat = ranked(self.transform(ctx.scores[n], ctx.masks[n]), ctx.masks[n])
             if floors[n] > 0:  # a layer's best `floor` weights are kept whatever the threshold
-                top = torch.argsort(flat, descending=True, stable=True)[: floors[n]]
-                flat = flat.clone()
-                flat[top] = float("inf")
+                flat = flat.masked_fill(top_mask(flat, floors[n]), float("inf"))
             flats.append(flat)
         allflat = torch.cat(flats)
-        budget = max(0, min(budget, int((allflat > float("-inf")).sum())))
-        chosen = torch.zeros_like(allflat, dtype=torch.bool)
-        chosen[torch.argsort(allflat, descending=True, stable=True)[:budget]] = True
+        budget = max(0, min(budget, sum(ctx.kept[n] for n in names)))
+        chosen = top_mask(allflat, budget)
+        per_layer = torch.stack([part.sum() for part in chosen.split([f.numel() for f in flats])])
         counts = {n: ctx.kept[n] for n in dense}
-        start = 0
-        for n, f in zip(names, flats, strict=True):
-            counts[n] = int(chosen[start : start + f.numel()].sum())
-            start += f.numel()
+        counts.update(zip(names, (int(c) for c in per_layer.tolist()), strict=True))
         return counts
 
 

@@ -48,7 +48,8 @@ class MaskSet:
         return int(sum(int(m.sum()) for m in self.masks.values()))
 
     def kept_per_layer(self) -> dict[str, int]:
-        return {n: int(m.sum()) for n, m in self.masks.items()}
+        counts = torch.stack([m.sum() for m in self.masks.values()]).tolist()  # one host sync
+        return dict(zip(self.masks, counts, strict=True))
 
     def sparsity(self) -> float:
         total = self.numel()

@@ -5,4 +5,4 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export WANDB_SILENT=true RAY_USAGE_STATS_ENABLED=0
 mkdir -p results
-.venv/bin/prunetune run configs/digits_snip.yaml --json results/digits_snip.json "$@"
+.venv/bin/prunetune sweep search_spaces/demo_mnist1d.yaml "$@"

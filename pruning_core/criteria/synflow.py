@@ -42,6 +42,7 @@ def synflow(ctx: ScoreContext) -> dict[str, torch.Tensor]:
     if precision == "float64":
         return _scores(ctx, torch.float64)
     scores = _scores(ctx, torch.float32)
-    if precision == "auto" and not all(torch.isfinite(s).all() for s in scores.values()):
+    finite = torch.stack([torch.isfinite(s).all() for s in scores.values()]).all()  # one sync
+    if precision == "auto" and not bool(finite):
         scores = _scores(ctx, torch.float64)
     return scores

@@ -1,6 +1,8 @@
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pruning_core.select import keep_topk
+from pruning_core.select import keep_topk, top_mask
 
 
 def test_keeps_highest_and_never_revives():
@@ -22,3 +24,13 @@ def test_nan_scores_rank_last_among_kept():
     scores = torch.tensor([float("nan"), 1.0, float("inf"), -float("inf")])
     new = keep_topk(scores, torch.ones(4, dtype=torch.bool), 3)
     assert new.tolist() == [False, True, True, True]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([-float("inf"), -1.0, 0.0, 0.5, 1.0, 2.0]), min_size=1,
+                max_size=40), st.integers(0, 45))
+def test_top_mask_equals_stable_sort_selection(values, k):
+    flat = torch.tensor(values)
+    expect = torch.zeros_like(flat, dtype=torch.bool)
+    expect[torch.argsort(flat, descending=True, stable=True)[:k]] = True
+    assert torch.equal(top_mask(flat, k), expect)
