@@ -65,6 +65,9 @@ def sweep_cmd(
         "--resume", help="finish a sweep that was interrupted or killed")] = False,
     num_cpus: Annotated[int | None, typer.Option(
         "--num-cpus", help="CPUs of the embedded Ray (default: all)")] = None,
+    warm_start: Annotated[list[str] | None, typer.Option(
+        "--warm-start", help="earlier RESULTS whose Pareto front seeds the study "
+                             "(repeatable)")] = None,
 ) -> None:
     """Run a sweep: Ray Tune + OptunaSearch; one Parquet row per trial; Pareto front at the end."""
     from .ray_env import client_auth_defaults
@@ -89,7 +92,7 @@ def sweep_cmd(
         with Live(get_renderable=progress.renderable, console=console, refresh_per_second=2,
                   transient=False):
             outcome = run_sweep(space, address=address, resume=resume, callbacks=[progress],
-                                num_cpus=num_cpus)
+                                num_cpus=num_cpus, warm_start=warm_start or ())
     except ConfigError as exc:
         _fail(str(exc))
         return
@@ -99,6 +102,9 @@ def sweep_cmd(
     _print_front(console, rows, space.metrics, space.modes)
     counts = ", ".join(f"{v} {k}" for k, v in sorted(outcome.counts.items())) or "none"
     console.print(f"trials: {outcome.rows}/{outcome.num_samples} recorded ({counts})")
+    if outcome.warm_started:
+        console.print(f"warm start: the study began with {outcome.warm_started} known front "
+                      "trials")
     console.print(f"results: {outcome.results_dir}/trials/*.parquet")
     if space.wandb.mode == "offline":
         console.print(f"W&B (offline): wandb sync {outcome.results_dir}/wandb/offline-run-*")
@@ -111,10 +117,19 @@ def sweep_cmd(
 
 def _print_front(console: Console, rows: list[dict], metrics: list[str],
                  modes: list[str]) -> None:
-    from .front import pareto_rows
+    import pandas as pd
+
+    from .pareto import pareto_front
 
     done = [r for r in rows if r.get("status") == "ok"]
-    front = pareto_rows(done, metrics, modes)
+    df = pd.DataFrame(done)
+    if not done or any(m not in df.columns for m in metrics):
+        front = []
+    elif len(metrics) == 1:
+        front = df.sort_values(metrics[0], ascending=modes[0] == "min").head(1).to_dict("records")
+    else:
+        front = pareto_front(df, [f"{m}:{o}" for m, o in zip(metrics, modes, strict=True)]
+                             ).to_dict("records")
     table = Table(title=f"Pareto front ({len(front)} of {len(done)} ok trials)",
                   title_justify="left")
     cols = ["trial_id", *metrics, "config.prune.criterion", "config.prune.allocation.name",

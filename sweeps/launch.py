@@ -38,6 +38,7 @@ class SweepOutcome:
     rows: int
     counts: dict[str, int]
     complete: bool
+    warm_started: int = 0
 
 
 def results_root(space: SearchSpace) -> str:
@@ -119,11 +120,13 @@ def run_sweep(
     run_fn: RunFn | None = None,
     num_cpus: int | None = None,
     reuse_actors: bool = True,
+    warm_start: Sequence[str] = (),
 ) -> SweepOutcome:
     """Run (or, with ``resume``, finish) the sweep; returns where the results are.
 
     ``callbacks`` are extra ``tune.Callback``s (the CLI's live progress). ``run_fn`` replaces
-    ``experiment.run`` (tests inject faults with it).
+    ``experiment.run`` (tests inject faults with it). ``warm_start``: earlier results whose
+    Pareto front seeds the new study (ignored on resume: the restored study already has them).
     """
     from ray import tune
 
@@ -132,6 +135,12 @@ def run_sweep(
     exp_path = f"{root.rstrip('/')}/{EXPERIMENT}"
     base = space.base_config()
     load_trial_config(base)  # fixed settings must be valid before anything starts
+    seeds = []
+    if warm_start and not resume:
+        from .warm_start import seed_points
+
+        seeds = seed_points(space, warm_start)
+        log.warning("warm start: %d front trials from %s", len(seeds), ", ".join(warm_start))
 
     sink = None
     if space.wandb.mode != "disabled":
@@ -158,10 +167,15 @@ def run_sweep(
                     f"results already exist at {root}: pass --resume to finish that sweep, "
                     "or --name to start another"
                 )
+            search = _search(space)
+            if seeds:
+                from .warm_start import add_to_search
+
+                add_to_search(search, seeds)
             tuner = tune.Tuner(
                 trainable,
                 tune_config=tune.TuneConfig(
-                    search_alg=_search(space),
+                    search_alg=search,
                     scheduler=_scheduler(space, base),
                     num_samples=space.budget.num_samples,
                     time_budget_s=space.budget.time_budget_s,
@@ -194,7 +208,7 @@ def run_sweep(
     return SweepOutcome(
         results_dir=root, experiment_path=exp_path, num_samples=space.budget.num_samples,
         rows=rows.num_rows, counts=counts,
-        complete=rows.num_rows >= space.budget.num_samples,
+        complete=rows.num_rows >= space.budget.num_samples, warm_started=len(seeds),
     )
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from sweeps.front import dominates, pareto_rows
 from sweeps.store import TrialStore
 
 
@@ -58,12 +57,3 @@ def test_duckdb_query_and_move_aside(tmp_path: Path) -> None:
     assert store.trial_ids() == {"t0", "t1", "t2"}
     assert (tmp_path / "trials_orphaned" / "t3.parquet").exists()
 
-
-def test_pareto_rows() -> None:
-    rows = [{"id": 1, "acc": 0.9, "s": 0.5}, {"id": 2, "acc": 0.8, "s": 0.9},
-            {"id": 3, "acc": 0.7, "s": 0.6}, {"id": 4, "acc": float("nan"), "s": 0.99},
-            {"id": 5, "acc": 0.9, "s": 0.5}]
-    front = pareto_rows(rows, ["acc", "s"], ["max", "max"])
-    assert [r["id"] for r in front] == [1, 5, 2]  # 3 is dominated by 2; 4 has NaN
-    assert dominates([1, 1], [1, 2], ["max", "min"])
-    assert not dominates([1, 1], [1, 1], ["max", "max"])

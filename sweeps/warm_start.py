@@ -1,0 +1,119 @@
+"""Warm start: seed a new Optuna study with an earlier sweep's Pareto front.
+
+Each front trial of the earlier results becomes a *completed* Optuna trial (its parameters and
+its known objective values) before the new sweep samples anything, so TPE / NSGA-II start from
+the known trade-offs instead of from scratch, and nothing is re-evaluated.
+
+The parameters are recovered from the results rows: Ray passes Optuna's ``a/b/c`` names as nested
+dicts, and the recorder writes them flattened as ``config.a.b.c`` columns. Replaying the new
+space's define-by-run function on a ``FixedTrial`` of those values keeps exactly the parameters
+(and distributions) the new space has, so a point outside the new space is skipped, not forced.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pruning_core.errors import ConfigError
+
+from .space import SearchSpace
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SeedPoint:
+    trial_id: str
+    params: dict[str, Any]
+    distributions: dict[str, Any]
+    values: list[float]
+
+
+def _plain(v: Any) -> Any:
+    return v.item() if hasattr(v, "item") else v
+
+
+def _candidates(row: dict[str, Any]) -> dict[str, Any]:
+    """``config.prune.sparsity`` -> ``prune/sparsity`` (Optuna's names), missing values dropped."""
+    out = {}
+    for col, value in row.items():
+        if not col.startswith("config.") or value is None:
+            continue
+        value = _plain(value)
+        if isinstance(value, float) and math.isnan(value):
+            continue
+        out[col.removeprefix("config.").replace(".", "/")] = value
+    return out
+
+
+def _fit(space_fn: Any, candidates: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    import optuna
+
+    # ints read back as floats where a column has gaps (NaN): hand Optuna ints where integral
+    fixed = {k: int(v) if isinstance(v, float) and v.is_integer() else v
+             for k, v in candidates.items()}
+    trial = optuna.trial.FixedTrial(fixed)
+    space_fn(trial)
+    params, dists = dict(trial.params), dict(trial.distributions)
+    for name, value in params.items():
+        dist = dists[name]
+        if not dist._contains(dist.to_internal_repr(value)):
+            raise ValueError(f"{name}={value!r} is outside the new space")
+    return params, dists
+
+
+def seed_points(space: SearchSpace, results: Sequence[str]) -> list[SeedPoint]:
+    """The front of ``results`` (completed trials) expressed in ``space``'s parameters."""
+    import warnings
+
+    from .pareto import ResultsError, load_results, pareto_front
+
+    try:
+        df = load_results(list(results))
+    except ResultsError as exc:
+        raise ConfigError(f"--warm-start: {exc}") from None
+    missing = [m for m in space.metrics if m not in df.columns]
+    if missing:
+        raise ConfigError(f"--warm-start: the earlier results have no column {missing[0]!r} "
+                          f"(this sweep's objectives: {', '.join(space.metrics)})")
+    if df.empty:
+        raise ConfigError(f"--warm-start: no completed (ok) trials in {', '.join(results)}")
+    objectives = [f"{m}:{mode}" for m, mode in zip(space.metrics, space.modes, strict=True)]
+    if len(objectives) == 1:  # one objective: the front is the single best trial
+        asc = space.modes[0] == "min"
+        front = df.sort_values(space.metrics[0], ascending=asc).head(1)
+    else:
+        front = pareto_front(df, objectives)
+    fn = space.define_by_run()
+    points: list[SeedPoint] = []
+    for row in front.to_dict("records"):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # FixedTrial warns on out-of-range values
+                params, dists = _fit(fn, _candidates(row))
+        except (ValueError, KeyError) as exc:
+            log.warning("warm start: trial %s does not fit this space (%s); skipped",
+                        row.get("trial_id"), exc)
+            continue
+        values = [float(row[m]) for m in space.metrics]
+        points.append(SeedPoint(str(row.get("trial_id")), params, dists, values))
+    return points
+
+
+def add_to_search(search: Any, points: Sequence[SeedPoint]) -> int:
+    """Add ``points`` as completed trials to the study behind a (limited) OptunaSearch."""
+    import optuna
+
+    searcher = getattr(search, "searcher", search)  # unwrap ConcurrencyLimiter
+    study = getattr(searcher, "_ot_study", None)
+    if study is None:  # Ray keeps the study private; fail loudly if that ever changes
+        raise RuntimeError("warm start: OptunaSearch has no study to seed (Ray API change?)")
+    for p in points:
+        study.add_trial(optuna.trial.create_trial(params=p.params, distributions=p.distributions,
+                                                  values=p.values,
+                                                  user_attrs={"warm_start_from": p.trial_id}))
+    return len(points)
