@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import logging
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ray import tune
@@ -189,11 +190,20 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _error_message(trial: Trial) -> str:
-    """The last line of the trial's error (``ValueError: ...``), or a generic note."""
+    """The last line of the trial's error (``ValueError: ...``), or a generic note.
+
+    Read from the trial's *local* error file first: ``Trial.get_error`` reads the copy in the
+    storage path, which Ray syncs asynchronously and may not exist yet when the callback runs.
+    """
+    text = ""
     try:
-        err = trial.get_error()
+        local = getattr(trial, "error_file", None)
+        if local and Path(local).is_file():
+            text = Path(local).read_text()
+        if not text:
+            err = trial.get_error()
+            text = str(err) if err is not None else ""
     except Exception:  # the error file may be gone; the message is best effort
-        err = None
-    text = str(err) if err is not None else ""
+        text = ""
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     return lines[-1] if lines else "the trial failed (no error message recorded)"
