@@ -134,6 +134,9 @@ def run_sweep(
     store = TrialStore(root)
     exp_path = f"{root.rstrip('/')}/{EXPERIMENT}"
     base = space.base_config()
+    # the trainable's default thread count, recorded too: a schedule exported from these rows
+    # must replay the trial bit for bit
+    base.setdefault("train", {}).setdefault("threads", max(1, int(space.resources.cpu)))
     load_trial_config(base)  # fixed settings must be valid before anything starts
     seeds = []
     if warm_start and not resume:
