@@ -18,7 +18,7 @@ from typing import Any
 from pruning_core.config import load_trial_config
 from pruning_core.errors import ConfigError
 
-from .ray_env import client_auth_defaults
+from .ray_env import client_auth_defaults, loopback_only
 from .recorder import Recorder
 from .space import SearchSpace
 from .store import TrialStore, _is_uri
@@ -57,10 +57,11 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
         return False
     quiet: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
     if address is None:
+        # every Ray port on 127.0.0.1 (PRUNETUNE_RAY_BIND_ALL=1 opts out);
         # address="local": always a new cluster, never one found via /tmp/ray
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
-                 dashboard_host="127.0.0.1",
-                 _node_ip_address="127.0.0.1", **quiet)
+        with loopback_only():
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
+                     dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1", **quiet)
         return True
     client_auth_defaults()
     if address.startswith("ray://"):
