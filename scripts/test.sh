@@ -3,6 +3,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# Debian's Chromium renders the HTML report in a test (headless; no network needed).
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  echo "[setup] installing chromium (report rendering test)"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && SUDO=sudo
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium \
+    >/dev/null || echo "[setup] warning: chromium install failed; the browser test will fail"
+fi
 export WANDB_SILENT=true WANDB_MODE=offline RAY_USAGE_STATS_ENABLED=0 PYTHONUNBUFFERED=1
 .venv/bin/ruff check .
 .venv/bin/python -m pytest -q --timeout=900 "$@"
