@@ -7,13 +7,13 @@ prints one ``error: ...`` line naming the problem and the fix, and exits with co
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Annotated, Any
 
 import pandas as pd
 import typer
 
+from .jsonable import json_scalar
 from .pareto import ALL_STATUSES, DONE_STATUSES, Results, ResultsError, display_name, parse_ref
 
 ResultsArg = Annotated[list[Path], typer.Argument(
@@ -63,28 +63,9 @@ def _check_format(fmt: str) -> None:
         _fail(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
 
 
-def _jsonable(v: Any) -> Any:
-    if v is None or v is pd.NaT:
-        return None
-    if isinstance(v, pd.Timestamp):
-        return v.isoformat()
-    if hasattr(v, "item"):
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, float | int | str | bool):
-        return v
-    try:
-        if pd.isna(v):
-            return None
-    except (TypeError, ValueError):
-        pass
-    return str(v)
-
-
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
     cols = list(df.columns)
-    return [{c: _jsonable(v) for c, v in zip(cols, row, strict=True)}
+    return [{c: json_scalar(v) for c, v in zip(cols, row, strict=True)}
             for row in df.itertuples(index=False, name=None)]
 
 
@@ -106,7 +87,7 @@ def _print_table(df: pd.DataFrame, title: str | None = None, caption: str | None
 
 
 def _cell(v: Any) -> str:
-    v = _jsonable(v)
+    v = json_scalar(v)
     if v is None:
         return ""
     if isinstance(v, float):

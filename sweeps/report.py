@@ -13,7 +13,6 @@ from __future__ import annotations
 import html
 import json
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .hypervolume import derive_reference, hypervolume, hypervolume_history_values
+from .jsonable import json_scalar
 from .pareto import (
     DONE_STATUSES,
     Objective,
@@ -76,26 +76,6 @@ class ReportData:
             "curves": self.curves, "curve_axes": self.curve_axes, "heatmap": self.heatmap,
             "history": self.history, "table": self.table,
         }
-
-
-def _clean(v: Any) -> Any:
-    """JSON-safe scalar: NaN/inf/NA -> None, numpy -> Python, timestamps -> ISO text."""
-    if v is None or v is pd.NaT:
-        return None
-    if isinstance(v, pd.Timestamp):
-        return v.isoformat()
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, float | int | str | bool):
-        return v
-    try:
-        if pd.isna(v):
-            return None
-    except (TypeError, ValueError):
-        pass
-    return str(v)
 
 
 def _num(df: pd.DataFrame, col: str) -> np.ndarray:
@@ -157,7 +137,7 @@ def build_report(res: Results, objectives: Sequence[str | Objective], by: str | 
     for i in shown:
         p: dict[str, Any] = {"v": [float(x) for x in vals[i]], "g": str(groups_arr[i]),
                              "f": int(front[i]), "gf": int(gfront[i])}
-        p["h"] = {display_name(c, res.aliases): _clean(df.at[i, c]) for c in hover}
+        p["h"] = {display_name(c, res.aliases): json_scalar(df.at[i, c]) for c in hover}
         data.points.append(p)
 
     _curves(data, df, groups_arr, res)
@@ -213,7 +193,7 @@ def _heatmap(data: ReportData, df: pd.DataFrame, front: np.ndarray, vals: np.nda
         "rows": ids.tolist(), "cols": [c[len("layer_sparsity."):] for c in layers],
         "row_labels": [f"{i}  ({data.labels[0]} {vals[j, 0]:.4g})"
                        for i, j in zip(ids, idx, strict=True)],
-        "values": [[_clean(float(v)) for v in row] for row in grid],
+        "values": [[json_scalar(float(v)) for v in row] for row in grid],
     }
 
 
@@ -262,7 +242,7 @@ def _table(data: ReportData, df: pd.DataFrame, front: np.ndarray, objs: Sequence
     rows = df.loc[front, cols]
     rows = rows.sort_values(objs[0].column, ascending=objs[0].mode == "min", kind="stable")
     data.table = {"columns": [display_name(c, res.aliases) for c in cols],
-                  "rows": [[_clean(v) for v in r] for r in rows.itertuples(index=False)]}
+                  "rows": [[json_scalar(v) for v in r] for r in rows.itertuples(index=False)]}
 
 
 # --------------------------------------------------------------------------- HTML
