@@ -68,6 +68,7 @@ class TrialResult:
 @dataclass
 class EpochReport:
     epoch: int  # 1-based, counted over all training phases
+    total_epochs: int  # training epochs in the whole plan (the last report has epoch == this)
     metrics: dict[str, float]
     _state: Callable[[], dict[str, Any]]
 
@@ -118,6 +119,7 @@ class _Trial:
         steps = sparsity_steps(cfg.prune.schedule, self.target, cfg.prune.steps) \
             if self.target > 0 else []
         self.plan = TIMINGS.get(cfg.prune.timing.name)(cfg, steps)
+        self.total_epochs = sum(isinstance(a, Train) for a in self.plan)
         self.loader_gen = torch.Generator().manual_seed(cfg.seed)
         self.train_loader = DataLoader(self.data.train, batch_size=cfg.data.batch_size,
                                        shuffle=True, generator=self.loader_gen)
@@ -210,7 +212,8 @@ class _Trial:
         }
         self.history.append(metrics)
         if on_epoch is not None:  # the state a report carries is *after* this action
-            on_epoch(EpochReport(epoch, dict(metrics), lambda: self.state(self.done + 1)))
+            on_epoch(EpochReport(epoch, self.total_epochs, dict(metrics),
+                                 lambda: self.state(self.done + 1)))
 
 
 class _DivergedAt(Diverged):

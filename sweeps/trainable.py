@@ -60,12 +60,10 @@ def make_trainable(
             with checkpoint.as_directory() as d:
                 resume = torch.load(Path(d, STATE_FILE), weights_only=True)
 
-        last = planned_epochs(cfg)
-
         def on_epoch(report: Any) -> None:
             # The last epoch's metrics go out with the final report: a scheduler rung at the
             # last epoch must not stop a trial that has finished training (and lose its result).
-            if report.epoch == last:
+            if report.epoch == report.total_epochs:
                 return
             with tempfile.TemporaryDirectory() as d:
                 torch.save(report.checkpoint(), Path(d, STATE_FILE))
@@ -78,17 +76,6 @@ def make_trainable(
         tune.report(final_metrics(result) | where)
 
     return prunetune_trial
-
-
-def planned_epochs(cfg: Any) -> int | None:
-    """Training epochs the engine's plan for ``cfg`` holds (None if it cannot tell)."""
-    try:
-        from pruning_core.timing import TIMINGS, Train
-
-        plan = TIMINGS.get(cfg.prune.timing.name)(cfg, [cfg.prune.sparsity] * cfg.prune.steps)
-        return sum(isinstance(a, Train) for a in plan)
-    except Exception:  # an engine change must not break sweeps: report every epoch instead
-        return None
 
 
 def final_metrics(result: Any) -> dict[str, Any]:

@@ -115,3 +115,11 @@ def test_prunable_layers_lists_model_order():
 def test_dense_run_with_zero_sparsity():
     r = run(cfg(sparsity=0.0))
     assert r.sparsity == 0.0 and r.flops == r.flops_dense
+
+
+def test_reports_know_the_plans_total_epochs():
+    seen = []
+    c = cfg(criterion="magnitude", schedule="linear", steps=2,
+            timing={"name": "imp", "rewind_epoch": 1})
+    run(c, on_epoch=lambda rep: seen.append((rep.epoch, rep.total_epochs)))
+    assert seen == [(e, 6) for e in range(1, 7)]  # 2 epochs dense + 2 levels x 2 epochs
