@@ -67,7 +67,6 @@ def run_trial(data: dict[str, Any] | Any, json_out: Path | None,
 
     try:
         cfg = data if isinstance(data, TrialConfig) else load_trial_config(data)
-        epochs_hint = cfg.train.epochs
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
                       console=console, transient=False) as progress:
@@ -76,9 +75,7 @@ def run_trial(data: dict[str, Any] | Any, json_out: Path | None,
 
             def on_epoch(report) -> None:
                 m = report.metrics
-                total = max(epochs_hint, report.epoch) if cfg.prune.timing.name in (
-                    "before", "during") else None
-                progress.update(task, completed=report.epoch, total=total,
+                progress.update(task, completed=report.epoch, total=report.total_epochs,
                                 info=f"loss {m['train_loss']:.3f}  test acc "
                                      f"{m['test_accuracy']:.4f}  sparsity {m['sparsity']:.4f}")
 
