@@ -417,5 +417,26 @@ def load_dataset(
     )
 
 
+#: (input shape, classes) of datasets whose shape is fixed: known without reading any file
+_SPECS: dict[str, tuple[tuple[int, ...], int]] = {
+    "digits": ((1, 8, 8), 10),
+    "mnist1d": ((1, 40), 10),
+    "cifar10": ((3, 32, 32), 10),
+    "cifar100": ((3, 32, 32), 100),
+    "mnist": ((1, 28, 28), 10),
+    "fashion_mnist": ((1, 28, 28), 10),
+}
+
+
+def dataset_spec(name: str, **options: Any) -> tuple[tuple[int, ...], int]:
+    """``(input_shape, num_classes)`` without loading data (e.g. to list a model's layers on a
+    laptop that lacks the dataset directory)."""
+    DATASETS.get(name)  # unknown name -> ConfigError listing the valid ones
+    if name == "synthetic":
+        shape = tuple(int(d) for d in options.get("shape", (3, 32, 32)))
+        return shape, int(options.get("num_classes", 10))
+    return _SPECS[name]
+
+
 def dataset_names() -> list[str]:
     return DATASETS.names()

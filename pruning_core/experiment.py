@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from .allocation import ALLOCATIONS
 from .config import TrialConfig
-from .data import DataBundle, load_dataset
+from .data import DataBundle, dataset_spec, load_dataset
 from .engine import Pruner
 from .masks import MaskSet
 from .metrics import flops, param_counts
@@ -84,11 +84,9 @@ def resolve_device(name: str) -> torch.device:
 
 
 def prunable_layers(cfg: TrialConfig) -> list[LayerInfo]:
-    """The prunable layers ``cfg`` would prune (builds the model on CPU; no data is read
-    except to learn the input shape of a shipped dataset)."""
-    bundle = _bundle(cfg)
-    model = create_model(cfg.model.name, bundle.input_shape, bundle.num_classes,
-                         **cfg.model.options)
+    """The prunable layers ``cfg`` would prune (builds the model on CPU; reads no data)."""
+    input_shape, num_classes = dataset_spec(cfg.data.name, **cfg.data.options)
+    model = create_model(cfg.model.name, input_shape, num_classes, **cfg.model.options)
     return layer_infos(model, cfg.prune.include, cfg.prune.exclude)
 
 

@@ -363,3 +363,16 @@ def test_cnn1d_learns_mnist1d() -> None:
     finally:
         torch.set_num_threads(threads)
     assert acc >= 0.88, f"test accuracy {acc:.3f} after {elapsed:.1f} s"
+
+
+def test_dataset_spec_matches_loaded_shapes_without_reading_files() -> None:
+    from pruning_core.data import dataset_spec
+
+    for name in ("digits", "mnist1d"):
+        bundle = load_dataset(name)
+        assert dataset_spec(name) == (bundle.input_shape, bundle.num_classes)
+    syn = load_dataset("synthetic", shape=(1, 5, 5), num_classes=3, num_train=8, num_test=4)
+    assert dataset_spec("synthetic", shape=(1, 5, 5), num_classes=3) == (syn.input_shape, 3)
+    assert dataset_spec("cifar100") == ((3, 32, 32), 100)  # no root needed
+    with pytest.raises(ConfigError, match="unknown dataset"):
+        dataset_spec("imagenet")
