@@ -21,7 +21,7 @@ from pruning_core.errors import ConfigError
 from .ray_env import client_auth_defaults, loopback_only
 from .recorder import Recorder
 from .space import SearchSpace
-from .store import TrialStore, _is_uri
+from .store import TrialStore, _is_uri, join_path
 from .trainable import RunFn, make_trainable
 from .wandb_log import WandbSink
 
@@ -133,7 +133,7 @@ def run_sweep(
 
     root = results_root(space)
     store = TrialStore(root)
-    exp_path = f"{root.rstrip('/')}/{EXPERIMENT}"
+    exp_path = join_path(root, EXPERIMENT)
     base = space.base_config()
     # the trainable's default thread count, recorded too: a schedule exported from these rows
     # must replay the trial bit for bit

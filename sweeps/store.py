@@ -67,6 +67,14 @@ def _is_uri(path: str) -> bool:
     return "://" in path
 
 
+def join_path(root: str, *parts: str) -> str:
+    """``root/part/...`` for a local path or a URI, keeping a URI's ``?query`` at the end
+    (``s3://b/x?endpoint_override=...`` + ``tune`` -> ``s3://b/x/tune?endpoint_override=...``)."""
+    base, sep, query = root.partition("?")
+    joined = "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
+    return f"{joined}{sep}{query}"
+
+
 class TrialStore:
     """Read and write the per-trial Parquet files under a results directory or URI."""
 
