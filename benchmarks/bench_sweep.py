@@ -12,9 +12,11 @@ one final report), with our define-by-run space, Recorder writing one Parquet fi
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
 import time
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -73,7 +75,7 @@ def ours(n: int, storage: str, wandb_mode: str) -> float:
     return dt
 
 
-def sampler_cost(n: int) -> None:
+def sampler_cost(n: int) -> dict[str, dict[str, float]]:
     import optuna
 
     from sweeps.space import parse_space
@@ -83,6 +85,7 @@ def sampler_cost(n: int) -> None:
                                 "prune.steps": {"type": "int", "low": 1, "high": 5},
                                 "train.lr": {"type": "float", "low": 1e-4, "high": 1e-1,
                                              "log": True}}}
+    out: dict[str, dict[str, float]] = {}
     for name in ("random", "nsga2", "tpe"):
         space = parse_space({**demo, "sampler": {"name": name, "seed": 0}})
         fn = space.define_by_run()
@@ -101,6 +104,8 @@ def sampler_cost(n: int) -> None:
         tail = (time.perf_counter() - last) / 100
         print(f"sampler={name} objectives=2 trials={n} mean_s_per_trial={total / n:.4f} "
               f"last100_s_per_trial={tail:.4f}", flush=True)
+        out[name] = {"trials": n, "mean_s_per_trial": total / n, "last100_s_per_trial": tail}
+    return out
 
 
 def main() -> None:
@@ -109,7 +114,10 @@ def main() -> None:
     ap.add_argument("--cpus", type=int, default=2)
     ap.add_argument("--sampler-trials", type=int, default=1000)
     ap.add_argument("--wandb", action="store_true", help="also time ours with W&B offline")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "sweep.json"))
     args = ap.parse_args()
+    report: dict[str, object] = {"date": time.strftime("%Y-%m-%d"), "cpus": args.cpus,
+                                 "cpu_count": os.cpu_count()}
     if args.trials:
         import ray
 
@@ -124,10 +132,16 @@ def main() -> None:
             if args.wandb:
                 w = ours(args.trials, storage, "offline")
                 line += f" ours_wandb_offline_s_per_trial={w:.3f}"
+                report["ours_wandb_offline_s_per_trial"] = w
         ray.shutdown()
         print(line, flush=True)
+        report.update(trials=args.trials, bare_reuse_s_per_trial=b, ours_s_per_trial=o,
+                      ratio=o / b)
     if args.sampler_trials:
-        sampler_cost(args.sampler_trials)
+        report["samplers"] = sampler_cost(args.sampler_trials)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2))
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
