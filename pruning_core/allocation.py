@@ -68,17 +68,25 @@ class Allocation:
     def weights(self, ctx: AllocationContext) -> dict[str, float]:
         raise NotImplementedError
 
-    def keep_counts(self, ctx: AllocationContext) -> dict[str, int]:
+    @staticmethod
+    def budget(ctx: AllocationContext) -> tuple[set[str], list[str], int]:
+        """(dense layers, the others, weights the others may keep); an infeasible target is a
+        ``ConfigError``."""
         dense = ctx.dense_layers()
         budget = ctx.total_keep() - sum(ctx.kept[n] for n in dense)
         free = [n for n in ctx.shapes if n not in dense]
-        floors, caps = ctx.floors(), ctx.kept
+        floors = ctx.floors()
         if budget < sum(floors[n] for n in free):
             raise ConfigError(
                 f"prune.sparsity: {ctx.sparsity:.4f} leaves {ctx.total_keep()} weights, fewer than "
                 "the dense first/last layers and prune.allocation.min_density require; lower the "
                 "sparsity or relax those options"
             )
+        return dense, free, budget
+
+    def keep_counts(self, ctx: AllocationContext) -> dict[str, int]:
+        dense, free, budget = self.budget(ctx)
+        floors, caps = ctx.floors(), ctx.kept
         w = self.weights(ctx)
         counts = water_fill({n: w[n] for n in free}, {n: floors[n] for n in free},
                             {n: caps[n] for n in free}, budget)
@@ -159,9 +167,7 @@ class Global(Allocation):
     """One threshold over all layers' scores (can collapse layers)."""
 
     def keep_counts(self, ctx: AllocationContext) -> dict[str, int]:
-        dense = ctx.dense_layers()
-        names = [n for n in ctx.shapes if n not in dense]
-        budget = ctx.total_keep() - sum(ctx.kept[n] for n in dense)
+        dense, names, budget = self.budget(ctx)
         floors = ctx.floors()
         flats = []
         for n in names:

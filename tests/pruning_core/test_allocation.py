@@ -126,10 +126,11 @@ def test_explicit_errors_name_the_field():
         alloc.target_sparsity(SHAPES, AllocationConfig(name="explicit"), 0.5)
 
 
-def test_impossible_budget_is_a_config_error():
-    opts = AllocationConfig(name="uniform", keep_first_dense=True, keep_last_dense=True)
+@pytest.mark.parametrize("name", SCORE_BASED)
+def test_impossible_budget_is_a_config_error(name):
+    opts = AllocationConfig(name=name, keep_first_dense=True, keep_last_dense=True)
     with pytest.raises(ConfigError, match="prune.sparsity"):
-        ALLOCATIONS.get("uniform")().keep_counts(ctx(0.995, opts))
+        ALLOCATIONS.get(name)().keep_counts(ctx(0.995, opts))
 
 
 def test_water_fill_and_rounding_helpers():
