@@ -34,7 +34,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -322,6 +322,21 @@ def resolve_paths(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str
     return out
 
 
+def _remote_table(uri: str) -> Any:
+    """A results URI's trial rows as one Arrow table, read through pyarrow's filesystem (DuckDB
+    would need its httpfs extension, which it downloads)."""
+    from .store import TrialStore
+
+    try:
+        table = TrialStore(uri).table()
+    except OSError as exc:
+        raise ResultsError(f"results {uri}: cannot read ({_first_line(exc)})") from None
+    if table.num_rows == 0:
+        raise ResultsError(f"results {uri}: no trial rows under trials/; has the sweep written "
+                           "any trials yet?")
+    return table
+
+
 def _has_parquet(d: Path) -> bool:
     with os.scandir(d) as it:
         return any(e.name.endswith(".parquet") and not e.name.startswith(".") and e.is_file()
@@ -375,14 +390,24 @@ class Results:
                  threads: int | None = None) -> None:
         import duckdb
 
-        self.sources = resolve_paths(paths)
+        if isinstance(paths, str | os.PathLike):
+            paths = [paths]
+        remote = [str(p) for p in paths if "://" in str(p)]
+        local = [p for p in paths if "://" not in str(p)]
+        local_sources = resolve_paths(local) if local else []
+        self.sources = [*local_sources, *remote]
         self.con = duckdb.connect()
         if threads:
             self.con.execute(f"SET threads = {int(threads)}")
-        lst = "[" + ", ".join(_sql_str(s) for s in self.sources) + "]"
+        selects = []
+        if local_sources:
+            lst = "[" + ", ".join(_sql_str(s) for s in local_sources) + "]"
+            selects.append(f"SELECT * FROM read_parquet({lst}, union_by_name=true)")
+        for i, uri in enumerate(remote):  # s3://... and other pyarrow filesystem URIs
+            self.con.register(f"_remote{i}", _remote_table(uri))
+            selects.append(f"SELECT * FROM _remote{i}")
         try:
-            self.con.execute("CREATE VIEW trials_raw AS SELECT * FROM read_parquet("
-                             f"{lst}, union_by_name=true)")
+            self.con.execute("CREATE VIEW trials_raw AS " + " UNION ALL BY NAME ".join(selects))
             self.raw_columns: list[str] = [
                 r[0] for r in self.con.execute("DESCRIBE trials_raw").fetchall()]
         except duckdb.Error as exc:

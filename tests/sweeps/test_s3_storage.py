@@ -5,7 +5,9 @@ filesystem, exactly as against AWS."""
 from __future__ import annotations
 
 import logging
+import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -28,6 +30,9 @@ def s3_uri(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
+    # moto keeps its buckets per process: start every test from an empty store
+    urllib.request.urlopen(urllib.request.Request(f"http://{host}:{port}/moto-api/reset",
+                                                  method="POST")).read()
     boto3.client("s3", endpoint_url=f"http://{host}:{port}").create_bucket(Bucket="sweeps")
     yield f"s3://sweeps/runs/s3demo?endpoint_override={host}:{port}&scheme=http&region=us-east-1"
     server.stop()
@@ -58,3 +63,22 @@ def test_sweep_writes_state_and_rows_to_s3(s3_uri: str, ray_local: None) -> None
 def test_join_path_keeps_the_query_last() -> None:
     assert join_path("s3://b/x?a=1&b=2", "tune") == "s3://b/x/tune?a=1&b=2"
     assert join_path("/tmp/res/", "tune", "x") == "/tmp/res/tune/x"
+
+
+def test_pareto_and_query_read_results_on_s3(s3_uri: str, tmp_path: Path) -> None:
+    from sweeps.pareto import Results, load_results, pareto_front
+
+    store = TrialStore(s3_uri)
+    for i, (acc, sp) in enumerate([(0.9, 0.5), (0.8, 0.9), (0.7, 0.6)]):
+        store.write({"trial_id": f"t{i}", "status": "ok", "test_accuracy": acc, "sparsity": sp,
+                     "config.prune.criterion": "snip"})
+    local = tmp_path / "local"
+    TrialStore(str(local)).write({"trial_id": "l0", "status": "ok", "test_accuracy": 0.95,
+                                  "sparsity": 0.4, "config.prune.criterion": "synflow"})
+    df = load_results([s3_uri, str(local)])
+    assert sorted(df["trial_id"]) == ["l0", "t0", "t1", "t2"]
+    front = pareto_front(df, ["test_accuracy:max", "sparsity:max"])
+    assert sorted(front["trial_id"]) == ["l0", "t0", "t1"]
+    with Results([s3_uri]) as res:
+        out = res.query("SELECT criterion, count(*) AS n FROM trials GROUP BY 1")
+    assert out.to_dict("records") == [{"criterion": "snip", "n": 3}]
