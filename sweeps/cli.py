@@ -16,6 +16,8 @@ from rich.table import Table
 
 from pruning_core.errors import ConfigError
 
+from .cli_errors import fail
+
 app = typer.Typer(
     name="prunetune",
     help="Sweeps that answer how to prune a network (criteria, schedules, layer-wise allocation).",
@@ -24,13 +26,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console()
-err_console = Console(stderr=True)
-
-
-def fail(msg: str, code: int = 2) -> None:
-    """One line on stderr, exit code 2: bad input never gives a traceback."""
-    err_console.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
 
 
 def read_yaml(path: Path, what: str = "config") -> dict[str, Any]:

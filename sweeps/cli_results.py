@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import pandas as pd
 import typer
 
+from .cli_errors import fail
 from .jsonable import json_scalar
 from .pareto import ALL_STATUSES, DONE_STATUSES, Results, ResultsError, display_name, parse_ref
 
@@ -38,11 +39,6 @@ TABLE_EXTRA = ("trial_id", "config.prune.criterion", "config.prune.schedule",
                "config.prune.steps")
 
 
-def _fail(msg: str) -> None:
-    typer.echo(f"error: {msg}", err=True)
-    raise typer.Exit(2)
-
-
 def _statuses(include: list[str] | None) -> tuple[str, ...]:
     out = list(DONE_STATUSES)
     for s in include or []:
@@ -53,14 +49,14 @@ def _statuses(include: list[str] | None) -> tuple[str, ...]:
             elif part in ALL_STATUSES:
                 out.append(part)
             else:
-                _fail(f"--include-status {part!r}: expected one of "
+                fail(f"--include-status {part!r}: expected one of "
                       f"{', '.join(ALL_STATUSES)} or all")
     return tuple(dict.fromkeys(out))
 
 
 def _check_format(fmt: str) -> None:
     if fmt not in FORMATS:
-        _fail(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+        fail(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
 
 
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
@@ -125,7 +121,7 @@ def pareto_cmd(
     _check_format(fmt)
     statuses = _statuses(include_status)
     if plot is not None and plot.suffix.lower() not in (".png", ".html", ".svg", ".pdf"):
-        _fail(f"--plot {plot}: expected a .png, .svg, .pdf or .html file name")
+        fail(f"--plot {plot}: expected a .png, .svg, .pdf or .html file name")
     try:
         with Results(results) as res:
             from .pareto import parse_objectives
@@ -151,7 +147,7 @@ def pareto_cmd(
                 ref_arr = np.asarray(ref_v)
             aliases = res.aliases
     except ResultsError as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     hv: dict[str, float] = {}
     if ref_arr is not None and len(front):
@@ -235,14 +231,14 @@ def query_cmd(
     """
     _check_format(fmt)
     if len(results) < 2:
-        _fail("expected RESULTS... SQL, e.g. prunetune query results/s1 "
+        fail("expected RESULTS... SQL, e.g. prunetune query results/s1 "
               "\"SELECT count(*) FROM trials\"")
     sql = str(results[-1])
     try:
         with Results(results[:-1]) as res:
             df = res.query(sql)
     except ResultsError as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     _emit(df, fmt, title=None, limit=200)
 
@@ -270,10 +266,10 @@ def report_cmd(
         data = write_report(results, out, objs, by=by, where=where, statuses=statuses,
                             ref=parse_ref(ref, len(objs)), png_dir=png_dir, title=title)
     except ResultsError as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     except ValueError as exc:
-        _fail(f"{exc}; check --where / --include-status")
+        fail(f"{exc}; check --where / --include-status")
         return
     typer.echo(f"report written to {out} ({len(data.table.get('rows', []))} front trials, "
                f"{data.n_included} trials plotted)")

@@ -10,6 +10,8 @@ import typer
 
 from pruning_core.errors import ConfigError
 
+from .cli_errors import fail
+
 schedule_app = typer.Typer(help="Export tuned sparsity schedules from sweep results.",
                            no_args_is_help=True)
 
@@ -130,7 +132,7 @@ def export_cmd(
     try:
         s = export_schedule(results, out, trial, best, where, "min" if minimize else "max")
     except ConfigError as exc:
-        cli.fail(str(exc))
+        fail(str(exc))
     cli.console.print(
         f"schedule from trial {s.provenance.trial_id} ({s.prune.criterion}, {s.prune.schedule} × "
         f"{s.prune.steps}, target {s.target_sparsity:.4f}, "
@@ -171,7 +173,7 @@ def apply_cmd(
         base = s.trial_config(overrides=overrides)
         cfg = s.trial_config(prunable_layers(base), overrides)
     except ConfigError as exc:
-        cli.fail(str(exc))
+        fail(str(exc))
     if cfg.prune.allocation.name == "explicit" and s.prune.allocation.name != "explicit":
         cli.console.print(f"mapped {len(s.layers)} source layers onto "
                           f"{len(cfg.prune.allocation.layer_sparsity or [])} target layers "

@@ -13,12 +13,9 @@ from rich.table import Table
 
 from pruning_core.errors import ConfigError
 
+from .cli_errors import fail
+
 SpaceArg = Annotated[Path, typer.Argument(help="search-space YAML (see search_spaces/)")]
-
-
-def _fail(msg: str) -> None:
-    typer.echo(f"error: {msg}", err=True)
-    raise typer.Exit(2)
 
 
 def validate_cmd(
@@ -32,7 +29,7 @@ def validate_cmd(
         space = load_space(space_path)
         configs = validate_space(space, n=samples)
     except ConfigError as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     console = Console()
     table = Table(title=f"search space {space.name}", show_header=False, title_justify="left")
@@ -84,7 +81,7 @@ def sweep_cmd(
     try:
         space = with_overrides(load_space(space_path), name=name, num_samples=num_samples)
     except ConfigError as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     console = Console()
     progress = Progress(space.name, space.budget.num_samples, space.metrics, space.modes)
@@ -94,7 +91,7 @@ def sweep_cmd(
             outcome = run_sweep(space, address=address, resume=resume, callbacks=[progress],
                                 num_cpus=num_cpus, warm_start=warm_start or ())
     except ConfigError as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
 
     console.print()
