@@ -60,6 +60,9 @@ class AllocationContext:
 class Allocation:
     """Base: subclasses give per-layer proportional weights; the base solves the budget."""
 
+    #: ranks squared scores, so a criterion with signed scores (GraSP) would be misread
+    needs_unsigned_scores: bool = False
+
     def target_sparsity(self, shapes: dict[str, tuple[int, ...]], options: AllocationConfig,
                         requested: float) -> float:
         """The total sparsity this allocation reaches (explicit vectors define their own)."""
@@ -193,10 +196,26 @@ class Global(Allocation):
 class LAMP(Global):
     """LAMP (Lee et al. 2021): score² over the sum of squares of the layer's scores at least as
     large, then one global threshold. Each layer's best weight scores 1, the maximum, so no layer
-    collapses."""
+    collapses.
+
+    LAMP is defined on magnitudes (Torch-Pruning's ``LAMPImportance`` is a
+    ``MagnitudeImportance``); squaring a signed score would rank GraSP's most harmful weight
+    first, so signed criteria are refused (``needs_unsigned_scores``). Scores are divided by the
+    layer's largest before squaring (LAMP is scale-free per layer), so float64 SynFlow scores near
+    the dtype's range do not overflow.
+    """
+
+    needs_unsigned_scores = True
 
     def transform(self, scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        sq = (scores.detach().float().flatten() * mask.flatten()) ** 2
+        s = scores.detach()
+        s = (s if s.dtype == torch.float64 else s.float()).flatten() * mask.flatten()
+        if bool((s < 0).any()):
+            raise ConfigError(
+                "prune.allocation: lamp needs non-negative scores (it squares them); this "
+                "criterion returned negative ones; use allocation global or another criterion"
+            )
+        sq = (s / s.max().clamp_min(torch.finfo(s.dtype).tiny)) ** 2
         order = torch.argsort(sq, stable=True)  # ascending
         sorted_sq = sq[order]
         suffix = sorted_sq.flip(0).cumsum(0).flip(0)  # Σ_{j ≥ i} w_j²

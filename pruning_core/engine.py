@@ -17,6 +17,7 @@ from .allocation import ALLOCATIONS, AllocationContext
 from .config import AllocationConfig
 from .criteria import CRITERIA
 from .criteria.base import Batch, LossFn, ScoreContext
+from .errors import ConfigError
 from .masks import MaskSet
 from .select import keep_topk
 
@@ -41,14 +42,20 @@ class Pruner:
         self._criterion = CRITERIA.get(self.criterion)
         self._options = self._criterion.options.model_validate(self.criterion_options)
         self._allocation = ALLOCATIONS.get(self.allocation.name)()
-        self._generator = torch.Generator().manual_seed(self.seed)
+        if self._allocation.needs_unsigned_scores and self._criterion.signed:
+            raise ConfigError(
+                f"prune.allocation: {self.allocation.name} squares scores and needs a criterion "
+                f"with non-negative scores; {self.criterion} scores are signed; use allocation "
+                "global, uniform or erk"
+            )
+        self.generator = torch.Generator().manual_seed(self.seed)
 
     def scores(self) -> dict[str, torch.Tensor]:
         ctx = ScoreContext(
             model=self.model, params=self.masks.params, masks=self.masks.masks,
             batches=self.batches if self._criterion.needs_data else [],
             input_shape=self.input_shape, loss_fn=self.loss_fn,
-            generator=self._generator, options=self._options,
+            generator=self.generator, options=self._options,
         )
         return self._criterion(ctx)
 

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from . import rng
 from .allocation import ALLOCATIONS
 from .config import TrialConfig
 from .data import DataBundle, dataset_spec, load_dataset
@@ -157,6 +158,8 @@ class _Trial:
             "snapshot": self.snapshot,
             "history": list(self.history),
             "loader_rng": self.loader_gen.get_state(),
+            "pruner_rng": self.pruner.generator.get_state(),
+            "rng": rng.capture(),
             "prune_time_s": self.pruner.elapsed_s,
             "train_time_s": self.train_time,
         }
@@ -169,6 +172,9 @@ class _Trial:
         self.snapshot = state["snapshot"]
         self.history = list(state["history"])
         self.loader_gen.set_state(state["loader_rng"])
+        if "pruner_rng" in state:  # checkpoints written before 0.2 lack the random states
+            self.pruner.generator.set_state(state["pruner_rng"])
+            rng.restore(state["rng"])
         self.pruner.elapsed_s = state["prune_time_s"]
         self.train_time = state["train_time_s"]
         self.done = state["done"]

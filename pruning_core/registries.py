@@ -48,6 +48,13 @@ def check_names(cfg: TrialConfig) -> None:
             f"(accepted: {sorted(options.model_fields) or 'none'}): "
             + str(exc).splitlines()[1 if len(str(exc).splitlines()) > 1 else 0].strip()
         ) from None
+    if ALLOCATIONS.get(cfg.prune.allocation.name).needs_unsigned_scores \
+            and CRITERIA.get(cfg.prune.criterion).signed:
+        raise ConfigError(
+            f"prune.allocation: {cfg.prune.allocation.name} squares scores and needs a criterion "
+            f"with non-negative scores; {cfg.prune.criterion} scores are signed; use allocation "
+            "global, uniform or erk"
+        )
     if cfg.prune.variant != "none" and cfg.prune.timing.name not in _VARIANT_TIMINGS:
         raise ConfigError(
             f"prune.variant: {cfg.prune.variant!r} needs prune.timing before or after, "

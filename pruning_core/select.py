@@ -13,8 +13,14 @@ import torch
 
 def sanitize(scores: torch.Tensor) -> torch.Tensor:
     """Finite float scores: NaN ranks last among kept weights (below -inf), +-inf clamp near the
-    dtype's range, so already-pruned weights (-inf after masking) still rank below all of them."""
-    scores = scores.detach().float()
+    dtype's range, so already-pruned weights (-inf after masking) still rank below all of them.
+
+    Scores keep their own precision: float64 stays float64 (SynFlow's overflow fallback exists
+    only for scores float32 cannot hold, so a cast here would turn them all into ties); every
+    other dtype is ranked in float32."""
+    scores = scores.detach()
+    if scores.dtype != torch.float64:
+        scores = scores.float()
     big = torch.finfo(scores.dtype).max
     return torch.nan_to_num(scores, nan=-big, posinf=big, neginf=-big / 2)
 

@@ -102,11 +102,19 @@ def after(cfg: TrialConfig, sparsities: list[float]) -> list[Action]:
 def imp(cfg: TrialConfig, sparsities: list[float]) -> list[Action]:
     """Iterative magnitude pruning with rewinding (lottery tickets): one level per schedule step.
 
-    Train; then per level: prune, rewind kept weights to epoch ``rewind_epoch``, retrain.
+    As open_lth (``lottery/runner.py`` + ``training/train.py``): train T epochs; then per level:
+    prune, rewind the kept weights (and buffers) to their values after ``rewind_epoch`` = k
+    epochs, start a fresh optimiser and train epochs k..T-1 with the LR schedule resumed at k
+    (``train(start_step=k)`` steps the schedule k times first), i.e. T - k epochs.
+    k = 0 is the original lottery ticket (Frankle & Carbin 2019): rewind to initialisation and
+    retrain all T epochs.
     """
     epochs, k = cfg.train.epochs, cfg.prune.timing.rewind_epoch
-    if k > epochs:
-        raise ConfigError(f"prune.timing.rewind_epoch: {k} is past train.epochs={epochs}")
+    if k >= epochs > 0:
+        raise ConfigError(
+            f"prune.timing.rewind_epoch: {k} leaves no epoch to retrain after rewinding "
+            f"(train.epochs={epochs}); use a rewind epoch in [0, {epochs - 1}]"
+        )
     plan: list[Action] = [NewOptimizer()]
     if k == 0:
         plan.append(Snapshot())
@@ -115,5 +123,5 @@ def imp(cfg: TrialConfig, sparsities: list[float]) -> list[Action]:
         if e + 1 == k:
             plan.append(Snapshot())
     for s in sparsities:
-        plan += [Prune(s), Rewind(), *_phase(epochs)]
+        plan += [Prune(s), Rewind(), NewOptimizer(), *(Train(e, epochs) for e in range(k, epochs))]
     return plan

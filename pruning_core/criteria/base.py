@@ -48,6 +48,8 @@ class Criterion:
     options: type[BaseModel] = NoOptions
     #: reads training batches (False: data-free, e.g. SynFlow, magnitude, random)
     needs_data: bool = True
+    #: scores may be negative (GraSP): rankings that square or take logs of scores refuse it
+    signed: bool = False
 
     def __call__(self, ctx: ScoreContext) -> dict[str, torch.Tensor]:
         with _restored_mode(ctx.model):
@@ -57,11 +59,12 @@ class Criterion:
 CRITERIA: Registry[Criterion] = Registry("criterion")
 
 
-def criterion(name: str, options: type[BaseModel] = NoOptions, needs_data: bool = True):
+def criterion(name: str, options: type[BaseModel] = NoOptions, needs_data: bool = True,
+              signed: bool = False):
     """Register a score function: ``@criterion("snip")``."""
 
     def deco(fn: Callable[[ScoreContext], dict[str, torch.Tensor]]):
-        CRITERIA.add(name, Criterion(fn, options, needs_data))
+        CRITERIA.add(name, Criterion(fn, options, needs_data, signed))
         return fn
 
     return deco

@@ -91,7 +91,9 @@ def test_global_keeps_the_globally_best():
 def test_global_min_density_prevents_collapse():
     c = ctx(0.95, AllocationConfig(min_density=0.02))
     c.scores["conv1"] = c.scores["conv1"] - 10  # conv1 would collapse under one threshold
-    assert ALLOCATIONS.get("global")().keep_counts(ctx(0.95))["conv1"] >= 0
+    bare = ctx(0.95)
+    bare.scores["conv1"] = bare.scores["conv1"] - 10
+    assert ALLOCATIONS.get("global")().keep_counts(bare)["conv1"] == 0  # collapses without it
     counts = ALLOCATIONS.get("global")().keep_counts(c)
     assert counts["conv1"] == math.ceil(0.02 * SIZES["conv1"])
     assert sum(counts.values()) == round(0.05 * N)
@@ -154,3 +156,34 @@ def test_lamp_scores_and_no_collapse():
     assert ALLOCATIONS.get("global")().keep_counts(c)["conv1"] == 0
     counts = ALLOCATIONS.get("lamp")().keep_counts(c)
     assert all(v >= 1 for v in counts.values()) and sum(counts.values()) == round(0.01 * N)
+
+
+def test_lamp_refuses_signed_scores():
+    from pruning_core.allocation import LAMP
+
+    # squared, -5 would outrank 3: GraSP's most harmful weight would be kept first
+    with pytest.raises(ConfigError, match="prune.allocation: lamp needs non-negative"):
+        LAMP().transform(torch.tensor([-5.0, 3.0, 1.0]), torch.ones(3, dtype=torch.bool))
+
+
+def test_lamp_with_a_signed_criterion_is_a_config_error():
+    from torch import nn
+
+    from pruning_core.engine import Pruner
+    from pruning_core.masks import MaskSet
+    from pruning_core.targets import prunable_parameters
+
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    with pytest.raises(ConfigError, match="grasp scores are signed"):
+        Pruner(model=model, masks=MaskSet(prunable_parameters(model)), criterion="grasp",
+               allocation=AllocationConfig(name="lamp"), final_sparsity=0.5, batches=[],
+               input_shape=(4,))
+
+
+def test_lamp_keeps_float64_scores_beyond_float32_range():
+    from pruning_core.allocation import LAMP
+
+    w = torch.tensor([1e300, 3e300, 2e300], dtype=torch.float64)
+    out = LAMP().transform(w, torch.ones(3, dtype=torch.bool))
+    assert out.dtype == torch.float64
+    assert out.tolist() == pytest.approx([1 / 14, 1.0, 4 / 13])  # same as [1, 3, 2]

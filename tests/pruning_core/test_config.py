@@ -21,8 +21,11 @@ def test_defaults_validate_and_shorthands():
     ({"prune": {"steps": 0}}, r"prune\.steps: Input should be greater than or equal to 1"),
     ({"prune": {"sparsty": 0.9}}, r"prune\.sparsty: unknown key"),
     ({"prune": {"criterion": "grasp", "criterion_options": {"temp": 1}}},
-     r"prune\.criterion_options: invalid for 'grasp' \(accepted: \['temperature'\]\)"),
+     r"prune\.criterion_options: invalid for 'grasp' "
+         r"\(accepted: \['mode', 'reinit_linear', 'temperature'\]\)"),
     ({"prune": {"variant": "reinit", "timing": "during"}}, r"prune\.variant: 'reinit' needs"),
+    ({"prune": {"criterion": "grasp", "allocation": "lamp"}},
+     r"prune\.allocation: lamp squares scores .* grasp scores are signed"),
     ({"prune": {"allocation": {"layer_sparsity": [1.2]}}}, r"layer_sparsity.*outside \[0, 1\)"),
 ])
 def test_errors_name_the_field(data, pattern):

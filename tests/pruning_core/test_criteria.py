@@ -61,24 +61,65 @@ def test_contract_deterministic(name, batches):
         assert torch.equal(sa[n], sb[n])
 
 
-def test_snip_equals_hand_computed_gradient_times_weight():
+def _softmax_regression_grad(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """∂/∂W of the mean cross-entropy of z = W x, from the formula: (softmax(z) − onehot) xᵀ / B."""
+    z = x @ w.T  # (B, C)
+    p = torch.exp(z - z.max(1, keepdim=True).values)
+    p = p / p.sum(1, keepdim=True)
+    p[torch.arange(len(y)), y] -= 1.0
+    return p.T @ x / len(y)  # (C, D)
+
+
+def _snip_ctx(model, batches, **options):
+    return ScoreContext(model=model, params=prunable_parameters(model), masks={},
+                        batches=batches, input_shape=(4,), loss_fn=nn.functional.cross_entropy,
+                        generator=torch.Generator(),
+                        options=CRITERIA.get("snip").options(**options))
+
+
+def test_snip_is_abs_of_accumulated_gradient_times_weight_by_hand():
+    # SNIP (Lee et al. 2019, eq. 6 with c = 1): s = |g ⊙ θ|, g accumulated over batches first
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
-    batches = [(torch.randn(5, 4), torch.randint(0, 2, (5,))) for _ in range(2)]
-    ctx = ScoreContext(model=model, params=prunable_parameters(model), masks={}, batches=batches,
-                       input_shape=(4,), loss_fn=nn.functional.cross_entropy,
-                       generator=torch.Generator(), options=None)
-    scores = CRITERIA.get("snip")(ctx)
-    ref = {n: torch.zeros_like(p) for n, p in ctx.params.items()}
-    for x, y in batches:  # by hand: .backward() on a copy, |g * w| summed over batches
-        clone = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
-        clone.load_state_dict(model.state_dict())
-        nn.functional.cross_entropy(clone(x), y).backward()
-        for n in ref:
-            p = clone.get_parameter(n)
-            ref[n] += (p.grad * p.detach()).abs()
-    for n in ref:
-        torch.testing.assert_close(scores[n], ref[n])
+    model = nn.Linear(4, 3, bias=False)
+    w = model.weight.detach().double()
+    batches = [(torch.randn(5, 4), torch.randint(0, 3, (5,))) for _ in range(2)]
+    grads = [_softmax_regression_grad(w, x.double(), y) for x, y in batches]
+    scores = CRITERIA.get("snip")(_snip_ctx(model, batches))
+    torch.testing.assert_close(scores["weight"].double(), ((grads[0] + grads[1]) * w).abs(),
+                               rtol=1e-5, atol=1e-7)
+    # the per-batch estimator sums |g_b ⊙ θ| instead; on this data the two differ
+    per_batch = CRITERIA.get("snip")(_snip_ctx(model, batches, estimator="per_batch"))
+    hand = (grads[0] * w).abs() + (grads[1] * w).abs()
+    torch.testing.assert_close(per_batch["weight"].double(), hand, rtol=1e-5, atol=1e-7)
+    assert not torch.allclose(hand, ((grads[0] + grads[1]) * w).abs())
+
+
+def test_snip_scores_in_eval_mode_by_default():
+    # Linear -> BatchNorm1d -> Linear with non-trivial running statistics: eval mode normalises
+    # with them, train mode with the batch's; the hand formula uses the running ones.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3, bias=False), nn.BatchNorm1d(3),
+                          nn.Linear(3, 2, bias=False))
+    bn = model[1]
+    with torch.no_grad():
+        bn.running_mean.copy_(torch.tensor([0.5, -1.0, 2.0]))
+        bn.running_var.copy_(torch.tensor([4.0, 0.25, 1.0]))
+        bn.weight.copy_(torch.tensor([1.5, 0.5, -1.0]))
+        bn.bias.copy_(torch.tensor([0.1, 0.2, 0.3]))
+    model.train()  # the incoming mode must not matter
+    x, y = torch.randn(6, 4), torch.randint(0, 2, (6,))
+    w1 = model[0].weight.detach().clone().requires_grad_()
+    w2 = model[2].weight.detach().clone().requires_grad_()
+    h = (x @ w1.T - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps) * bn.weight.detach() \
+        + bn.bias.detach()
+    loss = nn.functional.cross_entropy(h @ w2.T, y)
+    g1, g2 = torch.autograd.grad(loss, [w1, w2])
+    scores = CRITERIA.get("snip")(_snip_ctx(model, [(x, y)]))
+    torch.testing.assert_close(scores["0.weight"], (g1 * w1).abs().detach())
+    torch.testing.assert_close(scores["2.weight"], (g2 * w2).abs().detach())
+    train_mode = CRITERIA.get("snip")(_snip_ctx(model, [(x, y)], mode="train"))
+    assert not torch.allclose(train_mode["0.weight"], scores["0.weight"])
+    assert model.training  # left as found
 
 
 def test_synflow_equals_closed_form_on_linear_chain():
@@ -114,6 +155,38 @@ def test_synflow_falls_back_to_float64_on_overflow():
     assert not all(torch.isfinite(s).all() for s in CRITERIA.get("synflow")(ctx).values())
 
 
+def test_synflow_overflow_selection_equals_float64_reference():
+    # a 12-layer linear chain with weights ~1e3..1e4 overflows float32 (R ~ 1e46); the kept set
+    # must be the one a float64 ranking of the closed-form scores gives, not ties by position
+    gen = torch.Generator().manual_seed(0)
+    model = nn.Sequential(*[nn.Linear(4, 4, bias=False) for _ in range(12)])
+    with torch.no_grad():
+        for m in model:
+            m.weight.copy_(1e3 + 9e3 * torch.rand(4, 4, generator=gen))
+    ws = [m.weight.detach().double().abs() for m in model]
+    ones = torch.ones(4, dtype=torch.float64)
+    refs = []
+    for i, w in enumerate(ws):  # score_l[a,b] = |W_l[a,b]| (1ᵀ|W_L|..|W_l+1|)_a (|W_l-1|..|W_1|1)_b
+        left, right = ones.clone(), ones.clone()
+        for u in reversed(ws[i + 1:]):
+            left = left @ u
+        for u in ws[:i]:
+            right = u @ right
+        refs.append(w * left[:, None] * right[None, :])
+    flat = torch.cat([r.flatten() for r in refs]).numpy()
+    assert not torch.isfinite(torch.from_numpy(flat).float()).all()
+    keep = 40
+    order = flat.argsort(kind="stable")[::-1][:keep]
+    expected = torch.zeros(flat.size, dtype=torch.bool)
+    expected[torch.from_numpy(order.copy())] = True
+    masks = MaskSet(prunable_parameters(model))
+    Pruner(model=model, masks=masks, criterion="synflow", allocation=AllocationConfig(),
+           final_sparsity=1 - keep / flat.size, batches=[], input_shape=(4,)
+           ).step(1 - keep / flat.size)
+    got = torch.cat([masks[f"{i}.weight"].flatten() for i in range(12)])
+    assert torch.equal(got, expected)
+
+
 def test_grasp_sign_on_hand_checked_case():
     # f(w) = ½(w·x − t)², w = [1, −2], x = [1, 1], t = 0: y = −1, g = (y−t)x = [−1, −1],
     # H = xxᵀ, Hg = [−2, −2]. Official GraSP removes the highest −θ⊙Hg = [2, −4], i.e. weight 0;
@@ -129,15 +202,59 @@ def test_grasp_sign_on_hand_checked_case():
     params = prunable_parameters(model)
     ctx = ScoreContext(model=model, params=params, masks={}, batches=[(x, t)], input_shape=(2,),
                        loss_fn=loss, generator=torch.Generator(),
-                       options=CRITERIA.get("grasp").options(temperature=1.0))
+                       options=CRITERIA.get("grasp").options(temperature=1.0,
+                                                                   reinit_linear=False))
     scores = CRITERIA.get("grasp")(ctx)
     torch.testing.assert_close(scores["weight"], torch.tensor([[-2.0, 4.0]]))
     masks = MaskSet(params)
     Pruner(model=model, masks=masks, criterion="grasp", allocation=AllocationConfig(),
            final_sparsity=0.5, batches=[(x, t)], input_shape=(2,), loss_fn=loss,
-           criterion_options={"temperature": 1.0}).step(0.5)
+           criterion_options={"temperature": 1.0, "reinit_linear": False}).step(0.5)
     assert masks["weight"].tolist() == [[False, True]]
     assert model.weight.tolist() == [[0.0, -2.0]]
+
+
+def _grasp_scores(model, batches, generator_seed=0, **options):
+    params = prunable_parameters(model)
+    ctx = ScoreContext(model=model, params=params,
+                       masks={n: torch.ones_like(p, dtype=torch.bool) for n, p in params.items()},
+                       batches=batches, input_shape=(3, 8, 8), loss_fn=nn.functional.cross_entropy,
+                       generator=torch.Generator().manual_seed(generator_seed),
+                       options=CRITERIA.get("grasp").options(**options))
+    return CRITERIA.get("grasp")(ctx)
+
+
+def test_grasp_reinit_linear_scores_with_fresh_xavier_weights(batches):
+    # official GraSP (reinit=True) re-draws every Linear weight before scoring: the scores are
+    # then independent of the Linear layers' current values, and the conv scores change too
+    a, b = tiny_convnet(), tiny_convnet()
+    with torch.no_grad():
+        b[8].weight.mul_(-3.0)
+        b[10].weight.add_(1.0)
+    sa, sb = _grasp_scores(a, batches), _grasp_scores(b, batches)
+    for n in sa:
+        torch.testing.assert_close(sa[n], sb[n])
+    plain = _grasp_scores(a, batches, reinit_linear=False)
+    assert not torch.allclose(plain["0.weight"], sa["0.weight"])
+    assert not torch.allclose(_grasp_scores(a, batches, reinit_linear=False)["0.weight"],
+                              _grasp_scores(b, batches, reinit_linear=False)["0.weight"])
+
+
+def test_grasp_xavier_draw_has_the_glorot_std():
+    from pruning_core.criteria.grasp import xavier_normal
+
+    w = xavier_normal(torch.Size([300, 500]), torch.Generator().manual_seed(0))
+    assert w.std().item() == pytest.approx((2.0 / 800) ** 0.5, rel=0.02)
+    assert abs(w.mean().item()) < 1e-3
+
+
+def test_grasp_mode_default_train_and_eval_option(batches):
+    model = tiny_convnet().eval()
+    train = _grasp_scores(model, batches)
+    model.train()
+    assert all(torch.equal(train[n], v) for n, v in _grasp_scores(model, batches).items())
+    ev = _grasp_scores(model, batches, mode="eval")
+    assert not torch.allclose(ev["0.weight"], train["0.weight"])
 
 
 def test_random_depends_on_seed_only():

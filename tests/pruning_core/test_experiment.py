@@ -1,8 +1,11 @@
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from pruning_core.config import load_trial_config
-from pruning_core.experiment import prunable_layers, run
+from pruning_core.criteria import CRITERIA
+from pruning_core.errors import ConfigError
+from pruning_core.experiment import _Trial, prunable_layers, run
 from pruning_core.timing import TIMINGS, NewOptimizer, Prune, Rewind, Snapshot, Train
 
 
@@ -41,7 +44,8 @@ def test_every_timing_runs_and_reaches_sparsity(timing):
     r = run(cfg(criterion="magnitude", schedule="linear", steps=2, **extra))
     assert r.status == "ok"
     assert r.sparsity == pytest.approx(0.8, abs=1e-3)
-    expected_epochs = {"before": 2, "during": 2, "after": 3, "imp": 6}[timing]
+    # imp: 2 dense epochs, then 2 levels that rewind to epoch 1 and retrain epoch 1 only
+    expected_epochs = {"before": 2, "during": 2, "after": 3, "imp": 4}[timing]
     assert r.epochs == expected_epochs
 
 
@@ -49,8 +53,48 @@ def test_imp_plan_rewinds_to_snapshot_epoch():
     c = cfg(criterion="magnitude", schedule="exponential", steps=2,
             timing={"name": "imp", "rewind_epoch": 1})
     plan = TIMINGS.get("imp")(c, [0.5, 0.8])
-    assert plan[:3] == [NewOptimizer(), Train(0, 2), Snapshot()]
-    assert plan[4:7] == [Prune(0.5), Rewind(), NewOptimizer()]
+    # open_lth: rewind to epoch k, then train epochs k..T-1 with the LR schedule resumed at k
+    assert plan == [NewOptimizer(), Train(0, 2), Snapshot(), Train(1, 2),
+                    Prune(0.5), Rewind(), NewOptimizer(), Train(1, 2),
+                    Prune(0.8), Rewind(), NewOptimizer(), Train(1, 2)]
+
+
+def test_imp_rewind_zero_is_the_original_lottery_ticket():
+    c = cfg(criterion="magnitude", schedule="one_shot", timing={"name": "imp", "rewind_epoch": 0})
+    plan = TIMINGS.get("imp")(c, [0.8])
+    assert plan == [NewOptimizer(), Snapshot(), Train(0, 2), Train(1, 2),
+                    Prune(0.8), Rewind(), NewOptimizer(), Train(0, 2), Train(1, 2)]
+
+
+def test_imp_rewind_past_last_epoch_is_refused():
+    c = cfg(criterion="magnitude", timing={"name": "imp", "rewind_epoch": 2})
+    with pytest.raises(ConfigError, match="prune.timing.rewind_epoch"):
+        TIMINGS.get("imp")(c, [0.8])
+
+
+def test_imp_rewinds_kept_weights_bit_for_bit_and_resumes_the_lr_schedule():
+    c = cfg(criterion="magnitude", schedule="one_shot", timing={"name": "imp", "rewind_epoch": 1})
+    c.train.epochs, c.train.lr_schedule = 3, "step"  # lr/10 from epoch 2 (50 % of 3 epochs)
+    trial = _Trial(c)
+    snapshot, lrs = None, []
+    while trial.done < len(trial.plan):
+        action = trial.plan[trial.done]
+        trial.execute(action, None)
+        trial.done += 1
+        if isinstance(action, Snapshot):
+            snapshot = {k: v.clone() for k, v in trial.model.state_dict().items()}
+        if isinstance(action, Train):
+            lrs.append(trial.optimizer.param_groups[0]["lr"])
+        if isinstance(action, Rewind):
+            state = trial.model.state_dict()
+            for name, mask in trial.masks.masks.items():
+                assert torch.equal(state[name][mask], snapshot[name][mask])  # kept: the snapshot
+                assert (state[name][~mask] == 0).all()  # pruned: zero
+            for k in state:  # biases and everything else: the snapshot, bit for bit
+                if k not in trial.masks.masks:
+                    assert torch.equal(state[k], snapshot[k]), k
+    # dense epochs 0, 1, 2, then the level retrains epochs 1, 2 with the schedule resumed at 1
+    assert lrs == pytest.approx([0.01, 0.01, 0.001, 0.01, 0.001])
 
 
 def test_during_plan_fires_events_at_given_epochs():
@@ -79,22 +123,59 @@ def test_nan_loss_gives_diverged_status():
     assert r.status == "diverged" and r.diverged_epoch == 1 and "epoch 1" in r.error
 
 
-def test_resume_from_epoch_checkpoint_matches_uninterrupted(tmp_path):
-    c = cfg(schedule="linear", steps=2)
+def _without_times(result):
+    return {k: v for k, v in result.to_dict().items() if not k.endswith("_time_s")}
+
+
+@pytest.mark.parametrize("criterion", CRITERIA.names())
+@pytest.mark.parametrize("timing", TIMINGS.names())
+def test_resume_after_epoch_k_is_bit_exact(tmp_path, criterion, timing):
+    """Every criterion x timing: a trial resumed from the checkpoint after epoch k ends with the
+    same masks and metrics, bit for bit, as the uninterrupted run."""
+    c = cfg(criterion=criterion, schedule="linear", steps=2,
+            timing={"name": timing, "pretrain_epochs": 1, "rewind_epoch": 1,
+                    **({"prune_epochs": [0, 1]} if timing == "during" else {})})
     c.train.epochs = 3
+    c.data.train_limit = 256
     states = {}
 
     def keep(rep):
-        if rep.epoch == 1:
-            path = tmp_path / "ckpt.pt"
-            torch.save(rep.checkpoint(), path)
-            states[1] = torch.load(path, weights_only=True)
+        path = tmp_path / f"ckpt{rep.epoch}.pt"
+        torch.save(rep.checkpoint(), path)
+        states[rep.epoch] = path
 
-    full = run(c, on_epoch=keep)
-    resumed = run(c, resume=states[1])
-    assert resumed.history == full.history
-    assert resumed.test_accuracy == full.test_accuracy
-    assert resumed.layer_sparsity == full.layer_sparsity
+    full_masks, resumed_masks = tmp_path / "full.safetensors", tmp_path / "resumed.safetensors"
+    full = run(c, on_epoch=keep, masks_out=full_masks)
+    k = 1  # before the during trial's second prune event, inside IMP's dense phase, etc.
+    resumed = run(c, resume=torch.load(states[k], weights_only=True), masks_out=resumed_masks)
+    assert _without_times(resumed) == _without_times(full)
+    a, b = load_file(full_masks), load_file(resumed_masks)
+    assert a.keys() == b.keys() and all(torch.equal(a[n], b[n]) for n in a)
+
+
+def test_resume_restores_every_global_random_stream(tmp_path):
+    """Draws from torch, numpy and Python's global generators after a resume continue the
+    uninterrupted run's streams."""
+    import random
+
+    import numpy as np
+
+    c = cfg(criterion="random")
+    c.train.epochs = 2
+    draws: dict[str, tuple] = {}
+
+    def keep(rep):
+        if rep.epoch == 1:
+            torch.save(rep.checkpoint(), tmp_path / "c.pt")
+            draws["full"] = (torch.rand(3).tolist(), np.random.rand(3).tolist(), random.random())
+
+    run(c, on_epoch=keep)
+    state = torch.load(tmp_path / "c.pt", weights_only=True)
+    trial = _Trial(c)
+    torch.manual_seed(123), np.random.seed(123), random.seed(123)  # scramble
+    trial.restore(state)
+    assert (torch.rand(3).tolist(), np.random.rand(3).tolist(), random.random()) \
+        == draws["full"]
 
 
 def test_explicit_allocation_defines_the_target():
@@ -122,4 +203,4 @@ def test_reports_know_the_plans_total_epochs():
     c = cfg(criterion="magnitude", schedule="linear", steps=2,
             timing={"name": "imp", "rewind_epoch": 1})
     run(c, on_epoch=lambda rep: seen.append((rep.epoch, rep.total_epochs)))
-    assert seen == [(e, 6) for e in range(1, 7)]  # 2 epochs dense + 2 levels x 2 epochs
+    assert seen == [(e, 4) for e in range(1, 5)]  # 2 epochs dense + 2 levels x 1 epoch

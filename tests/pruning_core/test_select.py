@@ -34,3 +34,11 @@ def test_top_mask_equals_stable_sort_selection(values, k):
     expect = torch.zeros_like(flat, dtype=torch.bool)
     expect[torch.argsort(flat, descending=True, stable=True)[:k]] = True
     assert torch.equal(top_mask(flat, k), expect)
+
+
+def test_float64_scores_are_ranked_in_float64():
+    # distinct in float64, all +inf (one tie) in float32: a cast would keep by position
+    scores = torch.tensor([1e300, 3e300, 2e300, 5e299], dtype=torch.float64)
+    assert torch.isinf(scores.float()).all()
+    new = keep_topk(scores, torch.ones(4, dtype=torch.bool), 2)
+    assert new.tolist() == [False, True, True, False]
