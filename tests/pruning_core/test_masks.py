@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 from torch import nn
@@ -41,7 +43,11 @@ def test_save_load_roundtrip_without_pickle(tmp_path):
     _model, masks = pruned()
     path = tmp_path / "masks.safetensors"
     masks.save(path)
-    assert path.read_bytes()[:8] != b"\x80\x04\x95"  # not a pickle stream
+    data = path.read_bytes()
+    assert data[:1] != b"\x80"  # a pickle stream starts with the PROTO opcode 0x80
+    # safetensors: an 8-byte little-endian header length, then a JSON header naming every mask
+    header = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])
+    assert set(masks.masks) <= set(header)
     other = tiny_convnet()
     loaded = MaskSet.load(path, prunable_parameters(other))
     for k in masks:
