@@ -22,6 +22,7 @@ from . import rng
 from .allocation import ALLOCATIONS
 from .config import TrialConfig
 from .data import DataBundle, dataset_spec, load_dataset
+from .dense_cache import DenseCache, cache_key, dense_prefix
 from .engine import Pruner
 from .masks import MaskSet
 from .metrics import flops, param_counts
@@ -226,16 +227,39 @@ class _DivergedAt(Diverged):
         self.epoch = epoch
 
 
+def _start_from_dense(trial: _Trial, cache: DenseCache,
+                      on_epoch: Callable[[EpochReport], None] | None) -> None:
+    """Run the plan's dense prefix once per cache key, or load the state another trial left."""
+    n = dense_prefix(trial.plan)
+    if n == 0:
+        return
+
+    def create() -> dict[str, Any]:
+        while trial.done < n:
+            trial.execute(trial.plan[trial.done], on_epoch)
+            trial.done += 1
+        return trial.state(n)
+
+    state = cache.get_or_create(cache_key(trial.cfg, trial.plan, n), create)
+    if trial.done < n:  # another trial trained it: continue from its state, bit for bit
+        trial.restore(state)
+
+
 def run(cfg: TrialConfig, on_epoch: Callable[[EpochReport], None] | None = None,
-        resume: dict[str, Any] | None = None, masks_out: str | Path | None = None) -> TrialResult:
+        resume: dict[str, Any] | None = None, masks_out: str | Path | None = None,
+        dense_cache: DenseCache | None = None) -> TrialResult:
     """Run one trial: prune and train as ``cfg`` says. NaN losses give status ``diverged``.
 
-    ``masks_out``: also save the final masks there (safetensors, no pickle)."""
+    ``masks_out``: also save the final masks there (safetensors, no pickle).
+    ``dense_cache``: share the dense training before the first prune with other trials (see
+    ``dense_cache.py``); the result is the same, bit for bit, as training it here."""
     trial = _Trial(cfg)
     if resume is not None:
         trial.restore(resume)
     status, diverged_epoch, error = "ok", None, None
     try:
+        if resume is None and dense_cache is not None:
+            _start_from_dense(trial, dense_cache, on_epoch)
         while trial.done < len(trial.plan):
             trial.execute(trial.plan[trial.done], on_epoch)
             trial.done += 1
