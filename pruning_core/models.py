@@ -10,6 +10,20 @@ modules (residual blocks, the 1-D CNN) only route tensors between those layers.
 
 ``create_model`` is the one entry point: registered names, plus ``tv:<name>`` for any
 torchvision classifier built with random weights (weights are never downloaded).
+
+Initialisation (``model.options.init``): pruning at initialisation ranks the *initial* weights,
+so each layer's init scale decides which layer a criterion empties first. Every model therefore
+takes ``init``:
+
+- ``reference`` (default): exactly as the repository the model follows (cited in each builder's
+  docstring): Synaptic-Flow's lottery VGG / ResNet (``kaiming_normal_`` fan_in on every conv and
+  linear weight, biases 0, BatchNorm 1 / 0), Synaptic-Flow's CIFAR ResNet-18, open_lth's LeNets,
+  the MNIST-1D repository's ConvBase (PyTorch defaults), torchvision's own constructors.
+- ``torch``: PyTorch's default, every layer's ``reset_parameters()`` (what a plain
+  ``nn.Module`` gets; for Conv/Linear weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in))).
+
+``create_model`` records the choice on the model (``INIT_ATTR``) so that :func:`initialise`
+re-draws with the same init later (the WACV re-initialisation variants call it).
 """
 
 from __future__ import annotations
@@ -19,6 +33,7 @@ import inspect
 import logging
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -62,16 +77,130 @@ def _conv_out(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:
 # probes may attach, and the memory saved is negligible at these model sizes.
 
 
-def _init_conv_bn(model: nn.Module) -> None:
-    """He et al. init for convs (fan_out, relu) and identity BatchNorm, as torchvision does."""
+# --------------------------------------------------------------------------- initialisation
+
+INITS = ("reference", "torch")
+#: attribute under which ``create_model`` stores a model's :class:`ModelInit`
+INIT_ATTR = "prunetune_init"
+
+Initialiser = Callable[[nn.Module], None]
+_CONV_LINEAR = (nn.Conv1d, nn.Conv2d, nn.Linear)
+_BN = (nn.BatchNorm1d, nn.BatchNorm2d)
+
+
+def torch_default(model: nn.Module) -> None:
+    """PyTorch's own init: ``reset_parameters()`` of every module that owns parameters.
+
+    Conv/Linear: weight ``kaiming_uniform_(a=sqrt(5))`` and bias, both U(+-1/sqrt(fan_in));
+    BatchNorm: weight 1, bias 0, running statistics reset. A module without a public
+    ``reset_parameters`` keeps its values (none of the registered models has one).
+    """
+    for m in model.modules():
+        reset = getattr(m, "reset_parameters", None)
+        if callable(reset) and any(True for _ in m.parameters(recurse=False)):
+            reset()
+
+
+def _identity_bn(model: nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, _BN):
+            m.reset_parameters()  # weight 1, bias 0, fresh running statistics
+
+
+def synflow_lottery(model: nn.Module) -> None:
+    """Synaptic-Flow's lottery models (ganguli-lab/Synaptic-Flow ``Models/lottery_vgg.py`` and
+    ``Models/lottery_resnet.py``, ``_initialize_weights``; ported from open_lth).
+
+    ``kaiming_normal_`` with its defaults (mode fan_in, gain sqrt(2): std = sqrt(2 / fan_in)) on
+    every conv **and** linear weight, every bias 0, BatchNorm weight 1 and bias 0.
+    """
+    for m in model.modules():
+        if isinstance(m, _CONV_LINEAR):
+            nn.init.kaiming_normal_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    _identity_bn(model)
+
+
+def synflow_cifar_resnet18(model: nn.Module) -> None:
+    """Synaptic-Flow's ResNet-18 (ganguli-lab/Synaptic-Flow ``Models/tinyimagenet_resnet.py``,
+    ``_initialize_weights``, the only ResNet-18 its loader registers).
+
+    Convs ``kaiming_normal_(mode="fan_out", nonlinearity="relu")`` (std = sqrt(2 / fan_out)),
+    BatchNorm 1 / 0; the final Linear keeps PyTorch's default (that file never touches it).
+    """
+    torch_default(model)
     for m in model.modules():
         if isinstance(m, nn.Conv1d | nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+    _identity_bn(model)
+
+
+def open_lth_kaiming(model: nn.Module) -> None:
+    """open_lth's default ``model_init="kaiming_normal"`` (facebookresearch/open_lth
+    ``models/initializers.py``, applied by ``models/mnist_lenet.py`` through ``self.apply``).
+
+    ``kaiming_normal_`` (fan_in, std = sqrt(2 / fan_in)) on every conv and linear weight; the
+    biases keep PyTorch's default U(+-1/sqrt(fan_in)), which that initializer never touches.
+    """
+    torch_default(model)
+    for m in model.modules():
+        if isinstance(m, _CONV_LINEAR):
+            nn.init.kaiming_normal_(m.weight)
+
+
+def check_init(init: object) -> str:
+    """``init`` itself, or a one-line ``ConfigError`` naming the field and the valid values."""
+    if init not in INITS:
+        raise ConfigError(f"model.options.init: unknown init {init!r}; valid: {', '.join(INITS)}")
+    return str(init)
+
+
+@dataclass(frozen=True)
+class ModelInit:
+    """How a model's parameters are drawn; stored on the model as ``INIT_ATTR``."""
+
+    #: ``reference`` or ``torch``
+    scheme: str
+    #: the initialiser of the model's reference repository
+    reference: Initialiser
+    #: PyTorch's default for this model (torchvision models rebuild first: ``_TorchvisionFresh``)
+    torch: Initialiser = field(default=torch_default)
+
+    def initialiser(self, scheme: str | None = None) -> Initialiser:
+        return self.reference if (scheme or self.scheme) == "reference" else self.torch
+
+
+def initialise(model: nn.Module, init: str | None = None, seed: int | None = None) -> None:
+    """(Re-)draw every parameter of ``model`` with its own init, in place.
+
+    ``init`` defaults to the scheme the model was built with (``create_model`` records it);
+    a model not built here only knows ``torch``. With ``seed`` the draw happens under
+    ``torch.manual_seed(seed)`` inside a forked RNG, leaving the caller's RNG untouched;
+    without it the global RNG is used (as at construction, after ``torch.manual_seed``).
+    """
+    spec: ModelInit | None = getattr(model, INIT_ATTR, None)
+    scheme = check_init(init) if init is not None else (spec.scheme if spec else "torch")
+    if spec is None and scheme == "reference":
+        raise ConfigError("model.options.init: reference needs a model built by create_model")
+    fn = spec.initialiser(scheme) if spec else torch_default
+    if seed is None:
+        fn(model)
+        return
+    # torch.manual_seed also seeds every CUDA device: fork them all once CUDA is in use.
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        fn(model)
+
+
+def _with_init(model: nn.Module, init: str, reference: Initialiser) -> nn.Module:
+    """Record ``init`` on a freshly built model and draw its parameters with it."""
+    setattr(model, INIT_ATTR, ModelInit(check_init(init), reference))
+    initialise(model)
+    return model
 
 
 # --------------------------------------------------------------------------- MLP
@@ -79,16 +208,26 @@ def _init_conv_bn(model: nn.Module) -> None:
 
 @MODELS.register("mlp")
 def build_mlp(
-    input_shape: tuple[int, ...], num_classes: int, hidden: Sequence[int] = (300, 100)
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    hidden: Sequence[int] = (300, 100),
+    init: str = "reference",
 ) -> nn.Module:
-    """LeNet-300-100 (LeCun et al. 1998): flattens any input; ``hidden`` sets the widths."""
+    """LeNet-300-100 (LeCun et al. 1998): flattens any input; ``hidden`` sets the widths.
+
+    Follows open_lth's ``mnist_lenet_300_100`` (facebookresearch/open_lth
+    ``models/mnist_lenet.py``, the lottery-ticket LeNet), whose default ``model_init`` is
+    ``kaiming_normal`` (``models/initializers.py``): see :func:`open_lth_kaiming`.
+    (Synaptic-Flow's ``Models/mlp.py`` ``fc`` is a different MLP, 6 layers of 100, and keeps
+    PyTorch's defaults.)
+    """
     layers: list[nn.Module] = [nn.Flatten()]  # (B, *input_shape) -> (B, D)
     fan_in = math.prod(int(d) for d in input_shape)
     for width in hidden:
         layers += [nn.Linear(fan_in, int(width)), nn.ReLU()]
         fan_in = int(width)
     layers.append(nn.Linear(fan_in, num_classes))  # (B, num_classes)
-    return nn.Sequential(*layers)
+    return _with_init(nn.Sequential(*layers), init, open_lth_kaiming)
 
 
 # --------------------------------------------------------------------------- 1-D CNN
@@ -97,8 +236,9 @@ def build_mlp(
 class CNN1d(nn.Module):
     """Greydanus (2020) MNIST-1D CNN: three strided Conv1d + ReLU, then one Linear.
 
-    The published ``ConvBase`` uses kernels 5, 3, 3 (stride 2, padding 1) with 25 channels:
-    length 40 -> 19 -> 10 -> 5, so the classifier sees 25 * 5 = 125 features.
+    The published ``ConvBase`` (greydanus/mnist1d ``notebooks/models.py``) uses kernels 5, 3, 3
+    (stride 2, padding 1) with 25 channels: length 40 -> 19 -> 10 -> 5, so the classifier sees
+    25 * 5 = 125 features. It sets no init of its own: PyTorch's defaults are its reference.
     """
 
     def __init__(
@@ -134,33 +274,46 @@ def build_cnn1d(
     num_classes: int,
     channels: int = 25,
     kernel_sizes: Sequence[int] = (5, 3, 3),
+    init: str = "reference",
 ) -> nn.Module:
-    """MNIST-1D baseline CNN; input ``(C, L)`` or ``(L,)``."""
+    """MNIST-1D baseline CNN; input ``(C, L)`` or ``(L,)``.
+
+    Follows greydanus/mnist1d ``notebooks/models.py`` ``ConvBase``, which keeps PyTorch's
+    default init, so ``reference`` and ``torch`` draw the same weights.
+    """
     if len(input_shape) == 1:
         c, length = 1, int(input_shape[0])
     elif len(input_shape) == 2:
         c, length = int(input_shape[0]), int(input_shape[1])
     else:
         raise ConfigError(f"model 'cnn1d' needs input_shape (C, L) or (L,); got {input_shape}")
-    return CNN1d(c, length, num_classes, channels=int(channels), kernel_sizes=kernel_sizes)
+    model = CNN1d(c, length, num_classes, channels=int(channels), kernel_sizes=kernel_sizes)
+    return _with_init(model, init, torch_default)
 
 
 # --------------------------------------------------------------------------- LeNet-5
 
 
 @MODELS.register("lenet5")
-def build_lenet5(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+def build_lenet5(
+    input_shape: tuple[int, ...], num_classes: int, init: str = "reference"
+) -> nn.Module:
     """LeNet-5 (conv 6, conv 16, fc 120-84-classes) with ReLU and max pooling.
 
     The first conv pads by 2 so 28x28 MNIST gets the classic 32x32 geometry; an adaptive max
     pool to 5x5 replaces the second pool so any H, W >= 8 reaches the classic 16*5*5 features
     (exactly ``MaxPool2d(2)`` at 28x28). The second conv pads only where the map is too small.
+
+    Init: none of the anchor repositories ships this LeNet-5 (SNIP's is LeNet-5-Caffe, 20-50-500;
+    SNIP-it's adds BatchNorm and leaky ReLUs), so it follows the LeNet of the lottery-ticket
+    reference, open_lth (``models/mnist_lenet.py`` with ``models/initializers.py``
+    ``kaiming_normal``), like ``mlp``: see :func:`open_lth_kaiming`.
     """
     c, h, w = _image_shape("lenet5", input_shape)
     if min(h, w) < 8:
         raise ConfigError(f"model 'lenet5' needs H, W >= 8; got input_shape {input_shape}")
     pad2 = tuple(0 if s // 2 >= 5 else 2 for s in (h, w))  # pooled map smaller than the kernel
-    return nn.Sequential(
+    model = nn.Sequential(
         nn.Conv2d(c, 6, 5, padding=2),  # (B, 6, H, W)
         nn.ReLU(),
         nn.MaxPool2d(2),  # (B, 6, H/2, W/2)
@@ -174,6 +327,7 @@ def build_lenet5(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
         nn.ReLU(),
         nn.Linear(84, num_classes),  # (B, num_classes)
     )
+    return _with_init(model, init, open_lth_kaiming)
 
 
 # --------------------------------------------------------------------------- VGG
@@ -187,9 +341,17 @@ VGG_CFGS: dict[str, list[int | str]] = {
 
 
 def _vgg(
-    name: str, input_shape: tuple[int, ...], num_classes: int, width: float = 1.0
+    name: str, input_shape: tuple[int, ...], num_classes: int, width: float, init: str
 ) -> nn.Module:
-    """CIFAR-form VGG: 3x3 conv + BN + ReLU stacks, global average pool, one Linear."""
+    """CIFAR-form VGG: 3x3 conv + BN + ReLU stacks, global average pool, one Linear.
+
+    Follows Synaptic-Flow's lottery VGG (ganguli-lab/Synaptic-Flow ``Models/lottery_vgg.py``,
+    from open_lth's ``models/cifar_vgg.py``), init :func:`synflow_lottery`. Differences: no conv
+    biases (each conv feeds a BatchNorm; Synaptic-Flow's are zero at init), and a fifth max pool
+    plus adaptive average pool instead of its single ``AvgPool2d(2)`` (the same 1x1 at 32x32).
+    open_lth differs in init only by drawing BatchNorm weights U(0, 1) and leaving biases at
+    PyTorch's default.
+    """
     c, h, w = _image_shape(name, input_shape)
     layers: list[nn.Module] = []
     for v in VGG_CFGS[name]:
@@ -209,20 +371,25 @@ def _vgg(
         nn.Flatten(),  # (B, 512w)
         nn.Linear(c, num_classes),  # (B, num_classes)
     )
-    _init_conv_bn(model)
-    return model
+    return _with_init(model, init, synflow_lottery)
 
 
 @MODELS.register("vgg11_bn")
-def build_vgg11_bn(input_shape: tuple[int, ...], num_classes: int, width: float = 1.0) -> nn.Module:
-    """VGG-11 with BatchNorm, CIFAR form (Linear(512, classes) head)."""
-    return _vgg("vgg11_bn", input_shape, num_classes, width)
+def build_vgg11_bn(
+    input_shape: tuple[int, ...], num_classes: int, width: float = 1.0, init: str = "reference"
+) -> nn.Module:
+    """VGG-11 with BatchNorm, CIFAR form (Linear(512, classes) head); Synaptic-Flow's
+    ``Models/lottery_vgg.py`` ``vgg11_bn`` and its init (see ``_vgg``)."""
+    return _vgg("vgg11_bn", input_shape, num_classes, width, init)
 
 
 @MODELS.register("vgg16_bn")
-def build_vgg16_bn(input_shape: tuple[int, ...], num_classes: int, width: float = 1.0) -> nn.Module:
-    """VGG-16 with BatchNorm, CIFAR form (Linear(512, classes) head)."""
-    return _vgg("vgg16_bn", input_shape, num_classes, width)
+def build_vgg16_bn(
+    input_shape: tuple[int, ...], num_classes: int, width: float = 1.0, init: str = "reference"
+) -> nn.Module:
+    """VGG-16 with BatchNorm, CIFAR form (Linear(512, classes) head); Synaptic-Flow's
+    ``Models/lottery_vgg.py`` ``vgg16_bn`` and its init (see ``_vgg``)."""
+    return _vgg("vgg16_bn", input_shape, num_classes, width, init)
 
 
 # --------------------------------------------------------------------------- ResNets
@@ -283,7 +450,6 @@ class CifarResNet(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten()
         self.fc = nn.Linear(c, num_classes)
-        _init_conv_bn(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W)
         h = self.stages(self.stem(x))  # (B, C_last, H/2^(S-1), W/2^(S-1))
@@ -297,27 +463,62 @@ def _resnet(
     channels: Sequence[int],
     blocks: Sequence[int],
     width: float,
+    init: str,
+    reference: Initialiser,
 ) -> nn.Module:
     c, _, _ = _image_shape(name, input_shape)
-    return CifarResNet(c, num_classes, [_scaled(ch, width) for ch in channels], blocks)
+    model = CifarResNet(c, num_classes, [_scaled(ch, width) for ch in channels], blocks)
+    return _with_init(model, init, reference)
 
 
 @MODELS.register("resnet20")
-def build_resnet20(input_shape: tuple[int, ...], num_classes: int, width: float = 1.0) -> nn.Module:
-    """ResNet-20 (He et al. 2016, CIFAR): 3 stages x 3 blocks, 16/32/64 channels."""
-    return _resnet("resnet20", input_shape, num_classes, (16, 32, 64), (3, 3, 3), width)
+def build_resnet20(
+    input_shape: tuple[int, ...], num_classes: int, width: float = 1.0, init: str = "reference"
+) -> nn.Module:
+    """ResNet-20 (He et al. 2016, CIFAR): 3 stages x 3 blocks, 16/32/64 channels.
+
+    Follows Synaptic-Flow's lottery ResNet (ganguli-lab/Synaptic-Flow
+    ``Models/lottery_resnet.py``, from open_lth's ``models/cifar_resnet.py``; 1x1 conv + BN
+    shortcuts as there), init :func:`synflow_lottery`.
+    """
+    return _resnet(
+        "resnet20", input_shape, num_classes, (16, 32, 64), (3, 3, 3), width, init, synflow_lottery
+    )
 
 
 @MODELS.register("resnet32")
-def build_resnet32(input_shape: tuple[int, ...], num_classes: int, width: float = 1.0) -> nn.Module:
-    """ResNet-32 (He et al. 2016, CIFAR): 3 stages x 5 blocks, 16/32/64 channels."""
-    return _resnet("resnet32", input_shape, num_classes, (16, 32, 64), (5, 5, 5), width)
+def build_resnet32(
+    input_shape: tuple[int, ...], num_classes: int, width: float = 1.0, init: str = "reference"
+) -> nn.Module:
+    """ResNet-32 (He et al. 2016, CIFAR): 3 stages x 5 blocks, 16/32/64 channels.
+
+    Synaptic-Flow's ``Models/lottery_resnet.py`` ``resnet32`` and its init, as ``resnet20``.
+    """
+    return _resnet(
+        "resnet32", input_shape, num_classes, (16, 32, 64), (5, 5, 5), width, init, synflow_lottery
+    )
 
 
 @MODELS.register("resnet18")
-def build_resnet18(input_shape: tuple[int, ...], num_classes: int, width: float = 1.0) -> nn.Module:
-    """ResNet-18, CIFAR form: 3x3 stem, no max pool, 4 stages x 2 blocks, 64..512 channels."""
-    return _resnet("resnet18", input_shape, num_classes, (64, 128, 256, 512), (2, 2, 2, 2), width)
+def build_resnet18(
+    input_shape: tuple[int, ...], num_classes: int, width: float = 1.0, init: str = "reference"
+) -> nn.Module:
+    """ResNet-18, CIFAR form: 3x3 stem, no max pool, 4 stages x 2 blocks, 64..512 channels.
+
+    Follows Synaptic-Flow's ResNet-18 (ganguli-lab/Synaptic-Flow
+    ``Models/tinyimagenet_resnet.py``, the same CIFAR form), init
+    :func:`synflow_cifar_resnet18`: convs kaiming fan_out, the Linear at PyTorch's default.
+    """
+    return _resnet(
+        "resnet18",
+        input_shape,
+        num_classes,
+        (64, 128, 256, 512),
+        (2, 2, 2, 2),
+        width,
+        init,
+        synflow_cifar_resnet18,
+    )
 
 
 # --------------------------------------------------------------------------- entry points
@@ -343,11 +544,43 @@ def _torchvision_classifiers() -> list[str]:
     return list(torchvision.models.list_models(module=torchvision.models))
 
 
+@dataclass(frozen=True)
+class _TorchvisionFresh:
+    """Re-draw a torchvision model: build a fresh one (its constructor's init is the reference)
+    and copy its parameters and buffers in; ``then_reset`` applies PyTorch's default on top.
+
+    Rebuilding, rather than resetting layer by layer, also re-draws parameters of modules that
+    have no public ``reset_parameters`` (ViT's class token, ``nn.MultiheadAttention``).
+    """
+
+    arch: str
+    num_classes: int
+    options: tuple[tuple[str, Any], ...]
+    then_reset: bool = False
+
+    def __call__(self, model: nn.Module) -> None:
+        import torchvision
+
+        fresh = torchvision.models.get_model(
+            self.arch, weights=None, num_classes=self.num_classes, **dict(self.options)
+        )
+        if self.then_reset:
+            torch_default(fresh)
+        model.load_state_dict(fresh.state_dict())
+
+
 def _create_torchvision(
     name: str, input_shape: tuple[int, ...], num_classes: int, options: dict[str, Any]
 ) -> nn.Module:
-    """A torchvision classifier with random weights; ``weights`` options are refused."""
+    """A torchvision classifier with random weights; ``weights`` options are refused.
+
+    ``init: reference`` keeps what torchvision's constructor drew (that is these models' own
+    reference); ``init: torch`` applies ``reset_parameters()`` on top.
+    """
     import torchvision
+
+    options = dict(options)
+    init = check_init(options.pop("init", "reference"))
 
     arch = name[len(TV_PREFIX) :]
     valid = _torchvision_classifiers()
@@ -365,9 +598,19 @@ def _create_torchvision(
             f"model {name!r} expects 3-channel images (3, H, W); got input_shape {input_shape}"
         )
     try:
-        return torchvision.models.get_model(arch, weights=None, num_classes=num_classes, **options)
+        model = torchvision.models.get_model(arch, weights=None, num_classes=num_classes, **options)
     except (TypeError, ValueError) as exc:  # torchvision's own option validation
         raise ConfigError(f"model {name!r}: {exc}") from exc
+    frozen = tuple(sorted(options.items()))
+    spec = ModelInit(
+        init,
+        reference=_TorchvisionFresh(arch, num_classes, frozen),
+        torch=_TorchvisionFresh(arch, num_classes, frozen, then_reset=True),
+    )
+    setattr(model, INIT_ATTR, spec)
+    if init == "torch":  # the model is fresh: resetting its layers is the torch init
+        torch_default(model)
+    return model
 
 
 def create_model(

@@ -4,6 +4,9 @@
 - ``reinit``: post-pruning re-initialisation: the same mask, freshly drawn weights.
 - ``random_sparse``: random sparse initialisation: a random mask with the same per-layer
   sparsities as the method's mask, freshly drawn weights.
+
+Fresh weights are drawn with the model's own init (``model.options.init``: the reference
+repository's, or PyTorch's default), through the same ``models.initialise`` that built it.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import torch
 from torch import nn
 
 from .masks import MaskSet
+from .models import initialise
 from .registry import Registry
 from .select import keep_topk
 
@@ -22,13 +26,10 @@ VARIANTS: Registry[Variant] = Registry("variant")
 
 
 def redraw_weights(model: nn.Module, seed: int) -> None:
-    """Re-run every layer's own initialiser under a seed different from the original draw."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed + 7919)
-        for m in model.modules():
-            reset = getattr(m, "reset_parameters", None)
-            if callable(reset) and any(True for _ in m.parameters(recurse=False)):
-                reset()
+    """Re-draw every parameter with the model's own init (the ``init`` it was built with, see
+    ``models.initialise``) under a seed different from the original draw; the caller's RNG is
+    left as it was. A model not built by ``create_model`` gets PyTorch's default."""
+    initialise(model, seed=seed + 7919)
 
 
 @VARIANTS.register("none")
