@@ -3,6 +3,11 @@
 Reports once per epoch (so ASHA can act), each with a checkpoint of the engine's state after that
 epoch, so a retried or restored trial continues instead of restarting; then once more with the
 final metrics and ``final: True`` (a trial stopped early by the scheduler never sends that one).
+
+Every report carries ``progress``: the share of the trial's *own* plan trained so far, in
+per-mille (``PLAN_SCALE``). ASHA's clock is that attribute, so an IMP trial (``train.epochs`` per
+level), an ``after`` trial (pretraining plus fine-tuning) and a trial with a searched
+``train.epochs`` are all judged at the same fraction of their plans and get their whole plan.
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ STATE_FILE = "state.pt"
 #: keys the trainable adds to every report
 FINAL_FLAG = "final"
 RESULT_STATUS = "result_status"
+#: ASHA's ``time_attr``: per-mille of the trial's plan trained (``PLAN_SCALE`` = plan done)
+PROGRESS = "progress"
+PLAN_SCALE = 1000
 
 RunFn = Callable[..., Any]
 
@@ -60,22 +68,40 @@ def make_trainable(
             with checkpoint.as_directory() as d:
                 resume = torch.load(Path(d, STATE_FILE), weights_only=True)
 
+        plan: dict[str, int] = {}
+
         def on_epoch(report: Any) -> None:
+            plan["total"] = report.total_epochs
             # The last epoch's metrics go out with the final report: a scheduler rung at the
             # last epoch must not stop a trial that has finished training (and lose its result).
             if report.epoch == report.total_epochs:
                 return
+            progress = min(plan_progress(report.epoch, report.total_epochs), PLAN_SCALE - 1)
             with tempfile.TemporaryDirectory() as d:
                 torch.save(report.checkpoint(), Path(d, STATE_FILE))
                 tune.report(
-                    {**report.metrics, **where},
+                    {**report.metrics, PROGRESS: progress, **where},
                     checkpoint=tune.Checkpoint.from_directory(d),
                 )
 
         result = run(cfg, on_epoch=on_epoch, resume=resume)
-        tune.report(final_metrics(result) | where)
+        final = final_metrics(result)
+        if result.status == "ok":
+            final[PROGRESS] = PLAN_SCALE
+        elif "total" in plan:  # diverged part-way: the share it trained
+            final[PROGRESS] = plan_progress(result.epochs, plan["total"])
+        tune.report(final | where)
 
     return prunetune_trial
+
+
+def plan_progress(epochs: int, plan_epochs: int) -> int:
+    """``epochs`` of a plan of ``plan_epochs`` training epochs, in per-mille of the plan.
+
+    Rounded to the nearest per-mille, so equal fractions of different plans give equal values
+    (``2/4`` and ``5/10`` are both 500): the scheduler compares trials at the same share.
+    """
+    return round(PLAN_SCALE * epochs / plan_epochs)
 
 
 def final_metrics(result: Any) -> dict[str, Any]:

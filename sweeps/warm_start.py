@@ -107,13 +107,22 @@ def seed_points(space: SearchSpace, results: Sequence[str]) -> list[SeedPoint]:
 def add_to_search(search: Any, points: Sequence[SeedPoint]) -> int:
     """Add ``points`` as completed trials to the study behind a (limited) OptunaSearch."""
     import optuna
+    from optuna.trial import TrialState
 
     searcher = getattr(search, "searcher", search)  # unwrap ConcurrencyLimiter
     study = getattr(searcher, "_ot_study", None)
     if study is None:  # Ray keeps the study private; fail loudly if that ever changes
         raise RuntimeError("warm start: OptunaSearch has no study to seed (Ray API change?)")
+    # Each point is an enqueued trial, asked and told, rather than study.add_trial: a genetic
+    # sampler (NSGA-II/III) only breeds from trials that carry its generation number, which it
+    # can set only while a trial runs; added trials never became parents.
+    sampler = study.sampler
     for p in points:
-        study.add_trial(optuna.trial.create_trial(params=p.params, distributions=p.distributions,
-                                                  values=p.values,
-                                                  user_attrs={"warm_start_from": p.trial_id}))
+        study.enqueue_trial(p.params, user_attrs={"warm_start_from": p.trial_id})
+        trial = study.ask(fixed_distributions=p.distributions)
+        if isinstance(sampler, optuna.samplers.BaseGASampler):
+            running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            sampler.get_trial_generation(study, next(t for t in running
+                                                     if t.number == trial.number))
+        study.tell(trial, p.values, state=TrialState.COMPLETE)
     return len(points)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +15,9 @@ import typer
 from typer.testing import CliRunner
 
 from sweeps.cli_results import register
-from sweeps.pareto import pareto_front
 from sweeps.store import TrialStore
+
+REPO = Path(__file__).resolve().parents[2]
 
 CRITERIA = ("snip", "synflow", "magnitude")
 LAYERS = ("conv1.weight", "conv2.weight", "fc.weight")
@@ -74,7 +76,15 @@ def invoke(ra: tuple[CliRunner, typer.Typer], *args: str) -> tuple[int, str, str
 
 
 def expected_front(df: pd.DataFrame, objs: list[str], statuses=("ok",)) -> list[str]:
-    return sorted(pareto_front(df[df.status.isin(statuses)], objs)["trial_id"])
+    """By hand: rows of ``statuses`` no other such row dominates; a NaN objective is never on it."""
+    signs = {o.split(":")[0]: 1.0 if o.endswith(":max") else -1.0 for o in objs}
+    rows = df[df.status.isin(statuses)].dropna(subset=list(signs))
+    pts = [(r["trial_id"], [signs[m] * r[m] for m in signs]) for _, r in rows.iterrows()]
+
+    def dominated(p: list[float]) -> bool:
+        return any(all(a >= b for a, b in zip(q, p, strict=True)) and q != p for _, q in pts)
+
+    return sorted(t for t, p in pts if not dominated(p))
 
 
 def test_pareto_json_excludes_unfinished_trials(results, runner_app) -> None:
@@ -112,7 +122,7 @@ def test_by_where_three_objectives_and_table(results, runner_app) -> None:
     rows = json.loads(out)["rows"]
     ok = df[(df.status == "ok") & (df.sparsity >= 0.85)]
     want = sorted(t for _, g in ok.groupby("config.prune.criterion")
-                  for t in pareto_front(g, objs)["trial_id"])
+                  for t in expected_front(g, objs))
     assert sorted(r["trial_id"] for r in rows) == want
     assert set(json.loads(out)["hypervolume"]) == set(CRITERIA)
     code, out, _ = invoke(runner_app, "pareto", root, "--by", "criterion")
@@ -163,22 +173,41 @@ def test_bad_input_is_one_line_and_exit_2(results, runner_app, args, needle) -> 
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], err
 
 
-def _registered() -> bool:
-    try:
-        from sweeps.cli import app
-    except Exception:
-        return False
-    return any(c.name == "pareto" for c in app.registered_commands)
+def test_registration_raises_on_a_broken_import(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sweeps.cli
+
+    # a module that cannot be imported (None in sys.modules makes `import` raise ImportError)
+    monkeypatch.setitem(sys.modules, "sweeps.cli_results", None)
+    with pytest.raises(ImportError, match="sweeps.cli_results"):
+        sweeps.cli._register_extensions(typer.Typer())
+    monkeypatch.undo()
+    target = typer.Typer()
+    sweeps.cli._register_extensions(target)  # intact: every command is there
+    names = {c.name for c in target.registered_commands}
+    assert {"run", "names"}.isdisjoint(names)  # the engine commands live on the main app
+    assert {"apply", "validate", "sweep", "pareto", "query", "report"} <= names
 
 
-@pytest.mark.skipif(not _registered(), reason="sweeps/cli.py does not register cli_results yet")
+def test_real_prunetune_exits_loudly_when_a_dependency_is_broken(tmp_path: Path) -> None:
+    # a broken pandas (it raises on import) ahead of the real one on the path
+    (tmp_path / "pandas").mkdir()
+    (tmp_path / "pandas" / "__init__.py").write_text(
+        "raise ImportError('injected: this pandas is broken')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
+    r = subprocess.run([sys.executable, "-m", "sweeps.cli", "--help"], capture_output=True,
+                       text=True, timeout=120, env=env, cwd=REPO)
+    assert r.returncode == 1, r.stdout
+    assert "ImportError: injected: this pandas is broken" in r.stderr
+    assert "Usage" not in r.stdout  # not a CLI that quietly lacks its commands
+
+
 def test_real_prunetune_subprocess(results) -> None:
     root, df = results
     r = subprocess.run([sys.executable, "-m", "sweeps.cli", "pareto", str(root), "--format",
-                        "json"], capture_output=True, text=True, timeout=120)
+                        "json"], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert r.returncode == 0, r.stderr
     ids = sorted(x["trial_id"] for x in json.loads(r.stdout)["rows"])
     assert ids == expected_front(df, ["test_accuracy:max", "sparsity:max"])
     r = subprocess.run([sys.executable, "-m", "sweeps.cli", "pareto", str(root), "-o", "x:max"],
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=120, cwd=REPO)
     assert r.returncode == 2 and r.stderr.startswith("error: ")

@@ -93,7 +93,8 @@ def test_apply_to_a_related_model_and_refusals(results: str, tmp_path: Path) -> 
     total = sum(x["numel"] for x in src["layers"])
     src_sparsity = sum(x["sparsity"] * x["numel"] for x in src["layers"]) / total
     assert abs(r["sparsity"] - src_sparsity) <= 0.005
-    assert target > 0
+    trial = TrialStore(results).dataframe().set_index("trial_id").loc[tid]
+    assert target == pytest.approx(trial["config.prune.sparsity"], abs=1e-12)  # the trial's
     # a schedule with only linear layers has no profile for a CNN's convs: refused, exit 2
     linear_only = tmp_path / "linear.yaml"
     doc = yaml.safe_load(out.read_text())

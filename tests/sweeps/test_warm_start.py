@@ -8,8 +8,8 @@ import optuna
 import pytest
 
 from sweeps.launch import _search, run_sweep
-from sweeps.pareto import load_results, pareto_front
 from sweeps.space import parse_space
+from sweeps.store import TrialStore
 from sweeps.warm_start import add_to_search, seed_points
 
 pytestmark = pytest.mark.slow
@@ -25,49 +25,82 @@ PARAMS = {"prune.sparsity": {"type": "float", "low": 0.3, "high": 0.97},
                           "when": {"prune.schedule": "snip_it"}}}
 
 
-def space(tmp: Path, name: str, n: int, sampler: str = "random") -> object:
+def space(tmp: Path, name: str, n: int, sampler: str = "random",
+          options: dict | None = None) -> object:
     return parse_space({
         "name": name, "objectives": [{"metric": "test_accuracy", "mode": "max"},
                                      {"metric": "sparsity", "mode": "max"}],
-        "sampler": {"name": sampler, "seed": 1}, "budget": {"num_samples": n,
-                                                             "max_concurrent": 2},
+        "sampler": {"name": sampler, "seed": 1, "options": options or {}},
+        "budget": {"num_samples": n, "max_concurrent": 2},
         "fixed": FIXED, "params": PARAMS, "storage": str(tmp / name),
         "wandb": {"mode": "disabled"}})
+
+
+def hand_front(rows: list[dict]) -> list[dict]:
+    """Completed rows no other completed row dominates (both objectives maximised)."""
+    ok = [r for r in rows if r["status"] == "ok"]
+
+    def dominates(a: dict, b: dict) -> bool:
+        ge = a["test_accuracy"] >= b["test_accuracy"] and a["sparsity"] >= b["sparsity"]
+        return ge and (a["test_accuracy"] > b["test_accuracy"] or a["sparsity"] > b["sparsity"])
+
+    return [r for r in ok if not any(dominates(o, r) for o in ok)]
 
 
 def test_warm_start_seeds_the_study_with_the_earlier_front(tmp_path: Path,
                                                             ray_local: None) -> None:
     first = run_sweep(space(tmp_path, "first", 6))
     assert first.rows == 6
-    df = load_results(first.results_dir)
-    front = pareto_front(df, ["test_accuracy:max", "sparsity:max"])
-    assert len(front) >= 1
+    # the earlier front, read from the Parquet rows and computed here by hand
+    rows = {r["trial_id"]: r for r in TrialStore(first.results_dir).dataframe()
+            .to_dict("records")}
+    front = {r["trial_id"]: r for r in hand_front(list(rows.values()))}
+    assert len(front) >= 2  # seed 1: a front to breed from (a single point would not test it)
 
-    follow = space(tmp_path, "second", 3, sampler="nsga2")
+    # NSGA-II with a population the size of the front: the seeds are all of generation 0
+    follow = space(tmp_path, "second", 3, sampler="nsga2",
+                   options={"population_size": len(front)})
     points = seed_points(follow, [first.results_dir])
-    assert sorted(p.trial_id for p in points) == sorted(front["trial_id"])
-    for p in points:
-        row = front.set_index("trial_id").loc[p.trial_id]
-        assert p.values == [row["test_accuracy"], row["sparsity"]]
-        assert p.params["prune/sparsity"] == pytest.approx(row["config.prune.sparsity"])
-        assert p.params["prune/allocation/name"] == row["config.prune.allocation.name"]
-        # conditional params come back only where the earlier trial had them
-        assert ("prune/steps" in p.params) == (row["config.prune.schedule"] == "snip_it")
+    assert sorted(p.trial_id for p in points) == sorted(front)
 
     search = _search(follow)
     assert add_to_search(search, points) == len(points)
-    trials = search.searcher._ot_study.trials if hasattr(search, "searcher") else \
-        search._ot_study.trials
-    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * len(points)
-    assert sorted(t.values for t in trials) == sorted(p.values for p in points)
+    study = search.searcher._ot_study
+    seeded = study.get_trials(deepcopy=False)
+    # the study holds the earlier front exactly: params as the rows' config columns, values as
+    # the rows' metrics (no rounding), each tagged with the trial it came from
+    assert len(seeded) == len(front)
+    for t in seeded:
+        row = front[t.user_attrs["warm_start_from"]]
+        assert t.state == optuna.trial.TrialState.COMPLETE
+        assert t.values == [row["test_accuracy"], row["sparsity"]]
+        expected = {"prune/sparsity": row["config.prune.sparsity"],
+                    "prune/allocation/name": row["config.prune.allocation.name"],
+                    "prune/schedule": row["config.prune.schedule"]}
+        if row["config.prune.schedule"] == "snip_it":  # conditional: only where it was sampled
+            expected["prune/steps"] = row["config.prune.steps"]
+        assert t.params == expected
+
+    # ... and the sampler breeds from it: the seeds are NSGA-II's generation 0, so the next
+    # trial is of generation 1, with parents chosen among the seeds
+    sampler = study.sampler
+    assert isinstance(sampler, optuna.samplers.NSGAIISampler)
+    assert sorted(t.number for t in sampler.get_population(study, 0)) == \
+        sorted(t.number for t in seeded)
+    assert search.suggest("next") is not None
+    (running,) = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    assert sampler.get_trial_generation(study, running) == 1
+    parents = sampler.get_parent_population(study, 1)
+    assert parents and {t.number for t in parents} <= {t.number for t in seeded}
 
     second = run_sweep(follow, warm_start=[first.results_dir])
-    assert second.warm_started == len(points) and second.rows == 3  # seeds are not re-run
+    assert second.warm_started == len(points)
+    new_ids = set(TrialStore(second.results_dir).dataframe()["trial_id"])
+    assert len(new_ids) == 3 and not new_ids & set(rows)  # the seeds are not re-run
 
 
 def test_warm_start_from_results_without_the_objective(tmp_path: Path) -> None:
     from pruning_core.errors import ConfigError
-    from sweeps.store import TrialStore
 
     TrialStore(str(tmp_path / "old")).write({"trial_id": "t0", "status": "ok",
                                              "test_accuracy": 0.5})
