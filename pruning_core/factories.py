@@ -30,8 +30,9 @@ _PATH_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
 def is_import_path(name: str) -> bool:
-    """``"pkg.module:attr"`` (a registry name never contains a colon)."""
-    return ":" in name
+    """``"pkg.module:attr"``: a colon, and not the ``tv:`` family of torchvision models (a
+    registry name never contains a colon; a user package named ``tv`` is shadowed)."""
+    return ":" in name and not name.startswith("tv:")
 
 
 def resolve(path: str, field: str) -> Any:

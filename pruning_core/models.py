@@ -34,12 +34,14 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from .errors import ConfigError
+from .factories import build_model, is_import_path
 from .registry import Registry
 
 log = logging.getLogger(__name__)
@@ -591,8 +593,10 @@ def _create_torchvision(
         raise ConfigError(
             f"unknown torchvision classifier {arch!r}; {hint}{len(valid)} available: {shown}"
         )
-    if "weights" in options or "weights_backbone" in options:
-        raise ConfigError(f"model {name!r}: pretrained weights are never downloaded here")
+    pretrained = options.pop("weights", None)
+    if "weights_backbone" in options:
+        raise ConfigError(f"model.options.weights_backbone: not supported for {name!r}; use "
+                          "weights (read from the local TORCH_HOME cache)")
     if len(input_shape) != 3 or input_shape[0] != 3:
         raise ConfigError(
             f"model {name!r} expects 3-channel images (3, H, W); got input_shape {input_shape}"
@@ -601,6 +605,9 @@ def _create_torchvision(
         model = torchvision.models.get_model(arch, weights=None, num_classes=num_classes, **options)
     except (TypeError, ValueError) as exc:  # torchvision's own option validation
         raise ConfigError(f"model {name!r}: {exc}") from exc
+    if pretrained is not None:
+        _load_torchvision_weights(model, arch, str(pretrained))
+        return model  # trained weights: there is no init to record or re-draw
     frozen = tuple(sorted(options.items()))
     spec = ModelInit(
         init,
@@ -613,14 +620,56 @@ def _create_torchvision(
     return model
 
 
+def torchvision_weights_path(arch: str, weights: str) -> Path:
+    """Where torchvision's cache keeps ``weights`` of ``arch``: ``$TORCH_HOME/hub/checkpoints``."""
+    import torchvision
+
+    try:
+        enum = torchvision.models.get_model_weights(arch)
+        entry = enum[weights.split(".")[-1]] if weights != "DEFAULT" else enum.DEFAULT
+    except (KeyError, ValueError):
+        valid = [w.name for w in torchvision.models.get_model_weights(arch)]
+        raise ConfigError(
+            f"model.options.weights: {weights!r} is not a weights name of {arch}; valid: "
+            f"{', '.join(valid)}"
+        ) from None
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(entry.url).name
+
+
+def _load_torchvision_weights(model: nn.Module, arch: str, weights: str) -> None:
+    """Load torchvision weights from the local cache only; a classifier of another size keeps
+    its fresh init (the usual fine-tuning start)."""
+    from .checkpoints import read_state_dict
+
+    path = torchvision_weights_path(arch, weights)
+    if not path.is_file():
+        raise ConfigError(
+            f"model.options.weights: {weights} for {arch} is not in the local cache: expected "
+            f"{path} (set TORCH_HOME or copy the file there; nothing is downloaded)"
+        )
+    state = read_state_dict(path, "model.options.weights")
+    own = model.state_dict()
+    fresh = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    if fresh:
+        log.warning("%s: %s keep their fresh init (shapes differ from %s)", arch,
+                    ", ".join(fresh), path.name)
+    missing = [k for k in own if k not in state]
+    if missing:
+        raise ConfigError(f"model.options.weights: {path} lacks {missing[0]!r} for {arch}")
+    model.load_state_dict({k: v for k, v in state.items() if k not in fresh}, strict=False)
+
+
 def create_model(
     name: str, input_shape: tuple[int, ...], num_classes: int, **options: Any
 ) -> nn.Module:
-    """Build a model by registry name or ``tv:<torchvision classifier>``."""
+    """Build a model by registry name, ``tv:<torchvision classifier>`` or the import path of the
+    user's own factory (``"my_pkg.nets:build"``, see ``factories.py``)."""
     input_shape = tuple(int(d) for d in input_shape)
     if num_classes < 1:
         raise ConfigError(f"num_classes must be >= 1; got {num_classes}")
-    if name.startswith(TV_PREFIX):
+    if is_import_path(name):
+        model = build_model(name, input_shape, num_classes, options)
+    elif name.startswith(TV_PREFIX):
         model = _create_torchvision(name, input_shape, num_classes, options)
     else:
         builder = MODELS.get(name)

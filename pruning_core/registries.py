@@ -8,6 +8,7 @@ from .allocation import ALLOCATIONS
 from .criteria import CRITERIA
 from .data import DATASETS
 from .errors import ConfigError
+from .factories import is_import_path, resolve
 from .models import MODELS
 from .schedules import SCHEDULES
 from .timing import TIMINGS
@@ -30,10 +31,14 @@ def check_names(cfg: TrialConfig) -> None:
         ("prune.allocation.name", ALLOCATIONS, cfg.prune.allocation.name),
         ("prune.timing.name", TIMINGS, cfg.prune.timing.name),
         ("prune.variant", VARIANTS, cfg.prune.variant),
-        ("data.name", DATASETS, cfg.data.name),
     ]
-    if not cfg.model.name.startswith("tv:"):
+    if not is_import_path(cfg.data.name):
+        checks.append(("data.name", DATASETS, cfg.data.name))
+    if not cfg.model.name.startswith("tv:") and not is_import_path(cfg.model.name):
         checks.append(("model.name", MODELS, cfg.model.name))
+    for field, name in (("model.name", cfg.model.name), ("data.name", cfg.data.name)):
+        if is_import_path(name):  # the user's factory: importable here, or one line naming it
+            resolve(name, field)
     for field, registry, name in checks:
         try:
             registry.get(name)

@@ -63,6 +63,7 @@ def pkg(tmp_path, monkeypatch):
 
 def test_import_paths_are_told_apart_from_registry_names():
     assert is_import_path("my_pkg.nets:build") and not is_import_path("resnet20")
+    assert not is_import_path("tv:resnet18")
 
 
 def test_function_and_class_factories_build_modules(pkg):
