@@ -8,6 +8,8 @@ fast and no worker processes are needed (workers and Ray actors do not mix well)
   on-disk layout from ``root`` (``data.root`` in a config). Nothing is ever downloaded, and
   torchvision's md5 checks are skipped so a copy made by any tool works. A missing or broken
   file raises ``DataError`` naming the directory searched and the exact files expected.
+- Dataset files are untrusted (SECURITY.md): CIFAR's pickled batches go through an unpickler
+  that can build only dicts, lists, strings, ints and numpy arrays, never call other code.
 
 Inputs are float32, labels int64. No augmentation is applied here.
 """
@@ -228,23 +230,89 @@ CIFAR_FORMATS = {
 }  # fmt: skip
 
 
+class _CifarUnpickler(pickle.Unpickler):
+    """An unpickler for CIFAR python batches that can build nothing but their contents.
+
+    A CIFAR batch is a pickled dict of bytes/str keys, a uint8 numpy array, lists of ints and
+    of bytes/str. Plain containers and strings need no global; numpy arrays need the few below
+    (``numpy.core...`` in the Python 2 era release, ``numpy._core...`` from numpy 2; protocol 5
+    uses ``_frombuffer``; protocols 0-2 written by Python 3 spell bytes as ``_codecs.encode``).
+    Any other global (``os.system``, ``builtins.exec``, ``subprocess.Popen``...) is refused:
+    a dataset directory is untrusted input and must never run code (see SECURITY.md).
+    """
+
+    def __init__(self, file: Any, name: str, path: Path) -> None:
+        super().__init__(file, encoding="bytes")
+        self._name, self._path = name, path
+
+    def find_class(self, module: str, name: str) -> Any:
+        allowed = _CIFAR_GLOBALS.get((module, name))
+        if allowed is None:
+            raise DataError(
+                f"{self._name}: refusing {self._path}: it asks to load {module}.{name}, which "
+                "a CIFAR batch never contains (only dicts, lists, strings, ints and numpy "
+                "arrays are read from dataset files); replace it with a genuine CIFAR copy"
+            )
+        return allowed
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise DataError(f"{self._name}: refusing {self._path}: persistent ids are not CIFAR data")
+
+
+def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
+    """``_codecs.encode`` as Python 3 pickles bytes at protocols 0-2: latin-1 text only."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(f"_codecs.encode({type(text).__name__}, {encoding!r})")
+    return text.encode("latin1")
+
+
+def _cifar_globals() -> dict[tuple[str, str], Any]:
+    try:  # numpy >= 2
+        from numpy._core import multiarray, numeric
+    except ImportError:  # numpy 1.x
+        from numpy.core import multiarray, numeric  # type: ignore[no-redef]
+    table: dict[tuple[str, str], Any] = {
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): _latin1_encode,
+    }
+    for pkg in ("numpy.core", "numpy._core"):
+        table[(f"{pkg}.multiarray", "_reconstruct")] = multiarray._reconstruct
+        table[(f"{pkg}.multiarray", "scalar")] = multiarray.scalar
+        if hasattr(numeric, "_frombuffer"):
+            table[(f"{pkg}.numeric", "_frombuffer")] = numeric._frombuffer
+    return table
+
+
+_CIFAR_GLOBALS = _cifar_globals()
+
+
 def _read_cifar_file(name: str, path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
-    """One pickled CIFAR batch -> (N, 3, 32, 32) uint8 images and (N,) labels."""
+    """One pickled CIFAR batch -> (N, 3, 32, 32) uint8 images and (N,) labels.
+
+    CIFAR's python release *is* a pickle (Python 2 era; ``encoding="bytes"`` keeps its keys
+    raw), read with :class:`_CifarUnpickler` so a crafted file cannot run code.
+    """
     try:
         with path.open("rb") as f:
-            # CIFAR's python release *is* a pickle (Python 2 era): "bytes" keeps its keys raw.
-            d = pickle.load(f, encoding="bytes")
+            d = _CifarUnpickler(f, name, path).load()
+        if not isinstance(d, dict):
+            raise TypeError(f"top level is a {type(d).__name__}, not a dict")
         d = {k.decode() if isinstance(k, bytes) else k: v for k, v in d.items()}
+        if not isinstance(d.get("data"), np.ndarray | list):
+            raise TypeError(f"'data' is a {type(d.get('data')).__name__}")
         data = np.asarray(d["data"], dtype=np.uint8)
         labels = np.asarray(d[label_key], dtype=np.int64)
+    except DataError:
+        raise
     except Exception as exc:  # truncated, not a pickle, missing keys: all mean a bad file
         raise DataError(
             f"{name}: malformed file {path} ({type(exc).__name__}: {_one_line(exc)}); "
             f"expected a pickled dict with 'data' (N x 3072 uint8) and '{label_key}'"
         ) from exc
-    if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
+    if data.ndim != 2 or data.shape[1] != 3072 or labels.ndim != 1 or len(labels) != len(data):
         raise DataError(
-            f"{name}: malformed file {path}: data shape {data.shape}, {len(labels)} labels; "
+            f"{name}: malformed file {path}: data shape {data.shape}, {labels.size} labels; "
             "expected N x 3072 uint8 and N labels"
         )
     return data.reshape(-1, 3, 32, 32), labels

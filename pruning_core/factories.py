@@ -10,7 +10,10 @@
 Import paths are resolved with ``importlib`` on whatever process runs the trial: the driver
 validates them first, Ray workers get the user's code through ``runtime_env`` (``prunetune
 sweep --working-dir``). Every failure is one ``ConfigError`` line naming the config key and the
-factory. The user's factories are trusted code (see SECURITY.md): they run as written.
+factory. The user's factories are trusted code (see SECURITY.md): they run as written. A
+config is not trusted, so the path must name a callable *defined in* the named package, outside
+the standard library and prunetune's own dependencies: ``"os:system"``, ``"subprocess:run"``
+or ``"my_pkg:system"`` (an import of ``os.system``) are refused before anything is called.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import re
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -26,7 +30,11 @@ from torch.utils.data import Dataset
 
 from .errors import ConfigError
 
-_PATH_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+#: installed libraries a config may not call into (their callables are not model factories)
+_REFUSED = frozenset({"torch", "torchvision", "numpy", "ray", "optuna", "wandb", "pandas",
+                      "pyarrow", "duckdb", "yaml", "safetensors", "sklearn", "pruning_core",
+                      "sweeps", "typer", "rich", "pydantic", "setuptools", "pip"})
+_PATH_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
 def is_import_path(name: str) -> bool:
@@ -42,6 +50,13 @@ def resolve(path: str, field: str) -> Any:
             f"{field}: {path!r} is not an import path; write 'package.module:attribute'"
         )
     module_name, attr = path.split(":", 1)
+    top = module_name.split(".")[0]
+    if top in sys.stdlib_module_names or top in sys.builtin_module_names or top in _REFUSED:
+        # a config is not trusted: it may name the user's own code, not a library's callables
+        raise ConfigError(
+            f"{field}: {path!r} names the {top!r} library; a factory must be your own code "
+            "(a module of your package)"
+        )
     try:
         obj: Any = importlib.import_module(module_name)
     except Exception as exc:  # ImportError, or whatever the user's module raises on import
@@ -49,14 +64,18 @@ def resolve(path: str, field: str) -> Any:
             f"{field}: cannot import {module_name!r} ({type(exc).__name__}: {exc}); run from "
             "the directory that holds it, install it, or pass sweep --working-dir"
         ) from None
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise ConfigError(f"{field}: module {module_name!r} has no attribute {attr!r}") \
-                from None
+    try:
+        obj = getattr(obj, attr)
+    except AttributeError:
+        raise ConfigError(f"{field}: module {module_name!r} has no attribute {attr!r}") from None
     if not callable(obj):
         raise ConfigError(f"{field}: {path!r} is a {type(obj).__name__}, not a callable")
+    defined_in = str(getattr(obj, "__module__", "") or "")
+    if defined_in.split(".")[0] != top:
+        raise ConfigError(
+            f"{field}: {path!r} is defined in {defined_in or 'another module'!r}, not in "
+            f"{top!r}; name the factory where your package defines it"
+        )
     return obj
 
 

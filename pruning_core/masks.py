@@ -93,20 +93,63 @@ class MaskSet:
         from safetensors.torch import save_file
 
         save_file({n: m.to("cpu", torch.uint8).contiguous() for n, m in self.masks.items()},
-                  str(path), metadata={"format": "prunetune-masks", "version": "1"})
+                  str(path), metadata={"format": MASKS_FORMAT, "version": str(MASKS_VERSION)})
 
     @classmethod
     def load(cls, path: str | Path, params: dict[str, nn.Parameter]) -> MaskSet:
-        from safetensors.torch import load_file
+        """Masks saved by :meth:`save` (safetensors: never unpickled). A masks file is
+        untrusted input: its format/version metadata must be ours, and every value must be
+        exactly 0 or 1 (0.5, 7 or NaN are refused, never read as ``True``)."""
+        from safetensors import safe_open
 
         try:
-            raw = load_file(str(path))
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                raw = {n: f.get_tensor(n) for n in f.keys()}
         except Exception as exc:  # safetensors raises several types for a bad file
-            raise ConfigError(f"masks file {path}: unreadable ({exc})") from None
+            raise ConfigError(f"masks file {path}: unreadable ({_one_line(exc)})") from None
+        _check_metadata(path, meta)
         for n, p in params.items():
             if n in raw and tuple(raw[n].shape) != tuple(p.shape):
                 raise ConfigError(
                     f"masks file {path}: {n} has shape {tuple(raw[n].shape)}, "
                     f"model has {tuple(p.shape)}"
                 )
-        return cls(params, {n: t.bool() for n, t in raw.items() if n in params})
+        masks = {n: _as_bool(path, n, t) for n, t in raw.items() if n in params}
+        return cls(params, masks)
+
+
+MASKS_FORMAT = "prunetune-masks"
+MASKS_VERSION = 1
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _check_metadata(path: str | Path, meta: dict[str, str]) -> None:
+    fmt, version = meta.get("format"), meta.get("version")
+    if fmt != MASKS_FORMAT:
+        raise ConfigError(f"masks file {path}: metadata format is {fmt!r}, expected "
+                          f"{MASKS_FORMAT!r}; write masks with prunetune (--masks) or "
+                          "MaskSet.save")
+    if version is None or not version.isdigit() or int(version) < 1:
+        raise ConfigError(f"masks file {path}: metadata version {version!r} is not a masks "
+                          f"version; expected 1 to {MASKS_VERSION}")
+    if int(version) > MASKS_VERSION:
+        raise ConfigError(f"masks file {path}: masks version {version} is newer than this "
+                          f"prunetune reads (≤ {MASKS_VERSION}); upgrade prunetune")
+
+
+def _as_bool(path: str | Path, name: str, t: torch.Tensor) -> torch.Tensor:
+    """A 0/1 tensor of any dtype -> bool; anything else (0.5, 7, -1, NaN, inf) is refused."""
+    if t.dtype == torch.bool:
+        return t
+    if t.is_complex():
+        raise ConfigError(f"masks file {path}: {name} is complex; masks hold only 0 and 1")
+    bad = (t != 0) & (t != 1)  # NaN != 0 and NaN != 1: refused too
+    if bool(bad.any()):
+        value = t[bad].flatten()[0].item()
+        raise ConfigError(f"masks file {path}: {name} holds {value!r} ({int(bad.sum())} "
+                          "value(s) other than 0 and 1); a mask keeps (1) or prunes (0)")
+    return t == 1

@@ -11,7 +11,15 @@ and normalised depth, and provenance. Applied to
   densities are rescaled together (water-filling, capped at dense) so the total hits the target;
   the result runs as an ``explicit`` allocation.
 
-Loading uses ``yaml.safe_load`` only: a schedule file can never execute code.
+Loading uses ``yaml.safe_load`` only, so parsing a schedule never executes code. A schedule is
+untrusted input (see SECURITY.md): ``prunetune apply`` also refuses to read a dataset directory a
+schedule names (``trial.data.root``) unless the user names the data; dataset files are read by
+loaders that never unpickle arbitrary objects.
+
+The ``prune:`` section is the one copy of how to prune: ``trial:`` holds the rest of the source
+trial's config, and both :meth:`Schedule.trial_config` (the CLI) and :meth:`Schedule.apply_to`
+(the Python API) prune as ``prune:`` says, so editing it takes effect everywhere. Files written
+before this rule also carry ``trial.prune``; such a file is read only when both copies agree.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from .config import (
     TrialConfig,
     format_validation_error,
     load_trial_config,
+    read_yaml_file,
     set_dotted,
 )
 from .engine import Pruner
@@ -68,10 +77,10 @@ class Provenance(BaseModel):
 class Schedule(BaseModel):
     model_config = ConfigDict(extra="forbid")
     format: str = FORMAT
-    version: int = VERSION
+    version: int = Field(default=VERSION, ge=1, le=VERSION, strict=True)
     prune: PruneConfig
     layers: list[LayerEntry]
-    #: the source trial's full config (reproduction on the same model and data)
+    #: the source trial's config except ``prune`` (reproduction on the same model and data)
     trial: dict[str, Any]
     provenance: Provenance
 
@@ -82,7 +91,7 @@ class Schedule(BaseModel):
         if not path.is_file():
             raise ConfigError(f"schedule {path}: no such file")
         try:
-            data = yaml.safe_load(path.read_text())
+            data = read_yaml_file(path, "schedule", mapping=False)[0]  # guarded reader
         except yaml.YAMLError as exc:
             raise ConfigError(f"schedule {path}: not valid YAML ({exc})".replace("\n", " ")) \
                 from None
@@ -93,15 +102,40 @@ class Schedule(BaseModel):
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ConfigError(f"{where}: not a prunetune schedule (expected format: {FORMAT})")
         version = data.get("version")
-        if not isinstance(version, int) or version > VERSION:
+        if type(version) is not int or version < 1:  # bool is an int subclass: refused too
             raise ConfigError(
-                f"{where}: schedule version {version!r} is newer than this prunetune reads "
+                f"{where}: version {version!r} is not a schedule version; expected a whole "
+                f"number from 1 to {VERSION} (this prunetune writes version: {VERSION})"
+            )
+        if version > VERSION:
+            raise ConfigError(
+                f"{where}: schedule version {version} is newer than this prunetune reads "
                 f"(≤ {VERSION}); upgrade prunetune"
             )
         try:
-            return cls.model_validate(data)
+            schedule = cls.model_validate(data)
         except ValidationError as exc:
             raise ConfigError(f"{where}: {format_validation_error(exc)}") from None
+        schedule._drop_trial_prune(where)
+        return schedule
+
+    def _drop_trial_prune(self, where: str) -> None:
+        """Keep ``prune:`` as the only copy: a ``trial.prune`` (files from older exports) must
+        say the same, then it is dropped; if the two disagree the file is refused."""
+        if not isinstance(self.trial, dict) or "prune" not in self.trial:
+            return
+        try:
+            old = PruneConfig.model_validate(self.trial["prune"]).model_dump(mode="json")
+        except ValidationError as exc:
+            raise ConfigError(f"{where}: trial.prune: {format_validation_error(exc)}") from None
+        new = self.prune.model_dump(mode="json")
+        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        if diff:
+            raise ConfigError(
+                f"{where}: prune: and trial.prune disagree on {', '.join(diff)}; prune: is the "
+                "one that is applied: delete the trial.prune section (or make it equal)"
+            )
+        self.trial = {k: v for k, v in self.trial.items() if k != "prune"}
 
     def save(self, path: str | Path) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -117,7 +151,8 @@ class Schedule(BaseModel):
         entries = [LayerEntry(name=i.name, kind=i.kind, depth=i.depth, numel=i.numel,
                               shape=list(i.shape), sparsity=float(layer_sparsity[i.name]))
                    for i in layers]
-        return cls(prune=cfg.prune, layers=entries, trial=cfg.model_dump(mode="json"),
+        trial = {k: v for k, v in cfg.model_dump(mode="json").items() if k != "prune"}
+        return cls(prune=cfg.prune, layers=entries, trial=trial,
                    provenance=Provenance(**provenance))
 
     # ---- application -----------------------------------------------------------------------
@@ -159,6 +194,7 @@ class Schedule(BaseModel):
         """The trial config that prunes this way. ``layers``: the target model's prunable layers
         (``None`` or identical to the source: reproduce the source trial exactly)."""
         data = copy.deepcopy(self.trial)
+        data["prune"] = self.prune.model_dump(mode="json")  # the one copy (see module doc)
         for key, value in (overrides or {}).items():
             set_dotted(data, key, value)
         cfg = load_trial_config(data)

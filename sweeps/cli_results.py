@@ -15,6 +15,7 @@ import typer
 
 from .cli_errors import fail
 from .jsonable import json_scalar
+from .outputs import require_outputs
 from .pareto import ALL_STATUSES, DONE_STATUSES, Results, ResultsError, display_name, parse_ref
 
 ResultsArg = Annotated[list[Path], typer.Argument(
@@ -24,8 +25,8 @@ ObjectiveOpt = Annotated[list[str] | None, typer.Option(
     "--objective", "-o", help="COLUMN:max|min, 2 or 3 times "
     "[default: test_accuracy:max, sparsity:max]", show_default=False)]
 WhereOpt = Annotated[str | None, typer.Option(
-    "--where", help="DuckDB SQL condition; short names work: \"sparsity >= 0.9 AND "
-    "criterion = 'snip'\"")]
+    "--where", help="one DuckDB SQL condition (no statements); short names work: "
+    "\"sparsity >= 0.9 AND criterion = 'snip'\"")]
 ByOpt = Annotated[str | None, typer.Option("--by", help="one front per value of this column")]
 StatusOpt = Annotated[list[str] | None, typer.Option(
     "--include-status", help="also use trials with this status: error, diverged, "
@@ -122,6 +123,7 @@ def pareto_cmd(
     statuses = _statuses(include_status)
     if plot is not None and plot.suffix.lower() not in (".png", ".html", ".svg", ".pdf"):
         fail(f"--plot {plot}: expected a .png, .svg, .pdf or .html file name")
+    require_outputs({"--plot": plot})  # before the work: an unwritable path is one line
     try:
         with Results(results) as res:
             from .pareto import parse_objectives
@@ -224,7 +226,8 @@ def query_cmd(
         help="results path(s), then the SQL as the last argument", show_default=False)],
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
 ) -> None:
-    """Ad-hoc SQL over the view `trials` (all statuses; short names for config.* columns).
+    """Ad-hoc read-only SQL (one SELECT) over the view `trials` (all statuses; short names for
+    config.* columns). No COPY, ATTACH, INSTALL or file access outside the results.
 
     Example: prunetune query results/s1 "SELECT criterion, max(test_accuracy) FROM trials
     WHERE status = 'ok' GROUP BY ALL ORDER BY 2 DESC"
@@ -261,6 +264,7 @@ def report_cmd(
     from .report import write_report
 
     statuses = _statuses(include_status)
+    require_outputs({"--out": out}, {"--png-dir": png_dir})  # before the work
     try:
         objs = parse_objectives(objective or DEFAULT_OBJECTIVES)
         data = write_report(results, out, objs, by=by, where=where, statuses=statuses,

@@ -11,6 +11,7 @@ import typer
 from pruning_core.errors import ConfigError
 
 from .cli_errors import fail
+from .outputs import require_outputs
 
 schedule_app = typer.Typer(help="Export tuned sparsity schedules from sweep results.",
                            no_args_is_help=True)
@@ -46,38 +47,35 @@ def _trial_dict(row: dict[str, Any]) -> dict[str, Any]:
 
 def select_row(results: Path, trial: str | None, best: str | None, where: str | None,
                mode: str) -> dict[str, Any]:
-    """One completed trial row by id, or the best by a metric among rows matching ``where``."""
-    import duckdb
+    """One completed trial row by id, or the best by a metric among rows matching ``where``.
 
-    from .store import TrialStore
+    Read through :class:`sweeps.pareto.Results`, like ``pareto``/``query``/``report``: the same
+    locked-down DuckDB connection, the same one-condition check of ``--where`` and the same
+    policy for an unreadable Parquet file (skipped with a warning naming it)."""
+    from .pareto import Results, ResultsError, quote_ident, sql_string
 
     if trial is None and best is None:
         raise ConfigError("give --trial ID or --best METRIC (e.g. --best test_accuracy)")
-    if not results.exists():
+    if "://" not in str(results) and not results.exists():
         raise ConfigError(f"results {results}: no such directory")
-    df = TrialStore(str(results)).dataframe()
-    if df.empty or "trial_id" not in df or "status" not in df:
-        raise ConfigError(f"results {results}: no trial rows under {results}/trials/")
-    con = duckdb.connect()
-    con.register("trials", df)
-    if trial is not None:
-        sql = "SELECT * FROM trials WHERE trial_id = ?"
-        params: list[Any] = [trial]
-    else:
-        if best not in df.columns:
-            raise ConfigError(f"--best {best}: no such column; try test_accuracy, sparsity, "
-                              "flops")
-        order = "DESC" if mode == "max" else "ASC"
-        sql = (f"SELECT * FROM trials WHERE status = 'ok' AND \"{best}\" IS NOT NULL"
-               + (f" AND ({where})" if where else "")
-               + f" ORDER BY \"{best}\" {order}, trial_id LIMIT 1")
-        params = []
     try:
-        out = con.execute(sql, params).fetch_df()
-    except duckdb.Error as exc:
-        raise ConfigError(f"--where: {str(exc).splitlines()[0]}") from None
-    finally:
-        con.close()
+        with Results(str(results)) as res:
+            if "trial_id" not in res.raw_columns or "status" not in res.raw_columns:
+                raise ConfigError(f"results {results}: no trial rows under {results}/trials/")
+            cols = ", ".join(quote_ident(c) for c in res.raw_columns)
+            if trial is not None:
+                sql = f"SELECT {cols} FROM trials WHERE trial_id = {sql_string(trial)}"
+            else:
+                if best not in res.columns:
+                    raise ConfigError(f"--best {best}: no such column; try test_accuracy, "
+                                      "sparsity, flops")
+                key = quote_ident(res.resolve(best))
+                order = "DESC" if mode == "max" else "ASC"
+                sql = (f"SELECT {cols} FROM {res.source(where)} WHERE status = 'ok' AND "
+                       f"{key} IS NOT NULL ORDER BY {key} {order}, trial_id LIMIT 1")
+            out = res.query(sql)
+    except ResultsError as exc:
+        raise ConfigError(str(exc)) from None
     if out.empty:
         what = f"trial {trial}" if trial else f"an ok trial matching {where!r}"
         raise ConfigError(f"results {results}: no {what}")
@@ -129,6 +127,7 @@ def export_cmd(
 ) -> None:
     """Write a versioned YAML holding everything needed to prune like one trial did."""
     cli = _cli()
+    require_outputs({"--out": out})  # before the work: an unwritable path is one line
     try:
         s = export_schedule(results, out, trial, best, where, "min" if minimize else "max")
     except ConfigError as exc:
@@ -160,9 +159,10 @@ def apply_cmd(
     try:
         s = Schedule.load(schedule)
         overrides: dict[str, Any] = {}
+        trial_model = s.trial.get("model")
         if model:
             overrides["model.name"] = model
-            if model != s.trial["model"]["name"]:
+            if not isinstance(trial_model, dict) or model != trial_model.get("name"):
                 overrides["model.options"] = {}
         if data:
             overrides["data.name"] = data
@@ -170,6 +170,7 @@ def apply_cmd(
         from pruning_core.config import flatten
 
         overrides.update(flatten(extra))
+        _guard_untrusted(schedule, s.trial, model, data, overrides)
         base = s.trial_config(overrides=overrides)
         cfg = s.trial_config(prunable_layers(base), overrides)
     except ConfigError as exc:
@@ -179,6 +180,37 @@ def apply_cmd(
                           f"{len(cfg.prune.allocation.layer_sparsity or [])} target layers "
                           f"by kind and depth; target sparsity {s.target_sparsity:.4f}")
     cli.run_trial(cfg, json_out, masks_out)
+
+
+def _guard_untrusted(path: Path, trial: dict[str, Any], model: str | None, data: str | None,
+                     overrides: dict[str, Any]) -> None:
+    """A schedule file is untrusted: it never chooses which directory ``apply`` reads or which
+    code it imports (see SECURITY.md).
+
+    - ``trial.data.root`` is refused unless the user names the data: ``--set data.root=DIR``
+      (a directory they trust) replaces it; with ``--data NAME`` alone it is dropped (a dataset
+      that needs files then asks for ``data.root``).
+    - ``trial.model.name`` / ``trial.data.name`` written as an import path
+      (``pkg.module:factory``) are refused unless ``--model`` / ``--data`` (or ``--set``)
+      name the model / data."""
+    for section, flag, given in (("model", "--model", model), ("data", "--data", data)):
+        part = trial.get(section)
+        name = part.get("name") if isinstance(part, dict) else None
+        if (isinstance(name, str) and ":" in name and not name.startswith("tv:")
+                and not given and f"{section}.name" not in overrides):
+            raise ConfigError(
+                f"schedule {path}: trial.{section}.name names code to import ({name}); apply "
+                f"never runs code chosen by a schedule file: pass {flag} NAME")
+    section = trial.get("data")
+    root = section.get("root") if isinstance(section, dict) else None
+    if root is None or "data.root" in overrides:
+        return
+    if not data:
+        raise ConfigError(
+            f"schedule {path}: trial.data.root names a dataset directory ({root}); apply never "
+            "reads a directory chosen by a schedule file: pass --set data.root=DIR (a directory "
+            "you trust) or --data NAME")
+    overrides["data.root"] = None
 
 
 def register(app: typer.Typer) -> None:

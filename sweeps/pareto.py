@@ -22,12 +22,21 @@ Reading: a RESULTS path is a results directory (its ``trials/*.parquet``), a dir
 ``*.parquet`` files, or one Parquet file; several are read as one dataset through DuckDB
 ``read_parquet([...], union_by_name=true)``. The view ``trials`` holds every column under its
 full name plus short aliases (see :func:`short_aliases`), so ``criterion`` works where
-``"config.prune.criterion"`` does.
+``"config.prune.criterion"`` does. A Parquet file that cannot be read is skipped with a warning
+naming it (the same policy as :meth:`sweeps.store.TrialStore.table`).
+
+Untrusted text (see SECURITY.md): ``--where`` must parse as exactly one SQL condition on the
+rows (checked on DuckDB's own parse tree) and is run as the body of a view, never pasted into a
+larger statement; ad-hoc queries must be one ``SELECT``. Once the views exist the connection is
+locked down: no file access outside the results files, no extension install or autoload, and no
+setting can be changed back.
 """
 
 from __future__ import annotations
 
 import difflib
+import glob
+import json
 import logging
 import os
 import re
@@ -43,7 +52,7 @@ log = logging.getLogger(__name__)
 
 Mode = Literal["max", "min"]
 DONE_STATUSES: tuple[str, ...] = ("ok",)
-ALL_STATUSES: tuple[str, ...] = ("ok", "error", "diverged", "stopped_early")
+ALL_STATUSES: tuple[str, ...] = ("ok", "error", "diverged", "stopped_early", "interrupted")
 _ALIAS_PREFIXES = ("config.prune.", "config.")
 
 
@@ -343,7 +352,8 @@ def _has_parquet(d: Path) -> bool:
                    for e in it)
 
 
-def _sql_str(s: str) -> str:
+def sql_string(s: str) -> str:
+    """A SQL string literal (single quotes doubled)."""
     return "'" + s.replace("'", "''") + "'"
 
 
@@ -379,6 +389,132 @@ def _unknown_column_msg(name: str, columns: Sequence[str]) -> str:
     return f"unknown column {name!r}; {hint}"
 
 
+# --------------------------------------------------------------------------- SQL guard
+#: DuckDB settings that cut a results connection off from everything but the results. Order
+#: matters: ``lock_configuration`` last, so no later statement can turn the others back.
+LOCKDOWN_SETTINGS: tuple[tuple[str, str], ...] = (
+    ("enable_external_access", "false"),
+    ("autoinstall_known_extensions", "false"),
+    ("autoload_known_extensions", "false"),
+    ("lock_configuration", "true"),
+)
+
+
+def lock_down(con: Any, directories: Sequence[str] = (), files: Sequence[str] = ()) -> None:
+    """Make ``con`` read-only towards the outside: only ``directories`` / ``files`` (the
+    results) can be read by file functions; nothing can be installed, loaded or attached; the
+    configuration is locked. Call after the views are created."""
+    if directories:
+        con.execute("SET allowed_directories = "
+                    "[" + ", ".join(sql_string(d) for d in directories) + "]")
+    if files:
+        con.execute("SET allowed_paths = [" + ", ".join(sql_string(f) for f in files) + "]")
+    for name, value in LOCKDOWN_SETTINGS:
+        con.execute(f"SET {name} = {value}")
+
+
+def check_select(con: Any, sql: str, what: str = "query") -> None:
+    """ResultsError unless ``sql`` is exactly one SELECT statement (DESCRIBE, SHOW, SUMMARIZE,
+    FROM-first and VALUES are SELECTs too). COPY, ATTACH, INSTALL, LOAD, SET, CREATE, PRAGMA
+    and several statements separated by ``;`` are refused."""
+    import duckdb
+
+    try:
+        stmts = con.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise ResultsError(f"SQL error: {_first_line(exc)} (the table is 'trials'; quote "
+                           'dotted names: "config.prune.criterion")') from None
+    if len(stmts) != 1:
+        raise ResultsError(f"{what}: {len(stmts)} statements; give exactly one read-only "
+                           "SELECT over trials (no ';'-separated statements)")
+    kind = stmts[0].type
+    if kind != duckdb.StatementType.SELECT:
+        raise ResultsError(f"{what}: {kind.name} statements are refused; results are "
+                           "read-only: give one SELECT over trials (no COPY, ATTACH, INSTALL, "
+                           "LOAD, SET or CREATE)")
+
+
+def _ast(con: Any, sql: str) -> dict[str, Any]:
+    """DuckDB's parse tree of ``sql`` without source positions."""
+    raw = con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0]
+    return _strip_locations(json.loads(raw))
+
+
+def _strip_locations(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _strip_locations(v) for k, v in node.items()
+                if k not in ("query_location", "query_location_length")}
+    if isinstance(node, list):
+        return [_strip_locations(v) for v in node]
+    return node
+
+
+def where_view_sql(con: Any, where: str, table: str = "trials") -> str:
+    """``SELECT * FROM table WHERE (<where>)`` after checking that ``where`` is exactly one
+    condition: the statement must parse to the template's own tree with only the WHERE
+    clause differing (so no ``;``, no closing parenthesis that reopens into UNION, GROUP BY,
+    ORDER BY or a comment that swallows the rest), and ``NOT (<where>)`` must negate that same
+    tree (so no ``a) OR (b``). ResultsError otherwise. The result is run as the body of a view,
+    never spliced into a larger statement."""
+    import duckdb
+
+    sql = f"SELECT * FROM {table} WHERE (\n{where}\n)"  # newlines end a trailing -- comment
+    try:
+        stmts = con.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise ResultsError(f"SQL error in --where: {_first_line(exc)}") from None
+    bad = ResultsError(f"--where {where!r}: must be exactly one condition on the rows, e.g. "
+                       "--where \"sparsity >= 0.9 AND criterion = 'snip'\"; statements, "
+                       "';', UNION, GROUP BY and comments are refused")
+    if len(stmts) != 1 or stmts[0].type != duckdb.StatementType.SELECT:
+        raise bad
+    try:
+        got = _ast(con, sql)
+        ref = _ast(con, f"SELECT * FROM {table} WHERE (\nTRUE\n)")
+    except duckdb.Error as exc:  # json_serialize_sql is built into DuckDB's Python wheels
+        raise ResultsError(f"--where: cannot check the condition ({_first_line(exc)}); "
+                           "install the duckdb version pinned by prunetune") from None
+    try:
+        node = got["statements"][0]["node"]
+        ref_node = ref["statements"][0]["node"]
+    except (KeyError, IndexError, TypeError):
+        raise bad from None
+    if got.get("error") or len(got["statements"]) != 1 or node.get("where_clause") is None \
+            or {**node, "where_clause": None} != {**ref_node, "where_clause": None}:
+        raise bad
+    # "a) OR (b" passes the template as "(a) OR (b)"; under NOT it becomes "NOT (a) OR (b)",
+    # whose top is OR, not the NOT of the same tree: such text is not one bracketed condition
+    try:
+        negated = _ast(con, f"SELECT * FROM {table} WHERE NOT (\n{where}\n)")
+        top = negated["statements"][0]["node"]["where_clause"]
+    except (duckdb.Error, KeyError, IndexError, TypeError):
+        raise bad from None
+    if top.get("type") != "OPERATOR_NOT" or top.get("children") != [node["where_clause"]]:
+        raise bad
+    return sql
+
+
+def _is_read_error(exc: BaseException) -> bool:
+    """A DuckDB error that may come from reading a damaged file rather than from the SQL (a
+    corrupt page can surface as a bare ``duckdb.Error``): worth one check of the files."""
+    import duckdb
+
+    return not isinstance(exc, duckdb.ParserException | duckdb.BinderException |
+                          duckdb.CatalogException | duckdb.PermissionException |
+                          duckdb.ConversionException | duckdb.OutOfRangeException |
+                          duckdb.NotImplementedException | duckdb.InterruptException)
+
+
+def _expand(sources: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    for src in sources:
+        if glob.has_magic(src):
+            out.extend(sorted(glob.glob(src)))
+        else:
+            out.append(src)
+    return out
+
+
 class Results:
     """A DuckDB connection over one or more RESULTS paths.
 
@@ -396,28 +532,87 @@ class Results:
         local = [p for p in paths if "://" not in str(p)]
         local_sources = resolve_paths(local) if local else []
         self.sources = [*local_sources, *remote]
+        #: absolute local files or globs DuckDB reads; replaced by an explicit list of the
+        #: readable files once an unreadable one has been found
+        self._local = [os.path.abspath(s) for s in local_sources]
+        self._checked = False  # every file read whole once (after a read error)
+        self._where_views: dict[str, str] = {}
         self.con = duckdb.connect()
         if threads:
             self.con.execute(f"SET threads = {int(threads)}")
-        selects = []
-        if local_sources:
-            lst = "[" + ", ".join(_sql_str(s) for s in local_sources) + "]"
-            selects.append(f"SELECT * FROM read_parquet({lst}, union_by_name=true)")
         for i, uri in enumerate(remote):  # s3://... and other pyarrow filesystem URIs
             self.con.register(f"_remote{i}", _remote_table(uri))
-            selects.append(f"SELECT * FROM _remote{i}")
+        self._n_remote = len(remote)
         try:
-            self.con.execute("CREATE VIEW trials_raw AS " + " UNION ALL BY NAME ".join(selects))
-            self.raw_columns: list[str] = [
-                r[0] for r in self.con.execute("DESCRIBE trials_raw").fetchall()]
+            self._create_views()
         except duckdb.Error as exc:
-            raise ResultsError(f"cannot read results {', '.join(map(str, self.sources))}: "
-                               f"{_first_line(exc)}") from exc
+            if not (_is_read_error(exc) and self._skip_unreadable()):
+                raise ResultsError(f"cannot read results {', '.join(map(str, self.sources))}: "
+                                   f"{_first_line(exc)}") from exc
+            try:
+                self._create_views()
+            except duckdb.Error as exc2:
+                raise ResultsError(f"cannot read results {', '.join(map(str, self.sources))}:"
+                                   f" {_first_line(exc2)}") from exc2
+        globs = [s for s in self._local if glob.has_magic(s)]
+        lock_down(self.con, directories=sorted({os.path.dirname(g) + os.sep for g in globs}),
+                  files=[s for s in self._local if not glob.has_magic(s)])
+
+    def _create_views(self) -> None:
+        selects = []
+        if self._local:
+            lst = "[" + ", ".join(sql_string(s) for s in self._local) + "]"
+            selects.append(f"SELECT * FROM read_parquet({lst}, union_by_name=true)")
+        selects += [f"SELECT * FROM _remote{i}" for i in range(self._n_remote)]
+        if not selects:
+            raise ResultsError(f"results {', '.join(map(str, self.sources))}: no readable "
+                               ".parquet files left")
+        self.con.execute("CREATE OR REPLACE VIEW trials_raw AS "
+                         + " UNION ALL BY NAME ".join(selects))
+        self.raw_columns: list[str] = [
+            r[0] for r in self.con.execute("DESCRIBE trials_raw").fetchall()]
         self.aliases = short_aliases(self.raw_columns)
         extra = "".join(f", {quote_ident(full)} AS {quote_ident(a)}"
                         for a, full in self.aliases.items())
-        self.con.execute(f"CREATE VIEW trials AS SELECT *{extra} FROM trials_raw")
+        self.con.execute(f"CREATE OR REPLACE VIEW trials AS SELECT *{extra} FROM trials_raw")
         self.columns = [*self.raw_columns, *self.aliases]
+
+    def _skip_unreadable(self) -> bool:
+        """Drop unreadable local Parquet files (warning naming each); True if any was dropped.
+
+        Runs only after DuckDB failed to read the files (the fast path never pays for it), at
+        most once, and reads every file whole, so a file damaged anywhere (footer or pages) is
+        found: from then on the connection reads an explicit list of the readable files. A file
+        damaged only inside its pages is noticed when a query reads the damaged part (a query
+        of other columns, or ``count(*)``, does not touch it)."""
+        import pyarrow.parquet as pq
+
+        if self._checked or not self._local:
+            return False
+        self._checked = True
+        files, good = _expand(self._local), []
+        for path in files:
+            try:
+                pq.read_table(path)
+            except Exception as exc:  # any failure at all means an unreadable file
+                log.warning("skipping unreadable results file %s: %s", path, _first_line(exc))
+                continue
+            good.append(path)
+        dropped = len(good) < len(files)
+        self._local = good
+        return dropped
+
+    def _run(self, sql: str) -> Any:
+        """Arrow table of ``sql``; skips corrupt Parquet files found while reading (once)."""
+        import duckdb
+
+        try:
+            return self.con.sql(sql).to_arrow_table()
+        except duckdb.Error as exc:
+            if not (_is_read_error(exc) and self._skip_unreadable()):
+                raise
+        self._create_views()
+        return self.con.sql(sql).to_arrow_table()
 
     def close(self) -> None:
         self.con.close()
@@ -438,30 +633,53 @@ class Results:
         raise ResultsError(_unknown_column_msg(name, self.columns))
 
     def query(self, sql: str) -> pd.DataFrame:
-        """Run SQL (``FROM trials``) and return a DataFrame; ResultsError on a SQL error."""
+        """Run one read-only SELECT (``FROM trials``) and return a DataFrame; ResultsError on a
+        SQL error or on any other kind of statement (COPY, ATTACH, INSTALL, SET, ...)."""
         import duckdb
 
+        check_select(self.con, sql)
         try:
-            rel = self.con.sql(sql)
-            return rel.to_arrow_table().to_pandas() if rel is not None else pd.DataFrame()
+            return self._run(sql).to_pandas()
         except duckdb.Error as exc:
             raise ResultsError(f"SQL error: {_first_line(exc)} (the table is 'trials'; quote "
                                'dotted names: "config.prune.criterion")') from exc
 
-    def _where(self, where: str | None, statuses: Sequence[str] | None) -> str:
+    def source(self, where: str | None) -> str:
+        """The relation holding the rows that pass ``where``: ``trials`` or a view over it.
+
+        ``where`` is checked to be one condition (:func:`where_view_sql`) and becomes the body
+        of its own view, so it is never spliced into another statement."""
+        import duckdb
+
+        if not where:
+            return "trials"
+        if where not in self._where_views:
+            sql = where_view_sql(self.con, where)
+            name = f"_where{len(self._where_views)}"
+            try:
+                self.con.execute(f"CREATE TEMP VIEW {name} AS {sql}")
+            except duckdb.Error as exc:
+                raise ResultsError(f"SQL error in --where: {_first_line(exc)}") from None
+            self._where_views[where] = name
+        return self._where_views[where]
+
+    def _from(self, where: str | None, statuses: Sequence[str] | None,
+              extra: str | None = None) -> str:
+        """`` FROM <rows passing where> WHERE <status filter> AND <extra>``."""
         conds = []
         if statuses is not None and "status" in self.raw_columns:
-            conds.append(f"status IN ({', '.join(_sql_str(s) for s in statuses)})")
-        if where:
-            conds.append(f"({where})")
-        return (" WHERE " + " AND ".join(conds)) if conds else ""
+            conds.append(f"status IN ({', '.join(sql_string(s) for s in statuses)})")
+        if extra:
+            conds.append(extra)
+        return f" FROM {self.source(where)}" + ((" WHERE " + " AND ".join(conds))
+                                                if conds else "")
 
     def load(self, where: str | None = None,
              statuses: Sequence[str] | None = DONE_STATUSES,
              columns: Sequence[str] | None = None) -> pd.DataFrame:
         """Rows (full column names plus aliases) passing ``where`` and the status filter."""
         sel = ", ".join(quote_ident(c) for c in columns) if columns else "*"
-        return self.query(f"SELECT {sel} FROM trials{self._where(where, statuses)}")
+        return self.query(f"SELECT {sel}{self._from(where, statuses)}")
 
     def numeric(self, columns: Sequence[str], where: str | None = None,
                 statuses: Sequence[str] | None = DONE_STATUSES,
@@ -471,9 +689,9 @@ class Results:
 
         cols = [f"CAST({quote_ident(self.resolve(c))} AS DOUBLE)" for c in columns]
         ext = [quote_ident(self.resolve(c)) for c in extra]
-        sql = f"SELECT {', '.join([*cols, *ext])} FROM trials{self._where(where, statuses)}"
+        sql = f"SELECT {', '.join([*cols, *ext])}{self._from(where, statuses)}"
         try:
-            tbl = self.con.sql(sql).to_arrow_table()
+            tbl = self._run(sql)
         except duckdb.Error as exc:
             raise ResultsError(f"SQL error in --where: {_first_line(exc)}") from exc
         k = len(columns)
@@ -524,9 +742,7 @@ class Results:
             self.con.register("_front_keys", pa.table({"k": np.unique(fvals[:, 0])}))
             try:
                 cond = f"CAST({quote_ident(full[0])} AS DOUBLE) IN (SELECT k FROM _front_keys)"
-                extra_where = f"({where}) AND {cond}" if where else cond
-                rows = self.query(f"SELECT {sel_sql} FROM trials"
-                                  f"{self._where(extra_where, statuses)}")
+                rows = self.query(f"SELECT {sel_sql}{self._from(where, statuses, cond)}")
             finally:
                 self.con.unregister("_front_keys")
             rows = _match_front(rows, full, by_full, fvals,

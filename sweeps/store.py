@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 TRIALS_DIR = "trials"
 ORPHANS_DIR = "trials_orphaned"
-STATUSES = ("ok", "error", "diverged", "stopped_early")
+STATUSES = ("ok", "error", "diverged", "stopped_early", "interrupted")
 
 #: columns with a fixed type, so files written by different trials concatenate cleanly
 _TYPES: dict[str, pa.DataType] = {
@@ -132,13 +132,15 @@ class TrialStore:
         return info.type == pafs.FileType.File
 
     def table(self) -> pa.Table:
-        """All trial rows as one Arrow table (columns unified across files)."""
+        """All trial rows as one Arrow table (columns unified across files). An unreadable file
+        is skipped with a warning naming it (the policy of every results reader)."""
         tables = []
         for path in self.files():
             try:
                 tables.append(pq.read_table(path, filesystem=self.fs))
-            except (OSError, pa.ArrowInvalid) as exc:  # vanished or being replaced
-                log.warning("skipping unreadable results file %s: %s", path, exc)
+            except (OSError, pa.ArrowException) as exc:  # corrupt, vanished or being replaced
+                log.warning("skipping unreadable results file %s: %s", path,
+                            " ".join(str(exc).split()))
         if not tables:
             return pa.table({"trial_id": pa.array([], pa.string())})
         return pa.concat_tables(tables, promote_options="permissive")
@@ -148,12 +150,18 @@ class TrialStore:
         return self.table().to_pandas()
 
     def query(self, sql: str) -> Any:
-        """Run DuckDB SQL over the rows, exposed as the table ``trials``; returns a DataFrame."""
+        """Run one read-only SELECT over the rows, exposed as the table ``trials``; returns a
+        DataFrame. The connection reads no file and loads no extension (see SECURITY.md);
+        any other statement raises :class:`sweeps.pareto.ResultsError`."""
         import duckdb
+
+        from .pareto import check_select, lock_down
 
         con = duckdb.connect()
         try:
             con.register("trials", self.table())
+            lock_down(con)
+            check_select(con, sql)
             return con.execute(sql).fetch_df()
         finally:
             con.close()

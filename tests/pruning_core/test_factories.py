@@ -110,3 +110,19 @@ def test_data_factory_bundle_seed_and_optional_arguments(pkg):
 def test_data_factory_errors(pkg, attr, pattern):
     with pytest.raises(ConfigError, match=pattern):
         load_data(f"{pkg}:{attr}")
+
+
+@pytest.mark.parametrize("path", ["os:system", "subprocess:run", "builtins:exec",
+                                  "shutil:rmtree", "torch:load", "pruning_core.data:load_dataset"])
+def test_library_callables_are_refused_before_any_call(path):
+    with pytest.raises(ConfigError, match=r"names the '\w+' library; a factory must be your own"):
+        resolve(path, "data.name")
+
+
+def test_a_callable_imported_into_the_users_package_is_refused(tmp_path, monkeypatch):
+    (tmp_path / "sneaky.py").write_text("from os import system\nfrom shutil import rmtree\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError, match=r"is defined in 'posix', not in 'sneaky'"):
+        resolve("sneaky:system", "data.name")
+    with pytest.raises(ConfigError, match="is not an import path"):
+        resolve("sneaky:os.system", "data.name")  # no attribute chains
