@@ -7,11 +7,20 @@ sweep space is caught on the laptop, not on the cluster.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
+
+#: the most prune steps a schedule may take (each step scores the whole network)
+MAX_PRUNE_STEPS = 10_000
+#: seeds are 64-bit signed integers (numpy / torch / Python all take them)
+MAX_SEED = 2**63
+_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 class _Strict(BaseModel):
@@ -19,9 +28,14 @@ class _Strict(BaseModel):
 
 
 class ModelConfig(_Strict):
+    #: a registered name, ``tv:<torchvision classifier>``, or ``"my_pkg.nets:build"``
     name: str = "cnn1d"
     #: extra keyword arguments for the model builder (``hidden`` for mlp, ``width`` for vgg/resnet)
     options: dict[str, Any] = Field(default_factory=dict)
+    #: trained weights to start from: a .safetensors file or a torch state dict (weights_only)
+    weights: str | None = None
+    #: every key of the model must be in ``weights`` (false: load the matching keys only)
+    weights_strict: bool = True
 
 
 class DataConfig(_Strict):
@@ -35,6 +49,9 @@ class DataConfig(_Strict):
     test_limit: int | None = Field(None, ge=1)
     #: dataset-specific keyword arguments (e.g. ``num_train`` for synthetic)
     options: dict[str, Any] = Field(default_factory=dict)
+    #: training-set augmentation on the device: none, or crop_flip (the CIFAR recipe: random
+    #: crop with 4-pixel padding of black pixels, horizontal flip)
+    augment: Literal["none", "crop_flip"] = "none"
 
 
 class TrainConfig(_Strict):
@@ -44,10 +61,25 @@ class TrainConfig(_Strict):
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
     lr_schedule: Literal["constant", "cosine", "step"] = "constant"
-    #: ``cuda``, ``cpu`` or ``auto`` (cuda when available)
+    #: epochs of linear learning-rate warm-up at the start of each training phase
+    warmup_epochs: int = Field(0, ge=0)
+    #: bf16 autocast for the forward pass on CUDA (weights and masks stay float32)
+    amp: Literal["none", "bf16"] = "none"
+    #: channels-last memory format for 4-D inputs and conv weights
+    channels_last: bool = False
+    #: torch.compile the training forward pass
+    compile: bool = False
+    #: ``auto`` (cuda when available), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``
     device: str = "auto"
     #: CPU threads for torch; None leaves torch's default
     threads: int | None = Field(None, ge=1)
+
+    @field_validator("device")
+    @classmethod
+    def _device_name(cls, v: str) -> str:
+        if not _DEVICE_RE.match(v):
+            raise ValueError(f"unknown device {v!r}; use auto, cpu, cuda, cuda:N or mps")
+        return v
 
 
 class AllocationConfig(_Strict):
@@ -71,6 +103,16 @@ class AllocationConfig(_Strict):
             if not 0.0 <= s < 1.0:
                 raise ValueError(f"layer sparsity {s} outside [0, 1); use a value like 0.9")
         return v
+
+    @model_validator(mode="after")
+    def _vector_needs_explicit(self) -> AllocationConfig:
+        # only the explicit allocation reads layer_sparsity: elsewhere it would be ignored
+        if self.layer_sparsity is not None and self.name != "explicit":
+            raise ValueError(
+                f"layer_sparsity is only read by allocation 'explicit', not {self.name!r}; "
+                "set prune.allocation.name: explicit or remove layer_sparsity"
+            )
+        return self
 
 
 class TimingConfig(_Strict):
@@ -104,6 +146,14 @@ class PruneConfig(_Strict):
     #: batches of training data used by data-driven criteria
     score_batches: int = Field(1, ge=1)
 
+    @field_validator("steps")
+    @classmethod
+    def _steps_bounded(cls, v: int) -> int:
+        if v > MAX_PRUNE_STEPS:
+            raise ValueError(f"{v} steps is more than the {MAX_PRUNE_STEPS} allowed "
+                             "(each step scores the whole network); use fewer steps")
+        return v
+
     @field_validator("allocation", mode="before")
     @classmethod
     def _allocation_shorthand(cls, v: Any) -> Any:
@@ -115,12 +165,31 @@ class PruneConfig(_Strict):
         return {"name": v} if isinstance(v, str) else v
 
 
+class SimilarityConfig(_Strict):
+    """Representation similarity of the trial's network to a dense reference (WACV 2020)."""
+
+    #: cka (linear), debiased_cka, svcca, pwcca (see pruning_core/similarity)
+    method: Literal["cka", "debiased_cka", "svcca", "pwcca"] = "cka"
+    #: layer (module) names to compare, or "all": every Conv/Linear module
+    layers: list[str] | Literal["all"] = "all"
+    #: the same architecture, seed, data and training, dense, trained once per sweep
+    reference: Literal["dense"] = "dense"
+    #: test-set examples the activations are taken on
+    examples: int = Field(1000, ge=10)
+
+
+class MetricsConfig(_Strict):
+    #: extra, costlier metrics computed at the end of a trial
+    similarity: SimilarityConfig | None = None
+
+
 class TrialConfig(_Strict):
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=MAX_SEED)
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     prune: PruneConfig = Field(default_factory=PruneConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     #: free-form tags carried into results (sweep name, trial id, ...)
     tags: dict[str, Any] = Field(default_factory=dict)
 
@@ -179,3 +248,167 @@ def flatten(d: dict[str, Any], prefix: str = "", sep: str = ".") -> dict[str, An
         else:
             out[key] = v
     return out
+
+
+# ----------------------------------------------------------------------------- guarded YAML
+#: largest YAML file read (configs, spaces and schedules are a few KB)
+MAX_YAML_BYTES = 4_000_000
+#: most nodes a document may expand to once aliases are followed (alias bombs: 2 KB -> GBs)
+MAX_YAML_NODES = 100_000
+#: deepest nesting accepted (the parser recurses once per level)
+MAX_YAML_DEPTH = 200
+
+
+def read_text_file(path: str | Path, what: str = "config") -> str:
+    """A UTF-8 text file's contents; ``ConfigError`` naming the file for every failure."""
+    p = Path(path)
+    try:
+        if p.is_dir():
+            raise ConfigError(f"{what} {p}: is a directory, expected a YAML file")
+        if not p.exists():
+            raise ConfigError(f"{what} {p}: no such file")
+        if not p.is_file():
+            raise ConfigError(f"{what} {p}: not a regular file")
+        size = p.stat().st_size
+        if size > MAX_YAML_BYTES:
+            raise ConfigError(f"{what} {p}: {size} bytes is too large for a YAML file "
+                              f"(at most {MAX_YAML_BYTES})")
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{what} {p}: cannot read it ({exc.strerror or exc})") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {p}: not UTF-8 text (byte {raw[exc.start]:#04x} at offset "
+                          f"{exc.start}); save the file as UTF-8") from None
+
+
+def parse_yaml(text: str, source: str = "<yaml>") -> tuple[Any, yaml.Node | None]:
+    """``yaml.safe_load`` with guards; returns (data, composed node tree).
+
+    Refuses, with a one-line ``ConfigError`` naming ``source``: syntax errors, tags that are not
+    plain data (``!!python/...``), duplicate mapping keys (``safe_load`` keeps the last one
+    silently), documents that expand to more than ``MAX_YAML_NODES`` nodes through aliases
+    (alias bombs) or that are recursive, and nesting deeper than ``MAX_YAML_DEPTH``.
+    """
+    loader = yaml.SafeLoader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+            if node is not None:
+                _check_tree(node, source)
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+    except ConfigError:
+        raise
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{source}{where}: not valid YAML: {problem}".replace("\n", " ")) \
+            from None
+    except RecursionError:
+        raise ConfigError(f"{source}: nested too deeply for a YAML config") from None
+    except (ValueError, TypeError, OverflowError) as exc:  # e.g. a malformed !!timestamp
+        raise ConfigError(f"{source}: not valid YAML: {exc}".replace("\n", " ")) from None
+    return data, node
+
+
+def _check_tree(root: yaml.Node, source: str) -> None:
+    """Duplicate keys, expanded size and depth of a composed YAML document (no recursion)."""
+    sizes: dict[int, int] = {}  # id(node) -> expanded size; -1 while being expanded
+    # iterative post-order walk: (node, key path, children done?)
+    stack: list[tuple[yaml.Node, tuple[str, ...], bool]] = [(root, (), False)]
+    while stack:
+        node, path, done = stack.pop()
+        key = id(node)
+        children = _children(node, path)
+        if done:
+            total = 1 + sum(sizes[id(c)] for c, _ in children)
+            if total > MAX_YAML_NODES:
+                raise ConfigError(
+                    f"{source}: more than {MAX_YAML_NODES} values once aliases are expanded "
+                    "(an alias bomb?); use fewer aliases or a smaller file")
+            sizes[key] = total
+            continue
+        if key in sizes:
+            continue
+        if len(path) > MAX_YAML_DEPTH:
+            raise ConfigError(f"{source} (line {node.start_mark.line + 1}): nested deeper than "
+                              f"{MAX_YAML_DEPTH} levels")
+        sizes[key] = -1
+        if isinstance(node, yaml.MappingNode):
+            _check_duplicates(node, path, source)
+        stack.append((node, path, True))
+        for c, cpath in children:
+            if sizes.get(id(c), 0) < 0:
+                raise ConfigError(f"{source} (line {c.start_mark.line + 1}): a recursive "
+                                  "alias (an anchor used inside itself)")
+            if id(c) not in sizes:
+                stack.append((c, cpath, False))
+
+
+def _children(node: yaml.Node, path: tuple[str, ...]) -> list[tuple[yaml.Node, tuple[str, ...]]]:
+    if isinstance(node, yaml.MappingNode):
+        out = []
+        for k, v in node.value:
+            name = str(k.value) if isinstance(k, yaml.ScalarNode) else "?"
+            out += [(k, (*path, name)), (v, (*path, name))]
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [(c, (*path, str(i))) for i, c in enumerate(node.value)]
+    return []
+
+
+def _check_duplicates(node: yaml.MappingNode, path: tuple[str, ...], source: str) -> None:
+    seen: dict[str, int] = {}
+    for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+            continue
+        line = key_node.start_mark.line + 1
+        if key_node.value in seen:
+            dotted = ".".join((*path, key_node.value))
+            raise ConfigError(f"{source}: {dotted} (line {line}): duplicate key (first at line "
+                              f"{seen[key_node.value]}); keep one")
+        seen[key_node.value] = line
+
+
+def read_yaml_file(path: str | Path, what: str = "config",
+                   mapping: bool = True) -> tuple[Any, yaml.Node | None]:
+    """Read and guard-parse a YAML file (``read_text_file`` + ``parse_yaml``).
+
+    With ``mapping`` (the default) the document must be a mapping; an empty file is ``{}``.
+    """
+    source = f"{what} {path}"
+    data, node = parse_yaml(read_text_file(path, what), source)
+    if mapping:
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a mapping (key: value lines) at the top "
+                              f"level, got {type(data).__name__}")
+        bad = [k for k in data if not isinstance(k, str)]
+        if bad:
+            raise ConfigError(f"{source}: top-level key {bad[0]!r} is not a name")
+    return data, node
+
+
+def check_device_available(device: str) -> None:
+    """``train.device`` names hardware this process can use (``auto`` always can)."""
+    import torch
+
+    if device.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.partition(":")[2] or 0)
+        if count == 0:
+            raise ConfigError(f"train.device: {device!r} but no CUDA GPU is available here; "
+                              "use train.device: auto or cpu")
+        if index >= count:
+            raise ConfigError(f"train.device: {device!r} but this machine has {count} CUDA "
+                              f"GPU(s) (cuda:0..cuda:{count - 1})")
+    elif device == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ConfigError("train.device: 'mps' but Apple MPS is not available here; "
+                              "use train.device: auto or cpu")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import gzip
 import inspect
+import json
 import logging
 import math
 import pickle
@@ -33,6 +34,7 @@ import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 
 from .errors import ConfigError, DataError
+from .factories import is_import_path, load_data
 from .registry import Registry
 
 log = logging.getLogger(__name__)
@@ -472,10 +474,14 @@ def load_dataset(
     test_limit: int | None = None,
     **options: Any,
 ) -> DataBundle:
-    """Load a registered dataset; limits keep the first N examples of each split."""
-    loader = DATASETS.get(name)
-    _check_options(name, loader, options)
-    bundle = loader(root=root, seed=seed, **options)
+    """Load a registered dataset, or the user's data factory named by import path
+    (``"my_pkg.data:load"``, see ``factories.py``); limits keep the first N examples."""
+    if is_import_path(name):
+        bundle = load_data(name, seed=seed, root=root, options=options)
+    else:
+        loader = DATASETS.get(name)
+        _check_options(name, loader, options)
+        bundle = loader(root=root, seed=seed, **options)
     return DataBundle(
         train=_take(bundle.train, train_limit, "train_limit"),
         test=_take(bundle.test, test_limit, "test_limit"),
@@ -496,9 +502,13 @@ _SPECS: dict[str, tuple[tuple[int, ...], int]] = {
 }
 
 
-def dataset_spec(name: str, **options: Any) -> tuple[tuple[int, ...], int]:
+def dataset_spec(name: str, root: str | None = None, seed: int = 0,
+                 **options: Any) -> tuple[tuple[int, ...], int]:
     """``(input_shape, num_classes)`` without loading data (e.g. to list a model's layers on a
-    laptop that lacks the dataset directory)."""
+    laptop that lacks the dataset directory). A user's data factory is called once per
+    process and arguments to learn them (``_factory_spec``)."""
+    if is_import_path(name):
+        return _factory_spec(name, root, seed, json.dumps(options, sort_keys=True, default=str))
     DATASETS.get(name)  # unknown name -> ConfigError listing the valid ones
     if name == "synthetic":
         shape = tuple(int(d) for d in options.get("shape", (3, 32, 32)))
@@ -508,3 +518,24 @@ def dataset_spec(name: str, **options: Any) -> tuple[tuple[int, ...], int]:
 
 def dataset_names() -> list[str]:
     return DATASETS.names()
+
+
+@functools.lru_cache(maxsize=16)
+def _factory_spec(name: str, root: str | None, seed: int,
+                  options_json: str) -> tuple[tuple[int, ...], int]:
+    bundle = load_data(name, seed=seed, root=root, options=json.loads(options_json))
+    return bundle.input_shape, bundle.num_classes
+
+
+def black_pixel(name: str, **options: Any) -> tuple[float, ...] | None:
+    """The normalised value of a black pixel per channel (what torchvision's RandomCrop pads
+    with before normalising), or None where inputs are not normalised images."""
+    if not options.get("normalize", True):
+        return None
+    if name in CIFAR_STATS:
+        mean, std = CIFAR_STATS[name]
+        return tuple(-m / s for m, s in zip(mean, std, strict=True))
+    if name in MNIST_STATS:
+        mean, std = MNIST_STATS[name]
+        return (-mean / std,)
+    return None

@@ -20,10 +20,14 @@ from torch.utils.data import DataLoader
 
 from . import rng
 from .allocation import ALLOCATIONS
+from .augment import CropFlip
+from .checkpoints import load_weights
 from .config import TrialConfig
-from .data import DataBundle, dataset_spec, load_dataset
+from .data import DataBundle, black_pixel, dataset_spec, load_dataset
 from .dense_cache import DenseCache, cache_key, dense_prefix
 from .engine import Pruner
+from .errors import ConfigError
+from .loader import DeviceLoader, on_device
 from .masks import MaskSet
 from .metrics import flops, param_counts
 from .models import create_model
@@ -87,7 +91,8 @@ def resolve_device(name: str) -> torch.device:
 
 def prunable_layers(cfg: TrialConfig) -> list[LayerInfo]:
     """The prunable layers ``cfg`` would prune (builds the model on CPU; reads no data)."""
-    input_shape, num_classes = dataset_spec(cfg.data.name, **cfg.data.options)
+    input_shape, num_classes = dataset_spec(cfg.data.name, root=cfg.data.root, seed=cfg.seed,
+                                            **cfg.data.options)
     model = create_model(cfg.model.name, input_shape, num_classes, **cfg.model.options)
     return layer_infos(model, cfg.prune.include, cfg.prune.exclude)
 
@@ -96,6 +101,27 @@ def _bundle(cfg: TrialConfig) -> DataBundle:
     d = cfg.data
     return load_dataset(d.name, root=d.root, seed=cfg.seed, train_limit=d.train_limit,
                         test_limit=d.test_limit, **d.options)
+
+
+def _loaders(cfg: TrialConfig, data: DataBundle, device: torch.device,
+             gen: torch.Generator) -> tuple[Any, Any]:
+    """Device-resident loaders for tensor datasets (every built-in one), DataLoaders for the
+    user's other datasets; ``data.augment`` on the training split."""
+    augment = None
+    if cfg.data.augment == "crop_flip":
+        if len(data.input_shape) != 3:
+            raise ConfigError(f"data.augment: crop_flip needs image inputs (C, H, W); "
+                              f"{cfg.data.name} gives {data.input_shape}")
+        augment = CropFlip(padding=4, fill=black_pixel(cfg.data.name, **cfg.data.options))
+    if on_device(data.train) and on_device(data.test):
+        return (DeviceLoader(data.train, cfg.data.batch_size, device, gen, shuffle=True,
+                             augment=augment),
+                DeviceLoader(data.test, cfg.data.eval_batch_size, device))
+    if augment is not None:
+        raise ConfigError("data.augment: crop_flip needs a tensor dataset (every built-in one; "
+                          "return TensorDatasets from your data factory)")
+    return (DataLoader(data.train, batch_size=cfg.data.batch_size, shuffle=True, generator=gen),
+            DataLoader(data.test, batch_size=cfg.data.eval_batch_size))
 
 
 class _Trial:
@@ -110,7 +136,11 @@ class _Trial:
         self.data = _bundle(cfg)
         self.model: nn.Module = create_model(cfg.model.name, self.data.input_shape,
                                              self.data.num_classes, **cfg.model.options)
+        if cfg.model.weights is not None:
+            load_weights(self.model, cfg.model.weights, cfg.model.weights_strict)
         self.model.to(self.device)
+        if cfg.train.channels_last:
+            self.model.to(memory_format=torch.channels_last)
         params = prunable_parameters(self.model, cfg.prune.include, cfg.prune.exclude)
         self.masks = MaskSet(params)
         shapes = {n: tuple(p.shape) for n, p in params.items()}
@@ -121,9 +151,8 @@ class _Trial:
         self.plan = TIMINGS.get(cfg.prune.timing.name)(cfg, steps)
         self.total_epochs = sum(isinstance(a, Train) for a in self.plan)
         self.loader_gen = torch.Generator().manual_seed(cfg.seed)
-        self.train_loader = DataLoader(self.data.train, batch_size=cfg.data.batch_size,
-                                       shuffle=True, generator=self.loader_gen)
-        self.test_loader = DataLoader(self.data.test, batch_size=cfg.data.eval_batch_size)
+        self.train_loader, self.test_loader = _loaders(cfg, self.data, self.device,
+                                                       self.loader_gen)
         self.pruner = Pruner(
             model=self.model, masks=self.masks, criterion=cfg.prune.criterion,
             allocation=cfg.prune.allocation, final_sparsity=self.target,
@@ -131,6 +160,9 @@ class _Trial:
             criterion_options=cfg.prune.criterion_options, seed=cfg.seed,
         )
         self.optimizer = make_optimizer(self.model, cfg.train)
+        # the training forward pass; compiled, it shares the (masked) parameters of self.model
+        self.forward_model: nn.Module = torch.compile(self.model) if cfg.train.compile \
+            else self.model
         self.snapshot: dict[str, torch.Tensor] | None = None
         self.history: list[dict[str, float]] = []
         self.done = 0  # actions completed
@@ -203,8 +235,9 @@ class _Trial:
         start = time.perf_counter()
         epoch = len(self.history) + 1
         try:
-            self.last_train = train_epoch(self.model, self.train_loader, self.optimizer,
-                                          self.masks, self.device)
+            self.last_train = train_epoch(self.forward_model, self.train_loader, self.optimizer,
+                                          self.masks, self.device, amp=self.cfg.train.amp,
+                                          channels_last=self.cfg.train.channels_last)
         except Diverged as exc:
             raise _DivergedAt(epoch, str(exc)) from None
         self.train_time += time.perf_counter() - start
@@ -267,6 +300,7 @@ def run(cfg: TrialConfig, on_epoch: Callable[[EpochReport], None] | None = None,
         status, diverged_epoch, error = "diverged", exc.epoch, f"epoch {exc.epoch}: {exc}"
         log.warning("trial diverged at epoch %d", exc.epoch)
     if masks_out is not None:
+        Path(masks_out).parent.mkdir(parents=True, exist_ok=True)  # as --json: parents made
         trial.masks.save(masks_out)
     return _result(trial, status, diverged_epoch, error)
 

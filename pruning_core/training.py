@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -33,24 +34,38 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 
 def lr_at(cfg: TrainConfig, epoch: int, epochs: int) -> float:
-    """Learning rate for ``epoch`` (0-based) of a training phase of ``epochs`` epochs."""
+    """Learning rate for ``epoch`` (0-based) of a training phase of ``epochs`` epochs.
+
+    ``warmup_epochs`` = w scales the first w epochs of a phase by (e + 1) / w (linear warm-up,
+    Goyal et al. 2017, per epoch); the schedule itself runs over the whole phase."""
     if cfg.lr_schedule == "cosine" and epochs > 0:
-        return 0.5 * cfg.lr * (1.0 + math.cos(math.pi * epoch / epochs))
-    if cfg.lr_schedule == "step":  # /10 at 50% and 75% of the phase
-        return cfg.lr * 0.1 ** sum(epoch >= f * epochs for f in (0.5, 0.75))
-    return cfg.lr
+        lr = 0.5 * cfg.lr * (1.0 + math.cos(math.pi * epoch / epochs))
+    elif cfg.lr_schedule == "step":  # /10 at 50% and 75% of the phase
+        lr = cfg.lr * 0.1 ** sum(epoch >= f * epochs for f in (0.5, 0.75))
+    else:
+        lr = cfg.lr
+    if epoch < cfg.warmup_epochs:
+        lr *= (epoch + 1) / cfg.warmup_epochs
+    return lr
 
 
-def train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
-                masks: MaskSet, device: torch.device,
-                loss_fn=nn.functional.cross_entropy) -> EpochStats:
+def train_epoch(model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                optimizer: torch.optim.Optimizer, masks: MaskSet, device: torch.device,
+                loss_fn=nn.functional.cross_entropy, amp: str = "none",
+                channels_last: bool = False) -> EpochStats:
+    """One epoch. ``amp: bf16`` autocasts the forward pass (the float32 weights, their masks and
+    the optimiser are untouched, so pruned weights stay exactly 0); ``channels_last`` converts
+    4-D inputs. ``model`` may be a ``torch.compile``d module sharing the masked parameters."""
     model.train()
     # accumulate on the device: no host sync per step
     total, correct, loss_sum = 0, torch.zeros((), device=device), torch.zeros((), device=device)
     for x, y in loader:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        out = model(x)  # (B, classes)
-        loss = loss_fn(out, y)
+        if channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
+            out = model(x)  # (B, classes)
+            loss = loss_fn(out.float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -28,40 +29,51 @@ app = typer.Typer(
 console = Console()
 
 
+_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_-]+)*$")
+
+
 def read_yaml(path: Path, what: str = "config") -> dict[str, Any]:
-    if not path.is_file():
-        fail(f"{what} {path}: no such file")
+    """A YAML mapping through the one guarded reader (``pruning_core.config.read_yaml_file``):
+    unreadable, non-UTF-8, duplicate keys, alias bombs, not a mapping -> one line, exit 2."""
+    from pruning_core.config import read_yaml_file
+
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        fail(f"{what} {path}{where}: not valid YAML: {getattr(exc, 'problem', exc)}")
-    if not isinstance(data, dict):
-        fail(f"{what} {path}: expected a mapping at the top level")
-    return data
+        return read_yaml_file(path, what)[0]
+    except ConfigError as exc:
+        fail(str(exc))
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """``--set prune.sparsity=0.95``; values parse as YAML (numbers, lists, true/false)."""
-    from pruning_core.config import set_dotted
+    from pruning_core.config import parse_yaml, set_dotted
 
     for item in overrides:
         key, sep, raw = item.partition("=")
+        key = key.strip()
         if not sep or not key:
             fail(f"--set {item!r}: expected dotted.key=value, e.g. --set prune.sparsity=0.95")
-        set_dotted(data, key.strip(), yaml.safe_load(raw) if raw else "")
+        if not _KEY_RE.match(key):
+            fail(f"--set {item!r}: {key!r} is not a dotted key like prune.sparsity")
+        try:
+            value = parse_yaml(raw, f"--set {key}")[0] if raw else ""
+        except ConfigError as exc:
+            fail(str(exc))
+        set_dotted(data, key, value)
     return data
 
 
 def run_trial(data: dict[str, Any] | Any, json_out: Path | None,
               masks_out: Path | None = None) -> None:
     """Validate, run with a progress bar, print a summary, optionally write JSON and masks."""
-    from pruning_core.config import TrialConfig, load_trial_config
+    from pruning_core.config import TrialConfig, check_device_available, load_trial_config
     from pruning_core.experiment import run
+
+    from .outputs import check_outputs
 
     try:
         cfg = data if isinstance(data, TrialConfig) else load_trial_config(data)
+        check_device_available(cfg.train.device)
+        check_outputs({"--json": json_out, "--masks": masks_out})  # before the work, not after
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
                       console=console, transient=False) as progress:
@@ -144,17 +156,16 @@ def names_cmd() -> None:
     console.print(table)
 
 
-def _register_extensions() -> None:
-    from .cli_schedule import register as register_schedule
+def _register_extensions(target: typer.Typer = app) -> None:
+    """Add the schedule, sweep and results commands to ``target``.
 
-    register_schedule(app)
-    for module in ("cli_sweep", "cli_results"):
-        try:
-            mod = __import__(f"sweeps.{module}", fromlist=["register"])
-        except ImportError as exc:  # e.g. Ray missing: the engine commands still work
-            logging.getLogger(__name__).warning("%s commands unavailable: %s", module, exc)
-            continue
-        mod.register(app)
+    Their dependencies (Ray, Optuna, pandas, DuckDB, ...) are required ones: a module that does
+    not import is a broken install, so the error propagates instead of a CLI without commands.
+    """
+    import importlib
+
+    for module in ("cli_schedule", "cli_sweep", "cli_results"):
+        importlib.import_module(f"sweeps.{module}").register(target)
 
 
 _register_extensions()
@@ -162,6 +173,10 @@ _register_extensions()
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # The user's factories ("my_pkg.nets:build") import from the directory prunetune runs in,
+    # as with `python -m`; appended, so a file there never shadows an installed module.
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
     app()
 
 

@@ -1,0 +1,86 @@
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from pruning_core.config import TrainConfig, load_trial_config
+from pruning_core.errors import ConfigError
+from pruning_core.experiment import _Trial, run
+from pruning_core.models import create_model
+from pruning_core.timing import Prune, Train
+from pruning_core.training import lr_at
+
+
+def cfg(**over):
+    base = {
+        "seed": 0, "model": {"name": "lenet5"},
+        "data": {"name": "digits", "batch_size": 64, "train_limit": 256, "test_limit": 200},
+        "train": {"epochs": 1, "optimizer": "sgd", "lr": 0.05},
+        "prune": {"criterion": "magnitude", "sparsity": 0.8},
+    }
+    for key, value in over.items():
+        base[key] = {**base.get(key, {}), **value}
+    return load_trial_config(base)
+
+
+def test_warmup_scales_the_first_epochs_of_a_phase():
+    c = TrainConfig(lr=0.1, warmup_epochs=4, lr_schedule="step")
+    assert [lr_at(c, e, 8) for e in range(8)] == pytest.approx(
+        [0.025, 0.05, 0.075, 0.1, 0.01, 0.01, 0.001, 0.001])  # step: /10 at epochs 4, 6
+
+
+def test_after_with_no_pretraining_prunes_the_loaded_network(tmp_path):
+    trained = create_model("lenet5", (1, 8, 8), 10)
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.mul_(3.0).add_(0.01)
+    save_file(trained.state_dict(), str(tmp_path / "w.safetensors"))
+    c = cfg(model={"weights": str(tmp_path / "w.safetensors")},
+            prune={"timing": {"name": "after", "pretrain_epochs": 0}})
+    trial = _Trial(c)
+    for name, value in trained.state_dict().items():
+        assert torch.equal(trial.model.state_dict()[name], value), name
+    assert not any(isinstance(a, Train) for a in trial.plan[:trial.plan.index(Prune(0.8))])
+    trial.execute(Prune(0.8), None)
+    kept = torch.cat([trained.state_dict()[n].abs()[m] for n, m in trial.masks.masks.items()])
+    pruned = torch.cat([trained.state_dict()[n].abs()[~m] for n, m in trial.masks.masks.items()])
+    # global magnitude on the loaded weights: every kept weight outranks every pruned one
+    assert kept.min() >= pruned.max() and trial.masks.sparsity() == pytest.approx(0.8, abs=1e-3)
+
+
+def test_a_checkpoint_of_another_architecture_is_one_line(tmp_path):
+    save_file(create_model("mlp", (1, 8, 8), 10).state_dict(), str(tmp_path / "mlp.safetensors"))
+    with pytest.raises(ConfigError, match=r"^model\.weights: key '.*' is missing from the file"):
+        run(cfg(model={"weights": str(tmp_path / "mlp.safetensors")}))
+
+
+def test_crop_flip_trains_on_images_and_is_refused_for_sequences():
+    r = run(cfg(data={"augment": "crop_flip"}))
+    assert r.status == "ok" and r.epochs == 1
+    plain = run(cfg())
+    assert r.train_loss != plain.train_loss  # the crops changed what was trained on
+    with pytest.raises(ConfigError, match=r"^data\.augment: crop_flip needs image inputs"):
+        run(load_trial_config({"model": {"name": "cnn1d"},
+                               "data": {"name": "mnist1d", "augment": "crop_flip"}}))
+
+
+@pytest.mark.parametrize("train", [{"amp": "bf16"}, {"channels_last": True}])
+def test_pruned_weights_stay_exactly_zero_with_amp_and_channels_last(train):
+    trial = _Trial(cfg(train=train))
+    for action in trial.plan:  # before: prune, then train with the masks enforced
+        trial.execute(action, None)
+    for name, mask in trial.masks.masks.items():
+        w = trial.model.get_parameter(name)
+        assert w.dtype == torch.float32
+        assert (w[~mask] == 0).all() and (w[mask] != 0).all()
+
+
+@pytest.mark.slow
+def test_pruned_weights_stay_exactly_zero_under_torch_compile():
+    r = run(cfg(train={"compile": True}))
+    ref = run(cfg())
+    assert r.status == "ok" and r.layer_sparsity == ref.layer_sparsity
+    trial = _Trial(cfg(train={"compile": True}))
+    for action in trial.plan:
+        trial.execute(action, None)
+    for name, mask in trial.masks.masks.items():
+        assert (trial.model.get_parameter(name)[~mask] == 0).all()
