@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -31,6 +32,7 @@ from .loader import DeviceLoader, on_device
 from .masks import MaskSet
 from .metrics import flops, param_counts
 from .models import create_model
+from .reference import similarity_to_dense
 from .schedules import sparsity_steps
 from .targets import LayerInfo, layer_infos, prunable_parameters
 from .timing import TIMINGS, ApplyVariant, NewOptimizer, Prune, Rewind, Snapshot, Train
@@ -61,6 +63,9 @@ class TrialResult:
     diverged_epoch: int | None = None
     error: str | None = None
     history: list[dict[str, float]] = field(default_factory=list)
+    #: metrics.similarity: {layer: similarity to the dense reference}, and their finite mean
+    similarity: dict[str, float] = field(default_factory=dict)
+    similarity_mean: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -302,11 +307,14 @@ def run(cfg: TrialConfig, on_epoch: Callable[[EpochReport], None] | None = None,
     if masks_out is not None:
         Path(masks_out).parent.mkdir(parents=True, exist_ok=True)  # as --json: parents made
         trial.masks.save(masks_out)
-    return _result(trial, status, diverged_epoch, error)
+    similarity: dict[str, float] = {}
+    if cfg.metrics.similarity is not None and status == "ok":
+        similarity = similarity_to_dense(trial, dense_cache)
+    return _result(trial, status, diverged_epoch, error, similarity)
 
 
 def _result(trial: _Trial, status: str, diverged_epoch: int | None,
-            error: str | None) -> TrialResult:
+            error: str | None, similarity: dict[str, float]) -> TrialResult:
     test = trial.last_test or evaluate(trial.model, trial.test_loader, trial.device)
     train = trial.last_train or EpochStats(float("nan"), float("nan"))
     params, kept = param_counts(trial.model, trial.masks)
@@ -319,5 +327,11 @@ def _result(trial: _Trial, status: str, diverged_epoch: int | None,
         params=params, params_kept=kept, flops_dense=dense_flops, flops=eff_flops,
         prune_time_s=trial.pruner.elapsed_s, train_time_s=trial.train_time,
         epochs=len(trial.history), diverged_epoch=diverged_epoch, error=error,
-        history=trial.history,
+        history=trial.history, similarity=similarity,
+        similarity_mean=_finite_mean(similarity.values()),
     )
+
+
+def _finite_mean(values: Any) -> float | None:
+    finite = [v for v in values if math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else None

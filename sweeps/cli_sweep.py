@@ -67,33 +67,47 @@ def sweep_cmd(
                              "(repeatable)")] = None,
 ) -> None:
     """Run a sweep: Ray Tune + OptunaSearch; one Parquet row per trial; Pareto front at the end."""
-    from .ray_env import client_auth_defaults
+    from .ray_env import client_auth_defaults, embedded_auth_defaults
 
     if address is not None:
         client_auth_defaults()  # before Ray is imported: it reads RAY_AUTH_MODE once
+    else:
+        embedded_auth_defaults()
     from .launch import environment_defaults, run_sweep, with_overrides
+    from .preflight import check_address, connect_deadline
     from .progress import Progress
-    from .space import load_space
+    from .space import load_space, validate_space
     from .store import TrialStore
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     environment_defaults()
+    if num_cpus is not None and num_cpus < 1:
+        fail(f"--num-cpus {num_cpus}: give at least 1 (trials need a CPU)")
     try:
         space = with_overrides(load_space(space_path), name=name, num_samples=num_samples)
+        validate_space(space)  # the checks `prunetune validate` runs, before anything starts
+        check_address(address)
     except ConfigError as exc:
         fail(str(exc))
         return
     console = Console()
     progress = Progress(space.name, space.budget.num_samples, space.metrics, space.modes)
     try:
-        with Live(get_renderable=progress.renderable, console=console, refresh_per_second=2,
-                  transient=False):
+        # transient: an error leaves nothing but its one line; the final table is printed below
+        with connect_deadline(address), Live(get_renderable=progress.renderable,
+                                             console=console, refresh_per_second=2,
+                                             transient=True):
             outcome = run_sweep(space, address=address, resume=resume, callbacks=[progress],
                                 num_cpus=num_cpus, warm_start=warm_start or ())
     except ConfigError as exc:
         fail(str(exc))
         return
+    except ConnectionError as exc:  # ray.init: no cluster at --address auto, refused, ...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        fail(f"--address {address}: {first}" if address else f"Ray did not start: {first}")
+        return
 
+    console.print(progress.renderable())
     console.print()
     rows = TrialStore(outcome.results_dir).dataframe().to_dict("records")
     _print_front(console, rows, space.metrics, space.modes)
@@ -105,11 +119,12 @@ def sweep_cmd(
     console.print(f"results: {outcome.results_dir}/trials/*.parquet")
     if space.wandb.mode == "offline":
         console.print(f"W&B (offline): wandb sync {outcome.results_dir}/wandb/offline-run-*")
-    if not outcome.complete:
+    interrupted = outcome.counts.get("interrupted", 0)
+    if not outcome.complete or interrupted:
         console.print(f"[yellow]incomplete[/]: finish with "
                       f"prunetune sweep {space_path} --resume"
                       + (f" --name {name}" if name else ""))
-        raise typer.Exit(130 if outcome.rows < outcome.num_samples else 0)
+        raise typer.Exit(130 if outcome.rows - interrupted < outcome.num_samples else 0)
 
 
 def _print_front(console: Console, rows: list[dict], metrics: list[str],

@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pruning_core.config import load_trial_config
+from pruning_core.config import TrialConfig, load_trial_config
 from pruning_core.errors import ConfigError
 
-from .ray_env import client_auth_defaults, loopback_only
+from .ray_env import client_auth_defaults, fate_shared, loopback_only
 from .recorder import Recorder
-from .space import SearchSpace
+from .space import SchedulerSpec, SearchSpace
 from .store import TrialStore, _is_uri, join_path
-from .trainable import RunFn, make_trainable
+from .trainable import PLAN_SCALE, PROGRESS, RunFn, make_trainable, plan_progress
 from .wandb_log import WandbSink
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     if address is None:
         # every Ray port on 127.0.0.1 (PRUNETUNE_RAY_BIND_ALL=1 opts out);
         # address="local": always a new cluster, never one found via /tmp/ray
-        with loopback_only():
+        with loopback_only(), fate_shared():  # its processes die with this driver
             ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
                      dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1", **quiet)
         return True
@@ -71,22 +71,64 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     return True
 
 
+def plan_epochs(cfg: TrialConfig) -> int:
+    """Training epochs in ``cfg``'s plan, the plan built as ``experiment.run`` builds it.
+
+    Builds the model on CPU for its layer shapes (the target sparsity, so the number of
+    schedule steps, can depend on them); reads no data.
+    """
+    from pruning_core.experiment import prunable_layers
+    from pruning_core.registries import ALLOCATIONS, TIMINGS
+    from pruning_core.schedules import sparsity_steps
+    from pruning_core.timing import Train
+
+    shapes = {info.name: tuple(info.shape) for info in prunable_layers(cfg)}
+    alloc = cfg.prune.allocation
+    target = ALLOCATIONS.get(alloc.name)().target_sparsity(shapes, alloc, cfg.prune.sparsity)
+    steps = sparsity_steps(cfg.prune.schedule, target, cfg.prune.steps) if target > 0 else []
+    return sum(isinstance(a, Train) for a in TIMINGS.get(cfg.prune.timing.name)(cfg, steps))
+
+
+def scheduler_clock(s: SchedulerSpec, base: dict[str, Any]) -> tuple[int, int, int]:
+    """ASHA's ``(grace_period, max_t, reference epochs)`` in per-mille of each trial's plan.
+
+    ``scheduler.grace_period`` / ``max_t`` are epochs of the fixed config's plan (searched keys
+    at their defaults; ``reference`` = its training epochs); each becomes the same share of
+    every trial's own plan. ``max_t`` unset (or the whole plan) is one past the plan's end:
+    ASHA stops a trial *at* ``max_t``, and a trial's last report (``PLAN_SCALE``) must not be
+    swallowed; past it, every trial ends on its own.
+    """
+    reference = plan_epochs(load_trial_config(base))
+    if reference == 0:
+        raise ConfigError("scheduler: the fixed config's plan trains no epoch (train.epochs: 0); "
+                          "set train.epochs in fixed, or remove the scheduler")
+    if s.grace_period > reference:
+        raise ConfigError(
+            f"scheduler.grace_period: {s.grace_period} epochs is past the fixed config's plan "
+            f"({reference} training epochs); give at most {reference}")
+    if s.max_t is not None and s.max_t < s.grace_period:
+        raise ConfigError(f"scheduler.max_t: {s.max_t} is below grace_period="
+                          f"{s.grace_period}; give max_t >= grace_period")
+    # rounded down: the rungs grace * rf**k then never sit above the progress a trial reports
+    # at that exact share of its plan (reports are rounded to the nearest per-mille)
+    grace = max(1, PLAN_SCALE * s.grace_period // reference)
+    if s.max_t is None or s.max_t >= reference:
+        max_t = PLAN_SCALE + 1
+    else:
+        max_t = plan_progress(s.max_t, reference)
+    return grace, max_t, reference
+
+
 def _scheduler(space: SearchSpace, base: dict[str, Any]) -> Any:
+    """ASHA on ``progress`` (share of each trial's own plan), or None without a scheduler."""
     if space.scheduler is None:
         return None
     from ray.tune.schedulers import ASHAScheduler
 
     s = space.scheduler
-    max_t = s.max_t
-    if max_t is None:
-        cfg = load_trial_config(base)
-        max_t = cfg.train.epochs
-        if cfg.prune.timing.name == "after":
-            max_t += cfg.prune.timing.pretrain_epochs
-    # max_t one past the last epoch: ASHA stops a trial *at* max_t, which would swallow the
-    # trainable's final report; past it, the trial ends on its own.
-    return ASHAScheduler(time_attr="epoch", metric=s.metric, mode=s.mode, max_t=max_t + 1,
-                         grace_period=s.grace_period, reduction_factor=s.reduction_factor)
+    grace, max_t, _ = scheduler_clock(s, base)
+    return ASHAScheduler(time_attr=PROGRESS, metric=s.metric, mode=s.mode, max_t=max_t,
+                         grace_period=grace, reduction_factor=s.reduction_factor)
 
 
 def _search(space: SearchSpace) -> Any:
@@ -104,11 +146,21 @@ def _search(space: SearchSpace) -> Any:
     return search
 
 
+def dense_dir(space: SearchSpace) -> str:
+    """Where trials share dense networks: ``<results>/dense`` for local results; for remote
+    storage a node-local cache (each node trains a shared network at most once)."""
+    if "://" in space.results_dir and not space.results_dir.startswith("file://"):
+        return str(Path.home() / ".cache" / "prunetune" / "dense" / space.name)
+    local = space.results_dir.removeprefix("file://")
+    return str(Path(local).resolve() / "dense")
+
+
 def build_trainable(space: SearchSpace, run_fn: RunFn | None = None) -> Any:
     from ray import tune
 
     threads = max(1, int(space.resources.cpu))
-    fn = make_trainable(space.base_config(), space.name, default_threads=threads, run_fn=run_fn)
+    fn = make_trainable(space.base_config(), space.name, default_threads=threads, run_fn=run_fn,
+                        dense_dir=dense_dir(space))
     return tune.with_resources(fn, {"cpu": space.resources.cpu, "gpu": space.resources.gpu})
 
 
@@ -139,6 +191,8 @@ def run_sweep(
     # must replay the trial bit for bit
     base.setdefault("train", {}).setdefault("threads", max(1, int(space.resources.cpu)))
     load_trial_config(base)  # fixed settings must be valid before anything starts
+    # ASHA's rungs fit the fixed plan (also before anything starts); a resume keeps its own
+    scheduler = None if resume else _scheduler(space, base)
     seeds = []
     if warm_start and not resume:
         from .warm_start import seed_points
@@ -157,6 +211,9 @@ def run_sweep(
 
     started = init_ray(address, num_cpus=num_cpus)
     try:
+        from .preflight import check_cluster
+
+        check_cluster(space)  # requests no node can meet: an error now, not a wait forever
         trainable = build_trainable(space, run_fn)
         if resume:
             if not tune.Tuner.can_restore(exp_path):
@@ -180,7 +237,7 @@ def run_sweep(
                 trainable,
                 tune_config=tune.TuneConfig(
                     search_alg=search,
-                    scheduler=_scheduler(space, base),
+                    scheduler=scheduler,
                     num_samples=space.budget.num_samples,
                     time_budget_s=space.budget.time_budget_s,
                     reuse_actors=reuse_actors,

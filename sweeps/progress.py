@@ -32,6 +32,8 @@ class Progress(tune.Callback):
         self._lock = threading.Lock()
         self.counts: dict[str, int] = {}
         self.best: dict[str, tuple[float, str]] = {}
+        #: trials Tune completed (ended on their own or stopped by a scheduler)
+        self.completed: set[str] = set()
 
     def __getstate__(self) -> dict[str, Any]:  # pickled into tuner.pkl: drop the lock
         state = self.__dict__.copy()
@@ -40,7 +42,12 @@ class Progress(tune.Callback):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self.__dict__.setdefault("completed", set())  # pickled by an older prunetune
         self._lock = threading.Lock()
+
+    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial,
+                          **info: Any) -> None:
+        self.completed.add(trial.trial_id)
 
     def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
         counts: dict[str, int] = {}
@@ -49,7 +56,7 @@ class Progress(tune.Callback):
             result = t.last_result or {}
             if t.status == "TERMINATED":
                 key = str(result.get(RESULT_STATUS, "ok")) if result.get(FINAL_FLAG) \
-                    else "stopped_early"
+                    else "stopped_early" if t.trial_id in self.completed else "interrupted"
             else:
                 key = t.status.lower()
             counts[key] = counts.get(key, 0) + 1

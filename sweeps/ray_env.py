@@ -1,11 +1,20 @@
-"""Environment for joining a Ray cluster, set before ``ray`` is imported (it reads it once)."""
+"""Environment for joining a Ray cluster, set before ``ray`` is imported (it reads it once),
+and the watchdog that stops the embedded cluster's processes when the driver dies."""
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 def client_auth_defaults() -> None:
@@ -20,6 +29,16 @@ def client_auth_defaults() -> None:
     if os.environ.get("RAY_AUTH_TOKEN") or token_file.is_file():
         os.environ["RAY_AUTH_MODE"] = "token"
 
+
+def embedded_auth_defaults() -> None:
+    """For the embedded cluster: token auth, as Ray 2.60 enables by default, said explicitly.
+
+    Ray then skips its stderr warning about turning it on (a bad-input error must stay the only
+    stderr line). An explicit ``RAY_AUTH_MODE`` is left alone, and so is a process that has
+    imported Ray already (it read the mode at import; a different one now would not match).
+    """
+    if "ray" not in sys.modules:
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 
 #: Ray's switch for multi-node mode; "0" makes it resolve the node address to loopback
@@ -53,3 +72,102 @@ def loopback_only() -> Iterator[bool]:
     finally:
         os.environ.pop(LOOPBACK_SWITCH, None)
         ray_constants.ENABLE_RAY_CLUSTER = before
+
+
+# ----------------------------------------------------------------------------- fate sharing
+#: environment variable marking every process of one embedded cluster (inherited from ray.init)
+FATE_TOKEN = "PRUNETUNE_EMBEDDED_RAY"
+#: how often the watchdog looks at its parent (the driver)
+WATCH_INTERVAL_S = 0.5
+#: how often it checks that the cluster still exists (a clean ray.shutdown ends the watch)
+ALIVE_CHECK_S = 10.0
+#: SIGTERM first; SIGKILL whatever is left after this many seconds
+TERM_GRACE_S = 2.0
+
+
+@contextmanager
+def fate_shared() -> Iterator[None]:
+    """Around the embedded ``ray.init``: its processes die with the driver, even on SIGKILL.
+
+    Ray's GCS and raylet share the driver's fate, but its dashboard and runtime-env agents
+    outlive a SIGKILLed driver for minutes (they block reporting the raylet's death to the dead
+    GCS), and so can workers. Every process ``ray.init`` starts inherits a fresh token in its
+    environment; a small watchdog process (``python -m sweeps.ray_env``) waits for the driver
+    to die and then stops exactly the processes carrying that token (this cluster's, nothing
+    else), SIGTERM then SIGKILL. It starts before ``ray.init`` and leaves by itself once the
+    cluster is shut down cleanly.
+    """
+    token = uuid.uuid4().hex
+    try:  # before ray.init: a driver killed while Ray starts is covered too
+        start_watchdog(token)
+    except OSError:  # no watchdog: a killed driver may leave agents behind, nothing worse
+        log.warning("could not start the embedded Ray's watchdog", exc_info=True)
+    os.environ[FATE_TOKEN] = token
+    try:
+        yield
+    finally:
+        os.environ.pop(FATE_TOKEN, None)
+
+
+def start_watchdog(token: str) -> subprocess.Popen[bytes]:
+    """Start the watchdog of the processes marked with ``token`` (a child of this process)."""
+    root = str(Path(__file__).resolve().parents[1])
+    env = {k: v for k, v in os.environ.items() if k != FATE_TOKEN}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    return subprocess.Popen(
+        [sys.executable, "-m", "sweeps.ray_env", str(os.getpid()), token], env=env,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+def marked_processes(token: str) -> list[int]:
+    """Pids of live processes (of this user) whose environment carries ``token``."""
+    needle = f"{FATE_TOKEN}={token}".encode()
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or int(d.name) == os.getpid():
+            continue
+        try:
+            if needle in (d / "environ").read_bytes():
+                out.append(int(d.name))
+        except OSError:  # gone, or another user's
+            continue
+    return out
+
+
+def stop_marked(token: str, grace: float = TERM_GRACE_S) -> int:
+    """SIGTERM the processes carrying ``token``, SIGKILL those left after ``grace`` seconds.
+    Returns how many there were."""
+    pids = marked_processes(token)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        deadline = time.monotonic() + grace
+        while sig == signal.SIGTERM and time.monotonic() < deadline:
+            if not marked_processes(token):
+                return len(pids)
+            time.sleep(0.1)
+        pids = marked_processes(token)
+    return len(pids)
+
+
+def watch(driver: int, token: str) -> None:
+    """The watchdog's loop: until the driver is gone (then stop the cluster's processes) or
+    the cluster, once seen, is (a clean ``ray.shutdown``: then just leave)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+    last_check, seen = time.monotonic(), False
+    while os.getppid() == driver:
+        time.sleep(WATCH_INTERVAL_S)
+        if time.monotonic() - last_check > ALIVE_CHECK_S:
+            alive = bool(marked_processes(token))
+            if seen and not alive:
+                return
+            seen, last_check = seen or alive, time.monotonic()
+    stop_marked(token)
+
+
+if __name__ == "__main__":  # the watchdog process: python -m sweeps.ray_env DRIVER_PID TOKEN
+    watch(int(sys.argv[1]), sys.argv[2])

@@ -2,7 +2,9 @@
 
 It is the single writer of ``trials/<trial_id>.parquet`` (see ``store.py``) and feeds the W&B
 sink. Statuses: ``ok`` / ``diverged`` (from the trainable's final report), ``stopped_early`` (the
-scheduler stopped it: no final report), ``error`` (it raised more than ``max_failures`` times).
+scheduler stopped it: no final report), ``error`` (it raised more than ``max_failures`` times),
+``interrupted`` (still running when the sweep ended: Ctrl-C, ``time_budget_s``; ``--resume``
+re-runs it under the same id and its row is replaced).
 """
 
 from __future__ import annotations
@@ -87,6 +89,8 @@ class Recorder(tune.Callback):
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial,
                           **info: Any) -> None:
+        # Tune calls this for a trial that ended on its own or that a scheduler stopped; the
+        # trials still running when the experiment stops (Ctrl-C) never come through here.
         self.record(trial)
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial,
@@ -96,9 +100,12 @@ class Recorder(tune.Callback):
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
         known = {t.trial_id for t in trials}
         # Rows of finished trials the (restored) experiment state knows, written if missing.
+        # Those still running when the experiment stopped (Ctrl-C, time budget) were ended by
+        # the stop, not by a scheduler: ``interrupted``, never ``stopped_early``.
         for t in trials:
             if t.status in ("TERMINATED", "ERROR") and not self.store.has(t.trial_id):
-                self.record(t, error=_error_message(t) if t.status == "ERROR" else None)
+                self.record(t, error=_error_message(t) if t.status == "ERROR" else None,
+                            interrupted=True)
         # Rows of trials that finished after the last experiment snapshot before a crash: the
         # resumed experiment re-ran those samples under new ids, so these would be extras.
         extra = sorted(self.store.trial_ids() - known)
@@ -110,8 +117,9 @@ class Recorder(tune.Callback):
             self.sink.sweep_finished(list(self.rows.values()))
 
     # ------------------------------------------------------------------ rows
-    def record(self, trial: Trial, error: str | None = None) -> dict[str, Any]:
-        row = self.build_row(trial, error)
+    def record(self, trial: Trial, error: str | None = None,
+               interrupted: bool = False) -> dict[str, Any]:
+        row = self.build_row(trial, error, interrupted)
         try:
             self.store.write(row)
         except OSError:
@@ -124,7 +132,10 @@ class Recorder(tune.Callback):
             self.sink.trial_finished(row, history)
         return row
 
-    def build_row(self, trial: Trial, error: str | None = None) -> dict[str, Any]:
+    def build_row(self, trial: Trial, error: str | None = None,
+                  interrupted: bool = False) -> dict[str, Any]:
+        """The trial's row. ``interrupted``: the trial was still running when the experiment
+        stopped, so a missing final report means ``interrupted`` (not ``stopped_early``)."""
         result = dict(trial.last_result or {})
         final = bool(result.get(FINAL_FLAG))
         if error is not None:
@@ -132,6 +143,8 @@ class Recorder(tune.Callback):
         elif final:
             status = str(result.get(RESULT_STATUS, "ok"))
             error = result.get("result_error")
+        elif interrupted:
+            status = "interrupted"
         elif result:
             status = "stopped_early"
         else:
@@ -157,9 +170,10 @@ class Recorder(tune.Callback):
         }
         row.update({k: result.get(k) for k in _METRIC_KEYS if k != "history"})
         row["history"] = result.get("history") if final else None
-        if final and result.get("layer_sparsity"):
-            for name, s in json.loads(result["layer_sparsity"]).items():
-                row[f"layer_sparsity.{name}"] = s
+        for group in ("layer_sparsity", "similarity"):  # per-layer values: one column each
+            if final and result.get(group):
+                for name, s in json.loads(result[group]).items():
+                    row[f"{group}.{name}"] = s
         row.update(config)
         return row
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pruning_core.config import TrialConfig, load_trial_config
+from pruning_core.config import TrialConfig, load_trial_config, read_text_file
 from pruning_core.errors import ConfigError
 
 from .yaml_lines import load_with_lines, locate
@@ -54,14 +54,44 @@ FINAL_METRICS = EPOCH_METRICS | frozenset(
         "train_time_s",
         "epochs",
         "n_collapsed",
+        "similarity_mean",  # with metrics.similarity in the fixed config
     }
 )
 _PARAM_TAGS = frozenset({"choice", "float", "int", "per_layer", "depth_ramp"})
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: URI schemes results can live under (pyarrow filesystems Ray Tune also writes to)
+STORAGE_SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss", "file")
+_BUCKETED = ("s3", "gs", "gcs", "abfs", "abfss")
+
+
+def check_storage_syntax(storage: str) -> str:
+    """``storage:`` is a local directory path or a URI of a supported scheme with a bucket.
+
+    Raises ``ValueError`` (pydantic turns it into the field's message).
+    """
+    if not storage.strip():
+        raise ValueError("empty; give a directory or a URI like s3://bucket/prefix")
+    scheme, sep, rest = storage.partition("://")
+    if not sep:
+        if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:(?![\\/])", storage) and len(scheme) > 1:
+            raise ValueError(f"{storage!r} looks like a URI without '//'; use e.g. "
+                             "s3://bucket/prefix or a directory path")
+        return storage
+    scheme = scheme.lower()
+    if scheme not in STORAGE_SCHEMES:
+        raise ValueError(f"unsupported URI scheme {scheme + '://'!r}; use a directory or one "
+                         f"of {', '.join(x + '://' for x in STORAGE_SCHEMES)}")
+    bucket = rest.split("?", 1)[0].split("/", 1)[0]
+    if scheme in _BUCKETED and not bucket:
+        raise ValueError(f"{scheme}:// needs a bucket, e.g. {scheme}://my-bucket/sweeps")
+    if scheme == "file" and not rest.startswith("/"):
+        raise ValueError("file:// needs an absolute path, e.g. file:///data/sweeps")
+    return storage
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # inf / nan pass pydantic's float checks but make Optuna (or a trial) fail later
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 # ----------------------------------------------------------------------------- params
@@ -112,6 +142,12 @@ class IntParam(_Range):
     low: int
     high: int
     step: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _step_or_log(self) -> IntParam:
+        if self.log and self.step != 1:  # Optuna's suggest_int refuses the pair
+            raise ValueError("step and log=true cannot be combined; drop one of them")
+        return self
 
 
 class PerLayerParam(_Range):
@@ -184,7 +220,7 @@ class SchedulerSpec(_Strict):
     mode: Literal["min", "max"]
     grace_period: int = Field(1, ge=1)
     reduction_factor: float = Field(2.0, gt=1)
-    #: last epoch ASHA considers; default: ``train.epochs`` of the fixed config
+    #: epochs of the fixed config's plan ASHA considers (docs/sweeps.md); default: all
     max_t: int | None = Field(None, ge=1)
 
     @field_validator("metric")
@@ -217,6 +253,11 @@ class SearchSpace(_Strict):
     #: default ``./results/<name>``
     storage: str | None = None
     wandb: WandbSpec = Field(default_factory=WandbSpec)
+
+    @field_validator("storage")
+    @classmethod
+    def _storage_ok(cls, v: str | None) -> str | None:
+        return None if v is None else check_storage_syntax(v)
 
     @field_validator("name")
     @classmethod
@@ -367,8 +408,10 @@ class SearchSpace(_Strict):
             if s.name == "random":
                 return optuna.samplers.RandomSampler(seed=s.seed, **opts)
             return optuna.samplers.GridSampler(self.grid(), seed=s.seed, **opts)
-        except TypeError as exc:
-            raise ConfigError(f"sampler.options: {exc}") from None
+        except (TypeError, ValueError, OverflowError) as exc:
+            what = "sampler.options" if opts else "sampler"
+            raise ConfigError(f"{what}: {s.name} sampler refused it: {exc}".replace("\n", " ")) \
+                from None
 
     def sample(self, n: int, seed: int = 0) -> list[dict[str, Any]]:
         """Draw ``n`` sampled configs (as Ray would pass them) without running anything.
@@ -604,33 +647,82 @@ def _locate_raw(loc: tuple[str, ...], lines: dict[Any, int]) -> str:
 def load_space(path: str | Path) -> SearchSpace:
     """Read and validate a search-space YAML file."""
     p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read search space {str(p)!r}: {exc.strerror}") from None
-    data, lines = load_with_lines(text, source=str(p))
+    text = read_text_file(p, "search space")
+    data, lines = load_with_lines(text, source=f"search space {p}")
     return parse_space(data, lines)
 
 
 def validate_space(space: SearchSpace, n: int = 32, seed: int = 0) -> list[TrialConfig]:
     """Sample ``n`` configs (plus one per unseen choice value) and validate each as a TrialConfig.
 
+    This is the pre-launch validation ``prunetune validate`` and ``prunetune sweep`` share:
+    it also builds the sampler with its ``sampler.options``, checks that the results storage
+    can be written, and that trials asking for a GPU device get one (``resources.gpu``).
     Raises ``ConfigError`` naming the first config that fails and the params it drew.
     """
     base = space.base_config()
     try:
-        load_trial_config(base)
+        fixed = load_trial_config(base)
     except ConfigError as exc:
         raise ConfigError(f"fixed: {exc}") from None
+    if "similarity_mean" in space.metrics and fixed.metrics.similarity is None:
+        raise ConfigError("objectives: similarity_mean needs fixed.metrics.similarity "
+                          "(e.g. {method: cka, layers: all})")
+    space.make_sampler()
+    check_storage(space.results_dir)
     out = []
     for sampled in space.sample(n, seed=seed):
         try:
-            out.append(load_trial_config(trial_dict(base, sampled)))
+            cfg = load_trial_config(trial_dict(base, sampled))
         except ConfigError as exc:
             drawn = {k: v for k, v in _flat_drawn(sampled).items() if "layer_sparsity/" not in k}
             raise ConfigError(f"params: a sampled config is invalid: {exc} (drawn: {drawn})") \
                 from None
+        if cfg.train.device.startswith("cuda") and space.resources.gpu == 0:
+            raise ConfigError(f"train.device: {cfg.train.device!r} but resources.gpu is 0, so "
+                              "trials get no GPU; set resources.gpu (e.g. 1 or 0.5) or "
+                              "train.device: auto")
+        out.append(cfg)
     return out
+
+
+def check_storage(results_dir: str) -> None:
+    """The results location can be written: a local directory is probed for real; for a URI
+    (syntax checked by the schema) an ``endpoint_override`` must answer; credentials and
+    buckets are checked by the object store when the sweep writes."""
+    if "://" in results_dir and not results_dir.lower().startswith("file://"):
+        _check_endpoint(results_dir)
+        return
+    from .outputs import check_output
+
+    local = results_dir[len("file://"):] if "://" in results_dir else results_dir
+    try:
+        check_output("storage", Path(local), directory=True)
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("storage ", "storage: ", 1)) from None
+
+
+def _check_endpoint(uri: str, timeout: float = 5.0) -> None:
+    """An S3-compatible ``?endpoint_override=host:port`` must answer a TCP connect (an
+    unreachable endpoint otherwise fails the sweep only after Ray has started)."""
+    import socket
+    from urllib.parse import parse_qs, urlsplit
+
+    endpoint = (parse_qs(urlsplit(uri).query).get("endpoint_override") or [""])[0]
+    if not endpoint:
+        return
+    scheme, sep, rest = endpoint.partition("://")
+    rest = rest if sep else endpoint
+    host, _, port = rest.split("/", 1)[0].rpartition(":")
+    if not host or not port.isdigit():
+        host, port = rest.split("/", 1)[0], "443" if scheme == "https" else "80"
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        why = (exc.strerror or str(exc) or "timed out").lower()
+        raise ConfigError(f"storage: endpoint_override {endpoint} does not answer ({why}); "
+                          "start the object store or fix the endpoint") from None
 
 
 def _flat_drawn(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

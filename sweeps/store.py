@@ -60,6 +60,7 @@ _TYPES: dict[str, pa.DataType] = {
     "n_collapsed": pa.int64(),
     "collapsed_layers": pa.string(),
     "history": pa.string(),
+    "similarity_mean": pa.float64(),
 }
 
 
@@ -185,7 +186,7 @@ def row_table(row: dict[str, Any]) -> pa.Table:
             value = json.dumps(value, default=_jsonable)
         typ = _TYPES.get(key)
         if typ is None:
-            if key.startswith("layer_sparsity."):
+            if key.startswith(("layer_sparsity.", "similarity.")):
                 typ = pa.float64()
             elif value is None:
                 typ = pa.string()

@@ -13,6 +13,7 @@ level), an ``after`` trial (pretraining plus fine-tuning) and a trial with a sea
 from __future__ import annotations
 
 import json
+import math
 import socket
 import tempfile
 from collections.abc import Callable
@@ -35,12 +36,15 @@ RunFn = Callable[..., Any]
 
 
 def make_trainable(
-    base: dict[str, Any], sweep: str, default_threads: int = 1, run_fn: RunFn | None = None
+    base: dict[str, Any], sweep: str, default_threads: int = 1, run_fn: RunFn | None = None,
+    dense_dir: str | None = None,
 ) -> Callable[[dict[str, Any]], None]:
     """Build the function Ray Tune runs per trial.
 
     ``base`` is the space's fixed config; ``run_fn`` defaults to ``pruning_core.experiment.run``
-    (tests pass a wrapper that injects faults).
+    (tests pass a wrapper that injects faults). ``dense_dir``: where trials share the dense
+    networks they train before pruning and the dense references of ``metrics.similarity``
+    (``pruning_core.dense_cache``: one writer per key, the others wait and load).
     """
 
     def prunetune_trial(config: dict[str, Any]) -> None:
@@ -84,8 +88,15 @@ def make_trainable(
                     checkpoint=tune.Checkpoint.from_directory(d),
                 )
 
-        result = run(cfg, on_epoch=on_epoch, resume=resume)
+        from pruning_core.dense_cache import LocalDenseCache
+
+        # fault-injecting wrappers in tests take (cfg, on_epoch, resume) only
+        extra = {"dense_cache": LocalDenseCache(dense_dir)} if dense_dir and run_fn is None \
+            else {}
+        result = run(cfg, on_epoch=on_epoch, resume=resume, **extra)
         final = final_metrics(result)
+        if cfg.metrics.similarity is None:
+            final.pop("similarity_mean")
         if result.status == "ok":
             final[PROGRESS] = PLAN_SCALE
         elif "total" in plan:  # diverged part-way: the share it trained
@@ -118,5 +129,9 @@ def final_metrics(result: Any) -> dict[str, Any]:
         "n_collapsed": len(result.collapsed_layers),
         "collapsed_layers": json.dumps(result.collapsed_layers),
         "layer_sparsity": json.dumps(result.layer_sparsity),
+        "similarity": json.dumps(result.similarity),
+        # NaN, not absent, when it could not be measured (a diverged trial): objectives need it
+        "similarity_mean": math.nan if result.similarity_mean is None
+        else result.similarity_mean,
         "history": json.dumps(result.history),  # NaN stays NaN (Python's json reads it)
     }

@@ -12,6 +12,10 @@ from __future__ import annotations
 import logging
 import math
 import os
+import queue
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,11 +110,54 @@ class WandbSink:
             log.warning("%d W&B run(s) could not be written (the sweep went on)", self.failures)
 
 
+#: how often a writer checks that the driver is still alive (where no death signal exists)
+PARENT_POLL_S = 1.0
+#: after the driver died: time left to close the current W&B run before the writer quits
+EXIT_GRACE_S = 10.0
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> int:
+    """Ask Linux to send ``sig`` to this process when its parent dies; returns the parent pid.
+
+    ``daemon=True`` only helps on a clean exit: a SIGKILLed driver leaves daemon children
+    running (and blocked forever on an empty queue). ``prctl(PR_SET_PDEATHSIG)`` closes that
+    gap on Linux; callers also poll ``os.getppid()`` (other systems, and a parent that died
+    before the ``prctl``).
+    """
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        except (OSError, AttributeError):  # no libc prctl: polling still covers it
+            log.debug("prctl(PR_SET_PDEATHSIG) unavailable", exc_info=True)
+    return parent
+
+
+def _exit_soon(*_: Any) -> None:
+    """The driver died: finish the current run if it is quick, then leave (never linger)."""
+    timer = threading.Timer(EXIT_GRACE_S, os._exit, args=(0,))
+    timer.daemon = True  # still runs during atexit (wandb's teardown), never waited for
+    timer.start()
+    raise SystemExit(0)
+
+
 def _serve(writer: _Writer, jobs: Any, failures: Any) -> None:
-    """The writer process: run jobs until ``None``; count and log failures, never raise."""
+    """The writer process: run jobs until ``None`` or until the driver is gone; count and log
+    failures, never raise."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGTERM, _exit_soon)
+    parent = die_with_parent(signal.SIGTERM)
     while True:
-        job = jobs.get()
+        if os.getppid() != parent:  # reparented: the driver is gone
+            _exit_soon()
+        try:
+            job = jobs.get(timeout=PARENT_POLL_S)
+        except queue.Empty:
+            continue
         if job is None:
             return
         try:

@@ -1,8 +1,9 @@
 """YAML with line numbers: a map from key paths to source lines, so errors can say where.
 
-``load_with_lines(text)`` returns the plain data (``yaml.safe_load``) and a dict
-``{("params", "prune.sparsity", "low"): 14, ...}`` built from the composed node tree. Duplicate
-mapping keys (which ``safe_load`` silently collapses) are reported as errors.
+``load_with_lines(text)`` returns the plain data and a dict
+``{("params", "prune.sparsity", "low"): 14, ...}`` built from the composed node tree. Parsing is
+``pruning_core.config.parse_yaml`` (the one guarded reader): duplicate mapping keys, alias bombs,
+non-data tags and runaway nesting are one-line ``ConfigError``s.
 """
 
 from __future__ import annotations
@@ -11,21 +12,14 @@ from typing import Any
 
 import yaml
 
-from pruning_core.errors import ConfigError
+from pruning_core.config import parse_yaml
 
 Path_ = tuple[str | int, ...]
 
 
 def load_with_lines(text: str, source: str = "<yaml>") -> tuple[Any, dict[Path_, int]]:
     """Parse ``text``; return (data, line map with 1-based lines). Raises ``ConfigError``."""
-    try:
-        data = yaml.safe_load(text)
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{source}{where}: invalid YAML: {problem}") from None
+    data, node = parse_yaml(text, source)
     lines: dict[Path_, int] = {}
     if node is not None:
         _walk(node, (), lines)
@@ -35,18 +29,10 @@ def load_with_lines(text: str, source: str = "<yaml>") -> tuple[Any, dict[Path_,
 def _walk(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> None:
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
-        seen: dict[str, int] = {}
         for key_node, value_node in node.value:
             key = key_node.value
-            line = key_node.start_mark.line + 1
-            if key in seen:
-                dotted = ".".join(str(p) for p in (*path, key))
-                raise ConfigError(
-                    f"{dotted} (line {line}): duplicate key (first at line {seen[key]})"
-                )
-            seen[key] = line
             _walk(value_node, (*path, key), lines)
-            lines[(*path, key)] = line  # the key's line reads better than the value's
+            lines[(*path, key)] = key_node.start_mark.line + 1  # reads better than the value's
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             _walk(item, (*path, i), lines)

@@ -53,9 +53,10 @@ def kill_session(sid: int) -> None:
                 pass
 
 
-def cli(*args: str, cwd: Path, **kw: object) -> subprocess.Popen[str]:
+def cli(*args: str, cwd: Path, env_extra: dict[str, str] | None = None,
+        **kw: object) -> subprocess.Popen[str]:
     """Start ``python -m sweeps.cli ARGS`` in its own session (so it can be cleaned up)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_SILENT": "true"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_SILENT": "true", **(env_extra or {})}
     return subprocess.Popen([PY, "-m", "sweeps.cli", *args], cwd=cwd, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True, **kw)  # type: ignore[call-overload]
