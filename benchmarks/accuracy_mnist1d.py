@@ -35,7 +35,16 @@ METHODS: dict[str, dict[str, Any]] = {
     "snip-it (5 steps)": {"criterion": "snip", "schedule": "snip_it", "steps": 5},
     "grasp": {"criterion": "grasp", "schedule": "one_shot", "steps": 1},
     "synflow (100 steps)": {"criterion": "synflow", "schedule": "exponential", "steps": 100},
+    # the engine's defaults before the fidelity work (issue 7), for comparison on demand:
+    #   --methods "snip (old: train, per-batch)" "grasp (old: no Linear re-draw)" --no-dense
+    "snip (old: train, per-batch)": {"criterion": "snip", "schedule": "one_shot", "steps": 1,
+                                     "criterion_options": {"mode": "train",
+                                                           "estimator": "per_batch"}},
+    "grasp (old: no Linear re-draw)": {"criterion": "grasp", "schedule": "one_shot", "steps": 1,
+                                       "criterion_options": {"reinit_linear": False}},
 }
+#: rows of the default table (the old-default rows run only when named with --methods)
+DEFAULT_METHODS = [m for m in METHODS if "(old" not in m]
 
 
 def trial_config(method: str | None, sparsity: float, seed: int, epochs: int) -> dict[str, Any]:
@@ -121,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--sparsities", type=float, nargs="+", default=[0.9, 0.95, 0.98])
     p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    p.add_argument("--methods", nargs="+", choices=list(METHODS), default=DEFAULT_METHODS)
     p.add_argument("--no-dense", action="store_true", help="skip the dense baseline row")
     p.add_argument("--workers", type=int, default=2, help="trials in parallel (1 thread each)")
     p.add_argument("--out", type=Path, default=RESULTS_DIR / "accuracy_mnist1d.json")

@@ -18,7 +18,8 @@ from .jsonable import json_scalar
 from .outputs import require_outputs
 from .pareto import ALL_STATUSES, DONE_STATUSES, Results, ResultsError, display_name, parse_ref
 
-ResultsArg = Annotated[list[Path], typer.Argument(
+# str, not Path: a Path would turn "s3://bucket/x" into "s3:/bucket/x"
+ResultsArg = Annotated[list[str], typer.Argument(
     help="results dir(s) (with trials/), dirs of .parquet files or .parquet files",
     show_default=False)]
 ObjectiveOpt = Annotated[list[str] | None, typer.Option(
@@ -180,7 +181,7 @@ def pareto_cmd(
         typer.echo(f"plot written to {plot}", err=True)
 
 
-def _plot_front(plot: Path, results: list[Path], objs: Any, where: str | None,
+def _plot_front(plot: Path, results: list[str], objs: Any, where: str | None,
                 by: str | None, statuses: tuple[str, ...], ref: list[float] | None) -> None:
     from .report import build_report, render_html, write_pngs
 
@@ -222,7 +223,7 @@ def _front_figure(data: Any, path: Path) -> None:
 
 
 def query_cmd(
-    results: Annotated[list[Path], typer.Argument(
+    results: Annotated[list[str], typer.Argument(
         help="results path(s), then the SQL as the last argument", show_default=False)],
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
 ) -> None:

@@ -20,7 +20,7 @@ from pruning_core.errors import ConfigError
 
 from .ray_env import client_auth_defaults, fate_shared, loopback_only
 from .recorder import Recorder
-from .space import SchedulerSpec, SearchSpace
+from .space import EPOCH_METRICS, SchedulerSpec, SearchSpace
 from .store import TrialStore, _is_uri, join_path
 from .trainable import PLAN_SCALE, PROGRESS, RunFn, make_trainable, plan_progress
 from .wandb_log import WandbSink
@@ -159,8 +159,9 @@ def build_trainable(space: SearchSpace, run_fn: RunFn | None = None) -> Any:
     from ray import tune
 
     threads = max(1, int(space.resources.cpu))
+    final_only = tuple(m for m in space.metrics if m not in EPOCH_METRICS)
     fn = make_trainable(space.base_config(), space.name, default_threads=threads, run_fn=run_fn,
-                        dense_dir=dense_dir(space))
+                        dense_dir=dense_dir(space), final_only=final_only)
     return tune.with_resources(fn, {"cpu": space.resources.cpu, "gpu": space.resources.gpu})
 
 

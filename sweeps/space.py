@@ -692,6 +692,7 @@ def check_storage(results_dir: str) -> None:
     buckets are checked by the object store when the sweep writes."""
     if "://" in results_dir and not results_dir.lower().startswith("file://"):
         _check_endpoint(results_dir)
+        _probe_remote(results_dir)
         return
     from .outputs import check_output
 
@@ -700,6 +701,24 @@ def check_storage(results_dir: str) -> None:
         check_output("storage", Path(local), directory=True)
     except ConfigError as exc:
         raise ConfigError(str(exc).replace("storage ", "storage: ", 1)) from None
+
+
+def _probe_remote(uri: str) -> None:
+    """Write and delete a small object under ``uri`` through pyarrow (what Ray Tune writes
+    with), so a missing bucket or missing credentials fail here, before any trial, in one line."""
+    import pyarrow.fs as pafs
+
+    try:
+        fs, path = pafs.FileSystem.from_uri(uri)
+        fs.create_dir(path)  # what Ray Tune does first with the storage path
+        probe = f"{path.rstrip('/')}/.prunetune-write-probe"
+        with fs.open_output_stream(probe) as out:
+            out.write(b"ok")
+        fs.delete_file(probe)
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowException subclasses are among these
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise ConfigError(f"storage: cannot write to {uri.split('?', 1)[0]} ({first}); check "
+                          "that the bucket exists and the credentials may write to it") from None
 
 
 def _check_endpoint(uri: str, timeout: float = 5.0) -> None:

@@ -37,7 +37,7 @@ RunFn = Callable[..., Any]
 
 def make_trainable(
     base: dict[str, Any], sweep: str, default_threads: int = 1, run_fn: RunFn | None = None,
-    dense_dir: str | None = None,
+    dense_dir: str | None = None, final_only: tuple[str, ...] = (),
 ) -> Callable[[dict[str, Any]], None]:
     """Build the function Ray Tune runs per trial.
 
@@ -45,6 +45,8 @@ def make_trainable(
     (tests pass a wrapper that injects faults). ``dense_dir``: where trials share the dense
     networks they train before pruning and the dense references of ``metrics.similarity``
     (``pruning_core.dense_cache``: one writer per key, the others wait and load).
+    ``final_only``: objectives known only at the end (flops, similarity_mean, ...); epoch
+    reports carry them as NaN, since Ray Tune requires every searched metric in every report.
     """
 
     def prunetune_trial(config: dict[str, Any]) -> None:
@@ -84,7 +86,8 @@ def make_trainable(
             with tempfile.TemporaryDirectory() as d:
                 torch.save(report.checkpoint(), Path(d, STATE_FILE))
                 tune.report(
-                    {**report.metrics, PROGRESS: progress, **where},
+                    {**dict.fromkeys(final_only, math.nan), **report.metrics,
+                     PROGRESS: progress, **where},
                     checkpoint=tune.Checkpoint.from_directory(d),
                 )
 
