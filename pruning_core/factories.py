@@ -157,3 +157,21 @@ def load_data(path: str, seed: int = 0, root: str | None = None,
         raise ConfigError(f"data.name: factory {path!r}: empty input_shape or num_classes < 1")
     return DataBundle(train=out["train"], test=out["test"], input_shape=shape,
                       num_classes=classes, name=path)
+
+
+def import_path_of(fn: Callable[..., Any], field: str) -> str:
+    """``"module:name"`` of a factory passed from Python, checked to import back to ``fn`` (so
+    every Ray worker can import it, given the code travels with ``--working-dir``)."""
+    module = getattr(fn, "__module__", None)
+    name = getattr(fn, "__qualname__", None)
+    if not module or not name or "<" in name or "." in name:
+        raise ConfigError(f"{field}: pass a module-level function or class, not {fn!r}")
+    if module == "__main__":
+        raise ConfigError(
+            f"{field}: {name} is defined in the script being run (__main__), which Ray workers "
+            "cannot import; move it into a module (e.g. my_pkg/nets.py) and import it from there"
+        )
+    path = f"{module}:{name}"
+    if resolve(path, field) is not fn:
+        raise ConfigError(f"{field}: {path} does not import back to the object given")
+    return path

@@ -65,8 +65,18 @@ def sweep_cmd(
     warm_start: Annotated[list[str] | None, typer.Option(
         "--warm-start", help="earlier RESULTS whose Pareto front seeds the study "
                              "(repeatable)")] = None,
+    working_dir: Annotated[str | None, typer.Option(
+        "--working-dir", help="your code for every Ray worker (model/data factories): shipped "
+        "with the job, results/.venv/.git left out [default: the current directory]",
+        show_default=False)] = None,
 ) -> None:
     """Run a sweep: Ray Tune + OptunaSearch; one Parquet row per trial; Pareto front at the end."""
+    import os
+
+    working_dir = working_dir or os.getcwd()
+    if not os.path.isdir(working_dir):
+        fail(f"--working-dir: {working_dir!r} is not a directory")
+        return
     from .ray_env import client_auth_defaults, embedded_auth_defaults
 
     if address is not None:
@@ -98,6 +108,7 @@ def sweep_cmd(
                                              console=console, refresh_per_second=2,
                                              transient=True):
             outcome = run_sweep(space, address=address, resume=resume, callbacks=[progress],
+                                working_dir=working_dir,
                                 num_cpus=num_cpus, warm_start=warm_start or ())
     except ConfigError as exc:
         fail(str(exc))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,16 +46,23 @@ def results_root(space: SearchSpace) -> str:
     return root if _is_uri(root) else str(Path(root).resolve())
 
 
-def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
+def init_ray(address: str | None = None, num_cpus: int | None = None,
+             runtime_env: dict[str, Any] | None = None) -> bool:
     """Start or join Ray; returns True when this call started it (the caller shuts it down).
 
-    The embedded Ray binds to 127.0.0.1 and runs no dashboard.
+    The embedded Ray binds to 127.0.0.1 and runs no dashboard. ``runtime_env``: the code the
+    workers run (``code_env.runtime_env``).
     """
     import ray
 
     if ray.is_initialized():
+        if runtime_env and runtime_env.get("working_dir"):
+            log.warning("Ray is already initialised in this process: its workers keep their "
+                        "runtime_env, and %s is not shipped", runtime_env["working_dir"])
         return False
     quiet: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
+    if runtime_env:
+        quiet["runtime_env"] = runtime_env
     if address is None:
         # every Ray port on 127.0.0.1 (PRUNETUNE_RAY_BIND_ALL=1 opts out);
         # address="local": always a new cluster, never one found via /tmp/ray
@@ -65,7 +72,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
         return True
     client_auth_defaults()
     if address.startswith("ray://"):
-        ray.init(address=address, logging_level=logging.WARNING)
+        ray.init(address=address, logging_level=logging.WARNING, runtime_env=runtime_env)
     else:
         ray.init(address=address, **quiet)
     return True
@@ -165,6 +172,21 @@ def build_trainable(space: SearchSpace, run_fn: RunFn | None = None) -> Any:
     return tune.with_resources(fn, {"cpu": space.resources.cpu, "gpu": space.resources.gpu})
 
 
+def _with_factories(space: SearchSpace, model_fn: Callable[..., Any] | None,
+                    data_fn: Callable[..., Any] | None) -> SearchSpace:
+    from pruning_core.factories import import_path_of
+
+    fixed = dict(space.fixed)
+    for key, fn in (("model.name", model_fn), ("data.name", data_fn)):
+        if fn is not None:
+            section, _ = key.split(".")
+            fixed.pop(key, None)
+            sub = dict(fixed.get(section) or {})
+            sub["name"] = import_path_of(fn, key)
+            fixed[section] = sub
+    return space.model_copy(update={"fixed": fixed})
+
+
 def run_sweep(
     space: SearchSpace,
     *,
@@ -175,13 +197,22 @@ def run_sweep(
     num_cpus: int | None = None,
     reuse_actors: bool = True,
     warm_start: Sequence[str] = (),
+    working_dir: str | None = None,
+    model_fn: Callable[..., Any] | None = None,
+    data_fn: Callable[..., Any] | None = None,
 ) -> SweepOutcome:
     """Run (or, with ``resume``, finish) the sweep; returns where the results are.
 
     ``callbacks`` are extra ``tune.Callback``s (the CLI's live progress). ``run_fn`` replaces
     ``experiment.run`` (tests inject faults with it). ``warm_start``: earlier results whose
     Pareto front seeds the new study (ignored on resume: the restored study already has them).
+    ``working_dir``: the user's code for the workers (``code_env.runtime_env``); the driver's own
+    prunetune packages always travel with the job. ``model_fn`` / ``data_fn``: the user's
+    factories as Python objects (module-level, importable: they become ``model.name`` /
+    ``data.name`` import paths, as in YAML).
     """
+    if model_fn is not None or data_fn is not None:
+        space = _with_factories(space, model_fn, data_fn)
     from ray import tune
 
     root = results_root(space)
@@ -210,7 +241,9 @@ def run_sweep(
     recorder = Recorder(space.name, store, base, sink=sink)
     all_callbacks = [recorder, *callbacks]
 
-    started = init_ray(address, num_cpus=num_cpus)
+    from .code_env import runtime_env
+
+    started = init_ray(address, num_cpus=num_cpus, runtime_env=runtime_env(working_dir))
     try:
         from .preflight import check_cluster
 

@@ -126,3 +126,20 @@ def test_a_callable_imported_into_the_users_package_is_refused(tmp_path, monkeyp
         resolve("sneaky:system", "data.name")
     with pytest.raises(ConfigError, match="is not an import path"):
         resolve("sneaky:os.system", "data.name")  # no attribute chains
+
+
+def test_python_factories_become_import_paths(pkg):
+    import importlib
+
+    from pruning_core.factories import import_path_of
+
+    nets = importlib.import_module(pkg)
+    assert import_path_of(nets.build, "model.name") == "userpkg.nets:build"
+    with pytest.raises(ConfigError, match="not .*<lambda>|module-level"):
+        import_path_of(lambda s, n: None, "model.name")
+
+    def local(input_shape, num_classes):  # defined in a function: not importable
+        return None
+
+    with pytest.raises(ConfigError, match="module-level"):
+        import_path_of(local, "model.name")
