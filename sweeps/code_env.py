@@ -15,6 +15,7 @@ prunetune itself on every worker process, on every node. Both travel in Ray's ``
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -45,5 +46,8 @@ def runtime_env(working_dir: str | Path | None) -> dict[str, Any]:
             if (wd / pkg.name).is_dir():
                 excludes.append(f"/{pkg.name}/")
         env.update(working_dir=str(wd), excludes=excludes)
+        # EXCLUDES already holds Ray's defaults (.git, .venv, venv, __pycache__); emptying the
+        # defaults (Ray's documented switch) silences its "now ignored by default" warnings
+        os.environ.setdefault("RAY_OVERRIDE_RUNTIME_ENV_DEFAULT_EXCLUDES", "")
         log.info("shipping %s to the workers (excludes: %s)", wd, ", ".join(excludes))
     return env
