@@ -84,3 +84,15 @@ def test_pruned_weights_stay_exactly_zero_under_torch_compile():
         trial.execute(action, None)
     for name, mask in trial.masks.masks.items():
         assert (trial.model.get_parameter(name)[~mask] == 0).all()
+
+
+def test_the_cifar_recipe_config_validates_and_names_its_missing_root():
+    from pathlib import Path
+
+    import yaml
+
+    data = yaml.safe_load(Path("configs/cifar10_vgg16_snip.yaml").read_text())
+    c = load_trial_config(data)
+    assert c.data.augment == "crop_flip" and c.train.warmup_epochs == 2
+    with pytest.raises(ConfigError, match=r"^cifar10: no data directory given; set data\.root"):
+        run(c)  # no CIFAR copy here: one clear error naming the missing root
