@@ -115,7 +115,12 @@ def sweep_cmd(
         return
     except ConnectionError as exc:  # ray.init: no cluster at --address auto, refused, ...
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        fail(f"--address {address}: {first}" if address else f"Ray did not start: {first}")
+        if address:  # the port answered (check_address probed it): a refusal, most often auth
+            fail(f"--address {address}: {first.rstrip('.')}; the cluster answered but refused "
+                 "this driver: give it the cluster's token (RAY_AUTH_TOKEN or "
+                 "RAY_AUTH_TOKEN_PATH; infra/README.md) and the same Ray version")
+        else:
+            fail(f"Ray did not start: {first}")
         return
 
     console.print(progress.renderable())

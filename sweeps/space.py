@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pruning_core.config import TrialConfig, load_trial_config, read_text_file
 from pruning_core.errors import ConfigError
+from pruning_core.factories import is_import_path
 
 from .yaml_lines import load_with_lines, locate
 
@@ -665,6 +666,14 @@ def validate_space(space: SearchSpace, n: int = 32, seed: int = 0) -> list[Trial
         fixed = load_trial_config(base)
     except ConfigError as exc:
         raise ConfigError(f"fixed: {exc}") from None
+    if is_import_path(fixed.model.name) or is_import_path(fixed.data.name):
+        # the user's factories: build the model once here (on CPU), so one that raises, returns
+        # no module or has nothing to prune fails now, not in every trial
+        from pruning_core.experiment import prunable_layers
+
+        if not prunable_layers(fixed):
+            raise ConfigError(f"model.name: {fixed.model.name!r} has no prunable layer matching "
+                              "prune.include / prune.exclude")
     if "similarity_mean" in space.metrics and fixed.metrics.similarity is None:
         raise ConfigError("objectives: similarity_mean needs fixed.metrics.similarity "
                           "(e.g. {method: cka, layers: all})")

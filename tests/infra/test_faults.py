@@ -266,9 +266,6 @@ def test_a_cluster_on_all_interfaces_requires_the_token(cluster: Cluster) -> Non
     assert none.returncode != 0 and " node_" not in none.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 bad input: a wrong token gives exit 2 and one "
-                   "line, but the line says 'Failed to connect to Ray cluster at ...' and never "
-                   "names the token (sweeps/cli_sweep.py, sweeps/preflight.py)")
 def test_sweep_with_a_wrong_token_is_one_line_exit_2(tmp_path: Path, cluster: Cluster,
                                                      s3_server: S3Server) -> None:
     space, uri = space_file(tmp_path, s3_server, "wrongtoken")
