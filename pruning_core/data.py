@@ -441,6 +441,60 @@ def load_fashion_mnist(
     return _load_mnist_like("fashion_mnist", root, normalize)
 
 
+# --------------------------------------------------------------------------- ImageNet layout
+
+IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+_IMAGEFOLDER_SPLITS = ("train", "val")
+
+
+def _imagefolder_dirs(root: str | None) -> tuple[Path, Path]:
+    base = _require_root("imagefolder", root, "train/<class>/*.jpg and val/<class>/*.jpg "
+                         "(torchvision ImageFolder layout)")
+    dirs = tuple(base / s for s in _IMAGEFOLDER_SPLITS)
+    missing = [str(d) for d in dirs if not d.is_dir()]
+    if missing:
+        raise DataError(f"imagefolder: expected class folders under {', '.join(missing)} "
+                        "(train/<class>/... and val/<class>/...)")
+    return dirs  # type: ignore[return-value]
+
+
+@DATASETS.register("imagefolder")
+def load_imagefolder(root: str | None = None, seed: int = 0, size: int = 224,
+                     resize: int = 256, augment: bool = True,
+                     normalize: bool = True) -> DataBundle:
+    """An ImageNet-layout directory, read lazily (``torchvision.datasets.ImageFolder``):
+    ``root/train/<class>/*`` and ``root/val/<class>/*``.
+
+    Test images: resize the short side to ``resize`` then centre-crop ``size``. Training images
+    (``augment``, the ImageNet recipe): ``RandomResizedCrop(size)`` + horizontal flip; without
+    it, the test transform. Normalised with ImageNet's per-channel statistics. Images are
+    decoded on the fly in the training process (no worker processes): fine for small folders;
+    large ones belong on a machine with fast storage.
+    """
+    from torchvision import datasets
+    from torchvision.transforms import v2
+
+    train_dir, val_dir = _imagefolder_dirs(root)
+    tail = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
+    if normalize:
+        tail.append(v2.Normalize(*IMAGENET_STATS))
+    test_tf = v2.Compose([v2.Resize(resize), v2.CenterCrop(size), *tail])
+    train_tf = v2.Compose([v2.RandomResizedCrop(size), v2.RandomHorizontalFlip(), *tail]) \
+        if augment else test_tf
+    try:
+        train = datasets.ImageFolder(str(train_dir), transform=train_tf)
+        test = datasets.ImageFolder(str(val_dir), transform=test_tf)
+    except (FileNotFoundError, OSError) as exc:
+        raise DataError(f"imagefolder: {exc}") from None
+    if train.classes != test.classes:
+        raise DataError(f"imagefolder: train/ has classes {train.classes[:5]}… but val/ has "
+                        f"{test.classes[:5]}…; both need the same class folders")
+    log.info("imagefolder: %d train / %d val images, %d classes under %s", len(train),
+             len(test), len(train.classes), root)
+    return DataBundle(train=train, test=test, input_shape=(3, size, size),
+                      num_classes=len(train.classes), name="imagefolder")
+
+
 # --------------------------------------------------------------------------- entry point
 
 
@@ -510,6 +564,10 @@ def dataset_spec(name: str, root: str | None = None, seed: int = 0,
     if is_import_path(name):
         return _factory_spec(name, root, seed, json.dumps(options, sort_keys=True, default=str))
     DATASETS.get(name)  # unknown name -> ConfigError listing the valid ones
+    if name == "imagefolder":  # classes from the folder names: no image is read
+        train_dir, _ = _imagefolder_dirs(root)
+        size = int(options.get("size", 224))
+        return (3, size, size), sum(1 for d in train_dir.iterdir() if d.is_dir())
     if name == "synthetic":
         shape = tuple(int(d) for d in options.get("shape", (3, 32, 32)))
         return shape, int(options.get("num_classes", 10))
