@@ -154,10 +154,10 @@ def _search(space: SearchSpace) -> Any:
 
 
 def dense_dir(space: SearchSpace) -> str:
-    """Where trials share dense networks: ``<results>/dense`` for local results; for remote
-    storage a node-local cache (each node trains a shared network at most once)."""
+    """Where trials share dense networks: ``<results>/dense``, on local disk or object storage
+    (``dense_store.py``, with the driver's lease actor for one writer per key)."""
     if "://" in space.results_dir and not space.results_dir.startswith("file://"):
-        return str(Path.home() / ".cache" / "prunetune" / "dense" / space.name)
+        return join_path(space.results_dir, "dense")
     local = space.results_dir.removeprefix("file://")
     return str(Path(local).resolve() / "dense")
 
@@ -248,6 +248,10 @@ def run_sweep(
         from .preflight import check_cluster
 
         check_cluster(space)  # requests no node can meet: an error now, not a wait forever
+        if "://" in dense_dir(space) and not dense_dir(space).startswith("file://"):
+            from .dense_store import start_lock_service
+
+            leases = start_lock_service(space.name)  # noqa: F841  (held: it lives with the job)
         trainable = build_trainable(space, run_fn)
         if resume:
             if not tune.Tuner.can_restore(exp_path):

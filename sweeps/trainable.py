@@ -94,8 +94,14 @@ def make_trainable(
         from pruning_core.dense_cache import LocalDenseCache
 
         # fault-injecting wrappers in tests take (cfg, on_epoch, resume) only
-        extra = {"dense_cache": LocalDenseCache(dense_dir)} if dense_dir and run_fn is None \
-            else {}
+        extra: dict[str, Any] = {}
+        if dense_dir and run_fn is None:
+            if "://" in dense_dir and not dense_dir.startswith("file://"):
+                from .dense_store import ObjectStoreDenseCache
+
+                extra["dense_cache"] = ObjectStoreDenseCache(dense_dir, sweep)
+            else:
+                extra["dense_cache"] = LocalDenseCache(dense_dir.removeprefix("file://"))
         result = run(cfg, on_epoch=on_epoch, resume=resume, **extra)
         final = final_metrics(result)
         if cfg.metrics.similarity is None:

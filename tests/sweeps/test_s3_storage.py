@@ -82,3 +82,26 @@ def test_pareto_and_query_read_results_on_s3(s3_uri: str, tmp_path: Path) -> Non
     with Results([s3_uri]) as res:
         out = res.query("SELECT criterion, count(*) AS n FROM trials GROUP BY 1")
     assert out.to_dict("records") == [{"criterion": "snip", "n": 3}]
+
+
+def test_dense_network_is_trained_once_under_s3_storage(s3_uri: str, ray_local: None) -> None:
+    import pyarrow.fs as pafs
+
+    space = parse_space({
+        "name": "s3dense", "objectives": [{"metric": "test_accuracy", "mode": "max"}],
+        "sampler": {"name": "grid", "seed": 0},
+        "budget": {"num_samples": 3, "max_concurrent": 2},
+        "fixed": {"model": {"name": "mlp", "options": {"hidden": [16]}},
+                  "data": {"name": "digits", "train_limit": 200},
+                  "train": {"epochs": 1, "device": "cpu"},
+                  "prune": {"criterion": "magnitude",
+                            "timing": {"name": "after", "pretrain_epochs": 2}}},
+        "params": {"prune.sparsity": {"type": "choice", "values": [0.5, 0.7, 0.9]}},
+        "storage": s3_uri, "wandb": {"mode": "disabled"}})
+    out = run_sweep(space)
+    assert out.counts == {"ok": 3}
+    fs, base = pafs.FileSystem.from_uri(join_path(s3_uri, "dense"))
+    entries = [i.base_name for i in fs.get_file_info(pafs.FileSelector(base))]
+    assert len(entries) == 1 and entries[0].endswith(".pt"), entries  # 3 trials, 1 training
+    df = TrialStore(s3_uri).dataframe()
+    assert (df["epochs"] == 3).all()  # each trial's history holds the 2 dense epochs + 1
