@@ -285,12 +285,15 @@ def _start_from_dense(trial: _Trial, cache: DenseCache,
 
 def run(cfg: TrialConfig, on_epoch: Callable[[EpochReport], None] | None = None,
         resume: dict[str, Any] | None = None, masks_out: str | Path | None = None,
-        dense_cache: DenseCache | None = None) -> TrialResult:
+        dense_cache: DenseCache | None = None,
+        weights_out: str | Path | None = None) -> TrialResult:
     """Run one trial: prune and train as ``cfg`` says. NaN losses give status ``diverged``.
 
     ``masks_out``: also save the final masks there (safetensors, no pickle).
     ``dense_cache``: share the dense training before the first prune with other trials (see
-    ``dense_cache.py``); the result is the same, bit for bit, as training it here."""
+    ``dense_cache.py``); the result is the same, bit for bit, as training it here.
+    ``weights_out``: save the final (masked) weights there (safetensors; ``model.weights``
+    reads it back)."""
     trial = _Trial(cfg)
     if resume is not None:
         trial.restore(resume)
@@ -307,6 +310,12 @@ def run(cfg: TrialConfig, on_epoch: Callable[[EpochReport], None] | None = None,
     if masks_out is not None:
         Path(masks_out).parent.mkdir(parents=True, exist_ok=True)  # as --json: parents made
         trial.masks.save(masks_out)
+    if weights_out is not None:
+        from safetensors.torch import save_file
+
+        Path(weights_out).parent.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.detach().cpu().contiguous() for k, v in trial.model.state_dict().items()},
+                  str(weights_out))
     similarity: dict[str, float] = {}
     if cfg.metrics.similarity is not None and status == "ok":
         similarity = similarity_to_dense(trial, dense_cache)

@@ -63,7 +63,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 def run_trial(data: dict[str, Any] | Any, json_out: Path | None,
-              masks_out: Path | None = None) -> None:
+              masks_out: Path | None = None, weights_out: Path | None = None) -> None:
     """Validate, run with a progress bar, print a summary, optionally write JSON and masks."""
     from pruning_core.config import TrialConfig, check_device_available, load_trial_config
     from pruning_core.experiment import run
@@ -73,7 +73,8 @@ def run_trial(data: dict[str, Any] | Any, json_out: Path | None,
     try:
         cfg = data if isinstance(data, TrialConfig) else load_trial_config(data)
         check_device_available(cfg.train.device)
-        check_outputs({"--json": json_out, "--masks": masks_out})  # before the work, not after
+        check_outputs({"--json": json_out, "--masks": masks_out,  # before the work, not after
+                       "--weights-out": weights_out})
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
                       console=console, transient=False) as progress:
@@ -86,7 +87,7 @@ def run_trial(data: dict[str, Any] | Any, json_out: Path | None,
                                 info=f"loss {m['train_loss']:.3f}  test acc "
                                      f"{m['test_accuracy']:.4f}  sparsity {m['sparsity']:.4f}")
 
-            result = run(cfg, on_epoch=on_epoch, masks_out=masks_out)
+            result = run(cfg, on_epoch=on_epoch, masks_out=masks_out, weights_out=weights_out)
     except ConfigError as exc:
         fail(str(exc))
     print_summary(result)
@@ -97,6 +98,8 @@ def run_trial(data: dict[str, Any] | Any, json_out: Path | None,
         console.print(f"result written to {json_out}")
     if masks_out is not None:
         console.print(f"masks written to {masks_out} (safetensors)")
+    if weights_out is not None:
+        console.print(f"weights written to {weights_out} (safetensors)")
 
 
 def print_summary(result) -> None:
@@ -133,10 +136,13 @@ def run_cmd(
         "--json", help="Write the result (metrics, per-layer sparsity, config) as JSON.")] = None,
     masks_out: Annotated[Path | None, typer.Option(
         "--masks", help="Write the final masks (safetensors) here.")] = None,
+    weights_out: Annotated[Path | None, typer.Option(
+        "--weights-out", help="Write the trained, pruned weights (safetensors) here: "
+        "model.weights and `prunetune similarity` read them.")] = None,
 ) -> None:
     """Run one trial: prune and train a model as the config says."""
     data = apply_overrides(read_yaml(config), set_ or [])
-    run_trial(data, json_out, masks_out)
+    run_trial(data, json_out, masks_out, weights_out)
 
 
 @app.command("names")
@@ -164,7 +170,7 @@ def _register_extensions(target: typer.Typer = app) -> None:
     """
     import importlib
 
-    for module in ("cli_schedule", "cli_sweep", "cli_results"):
+    for module in ("cli_schedule", "cli_sweep", "cli_results", "cli_similarity"):
         importlib.import_module(f"sweeps.{module}").register(target)
 
 
