@@ -8,11 +8,20 @@ sweep space is caught on the laptop, not on the cluster.
 from __future__ import annotations
 
 import re
+import types
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from .errors import ConfigError
 
@@ -21,10 +30,86 @@ MAX_PRUNE_STEPS = 10_000
 #: seeds are 64-bit signed integers (numpy / torch / Python all take them)
 MAX_SEED = 2**63
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+#: the most training epochs a trial (or a pre-training phase) may run
+MAX_EPOCHS = 100_000
+#: the most CPU threads torch may be given
+MAX_THREADS = 1_024
+#: the largest training / evaluation batch
+MAX_BATCH = 1_000_000
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+def _members(annotation: Any) -> list[Any]:
+    """The alternatives of an annotation (``int | None`` -> [int, None], Annotated unwrapped)."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _members(get_args(annotation)[0])
+    if origin is Union or origin is types.UnionType:
+        return [m for a in get_args(annotation) for m in _members(a)]
+    return [annotation]
+
+
+def bool_as_number(annotations: list[Any], value: Any) -> tuple[tuple[Any, ...], bool] | None:
+    """A boolean in ``value`` that a field of these annotations would read as a number
+    (pydantic's lax mode takes ``true`` as 1): ``(where, the boolean)``, ``where`` being ``()``
+    for the value itself or the index / key path of an item; ``None`` when there is none."""
+    members = [m for a in annotations for m in _members(a)]
+    if isinstance(value, bool):
+        takes_bool = any(m is bool or m is Any or (get_origin(m) is Literal
+                                                    and any(a is value for a in get_args(m)))
+                         for m in members)
+        numeric = any(m in (int, float) for m in members)
+        return ((), value) if numeric and not takes_bool else None
+    if isinstance(value, list | tuple):
+        inner = [a for m in members if get_origin(m) in (list, tuple, set, frozenset)
+                 for a in get_args(m) if a is not Ellipsis]
+        for i, item in enumerate(value if inner else ()):
+            found = bool_as_number(inner, item)
+            if found is not None:
+                return (i, *found[0]), found[1]
+    if isinstance(value, dict):
+        inner = [get_args(m)[1] for m in members
+                 if get_origin(m) is dict and len(get_args(m)) == 2]
+        for key, item in (value.items() if inner else ()):
+            found = bool_as_number(inner, item)
+            if found is not None:
+                return (key, *found[0]), found[1]
+    return None
+
+
+class NoBoolNumbers(BaseModel):
+    """Refuses ``true`` / ``false`` where a field wants a number.
+
+    pydantic's lax mode reads a boolean as 0 / 1, so ``epochs: true`` silently ran one epoch.
+    The models of every file a user writes (configs, spaces, schedules) derive from this.
+    (A model validator: a ``field_validator("*", mode="before")`` is not allowed on the
+    discriminator fields of the space's params.)
+    """
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        errors: list[InitErrorDetails] = []
+        for name, field in cls.model_fields.items():
+            if name not in data:
+                continue
+            found = bool_as_number([field.annotation], data[name])
+            if found is not None:
+                where, flag = found
+                errors.append(InitErrorDetails(
+                    type=PydanticCustomError(
+                        "bool_as_number", "{flag} where a number is expected (true/false are "
+                        "not numbers); write the number", {"flag": str(flag).lower()}),
+                    loc=(name, *where), input=flag))
+        if errors:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        return data
+
+
+class _Strict(NoBoolNumbers):
+    # inf / nan pass the range checks of unbounded fields (lr: .inf) and fail a trial later
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class ModelConfig(_Strict):
@@ -42,8 +127,8 @@ class DataConfig(_Strict):
     name: str = "mnist1d"
     #: directory holding a user-supplied dataset (cifar10, cifar100, mnist, fashion_mnist)
     root: str | None = None
-    batch_size: int = Field(128, ge=1)
-    eval_batch_size: int = Field(1000, ge=1)
+    batch_size: int = Field(128, ge=1, le=MAX_BATCH)
+    eval_batch_size: int = Field(1000, ge=1, le=MAX_BATCH)
     #: keep only the first N training examples (quick runs); None = all
     train_limit: int | None = Field(None, ge=1)
     test_limit: int | None = Field(None, ge=1)
@@ -55,14 +140,14 @@ class DataConfig(_Strict):
 
 
 class TrainConfig(_Strict):
-    epochs: int = Field(10, ge=0)
+    epochs: int = Field(10, ge=0, le=MAX_EPOCHS)
     optimizer: Literal["sgd", "adam", "adamw"] = "adam"
     lr: float = Field(1e-2, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
     lr_schedule: Literal["constant", "cosine", "step"] = "constant"
     #: epochs of linear learning-rate warm-up at the start of each training phase
-    warmup_epochs: int = Field(0, ge=0)
+    warmup_epochs: int = Field(0, ge=0, le=MAX_EPOCHS)
     #: bf16 autocast for the forward pass on CUDA (weights and masks stay float32)
     amp: Literal["none", "bf16"] = "none"
     #: channels-last memory format for 4-D inputs and conv weights
@@ -72,7 +157,7 @@ class TrainConfig(_Strict):
     #: ``auto`` (cuda when available), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``
     device: str = "auto"
     #: CPU threads for torch; None leaves torch's default
-    threads: int | None = Field(None, ge=1)
+    threads: int | None = Field(None, ge=1, le=MAX_THREADS)
 
     @field_validator("device")
     @classmethod
@@ -123,7 +208,7 @@ class TimingConfig(_Strict):
     #: default: spread evenly over the first half of training
     prune_epochs: list[int] | None = None
     #: ``after``: epochs of dense training before pruning (fine-tuning then runs train.epochs)
-    pretrain_epochs: int = Field(5, ge=0)
+    pretrain_epochs: int = Field(5, ge=0, le=MAX_EPOCHS)
     #: ``imp``: epoch whose weights the kept weights rewind to (0 = original lottery ticket)
     rewind_epoch: int = Field(0, ge=0)
 
@@ -291,8 +376,9 @@ def parse_yaml(text: str, source: str = "<yaml>") -> tuple[Any, yaml.Node | None
     silently), documents that expand to more than ``MAX_YAML_NODES`` nodes through aliases
     (alias bombs) or that are recursive, and nesting deeper than ``MAX_YAML_DEPTH``.
     """
-    loader = yaml.SafeLoader(text)
     try:
+        # the reader checks the whole text for special characters as it is built: inside the try
+        loader = yaml.SafeLoader(text)
         try:
             node = loader.get_single_node()
             if node is not None:
@@ -302,6 +388,12 @@ def parse_yaml(text: str, source: str = "<yaml>") -> tuple[Any, yaml.Node | None
             loader.dispose()
     except ConfigError:
         raise
+    except yaml.reader.ReaderError as exc:  # NUL, control characters, ... (no problem_mark)
+        line = text.count("\n", 0, max(exc.position, 0)) + 1
+        what = f"#x{exc.character:04x}" if isinstance(exc.character, int) else repr(exc.character)
+        raise ConfigError(f"{source} (line {line}): not valid YAML: unacceptable character "
+                          f"{what} ({exc.reason}); remove it or quote it as an escape "
+                          "like \"\\x00\"") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""

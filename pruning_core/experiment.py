@@ -281,6 +281,10 @@ def _start_from_dense(trial: _Trial, cache: DenseCache,
     state = cache.get_or_create(cache_key(trial.cfg, trial.plan, n), create)
     if trial.done < n:  # another trial trained it: continue from its state, bit for bit
         trial.restore(state)
+        if on_epoch is not None:  # report the shared epochs too: schedulers count every one
+            for metrics in trial.history:
+                on_epoch(EpochReport(int(metrics["epoch"]), trial.total_epochs, dict(metrics),
+                                     lambda: state))
 
 
 def run(cfg: TrialConfig, on_epoch: Callable[[EpochReport], None] | None = None,

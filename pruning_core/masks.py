@@ -115,6 +115,14 @@ class MaskSet:
                     f"masks file {path}: {n} has shape {tuple(raw[n].shape)}, "
                     f"model has {tuple(p.shape)}"
                 )
+        missing = sorted(set(params) - set(raw))
+        if missing:
+            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more"
+                                              if len(missing) > 5 else "")
+            raise ConfigError(
+                f"masks file {path}: no mask for {len(missing)} of the model's {len(params)} "
+                f"pruned layer(s) ({shown}); the file holds {len(raw)} mask(s): use masks "
+                "written for this model and these include patterns")
         masks = {n: _as_bool(path, n, t) for n, t in raw.items() if n in params}
         return cls(params, masks)
 

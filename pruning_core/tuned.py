@@ -31,11 +31,12 @@ from typing import Any
 
 import torch
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 from torch import nn
 
 from .allocation import ALLOCATIONS, water_fill
 from .config import (
+    NoBoolNumbers,
     PruneConfig,
     TrialConfig,
     format_validation_error,
@@ -53,7 +54,7 @@ FORMAT = "prunetune-schedule"
 VERSION = 1
 
 
-class LayerEntry(BaseModel):
+class LayerEntry(NoBoolNumbers):  # a boolean is not a depth, a size or a sparsity
     model_config = ConfigDict(extra="forbid")
     name: str
     kind: str
@@ -63,7 +64,7 @@ class LayerEntry(BaseModel):
     sparsity: float = Field(ge=0, le=1)
 
 
-class Provenance(BaseModel):
+class Provenance(NoBoolNumbers):
     model_config = ConfigDict(extra="allow")
     sweep: str | None = None
     trial_id: str | None = None
@@ -74,7 +75,7 @@ class Provenance(BaseModel):
     prunetune_version: str | None = None
 
 
-class Schedule(BaseModel):
+class Schedule(NoBoolNumbers):
     model_config = ConfigDict(extra="forbid")
     format: str = FORMAT
     version: int = Field(default=VERSION, ge=1, le=VERSION, strict=True)

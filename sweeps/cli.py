@@ -12,14 +12,16 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from pruning_core.errors import ConfigError
 
-from .cli_errors import fail
+from .cli_errors import OneLineUsageGroup, fail
 
 app = typer.Typer(
+    cls=OneLineUsageGroup,  # click's usage errors as one `error:` line, exit 2
     name="prunetune",
     help="Sweeps that answer how to prune a network (criteria, schedules, layer-wise allocation).",
     no_args_is_help=True,
@@ -75,21 +77,31 @@ def run_trial(data: dict[str, Any] | Any, json_out: Path | None,
         check_device_available(cfg.train.device)
         check_outputs({"--json": json_out, "--masks": masks_out,  # before the work, not after
                        "--weights-out": weights_out})
-        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
-                      console=console, transient=False) as progress:
+        # transient: an error raised inside run() (a missing dataset, a plan past the end, a
+        # model that does not fit the data) erases the live bar, and a pipe never gets it, so
+        # the error line is all there is; the bar's final state is printed once run() returned
+        # (a Live of its own: Progress.stop writes a blank line to a pipe even when transient)
+        progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                            MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                            TimeElapsedColumn(), console=console, auto_refresh=False)
+        with Live(get_renderable=progress.get_renderable, console=console,
+                  refresh_per_second=4, transient=True):
             task = progress.add_task(f"{cfg.prune.criterion} → {cfg.prune.sparsity:g}",
                                      total=None, info="pruning / loading")
 
-            def on_epoch(report) -> None:
+            def on_epoch(report: Any) -> None:
                 m = report.metrics
                 progress.update(task, completed=report.epoch, total=report.total_epochs,
                                 info=f"loss {m['train_loss']:.3f}  test acc "
                                      f"{m['test_accuracy']:.4f}  sparsity {m['sparsity']:.4f}")
 
             result = run(cfg, on_epoch=on_epoch, masks_out=masks_out, weights_out=weights_out)
+            progress.stop_task(task)
     except ConfigError as exc:
         fail(str(exc))
+    if progress.tasks[0].total is None:  # no training epoch reported
+        progress.update(task, total=0, info="no training epochs")
+    console.print(progress.get_renderable())
     print_summary(result)
     if json_out is not None:
         payload = {**result.to_dict(), "config": cfg.model_dump(mode="json")}

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pruning_core.config import TrialConfig, load_trial_config
+from pruning_core.config import MAX_THREADS, TrialConfig, load_trial_config
 from pruning_core.errors import ConfigError
 
 from .ray_env import client_auth_defaults, fate_shared, loopback_only
@@ -162,10 +162,16 @@ def dense_dir(space: SearchSpace) -> str:
     return str(Path(local).resolve() / "dense")
 
 
+def default_threads(space: SearchSpace) -> int:
+    """torch threads of a trial that sets no ``train.threads``: its CPUs (at most
+    ``MAX_THREADS``; a CPU count no cluster has is refused once Ray is up)."""
+    return min(MAX_THREADS, max(1, int(space.resources.cpu)))
+
+
 def build_trainable(space: SearchSpace, run_fn: RunFn | None = None) -> Any:
     from ray import tune
 
-    threads = max(1, int(space.resources.cpu))
+    threads = default_threads(space)
     final_only = tuple(m for m in space.metrics if m not in EPOCH_METRICS)
     fn = make_trainable(space.base_config(), space.name, default_threads=threads, run_fn=run_fn,
                         dense_dir=dense_dir(space), final_only=final_only)
@@ -221,7 +227,7 @@ def run_sweep(
     base = space.base_config()
     # the trainable's default thread count, recorded too: a schedule exported from these rows
     # must replay the trial bit for bit
-    base.setdefault("train", {}).setdefault("threads", max(1, int(space.resources.cpu)))
+    base.setdefault("train", {}).setdefault("threads", default_threads(space))
     load_trial_config(base)  # fixed settings must be valid before anything starts
     # ASHA's rungs fit the fixed plan (also before anything starts); a resume keeps its own
     scheduler = None if resume else _scheduler(space, base)
@@ -316,6 +322,12 @@ def with_overrides(space: SearchSpace, name: str | None = None,
     """The CLI's ``--name`` / ``--num-samples`` applied (a new name gets its own results dir)."""
     data = space.model_dump()
     if name:
+        from .outputs import NAME_MAX
+
+        if len(os.fsencode(name)) > NAME_MAX:
+            raise ConfigError(f"--name: {len(os.fsencode(name))} bytes is longer than the "
+                              f"{NAME_MAX} a directory name may have (it names the results "
+                              "directory); use a shorter name")
         if space.storage is None or Path(space.storage).name == space.name:
             data["storage"] = None if space.storage is None else str(
                 Path(space.storage).parent / name)

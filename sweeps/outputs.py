@@ -32,6 +32,25 @@ def _probe_dir(directory: Path) -> str | None:
     return None
 
 
+#: the longest file or directory name most file systems take (NAME_MAX), in bytes
+NAME_MAX = 255
+
+
+def _short(text: str, keep: int = 40) -> str:
+    return text if len(text) <= 2 * keep else f"{text[:keep]}...{text[-keep // 2:]}"
+
+
+def check_name_lengths(option: str, path: str | Path) -> None:
+    """Every component of ``path`` fits in ``NAME_MAX`` bytes (a longer one fails only when
+    the file is created, after the work)."""
+    for part in Path(path).parts:
+        size = len(os.fsencode(part))
+        if size > NAME_MAX:
+            raise ConfigError(f"{option} {_short(str(path))}: the name {_short(part, 16)!r} is "
+                              f"{size} bytes, more than the {NAME_MAX} a file name may have; "
+                              "use a shorter name")
+
+
 def check_output(option: str, path: Path | None, directory: bool = False) -> None:
     """``path`` can be written as a file (or, with ``directory``, used as a directory).
 
@@ -43,6 +62,7 @@ def check_output(option: str, path: Path | None, directory: bool = False) -> Non
     if str(path) in ("", "-"):
         raise ConfigError(f"{option}: give a file path")
     p = Path(path).expanduser()
+    check_name_lengths(option, p)
     anchor = _first_existing(p.absolute())
     if anchor == p.absolute():
         if directory:

@@ -38,6 +38,7 @@ import difflib
 import glob
 import json
 import logging
+import math
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -337,9 +338,13 @@ def _remote_table(uri: str) -> Any:
     from .store import TrialStore
 
     try:
-        table = TrialStore(uri).table()
+        table, bad = TrialStore(uri).readable_table()
     except OSError as exc:
         raise ResultsError(f"results {uri}: cannot read ({_first_line(exc)})") from None
+    if bad and table.num_rows == 0:
+        raise ResultsError(unreadable_msg([uri], bad))
+    for path, why in bad:
+        log.warning("skipping unreadable results file %s: %s", path, why)
     if table.num_rows == 0:
         raise ResultsError(f"results {uri}: no trial rows under trials/; has the sweep written "
                            "any trials yet?")
@@ -482,6 +487,15 @@ def where_view_sql(con: Any, where: str, table: str = "trials") -> str:
     if got.get("error") or len(got["statements"]) != 1 or node.get("where_clause") is None \
             or {**node, "where_clause": None} != {**ref_node, "where_clause": None}:
         raise bad
+    # blank text or only a comment leaves "WHERE ()", an empty row that DuckDB refuses only
+    # when the rows are read ("Conversion Error ... TUPLE -> BOOLEAN", not naming --where)
+    try:
+        blank = _ast(con, f"SELECT * FROM {table} WHERE (\n\n)")["statements"][0]["node"]
+    except (duckdb.Error, KeyError, IndexError, TypeError):
+        blank = None
+    if blank is not None and node["where_clause"] == blank.get("where_clause"):
+        raise ResultsError(f"--where {where!r}: holds no condition (blank, or only a comment); "
+                           "give one, e.g. --where \"sparsity >= 0.9\", or leave --where out")
     # "a) OR (b" passes the template as "(a) OR (b)"; under NOT it becomes "NOT (a) OR (b)",
     # whose top is OR, not the NOT of the same tree: such text is not one bracketed condition
     try:
@@ -530,6 +544,8 @@ class Results:
             paths = [paths]
         remote = [str(p) for p in paths if "://" in str(p)]
         local = [p for p in paths if "://" not in str(p)]
+        #: the results paths as given (what error lines name)
+        self.given = [str(p) for p in paths]
         local_sources = resolve_paths(local) if local else []
         self.sources = [*local_sources, *remote]
         #: absolute local files or globs DuckDB reads; replaced by an explicit list of the
@@ -579,6 +595,8 @@ class Results:
 
     def _skip_unreadable(self) -> bool:
         """Drop unreadable local Parquet files (warning naming each); True if any was dropped.
+        When no file at all is readable (and no remote results remain), ResultsError: one line
+        naming the results and how many files were unreadable, and no warning per file.
 
         Runs only after DuckDB failed to read the files (the fast path never pays for it), at
         most once, and reads every file whole, so a file damaged anywhere (footer or pages) is
@@ -591,16 +609,20 @@ class Results:
             return False
         self._checked = True
         files, good = _expand(self._local), []
+        bad: list[tuple[str, str]] = []
         for path in files:
             try:
                 pq.read_table(path)
             except Exception as exc:  # any failure at all means an unreadable file
-                log.warning("skipping unreadable results file %s: %s", path, _first_line(exc))
+                bad.append((path, _first_line(exc)))
                 continue
             good.append(path)
-        dropped = len(good) < len(files)
+        if bad and not good and not self._n_remote:
+            raise ResultsError(unreadable_msg(self.given, bad))
+        for path, why in bad:
+            log.warning("skipping unreadable results file %s: %s", path, why)
         self._local = good
-        return dropped
+        return bool(bad)
 
     def _run(self, sql: str) -> Any:
         """Arrow table of ``sql``; skips corrupt Parquet files found while reading (once)."""
@@ -768,6 +790,17 @@ def _match_front(rows: pd.DataFrame, cols: Sequence[str], by: str | None, fvals:
     return rows[hit.fillna(False).to_numpy(dtype=bool)]
 
 
+def unreadable_msg(sources: Sequence[str], bad: Sequence[tuple[str, str]]) -> str:
+    """The one error line for results whose every file is unreadable: the results, how many
+    files, the first file and why."""
+    n = len(bad)
+    files = "its one results file is" if n == 1 else f"all {n} results files are"
+    path, why = bad[0]
+    return (f"results {', '.join(map(str, sources))}: nothing readable: {files} unreadable "
+            f"(damaged or not Parquet; {'' if n == 1 else 'first: '}{path}: {why}); point at "
+            "results written by prunetune sweep")
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
@@ -805,7 +838,7 @@ def display_name(col: str, aliases: dict[str, str] | None = None) -> str:
 
 
 def parse_ref(text: str | None, k: int) -> list[float] | None:
-    """``"0.0,1.0"`` -> [0.0, 1.0]; ResultsError unless there are exactly k numbers."""
+    """``"0.0,1.0"`` -> [0.0, 1.0]; ResultsError unless there are exactly k finite numbers."""
     if text is None:
         return None
     try:
@@ -816,5 +849,8 @@ def parse_ref(text: str | None, k: int) -> list[float] | None:
     if len(ref) != k:
         raise ResultsError(f"--ref {text!r}: {len(ref)} number(s) for {k} objectives; "
                            "give one per objective, in --objective order")
+    if not all(math.isfinite(x) for x in ref):
+        raise ResultsError(f"--ref {text!r}: every number must be finite (not nan or inf, and "
+                           "within float range); give finite values, e.g. --ref 0.0,0.0")
     return ref
 

@@ -22,9 +22,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pruning_core.config import TrialConfig, load_trial_config, read_text_file
+from pruning_core.config import NoBoolNumbers, TrialConfig, load_trial_config, read_text_file
 from pruning_core.errors import ConfigError
 from pruning_core.factories import is_import_path
 
@@ -90,8 +90,9 @@ def check_storage_syntax(storage: str) -> str:
     return storage
 
 
-class _Strict(BaseModel):
-    # inf / nan pass pydantic's float checks but make Optuna (or a trial) fail later
+class _Strict(NoBoolNumbers):
+    # inf / nan pass pydantic's float checks but make Optuna (or a trial) fail later;
+    # NoBoolNumbers: ``num_samples: true`` is not 1
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
@@ -677,8 +678,15 @@ def validate_space(space: SearchSpace, n: int = 32, seed: int = 0) -> list[Trial
     if "similarity_mean" in space.metrics and fixed.metrics.similarity is None:
         raise ConfigError("objectives: similarity_mean needs fixed.metrics.similarity "
                           "(e.g. {method: cka, layers: all})")
+    if space.scheduler is not None:
+        # the ASHA-vs-plan check sweep runs as it builds the scheduler (imported here: launch
+        # imports this module)
+        from .launch import scheduler_clock
+
+        scheduler_clock(space.scheduler, base)
     space.make_sampler()
-    check_storage(space.results_dir)
+    # no storage: results/<name>, so a bad directory is the name's fault
+    check_storage(space.results_dir, "storage" if space.storage else "name")
     out = []
     for sampled in space.sample(n, seed=seed):
         try:
@@ -695,7 +703,7 @@ def validate_space(space: SearchSpace, n: int = 32, seed: int = 0) -> list[Trial
     return out
 
 
-def check_storage(results_dir: str) -> None:
+def check_storage(results_dir: str, option: str = "storage") -> None:
     """The results location can be written: a local directory is probed for real; for a URI
     (syntax checked by the schema) an ``endpoint_override`` must answer; credentials and
     buckets are checked by the object store when the sweep writes."""
@@ -707,9 +715,9 @@ def check_storage(results_dir: str) -> None:
 
     local = results_dir[len("file://"):] if "://" in results_dir else results_dir
     try:
-        check_output("storage", Path(local), directory=True)
+        check_output(option, Path(local), directory=True)
     except ConfigError as exc:
-        raise ConfigError(str(exc).replace("storage ", "storage: ", 1)) from None
+        raise ConfigError(str(exc).replace(f"{option} ", f"{option}: ", 1)) from None
 
 
 def _probe_remote(uri: str) -> None:

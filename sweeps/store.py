@@ -135,16 +135,23 @@ class TrialStore:
     def table(self) -> pa.Table:
         """All trial rows as one Arrow table (columns unified across files). An unreadable file
         is skipped with a warning naming it (the policy of every results reader)."""
-        tables = []
+        table, bad = self.readable_table()
+        for path, why in bad:
+            log.warning("skipping unreadable results file %s: %s", path, why)
+        return table
+
+    def readable_table(self) -> tuple[pa.Table, list[tuple[str, str]]]:
+        """The rows of the readable files (as :meth:`table`, logging nothing) and each
+        unreadable file with why: (path, first line of the error)."""
+        tables, bad = [], []
         for path in self.files():
             try:
                 tables.append(pq.read_table(path, filesystem=self.fs))
             except (OSError, pa.ArrowException) as exc:  # corrupt, vanished or being replaced
-                log.warning("skipping unreadable results file %s: %s", path,
-                            " ".join(str(exc).split()))
+                bad.append((path, " ".join(str(exc).split())))
         if not tables:
-            return pa.table({"trial_id": pa.array([], pa.string())})
-        return pa.concat_tables(tables, promote_options="permissive")
+            return pa.table({"trial_id": pa.array([], pa.string())}), bad
+        return pa.concat_tables(tables, promote_options="permissive"), bad
 
     def dataframe(self) -> Any:
         """All trial rows as a pandas DataFrame."""
