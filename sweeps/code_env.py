@@ -21,10 +21,12 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-#: never uploaded from the working directory (gitignore syntax, as Ray reads ``excludes``)
+#: never uploaded from the working directory (gitignore syntax, as Ray reads ``excludes``).
+#: Checkpoints are *not* excluded: a relative ``model.weights`` must reach every worker (Ray
+#: caps the package at a few hundred MB: keep big checkpoints on shared storage instead).
 EXCLUDES = [".git/", ".venv/", "venv/", "results/", "wandb/", "__pycache__/", "*.pyc",
             ".pytest_cache/", ".ruff_cache/", "*.egg-info/", ".devbundle/", "build/", "dist/",
-            "*.parquet", "*.safetensors", "*.pt", "*.pth", "*.ckpt"]
+            "*.parquet"]
 
 
 def _packages() -> list[Path]:
@@ -38,7 +40,11 @@ def runtime_env(working_dir: str | Path | None) -> dict[str, Any]:
     """The ``runtime_env`` for ``ray.init``: ``working_dir`` (if given) plus the driver's
     prunetune packages."""
     packages = _packages()
-    env: dict[str, Any] = {"py_modules": [str(p) for p in packages]}
+    # trials run in the working directory, not in Tune's per-trial directory, so relative paths
+    # of a config (model.weights, data.root) mean the same on every worker as on the driver
+    # (RAY_CHDIR_TO_TRIAL_DIR is Ray Tune's documented switch)
+    env: dict[str, Any] = {"py_modules": [str(p) for p in packages],
+                           "env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0"}}
     if working_dir is not None:
         wd = Path(working_dir).resolve()
         excludes = list(EXCLUDES)

@@ -26,9 +26,10 @@ sampler: {name: random, seed: 0}
 budget: {num_samples: 4, max_concurrent: 2}
 resources: {cpu: 1}
 fixed:
-  model: {name: "tmpnets_xyz.nets:build", options: {hidden: 24}}
+  model: {name: "tmpnets_xyz.nets:build", options: {hidden: 24}, weights: trained.safetensors}
   data: {name: "tmpnets_xyz.data:load"}
   train: {epochs: 2, optimizer: sgd, lr: 0.05, device: cpu}
+  prune: {criterion: magnitude, timing: {name: after, pretrain_epochs: 0}}
 params:
   prune.sparsity: {type: float, low: 0.3, high: 0.9}
 storage: res
@@ -72,6 +73,18 @@ def test_user_factories_reach_every_worker(tmp_path: Path) -> None:
     (driver_dir / "tmpnets_xyz" / "nets.py").write_text(textwrap.dedent(NETS))
     (driver_dir / "tmpnets_xyz" / "data.py").write_text(textwrap.dedent(DATA))
     space = write_space(driver_dir / "space.yaml", SPACE)
+    # the user's trained checkpoint, next to their code (a relative model.weights path)
+    sys.path.insert(0, str(driver_dir))
+    try:
+        import torch
+        from safetensors.torch import save_file
+        from tmpnets_xyz.nets import build  # type: ignore[import-not-found]
+
+        torch.manual_seed(7)
+        trained = build((1, 8, 8), 2, hidden=24)
+        save_file(trained.state_dict(), str(driver_dir / "trained.safetensors"))
+    finally:
+        sys.path.remove(str(driver_dir))
     port = _free_port()
     procs = [_ray("--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
                   "--node-ip-address=127.0.0.1", cwd=elsewhere)]
@@ -96,6 +109,9 @@ def test_user_factories_reach_every_worker(tmp_path: Path) -> None:
         assert len(df) == 4 and set(df["status"]) == {"ok"}, df[["status", "error"]]
         assert df["node_id"].nunique() == 2  # both nodes imported the package
         assert (df["params"] == 64 * 24 + 24 + 24 * 2 + 2).all()  # the factory's model (hidden 24)
+        # the loaded checkpoint was pruned (magnitude, no dense training): kept weights are the
+        # trained ones' largest, so every trial's kept count matches its target sparsity
+        assert ((df["sparsity"] - df["config.prune.sparsity"]).abs() < 0.01).all()
     finally:
         for p in reversed(procs):
             p.terminate()
