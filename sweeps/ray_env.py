@@ -80,7 +80,7 @@ FATE_TOKEN = "PRUNETUNE_EMBEDDED_RAY"
 #: how often the watchdog looks at its parent (the driver)
 WATCH_INTERVAL_S = 0.5
 #: how often it checks that the cluster still exists (a clean ray.shutdown ends the watch)
-ALIVE_CHECK_S = 10.0
+ALIVE_CHECK_S = 2.0
 #: SIGTERM first; SIGKILL whatever is left after this many seconds
 TERM_GRACE_S = 2.0
 
@@ -120,25 +120,30 @@ def start_watchdog(token: str) -> subprocess.Popen[bytes]:
     )
 
 
-def marked_processes(token: str) -> list[int]:
-    """Pids of live processes (of this user) whose environment carries ``token``."""
-    needle = f"{FATE_TOKEN}={token}".encode()
+def marked_processes(token: str, parents: frozenset[int] = frozenset()) -> list[int]:
+    """Pids of live processes (of this user) whose environment carries ``token``, or names one
+    of ``parents`` as its raylet (Ray starts its dashboard and runtime-env agents with an
+    environment of its own, ``RAY_RAYLET_PID=<pid>``, not the driver's)."""
+    needles = [f"{FATE_TOKEN}={token}".encode(),
+               *(f"RAY_RAYLET_PID={pid}\0".encode() for pid in parents)]
     out = []
     for d in Path("/proc").iterdir():
         if not d.name.isdigit() or int(d.name) == os.getpid():
             continue
         try:
-            if needle in (d / "environ").read_bytes():
-                out.append(int(d.name))
+            env = (d / "environ").read_bytes() + b"\0"
         except OSError:  # gone, or another user's
             continue
+        if any(n in env for n in needles):
+            out.append(int(d.name))
     return out
 
 
-def stop_marked(token: str, grace: float = TERM_GRACE_S) -> int:
-    """SIGTERM the processes carrying ``token``, SIGKILL those left after ``grace`` seconds.
-    Returns how many there were."""
-    pids = marked_processes(token)
+def stop_marked(token: str, grace: float = TERM_GRACE_S,
+                parents: frozenset[int] = frozenset()) -> int:
+    """SIGTERM the processes carrying ``token`` (or started by one of the ``parents`` raylets),
+    SIGKILL those left after ``grace`` seconds. Returns how many there were."""
+    pids = marked_processes(token, parents)
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in pids:
             try:
@@ -147,11 +152,15 @@ def stop_marked(token: str, grace: float = TERM_GRACE_S) -> int:
                 pass
         deadline = time.monotonic() + grace
         while sig == signal.SIGTERM and time.monotonic() < deadline:
-            if not marked_processes(token):
+            if not marked_processes(token, parents):
                 return len(pids)
             time.sleep(0.1)
-        pids = marked_processes(token)
+        pids = marked_processes(token, parents)
     return len(pids)
+
+
+#: how long the watchdog keeps stopping respawned processes after the driver died
+RESTOP_S = 20.0
 
 
 def watch(driver: int, token: str) -> None:
@@ -159,14 +168,21 @@ def watch(driver: int, token: str) -> None:
     the cluster, once seen, is (a clean ``ray.shutdown``: then just leave)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     last_check, seen = time.monotonic(), False
+    known: set[int] = set()  # every process seen carrying the token (raylets among them)
     while os.getppid() == driver:
         time.sleep(WATCH_INTERVAL_S)
         if time.monotonic() - last_check > ALIVE_CHECK_S:
-            alive = bool(marked_processes(token))
-            if seen and not alive:
+            marked = marked_processes(token)
+            known.update(marked)
+            if seen and not marked:
                 return
-            seen, last_check = seen or alive, time.monotonic()
-    stop_marked(token)
+            seen, last_check = seen or bool(marked), time.monotonic()
+    known.update(marked_processes(token))
+    # the raylet can start a new agent while its children are being stopped: repeat until the
+    # cluster's processes stay gone for a second (bounded)
+    deadline = time.monotonic() + RESTOP_S
+    while stop_marked(token, parents=frozenset(known)) and time.monotonic() < deadline:
+        time.sleep(1.0)
 
 
 if __name__ == "__main__":  # the watchdog process: python -m sweeps.ray_env DRIVER_PID TOKEN
