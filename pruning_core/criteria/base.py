@@ -52,7 +52,7 @@ class Criterion:
     signed: bool = False
 
     def __call__(self, ctx: ScoreContext) -> dict[str, torch.Tensor]:
-        with _restored_mode(ctx.model):
+        with restored_mode(ctx.model):
             return self.fn(ctx)
 
 
@@ -71,7 +71,8 @@ def criterion(name: str, options: type[BaseModel] = NoOptions, needs_data: bool 
 
 
 @contextmanager
-def _restored_mode(model: nn.Module) -> Iterator[None]:
+def restored_mode(model: nn.Module) -> Iterator[None]:
+    """Put every module's train/eval flag back as it was on exit."""
     modes = {m: m.training for m in model.modules()}
     try:
         yield

@@ -26,6 +26,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from ..criteria.base import restored_mode
 from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,8 @@ def groups(model: nn.Module, input_shape: tuple[int, ...],
     if linears:
         ignored.append(linears[-1])
     example = torch.randn(1, *input_shape, device=_device(model))
-    with _restored_mode(model), _all_require_grad(model), _failing_layer(model) as where:
+    # torch-pruning's tracer calls model.eval() and never switches back
+    with restored_mode(model), _all_require_grad(model), _failing_layer(model) as where:
         try:
             graph = tp.DependencyGraph().build_dependency(model, example_inputs=example,
                                                           verbose=False)
@@ -192,16 +194,6 @@ def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= 200 else text[:197] + "..."
 
-
-@contextmanager
-def _restored_mode(model: nn.Module) -> Iterator[None]:
-    """torch-pruning's tracer calls ``model.eval()`` and never switches back."""
-    modes = {m: m.training for m in model.modules()}
-    try:
-        yield
-    finally:
-        for m, training in modes.items():
-            m.training = training
 
 
 @contextmanager

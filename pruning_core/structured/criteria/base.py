@@ -20,7 +20,7 @@ import torch
 from pydantic import BaseModel
 from torch import nn
 
-from ...criteria.base import Batch, LossFn, NoOptions, _restored_mode
+from ...criteria.base import Batch, LossFn, NoOptions, restored_mode
 from ...registry import Registry
 from ..graph import ChannelGroup, Member
 from ..select import Keep
@@ -52,7 +52,7 @@ class StructuredCriterion:
     signed: bool = False
 
     def __call__(self, ctx: StructuredContext) -> dict[int, torch.Tensor]:
-        with _restored_mode(ctx.model):
+        with restored_mode(ctx.model):
             return self.fn(ctx)
 
 
