@@ -262,3 +262,17 @@ def test_random_depends_on_seed_only():
     b, _ = make_ctx(tiny_convnet(), [], "random")
     b.generator.manual_seed(1)
     assert not torch.equal(crit(a)["0.weight"], crit(b)["0.weight"])
+
+
+def test_magnitude_is_the_absolute_weight_and_random_is_uniform_by_hand():
+    model = nn.Linear(3, 2, bias=False)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[-3.0, 0.5, 0.0], [2.0, -0.25, 1.0]]))
+    ctx = ScoreContext(model=model, params=prunable_parameters(model), masks={}, batches=[],
+                       input_shape=(3,), loss_fn=nn.functional.cross_entropy,
+                       generator=torch.Generator().manual_seed(5), options=None)
+    assert CRITERIA.get("magnitude")(ctx)["weight"].tolist() == [[3.0, 0.5, 0.0],
+                                                                 [2.0, 0.25, 1.0]]
+    # random: i.i.d. U[0, 1) draws of the run's generator, in the weight's shape
+    expected = torch.rand((2, 3), generator=torch.Generator().manual_seed(5))
+    assert torch.equal(CRITERIA.get("random")(ctx)["weight"], expected)
