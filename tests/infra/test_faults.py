@@ -210,10 +210,11 @@ def test_worker_node_killed_mid_sweep_trials_retried_elsewhere(
     proc = cli("sweep", str(space), "--address", cluster.address, cwd=tmp_path,
                env_extra=client_env(cluster))
     try:
-        first = wait_rows(uri, 1, proc)
+        wait_rows(uri, 1, proc)
         done_on = set(TrialStore(uri).dataframe()["node_id"])
-        # kill the node that did not just finish a trial: it is running one right now
-        victim = next(n for n in ("worker1", "worker2") if ids[n] not in done_on)
+        # kill a node that is running a trial now: one that has not finished one yet, or (both
+        # finished one already: each started its next right away) either
+        victim = next((n for n in ("worker1", "worker2") if ids[n] not in done_on), "worker1")
         os.kill(cluster.raylet_pid(victim), signal.SIGKILL)
         out = finish(proc)
     finally:
@@ -224,8 +225,6 @@ def test_worker_node_killed_mid_sweep_trials_retried_elsewhere(
     retried = df[df["failures"] > 0]
     assert len(retried) >= 1, df[["trial_id", "node_id", "failures"]]
     assert set(retried["node_id"]) == {survivor}  # the retry ran on the node still alive
-    later = df[~df["trial_id"].isin(first)]
-    assert set(later["node_id"]) == {survivor}
     assert ids["head"] not in set(df["node_id"])  # the head (0 CPUs) runs no trial
 
 
