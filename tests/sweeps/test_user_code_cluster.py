@@ -19,6 +19,8 @@ from .test_multinode import _ENV, _free_port
 
 pytestmark = pytest.mark.slow
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
 SPACE = """\
 name: usercode
 objectives: [{metric: test_accuracy, mode: max}]
@@ -112,6 +114,26 @@ def test_user_factories_reach_every_worker(tmp_path: Path) -> None:
         # the loaded checkpoint was pruned (magnitude, no dense training): kept weights are the
         # trained ones' largest, so every trial's kept count matches its target sparsity
         assert ((df["sparsity"] - df["config.prune.sparsity"]).abs() < 0.01).all()
+
+        # the same from Python: run_sweep(model_fn=, data_fn=) in a driver script
+        (driver_dir / "drive.py").write_text(textwrap.dedent(f"""\
+            import sys
+            from sweeps.launch import run_sweep
+            from sweeps.space import load_space
+            from tmpnets_xyz.data import load
+            from tmpnets_xyz.nets import build
+            space = load_space("space.yaml").model_copy(update={{"name": "usercode_py"}})
+            space = space.model_copy(update={{"storage": "res_py"}})
+            out = run_sweep(space, address="127.0.0.1:{port}", model_fn=build, data_fn=load,
+                            working_dir=".")
+            sys.exit(0 if out.counts == {{"ok": 4}} else 1)
+            """))
+        py = subprocess.run([sys.executable, "drive.py"], cwd=driver_dir, env={
+            **env, "PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True, timeout=400)
+        assert py.returncode == 0, py.stdout[-2000:] + py.stderr[-3000:]
+        dfp = TrialStore(str(driver_dir / "res_py")).dataframe()
+        assert len(dfp) == 4 and dfp["node_id"].nunique() == 2
+        assert set(dfp["config.model.name"]) == {"tmpnets_xyz.nets:build"}
     finally:
         for p in reversed(procs):
             p.terminate()
