@@ -244,7 +244,8 @@ def run_sweep(
         sink = WandbSink(space.name, space.wandb.project, wandb_dir, mode=space.wandb.mode,
                          group=space.wandb.group, entity=space.wandb.entity,
                          space=space.model_dump(mode="json"))
-    recorder = Recorder(space.name, store, base, sink=sink)
+    recorder = Recorder(space.name, store, base, sink=sink,
+                        num_samples=space.budget.num_samples)
     all_callbacks = [recorder, *callbacks]
 
     from .code_env import runtime_env

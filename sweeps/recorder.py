@@ -56,8 +56,9 @@ class Recorder(tune.Callback):
     """Writes one Parquet row per finished trial; optionally one W&B run per trial."""
 
     def __init__(self, sweep: str, store: TrialStore, base: dict[str, Any],
-                 sink: WandbSink | None = None) -> None:
+                 sink: WandbSink | None = None, num_samples: int | None = None) -> None:
         self.sweep = sweep
+        self.num_samples = num_samples
         self.store = store
         self.base = base
         self.sink = sink
@@ -68,10 +69,12 @@ class Recorder(tune.Callback):
 
     # Tune pickles run_config (and so its callbacks) into tuner.pkl; keep that light.
     def __getstate__(self) -> dict[str, Any]:
-        return {"sweep": self.sweep, "store_root": self.store.root, "base": self.base}
+        return {"sweep": self.sweep, "store_root": self.store.root, "base": self.base,
+                "num_samples": self.num_samples}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["sweep"], TrialStore(state["store_root"]), state["base"])  # type: ignore[misc]
+        self.__init__(state["sweep"], TrialStore(state["store_root"]), state["base"],  # type: ignore[misc]
+                      num_samples=state.get("num_samples"))
 
     # ------------------------------------------------------------------ tune hooks
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial,
@@ -106,15 +109,32 @@ class Recorder(tune.Callback):
             if t.status in ("TERMINATED", "ERROR") and not self.store.has(t.trial_id):
                 self.record(t, error=_error_message(t) if t.status == "ERROR" else None,
                             interrupted=True)
-        # Rows of trials that finished after the last experiment snapshot before a crash: the
-        # resumed experiment re-ran those samples under new ids, so these would be extras.
-        extra = sorted(self.store.trial_ids() - known)
-        if extra:
-            self.store.move_aside(extra)
-            log.warning("moved %d rows of trials unknown to the resumed experiment to %s",
-                        len(extra), "trials_orphaned/")
+        self._settle_unknown_rows(known)
         if self.sink is not None:
             self.sink.sweep_finished(list(self.rows.values()))
+
+    def _settle_unknown_rows(self, known: set[str]) -> None:
+        """Rows of trials the (resumed) experiment does not know: they finished after the last
+        experiment snapshot before a crash.
+
+        Ray uploads its experiment state (the trial list) and the searcher's state as separate
+        files, so a driver killed mid-upload can leave the searcher newer than the trial list.
+        If the searcher had counted such a trial, the resumed run does not sample it again and
+        its row is one of the ``num_samples``: keep it. If the searcher had not, the resumed run
+        re-samples it under a new id and the old row is an extra: move it to
+        ``trials_orphaned/``. Which case holds shows in the room the budget has left."""
+        extra = sorted(self.store.trial_ids() - known)
+        if not extra:
+            return
+        room = 0 if self.num_samples is None else max(0, self.num_samples - len(known))
+        aside = extra[room:]
+        if aside:
+            self.store.move_aside(aside)
+            log.warning("moved %d rows of trials unknown to the resumed experiment to %s",
+                        len(aside), "trials_orphaned/")
+        if len(aside) < len(extra):
+            log.warning("kept %d rows of trials that finished after Ray's last experiment "
+                        "snapshot (the searcher had counted them)", len(extra) - len(aside))
 
     # ------------------------------------------------------------------ rows
     def record(self, trial: Trial, error: str | None = None,

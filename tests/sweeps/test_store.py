@@ -57,3 +57,20 @@ def test_duckdb_query_and_move_aside(tmp_path: Path) -> None:
     assert store.trial_ids() == {"t0", "t1", "t2"}
     assert (tmp_path / "trials_orphaned" / "t3.parquet").exists()
 
+
+
+def test_unknown_rows_kept_up_to_the_budget(tmp_path: Path) -> None:
+    """After a resume, rows of trials the experiment does not know are kept while the budget has
+    room (the searcher counted them, so nothing re-samples them) and moved aside beyond it."""
+    from sweeps.recorder import Recorder
+
+    store = TrialStore(str(tmp_path))
+    for tid in ("a", "b", "c", "x", "y"):
+        store.write(_row(tid))
+    rec = Recorder("s", store, {}, num_samples=4)
+    rec._settle_unknown_rows({"a", "b", "c"})  # room for one of x, y
+    assert store.trial_ids() == {"a", "b", "c", "x"}
+    assert {p.stem for p in (tmp_path / "trials_orphaned").glob("*.parquet")} == {"y"}
+    rec._settle_unknown_rows({"a", "b", "c", "z"})  # a later resume re-sampled it: no room
+    assert store.trial_ids() == {"a", "b", "c"}
+    assert {p.stem for p in (tmp_path / "trials_orphaned").glob("*.parquet")} == {"x", "y"}
