@@ -230,6 +230,13 @@ class PruneConfig(_Strict):
     exclude: list[str] = Field(default_factory=list)
     #: batches of training data used by data-driven criteria
     score_batches: int = Field(1, ge=1)
+    #: ``weight``: unstructured (single weights); ``channel``: whole conv output channels and
+    #: linear units in coupled groups (SNAP / SNAP-it; ``sparsity`` then targets the fraction of
+    #: channels removed, see docs/structured.md)
+    granularity: Literal["weight", "channel"] = "weight"
+    #: ``channel`` only: after the last prune event, rebuild the network without the removed
+    #: channels (a smaller dense model that trains and runs faster); false keeps masks
+    compact: bool = True
 
     @field_validator("steps")
     @classmethod
@@ -263,9 +270,19 @@ class SimilarityConfig(_Strict):
     examples: int = Field(1000, ge=10)
 
 
+class SpeedConfig(_Strict):
+    """Measured speed of the final network and of the dense one, on the trial's device: warm-up,
+    then the median of ``repeats`` (see pruning_core/structured/speed.py)."""
+
+    warmup: int = Field(3, ge=0, le=1000)
+    repeats: int = Field(10, ge=1, le=10_000)
+
+
 class MetricsConfig(_Strict):
     #: extra, costlier metrics computed at the end of a trial
     similarity: SimilarityConfig | None = None
+    #: latency_ms, latency_ms_batch1, train_step_ms (final and dense) and speedup
+    speed: SpeedConfig | None = None
 
 
 class TrialConfig(_Strict):

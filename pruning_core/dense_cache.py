@@ -61,7 +61,8 @@ def cache_key(cfg: TrialConfig, plan: list[Action], n: int) -> str:
         "model": cfg.model.model_dump(mode="json"),
         "data": cfg.data.model_dump(mode="json"),
         "train": cfg.train.model_dump(mode="json"),
-        "prunable": [cfg.prune.include, cfg.prune.exclude],
+        "prunable": [cfg.prune.include, cfg.prune.exclude]
+        + (["channel"] if cfg.prune.granularity == "channel" else []),  # its masks' layout
         "score_batches": cfg.prune.score_batches,
         "actions": [repr(a) for a in plan[:n]],
     }

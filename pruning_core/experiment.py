@@ -34,8 +34,19 @@ from .metrics import flops, param_counts
 from .models import create_model
 from .reference import similarity_to_dense
 from .schedules import sparsity_steps
+from .structured.pruner import ChannelPruner
 from .targets import LayerInfo, layer_infos, prunable_parameters
-from .timing import TIMINGS, ApplyVariant, NewOptimizer, Prune, Rewind, Snapshot, Train
+from .timing import (
+    TIMINGS,
+    ApplyVariant,
+    Compact,
+    NewOptimizer,
+    Prune,
+    Rewind,
+    Snapshot,
+    Train,
+    with_compaction,
+)
 from .training import Diverged, EpochStats, evaluate, lr_at, make_optimizer, train_epoch
 from .variants import VARIANTS
 
@@ -66,6 +77,20 @@ class TrialResult:
     #: metrics.similarity: {layer: similarity to the dense reference}, and their finite mean
     similarity: dict[str, float] = field(default_factory=dict)
     similarity_mean: float | None = None
+    #: prune.granularity channel: the fraction of channels removed (``sparsity`` is weights)
+    node_sparsity: float | None = None
+    #: cumulative training FLOPs over the run (3 x forward per example seen; masked layers
+    #: count their density, a compact model its real size)
+    train_flops: int = 0
+    #: metrics.speed: measured on the trial's device, final network and dense network
+    latency_ms: float | None = None  # inference, one training-size batch
+    latency_ms_batch1: float | None = None
+    train_step_ms: float | None = None
+    latency_ms_dense: float | None = None
+    latency_ms_batch1_dense: float | None = None
+    train_step_ms_dense: float | None = None
+    speedup: float | None = None  # train_step_ms_dense / train_step_ms
+    inference_speedup: float | None = None  # latency_ms_dense / latency_ms
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -146,24 +171,43 @@ class _Trial:
         self.model.to(self.device)
         if cfg.train.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        params = prunable_parameters(self.model, cfg.prune.include, cfg.prune.exclude)
-        self.masks = MaskSet(params)
-        shapes = {n: tuple(p.shape) for n, p in params.items()}
-        alloc = ALLOCATIONS.get(cfg.prune.allocation.name)()
-        self.target = alloc.target_sparsity(shapes, cfg.prune.allocation, cfg.prune.sparsity)
-        steps = sparsity_steps(cfg.prune.schedule, self.target, cfg.prune.steps) \
-            if self.target > 0 else []
-        self.plan = TIMINGS.get(cfg.prune.timing.name)(cfg, steps)
-        self.total_epochs = sum(isinstance(a, Train) for a in self.plan)
         self.loader_gen = torch.Generator().manual_seed(cfg.seed)
         self.train_loader, self.test_loader = _loaders(cfg, self.data, self.device,
                                                        self.loader_gen)
-        self.pruner = Pruner(
-            model=self.model, masks=self.masks, criterion=cfg.prune.criterion,
-            allocation=cfg.prune.allocation, final_sparsity=self.target,
-            batches=self._score_batches(), input_shape=self.data.input_shape,
-            criterion_options=cfg.prune.criterion_options, seed=cfg.seed,
-        )
+        self.channel = cfg.prune.granularity == "channel"
+        self.pruner: Pruner | ChannelPruner
+        if self.channel:
+            self.pruner = ChannelPruner.for_model(
+                self.model, self.data.input_shape, cfg.prune.include, cfg.prune.exclude,
+                criterion=cfg.prune.criterion, batches=self._score_batches(),
+                criterion_options=cfg.prune.criterion_options, seed=cfg.seed)
+            self.masks = self.pruner.masks
+            self.target = cfg.prune.sparsity  # node sparsity
+        else:
+            params = prunable_parameters(self.model, cfg.prune.include, cfg.prune.exclude)
+            self.masks = MaskSet(params)
+            shapes = {n: tuple(p.shape) for n, p in params.items()}
+            alloc = ALLOCATIONS.get(cfg.prune.allocation.name)()
+            self.target = alloc.target_sparsity(shapes, cfg.prune.allocation,
+                                                cfg.prune.sparsity)
+            self.pruner = Pruner(
+                model=self.model, masks=self.masks, criterion=cfg.prune.criterion,
+                allocation=cfg.prune.allocation, final_sparsity=self.target,
+                batches=self._score_batches(), input_shape=self.data.input_shape,
+                criterion_options=cfg.prune.criterion_options, seed=cfg.seed,
+            )
+        steps = sparsity_steps(cfg.prune.schedule, self.target, cfg.prune.steps) \
+            if self.target > 0 else []
+        self.plan = TIMINGS.get(cfg.prune.timing.name)(cfg, steps)
+        if self.channel and cfg.prune.compact:
+            self.plan = with_compaction(self.plan)
+        self.total_epochs = sum(isinstance(a, Train) for a in self.plan)
+        #: after a Compact: the smaller model trains without masks; ``masks`` stays the record
+        #: of what was removed (full-size shapes), and the dense model's size is kept here
+        self.compacted = False
+        self.dense_size: tuple[int, int] | None = None  # (parameters, FLOPs per example)
+        self.train_flops = 0  # cumulative training FLOPs (3 x forward, per example seen)
+        self._flops_now: int | None = None
         self.optimizer = make_optimizer(self.model, cfg.train)
         # the training forward pass; compiled, it shares the (masked) parameters of self.model
         self.forward_model: nn.Module = torch.compile(self.model) if cfg.train.compile \
@@ -200,13 +244,30 @@ class _Trial:
             "rng": rng.capture(),
             "prune_time_s": self.pruner.elapsed_s,
             "train_time_s": self.train_time,
+            "train_flops": self.train_flops,
+            **self._structure_state(),
         }
 
+    def _structure_state(self) -> dict[str, Any]:
+        if not isinstance(self.pruner, ChannelPruner):
+            return {}
+        return {"keep": {str(g): k.clone() for g, k in self.pruner.keep.items()},
+                "compacted": self.compacted,
+                "dense_size": list(self.dense_size) if self.dense_size else None}
+
     def restore(self, state: dict[str, Any]) -> None:
+        if isinstance(self.pruner, ChannelPruner) and "keep" in state:
+            self.pruner.set_keep({int(g): k for g, k in state["keep"].items()})
+            if state["compacted"]:  # rebuild the smaller model first: the weights are its own
+                self._compact(carry_optimizer=False)
+                self.dense_size = tuple(state["dense_size"])  # type: ignore[assignment]
+                self.optimizer = make_optimizer(self.model, self.cfg.train)
+        else:
+            self.masks.replace(state["masks"])
         self.model.load_state_dict(state["model"])
-        self.masks.replace(state["masks"])
-        self.masks.apply()
+        self.active_masks().apply()
         self.optimizer.load_state_dict(state["optimizer"])
+        self.train_flops = state.get("train_flops", 0)
         self.snapshot = state["snapshot"]
         self.history = list(state["history"])
         self.loader_gen.set_state(state["loader_rng"])
@@ -221,6 +282,9 @@ class _Trial:
     def execute(self, action: Any, on_epoch: Callable[[EpochReport], None] | None) -> None:
         if isinstance(action, Prune):
             self.pruner.step(action.sparsity)
+            self._flops_now = None
+        elif isinstance(action, Compact):
+            self._compact(carry_optimizer=True)
         elif isinstance(action, NewOptimizer):
             self.optimizer = make_optimizer(self.model, self.cfg.train)
         elif isinstance(action, Snapshot):
@@ -234,18 +298,52 @@ class _Trial:
         elif isinstance(action, Train):
             self._train(action, on_epoch)
 
+    # ---- structure ---------------------------------------------------------------------------
+    def active_masks(self) -> MaskSet:
+        """The masks training keeps zero: none once the model is compact."""
+        return _NO_MASKS if self.compacted else self.masks
+
+    def _forward_flops(self) -> int:
+        """Effective forward FLOPs per example of the network as it trains now."""
+        return flops(self.model, self.data.input_shape, self.active_masks())[1]
+
+    def _compact(self, carry_optimizer: bool) -> None:
+        """Replace the model by its compact form (the kept channels only); ``masks`` stays the
+        full-size record. The optimiser's state is sliced to the kept channels."""
+        from .structured import compact_optimizer_state, keep_indices, rebuild
+
+        assert isinstance(self.pruner, ChannelPruner)
+        dense = self.model
+        self.dense_size = (sum(p.numel() for p in dense.parameters()),
+                           flops(dense, self.data.input_shape, _NO_MASKS)[0])
+        indices = keep_indices(dense, self.pruner.groups, self.pruner.keep)
+        small = rebuild(dense, indices)
+        if self.cfg.train.channels_last:
+            small.to(memory_format=torch.channels_last)
+        if carry_optimizer:
+            self.optimizer = compact_optimizer_state(self.optimizer, dense, small, indices)
+        self.model, self.compacted, self._flops_now = small, True, None
+        self.forward_model = torch.compile(small) if self.cfg.train.compile else small
+        self.compact_indices = indices
+        log.info("compacted: %d -> %d parameters", self.dense_size[0],
+                 sum(p.numel() for p in small.parameters()))
+
     def _train(self, action: Train, on_epoch: Callable[[EpochReport], None] | None) -> None:
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.cfg.train, action.epoch, action.epochs)
         start = time.perf_counter()
         epoch = len(self.history) + 1
+        if self._flops_now is None:
+            self._flops_now = self._forward_flops()
         try:
             self.last_train = train_epoch(self.forward_model, self.train_loader, self.optimizer,
-                                          self.masks, self.device, amp=self.cfg.train.amp,
+                                          self.active_masks(), self.device,
+                                          amp=self.cfg.train.amp,
                                           channels_last=self.cfg.train.channels_last)
         except Diverged as exc:
             raise _DivergedAt(epoch, str(exc)) from None
         self.train_time += time.perf_counter() - start
+        self.train_flops += 3 * self._flops_now * len(self.data.train)  # forward + 2x backward
         self.last_test = evaluate(self.model, self.test_loader, self.device)
         metrics = {
             "epoch": epoch,
@@ -257,6 +355,10 @@ class _Trial:
         if on_epoch is not None:  # the state a report carries is *after* this action
             on_epoch(EpochReport(epoch, self.total_epochs, dict(metrics),
                                  lambda: self.state(self.done + 1)))
+
+
+#: an empty mask set (nothing to zero): a compact model, or counting dense FLOPs
+_NO_MASKS = MaskSet({})
 
 
 class _DivergedAt(Diverged):
@@ -323,15 +425,45 @@ def run(cfg: TrialConfig, on_epoch: Callable[[EpochReport], None] | None = None,
     similarity: dict[str, float] = {}
     if cfg.metrics.similarity is not None and status == "ok":
         similarity = similarity_to_dense(trial, dense_cache)
-    return _result(trial, status, diverged_epoch, error, similarity)
+    result = _result(trial, status, diverged_epoch, error, similarity)
+    if cfg.metrics.speed is not None and status == "ok":
+        _measure_speed(trial, result)
+    return result
+
+
+def _measure_speed(trial: _Trial, result: TrialResult) -> None:
+    """metrics.speed: the final network against a freshly built dense one, on the device."""
+    from .structured.speed import measure_speed
+
+    cfg, shape = trial.cfg, trial.data.input_shape
+    opts = {"warmup": cfg.metrics.speed.warmup, "repeats": cfg.metrics.speed.repeats}
+    dense = create_model(cfg.model.name, shape, trial.data.num_classes,
+                         **cfg.model.options).to(trial.device)
+    if cfg.train.channels_last:
+        dense.to(memory_format=torch.channels_last)
+    final = measure_speed(trial.model, shape, cfg.data.batch_size, trial.device, **opts)
+    base = measure_speed(dense, shape, cfg.data.batch_size, trial.device, **opts)
+    result.latency_ms, result.latency_ms_batch1 = (final.latency_ms_train_batch,
+                                                   final.latency_ms_batch1)
+    result.train_step_ms = final.train_step_ms
+    result.latency_ms_dense, result.latency_ms_batch1_dense = (base.latency_ms_train_batch,
+                                                               base.latency_ms_batch1)
+    result.train_step_ms_dense = base.train_step_ms
+    result.speedup = base.train_step_ms / final.train_step_ms
+    result.inference_speedup = base.latency_ms_train_batch / final.latency_ms_train_batch
 
 
 def _result(trial: _Trial, status: str, diverged_epoch: int | None,
             error: str | None, similarity: dict[str, float]) -> TrialResult:
     test = trial.last_test or evaluate(trial.model, trial.test_loader, trial.device)
     train = trial.last_train or EpochStats(float("nan"), float("nan"))
-    params, kept = param_counts(trial.model, trial.masks)
-    dense_flops, eff_flops = flops(trial.model, trial.data.input_shape, trial.masks)
+    if trial.compacted and trial.dense_size is not None:  # the model is really smaller
+        params, dense_flops = trial.dense_size
+        kept = sum(p.numel() for p in trial.model.parameters())
+        eff_flops = flops(trial.model, trial.data.input_shape, _NO_MASKS)[0]
+    else:
+        params, kept = param_counts(trial.model, trial.masks)
+        dense_flops, eff_flops = flops(trial.model, trial.data.input_shape, trial.masks)
     return TrialResult(
         status=status, test_accuracy=test.accuracy, test_loss=test.loss,
         train_accuracy=train.accuracy, train_loss=train.loss,
@@ -342,6 +474,9 @@ def _result(trial: _Trial, status: str, diverged_epoch: int | None,
         epochs=len(trial.history), diverged_epoch=diverged_epoch, error=error,
         history=trial.history, similarity=similarity,
         similarity_mean=_finite_mean(similarity.values()),
+        node_sparsity=trial.pruner.node_sparsity()
+        if isinstance(trial.pruner, ChannelPruner) else None,
+        train_flops=trial.train_flops,
     )
 
 

@@ -82,7 +82,8 @@ class MaskSet:
             self._float = [m.to(p.dtype) for m, p in zip(self.masks.values(), self.params.values(),
                                                          strict=True)]
         params = [p.data for p in self.params.values()]
-        torch._foreach_mul_(params, self._float)
+        if params:  # an empty set (a compact model) has nothing to zero
+            torch._foreach_mul_(params, self._float)
 
     def rebind(self, params: dict[str, nn.Parameter]) -> MaskSet:
         """The same masks on another model's parameters (e.g. a re-initialised copy)."""

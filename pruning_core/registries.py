@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .allocation import ALLOCATIONS
 from .criteria import CRITERIA
@@ -10,6 +10,7 @@ from .data import DATASETS
 from .errors import ConfigError
 from .factories import is_import_path, resolve
 from .models import MODELS
+from .registry import Registry
 from .schedules import SCHEDULES
 from .timing import TIMINGS
 from .variants import VARIANTS
@@ -23,10 +24,24 @@ __all__ = ["ALLOCATIONS", "CRITERIA", "DATASETS", "MODELS", "SCHEDULES", "TIMING
 _VARIANT_TIMINGS = ("before", "after")
 
 
+#: what ``prune.granularity: channel`` supports (channel selection is a global top-k over groups)
+_CHANNEL_TIMINGS = ("before", "during", "after")
+
+
+def criteria_for(granularity: str) -> Registry[Any]:
+    """The criteria registry of a granularity: weight criteria, or channel criteria."""
+    if granularity == "channel":
+        from .structured.criteria import STRUCTURED_CRITERIA
+
+        return STRUCTURED_CRITERIA
+    return CRITERIA
+
+
 def check_names(cfg: TrialConfig) -> None:
     """Raise ``ConfigError`` naming the field for any unknown registry name."""
+    criteria = criteria_for(cfg.prune.granularity)
     checks = [
-        ("prune.criterion", CRITERIA, cfg.prune.criterion),
+        ("prune.criterion", criteria, cfg.prune.criterion),
         ("prune.schedule", SCHEDULES, cfg.prune.schedule),
         ("prune.allocation.name", ALLOCATIONS, cfg.prune.allocation.name),
         ("prune.timing.name", TIMINGS, cfg.prune.timing.name),
@@ -44,7 +59,9 @@ def check_names(cfg: TrialConfig) -> None:
             registry.get(name)
         except ConfigError as exc:
             raise ConfigError(f"{field}: {exc}") from None
-    options = CRITERIA.get(cfg.prune.criterion).options
+    if cfg.prune.granularity == "channel":
+        _check_channel(cfg)
+    options = criteria.get(cfg.prune.criterion).options
     try:
         options.model_validate(cfg.prune.criterion_options)
     except ValueError as exc:
@@ -54,7 +71,7 @@ def check_names(cfg: TrialConfig) -> None:
             + str(exc).splitlines()[1 if len(str(exc).splitlines()) > 1 else 0].strip()
         ) from None
     if ALLOCATIONS.get(cfg.prune.allocation.name).needs_unsigned_scores \
-            and CRITERIA.get(cfg.prune.criterion).signed:
+            and criteria.get(cfg.prune.criterion).signed:
         raise ConfigError(
             f"prune.allocation: {cfg.prune.allocation.name} squares scores and needs a criterion "
             f"with non-negative scores; {cfg.prune.criterion} scores are signed; use allocation "
@@ -65,3 +82,17 @@ def check_names(cfg: TrialConfig) -> None:
             f"prune.variant: {cfg.prune.variant!r} needs prune.timing before or after, "
             f"not {cfg.prune.timing.name!r}"
         )
+
+
+def _check_channel(cfg: TrialConfig) -> None:
+    """``prune.granularity: channel`` limits: one line naming the field and what works."""
+    p = cfg.prune
+    if p.allocation.name != "global":
+        raise ConfigError(f"prune.allocation: {p.allocation.name!r} is for weights; channel "
+                          "pruning ranks channels globally (SNAP): use allocation global")
+    if p.timing.name not in _CHANNEL_TIMINGS:
+        raise ConfigError(f"prune.timing.name: {p.timing.name!r} is not supported with "
+                          f"prune.granularity channel; use one of {list(_CHANNEL_TIMINGS)}")
+    if p.variant != "none":
+        raise ConfigError(f"prune.variant: {p.variant!r} is for weight masks; with "
+                          "prune.granularity channel use variant none")

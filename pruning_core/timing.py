@@ -47,7 +47,13 @@ class ApplyVariant:
     """Post-pruning re-initialisation or random sparse re-initialisation (WACV 2020)."""
 
 
-Action = Prune | Train | NewOptimizer | Snapshot | Rewind | ApplyVariant
+@dataclass(frozen=True)
+class Compact:
+    """Rebuild the network without its removed channels (``prune.granularity: channel``);
+    the optimiser's state is carried over for the kept channels."""
+
+
+Action = Prune | Train | NewOptimizer | Snapshot | Rewind | ApplyVariant | Compact
 Timing = Callable[[TrialConfig, list[float]], list[Action]]
 TIMINGS: Registry[Timing] = Registry("timing")
 
@@ -125,3 +131,13 @@ def imp(cfg: TrialConfig, sparsities: list[float]) -> list[Action]:
     for s in sparsities:
         plan += [Prune(s), Rewind(), NewOptimizer(), *(Train(e, epochs) for e in range(k, epochs))]
     return plan
+
+
+def with_compaction(plan: list[Action]) -> list[Action]:
+    """``plan`` with a :class:`Compact` right after its last :class:`Prune` (none if it never
+    prunes): channels removed by earlier prune events stay masked until then, so a gradual
+    (``during``) schedule nests every event on the full network."""
+    last = max((i for i, a in enumerate(plan) if isinstance(a, Prune)), default=None)
+    if last is None:
+        return list(plan)
+    return [*plan[:last + 1], Compact(), *plan[last + 1:]]

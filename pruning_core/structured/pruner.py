@@ -1,0 +1,107 @@
+"""``ChannelPruner``: the engine's prune step for ``prune.granularity: channel``.
+
+The same contract as :class:`pruning_core.engine.Pruner` (``step(sparsity)``, ``generator``,
+``elapsed_s``), so every timing drives it unchanged: score channels with a structured
+criterion, remove the SNAP-it fraction (s_i − pruned) / (1 − pruned) of the channels still kept
+(SNIP-it ``models/criterions/SNAPit.py``), and expand the kept channels back to weight masks on
+the engine's :class:`~pruning_core.masks.MaskSet`, so metrics, schedules and checkpoints keep
+working on the full-size network until :func:`pruning_core.structured.compact` shrinks it.
+``sparsity`` here is node sparsity (the fraction of channels removed).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..criteria.base import Batch, LossFn
+from ..masks import MaskSet
+from ..targets import prunable_parameters
+from .criteria import STRUCTURED_CRITERIA, StructuredContext
+from .graph import WEIGHT_TYPES, ChannelGroup, groups
+from .masks import channel_masks
+from .select import Keep, full_keep, node_sparsity, remove_fraction, rescaled_fraction
+
+log = logging.getLogger(__name__)
+
+
+def ignored_layers(model: nn.Module, include: list[str], exclude: list[str]) -> list[str]:
+    """Conv/Linear modules whose weight ``prune.include`` / ``prune.exclude`` leave out: their
+    output channels are never pruned (their inputs may still shrink with a pruned producer)."""
+    chosen = set(prunable_parameters(model, include, exclude))
+    out = []
+    for name, m in model.named_modules():
+        weight = f"{name}.weight" if name else "weight"
+        if isinstance(m, WEIGHT_TYPES) and weight not in chosen:
+            out.append(name)
+    return out
+
+
+def channel_maskset(model: nn.Module, gs: list[ChannelGroup]) -> MaskSet:
+    """A ``MaskSet`` over every Conv/Linear weight of ``model``, all kept: channel masks touch
+    the group members' weights, and weight sparsity is counted over all of them."""
+    params = prunable_parameters(model)
+    masks = {n: torch.ones_like(p, dtype=torch.bool) for n, p in params.items()}
+    for name in channel_masks(model, gs, full_keep(gs)):
+        if name not in params:  # a member weight outside the default targets (never expected)
+            params[name] = model.get_parameter(name)
+            masks[name] = torch.ones_like(params[name], dtype=torch.bool)
+    return MaskSet(params, masks)
+
+
+@dataclass
+class ChannelPruner:
+    model: nn.Module
+    masks: MaskSet
+    groups: list[ChannelGroup]
+    criterion: str
+    batches: list[Batch]
+    input_shape: tuple[int, ...]
+    loss_fn: LossFn = nn.functional.cross_entropy
+    criterion_options: dict = field(default_factory=dict)
+    seed: int = 0
+    elapsed_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._criterion = STRUCTURED_CRITERIA.get(self.criterion)
+        self._options = self._criterion.options.model_validate(self.criterion_options)
+        self.generator = torch.Generator().manual_seed(self.seed)
+        self.keep: Keep = full_keep(self.groups)
+
+    @classmethod
+    def for_model(cls, model: nn.Module, input_shape: tuple[int, ...], include: list[str],
+                  exclude: list[str], **kwargs: object) -> ChannelPruner:
+        """Trace ``model``'s channel groups and bind a fresh ``MaskSet`` to its weights."""
+        gs = groups(model, input_shape, ignored_layers(model, include, exclude))
+        return cls(model=model, masks=channel_maskset(model, gs), groups=gs,
+                   input_shape=input_shape, **kwargs)  # type: ignore[arg-type]
+
+    def node_sparsity(self) -> float:
+        return node_sparsity(self.groups, self.keep)
+
+    def set_keep(self, keep: Keep) -> None:
+        """Restore a selection (a checkpoint's) and re-derive the weight masks from it."""
+        self.keep = {g.id: keep[g.id].to(torch.bool).cpu().clone() for g in self.groups}
+        self.masks.replace({**{n: torch.ones_like(m) for n, m in self.masks.masks.items()},
+                            **channel_masks(self.model, self.groups, self.keep)})
+
+    def step(self, sparsity: float) -> None:
+        """Prune to node sparsity ``sparsity``, nesting on the channels already removed."""
+        start = time.perf_counter()
+        ctx = StructuredContext(
+            model=self.model, groups=self.groups, keep=self.keep,
+            batches=self.batches if self._criterion.needs_data else [],
+            input_shape=self.input_shape, loss_fn=self.loss_fn, generator=self.generator,
+            options=self._options,
+        )
+        fraction = rescaled_fraction(sparsity, self.node_sparsity())
+        self.keep = remove_fraction(self._criterion(ctx), self.groups, fraction, self.keep)
+        self.masks.update(channel_masks(self.model, self.groups, self.keep))
+        self.masks.apply()
+        self.elapsed_s += time.perf_counter() - start
+        log.info("pruned channels with %s to node sparsity %.4f (target %.4f; weight sparsity "
+                 "%.4f)", self.criterion, self.node_sparsity(), sparsity, self.masks.sparsity())

@@ -1,0 +1,157 @@
+"""``prune.granularity: channel`` through the engine: every timing, compaction, resume, metrics."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from pruning_core.config import load_trial_config
+from pruning_core.errors import ConfigError
+from pruning_core.experiment import _Trial, run
+from pruning_core.structured import STRUCTURED_CRITERIA
+from pruning_core.timing import Compact, Prune, Train
+
+
+def cfg(**prune: object) -> object:
+    base = {
+        "seed": 0, "model": {"name": "mlp", "options": {"hidden": [32, 16]}},
+        "data": {"name": "digits", "batch_size": 64, "train_limit": 256, "test_limit": 120},
+        "train": {"epochs": 3, "optimizer": "sgd", "lr": 0.05, "momentum": 0.9},
+        "prune": {"granularity": "channel", "criterion": "snap", "sparsity": 0.5, **prune},
+    }
+    return load_trial_config(base)
+
+
+def test_channel_run_compacts_to_the_kept_channels() -> None:
+    r = run(cfg(schedule="snip_it", steps=2))
+    assert r.status == "ok"
+    # 48 hidden units, half removed: 24 kept (the selection is a global top-k; each hidden
+    # layer keeps >= 1). Parameters of the compact MLP follow from its widths.
+    assert r.node_sparsity == pytest.approx(0.5)
+    trial = _Trial(cfg(schedule="snip_it", steps=2))
+    for a in trial.plan:
+        trial.execute(a, None)
+    widths = [m.out_features for m in trial.model if isinstance(m, torch.nn.Linear)]
+    assert sum(widths[:2]) == 24 and widths[2] == 10  # the classifier's outputs untouched
+    h1, h2 = widths[:2]
+    assert r.params_kept == 64 * h1 + h1 + h1 * h2 + h2 + h2 * 10 + 10
+    assert r.params == 64 * 32 + 32 + 32 * 16 + 16 + 16 * 10 + 10
+    assert r.flops == 2 * (64 * h1 + h1 * h2 + h2 * 10)  # real FLOPs of the compact model
+    assert r.flops_dense == 2 * (64 * 32 + 32 * 16 + 16 * 10)
+    # weight sparsity over all Linear weights: rows and columns of removed units
+    dense_w = 64 * 32 + 32 * 16 + 16 * 10
+    assert r.sparsity == pytest.approx(1 - (64 * h1 + h1 * h2 + h2 * 10) / dense_w)
+    # training FLOPs: 3 x forward x examples x epochs, on the compact network from the start
+    assert r.train_flops == 3 * r.flops * 256 * 3
+
+
+def test_plan_compacts_after_the_last_prune_event() -> None:
+    t = _Trial(cfg(schedule="linear", steps=2, timing={"name": "during",
+                                                        "prune_epochs": [0, 1]}))
+    kinds = [type(a).__name__ for a in t.plan]
+    assert kinds == ["NewOptimizer", "Prune", "Train", "Prune", "Compact", "Train", "Train"]
+    assert not any(isinstance(a, Compact) for a in _Trial(cfg(compact=False)).plan)
+    assert sum(isinstance(a, Prune) for a in t.plan) == 2
+    assert sum(isinstance(a, Train) for a in t.plan) == 3
+
+
+@pytest.mark.parametrize("timing", ["before", "during", "after"])
+def test_compact_model_computes_what_the_masked_model_computes(timing: str) -> None:
+    """The same trial with and without compaction: identical predictions (fp tolerance)."""
+    extra = {"timing": {"name": timing, "pretrain_epochs": 1,
+                        **({"prune_epochs": [0, 1]} if timing == "during" else {})},
+             "schedule": "linear", "steps": 2}
+    compact, masked = _Trial(cfg(**extra)), _Trial(cfg(compact=False, **extra))
+    for t in (compact, masked):
+        for a in t.plan:
+            t.execute(a, None)
+    assert compact.compacted and not masked.compacted
+    x = torch.stack([compact.data.test[i][0] for i in range(50)])
+    compact.model.eval(), masked.model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(compact.model(x), masked.model(x), rtol=1e-4, atol=1e-5)
+    assert sum(p.numel() for p in compact.model.parameters()) < \
+        sum(p.numel() for p in masked.model.parameters())
+
+
+@pytest.mark.parametrize("timing", ["before", "during", "after"])
+def test_resume_of_a_compacted_trial_is_bit_exact(tmp_path, timing: str) -> None:
+    """Checkpoints after compaction hold the smaller model; resuming rebuilds it from the kept
+    channels and ends bit for bit where the uninterrupted run ends."""
+    c = cfg(schedule="linear", steps=2,
+            timing={"name": timing, "pretrain_epochs": 1,
+                    **({"prune_epochs": [0, 1]} if timing == "during" else {})})
+    states = {}
+
+    def keep(rep):
+        path = tmp_path / f"ckpt{rep.epoch}.pt"
+        torch.save(rep.checkpoint(), path)
+        states[rep.epoch] = path
+
+    full_w, resumed_w = tmp_path / "full.safetensors", tmp_path / "resumed.safetensors"
+    full = run(c, on_epoch=keep, weights_out=full_w)
+    for k in sorted(states)[:-1]:
+        state = torch.load(states[k], weights_only=True)
+        resumed = run(c, resume=state, weights_out=resumed_w)
+        a = {k2: v for k2, v in full.to_dict().items() if not k2.endswith("_time_s")}
+        b = {k2: v for k2, v in resumed.to_dict().items() if not k2.endswith("_time_s")}
+        assert a == b, k
+        wa, wb = load_file(full_w), load_file(resumed_w)
+        assert all(torch.equal(wa[n], wb[n]) for n in wa)
+    assert any(torch.load(p, weights_only=True)["compacted"] for p in states.values())
+
+
+def test_momentum_is_carried_over_when_compacting_during_training() -> None:
+    """``during``: the optimiser after compaction holds the old momentum of the kept rows."""
+    t = _Trial(cfg(schedule="linear", steps=1, timing={"name": "during", "prune_epochs": [1]}))
+    i = 0
+    while not isinstance(t.plan[i], Compact):
+        t.execute(t.plan[i], None)
+        i += 1
+    dense = t.model
+    first = dense[1].weight if isinstance(dense[1], torch.nn.Linear) else dense[0].weight
+    old = t.optimizer.state[first]["momentum_buffer"].clone()
+    t.execute(t.plan[i], None)
+    kept = t.compact_indices[next(n for n in t.compact_indices
+                                  if dense.get_submodule(n).weight is first)]["out"]
+    new_first = next(p for n, p in t.model.named_parameters()
+                     if p.shape[1] == first.shape[1] and n.endswith("weight"))
+    torch.testing.assert_close(t.optimizer.state[new_first]["momentum_buffer"],
+                               old[kept])
+
+
+@pytest.mark.parametrize("name", sorted(STRUCTURED_CRITERIA.names()))
+def test_every_channel_criterion_runs_through_the_engine(name: str) -> None:
+    r = run(cfg(criterion=name, schedule="snip_it", steps=2))
+    # 48 hidden units: 24 removed, or one fewer per layer a criterion would empty (the floor)
+    assert r.status == "ok" and 0.5 - 2 / 48 <= r.node_sparsity <= 0.5
+
+
+def test_speed_metrics_are_measured_on_request() -> None:
+    c = cfg()
+    assert run(c).speedup is None
+    c.metrics.speed = type(c.metrics).model_fields["speed"].annotation.__args__[0](repeats=3)
+    r = run(c)
+    for k in ("latency_ms", "latency_ms_batch1", "train_step_ms", "latency_ms_dense",
+              "train_step_ms_dense"):
+        assert getattr(r, k) > 0, k
+    assert r.speedup == pytest.approx(r.train_step_ms_dense / r.train_step_ms)
+    assert r.inference_speedup == pytest.approx(r.latency_ms_dense / r.latency_ms)
+
+
+@pytest.mark.parametrize("prune, field", [
+    ({"criterion": "magnitude"}, "prune.criterion"),
+    ({"allocation": "erk"}, "prune.allocation"),
+    ({"timing": "imp"}, "prune.timing.name"),
+    ({"variant": "reinit"}, "prune.variant"),
+])
+def test_unsupported_channel_settings_name_the_field(prune: dict, field: str) -> None:
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        cfg(**prune)
+
+
+def test_weight_granularity_is_unchanged_by_the_new_fields() -> None:
+    c = cfg(granularity="weight", criterion="snip", sparsity=0.8)
+    r = run(c)
+    assert r.node_sparsity is None and r.sparsity == pytest.approx(0.8, abs=1e-3)
