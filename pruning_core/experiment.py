@@ -89,8 +89,9 @@ class TrialResult:
     latency_ms_dense: float | None = None
     latency_ms_batch1_dense: float | None = None
     train_step_ms_dense: float | None = None
-    speedup: float | None = None  # train_step_ms_dense / train_step_ms
-    inference_speedup: float | None = None  # latency_ms_dense / latency_ms
+    #: median over alternating (dense, final) pairs of dense / final time (training step)
+    speedup: float | None = None
+    inference_speedup: float | None = None  # the same for inference (training-size batch)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -392,14 +393,20 @@ def _start_from_dense(trial: _Trial, cache: DenseCache,
 def run(cfg: TrialConfig, on_epoch: Callable[[EpochReport], None] | None = None,
         resume: dict[str, Any] | None = None, masks_out: str | Path | None = None,
         dense_cache: DenseCache | None = None,
-        weights_out: str | Path | None = None) -> TrialResult:
+        weights_out: str | Path | None = None,
+        compact_out: str | Path | None = None) -> TrialResult:
     """Run one trial: prune and train as ``cfg`` says. NaN losses give status ``diverged``.
 
     ``masks_out``: also save the final masks there (safetensors, no pickle).
     ``dense_cache``: share the dense training before the first prune with other trials (see
     ``dense_cache.py``); the result is the same, bit for bit, as training it here.
     ``weights_out``: save the final (masked) weights there (safetensors; ``model.weights``
-    reads it back)."""
+    reads it back); a compacted trial writes its compact model (see ``compact_out``).
+    ``compact_out``: ``prune.granularity: channel`` only: save the compact network there
+    (safetensors weights plus the spec that rebuilds it; compacted now if the trial kept
+    masks). ``pruning_core.structured.load_compact`` or ``model.weights`` read it."""
+    _check_export(cfg, compact_out is not None or (
+        weights_out is not None and cfg.prune.granularity == "channel" and cfg.prune.compact))
     trial = _Trial(cfg)
     if resume is not None:
         trial.restore(resume)
@@ -417,11 +424,16 @@ def run(cfg: TrialConfig, on_epoch: Callable[[EpochReport], None] | None = None,
         Path(masks_out).parent.mkdir(parents=True, exist_ok=True)  # as --json: parents made
         trial.masks.save(masks_out)
     if weights_out is not None:
-        from safetensors.torch import save_file
+        if trial.compacted:  # the smaller network, with what rebuilds it (model.weights reads it)
+            _export_compact(trial, weights_out)
+        else:
+            from safetensors.torch import save_file
 
-        Path(weights_out).parent.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().cpu().contiguous() for k, v in trial.model.state_dict().items()},
-                  str(weights_out))
+            Path(weights_out).parent.mkdir(parents=True, exist_ok=True)
+            save_file({k: v.detach().cpu().contiguous()
+                       for k, v in trial.model.state_dict().items()}, str(weights_out))
+    if compact_out is not None:
+        _export_compact(trial, compact_out)
     similarity: dict[str, float] = {}
     if cfg.metrics.similarity is not None and status == "ok":
         similarity = similarity_to_dense(trial, dense_cache)
@@ -431,9 +443,40 @@ def run(cfg: TrialConfig, on_epoch: Callable[[EpochReport], None] | None = None,
     return result
 
 
+def _check_export(cfg: TrialConfig, compact_file: bool) -> None:
+    """Before any work: can this run write a compact-model file?"""
+    if not compact_file:
+        return
+    if cfg.prune.granularity != "channel":
+        raise ConfigError("--export-compact needs prune.granularity: channel (weight pruning "
+                          "leaves the network its full size; use --weights-out)")
+    if cfg.model.weights is not None:
+        from .structured.export import compact_indices
+
+        if compact_indices(cfg.model.weights) is not None:
+            raise ConfigError("model.weights: the run starts from a compact model; writing a "
+                              "compact model of it is not supported yet (prune it with "
+                              "prune.compact: false and --masks instead)")
+
+
+def _export_compact(trial: _Trial, path: str | Path) -> None:
+    from .structured import keep_indices, rebuild
+    from .structured.export import save_compact
+
+    assert isinstance(trial.pruner, ChannelPruner)
+    if trial.compacted:
+        model, indices = trial.model, trial.compact_indices
+    else:
+        indices = keep_indices(trial.model, trial.pruner.groups, trial.pruner.keep)
+        model = rebuild(trial.model, indices)
+    spec = {"model": {"name": trial.cfg.model.name, "options": trial.cfg.model.options},
+            "input_shape": list(trial.data.input_shape), "num_classes": trial.data.num_classes}
+    save_compact(path, model, indices, spec)
+
+
 def _measure_speed(trial: _Trial, result: TrialResult) -> None:
     """metrics.speed: the final network against a freshly built dense one, on the device."""
-    from .structured.speed import measure_speed
+    from .structured.speed import compare_speed
 
     cfg, shape = trial.cfg, trial.data.input_shape
     opts = {"warmup": cfg.metrics.speed.warmup, "repeats": cfg.metrics.speed.repeats}
@@ -441,16 +484,15 @@ def _measure_speed(trial: _Trial, result: TrialResult) -> None:
                          **cfg.model.options).to(trial.device)
     if cfg.train.channels_last:
         dense.to(memory_format=torch.channels_last)
-    final = measure_speed(trial.model, shape, cfg.data.batch_size, trial.device, **opts)
-    base = measure_speed(dense, shape, cfg.data.batch_size, trial.device, **opts)
+    pair = compare_speed(trial.model, dense, shape, cfg.data.batch_size, trial.device, **opts)
+    final, base = pair.candidate, pair.baseline
     result.latency_ms, result.latency_ms_batch1 = (final.latency_ms_train_batch,
                                                    final.latency_ms_batch1)
     result.train_step_ms = final.train_step_ms
     result.latency_ms_dense, result.latency_ms_batch1_dense = (base.latency_ms_train_batch,
                                                                base.latency_ms_batch1)
     result.train_step_ms_dense = base.train_step_ms
-    result.speedup = base.train_step_ms / final.train_step_ms
-    result.inference_speedup = base.latency_ms_train_batch / final.latency_ms_train_batch
+    result.speedup, result.inference_speedup = pair.ratio_train_step, pair.ratio_latency
 
 
 def _result(trial: _Trial, status: str, diverged_epoch: int | None,

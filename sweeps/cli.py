@@ -65,7 +65,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 def run_trial(data: dict[str, Any] | Any, json_out: Path | None,
-              masks_out: Path | None = None, weights_out: Path | None = None) -> None:
+              masks_out: Path | None = None, weights_out: Path | None = None,
+              compact_out: Path | None = None) -> None:
     """Validate, run with a progress bar, print a summary, optionally write JSON and masks."""
     from pruning_core.config import TrialConfig, check_device_available, load_trial_config
     from pruning_core.experiment import run
@@ -76,7 +77,7 @@ def run_trial(data: dict[str, Any] | Any, json_out: Path | None,
         cfg = data if isinstance(data, TrialConfig) else load_trial_config(data)
         check_device_available(cfg.train.device)
         check_outputs({"--json": json_out, "--masks": masks_out,  # before the work, not after
-                       "--weights-out": weights_out})
+                       "--weights-out": weights_out, "--export-compact": compact_out})
         # transient: an error raised inside run() (a missing dataset, a plan past the end, a
         # model that does not fit the data) erases the live bar, and a pipe never gets it, so
         # the error line is all there is; the bar's final state is printed once run() returned
@@ -95,7 +96,8 @@ def run_trial(data: dict[str, Any] | Any, json_out: Path | None,
                                 info=f"loss {m['train_loss']:.3f}  test acc "
                                      f"{m['test_accuracy']:.4f}  sparsity {m['sparsity']:.4f}")
 
-            result = run(cfg, on_epoch=on_epoch, masks_out=masks_out, weights_out=weights_out)
+            result = run(cfg, on_epoch=on_epoch, masks_out=masks_out, weights_out=weights_out,
+                         compact_out=compact_out)
             progress.stop_task(task)
     except ConfigError as exc:
         fail(str(exc))
@@ -112,6 +114,9 @@ def run_trial(data: dict[str, Any] | Any, json_out: Path | None,
         console.print(f"masks written to {masks_out} (safetensors)")
     if weights_out is not None:
         console.print(f"weights written to {weights_out} (safetensors)")
+    if compact_out is not None:
+        console.print(f"compact model written to {compact_out} (safetensors + rebuild spec; "
+                      "load with pruning_core.structured.load_compact or model.weights)")
 
 
 def print_summary(result) -> None:
@@ -125,6 +130,12 @@ def print_summary(result) -> None:
         ("sparsity (target)", f"{result.sparsity:.4f} ({result.target_sparsity:.4f})"),
         ("params kept / all", f"{result.params_kept:,} / {result.params:,}"),
         ("FLOPs effective / dense", f"{result.flops:,} / {result.flops_dense:,}"),
+        *([("node sparsity (channels)", f"{result.node_sparsity:.4f}")]
+          if result.node_sparsity is not None else []),
+        *([("speed-up train step / inference",
+            f"{result.speedup:.2f}x / {result.inference_speedup:.2f}x "
+            f"({result.train_step_ms:.2f} ms vs {result.train_step_ms_dense:.2f} ms dense)")]
+          if result.speedup is not None else []),
         ("collapsed layers", ", ".join(result.collapsed_layers) or "none"),
         ("prune / train time", f"{result.prune_time_s:.2f} s / {result.train_time_s:.2f} s"),
     ]
@@ -151,10 +162,13 @@ def run_cmd(
     weights_out: Annotated[Path | None, typer.Option(
         "--weights-out", help="Write the trained, pruned weights (safetensors) here: "
         "model.weights and `prunetune similarity` read them.")] = None,
+    compact_out: Annotated[Path | None, typer.Option(
+        "--export-compact", help="prune.granularity channel: write the compact network "
+        "(safetensors weights + the spec that rebuilds it, no pickle) here.")] = None,
 ) -> None:
     """Run one trial: prune and train a model as the config says."""
     data = apply_overrides(read_yaml(config), set_ or [])
-    run_trial(data, json_out, masks_out, weights_out)
+    run_trial(data, json_out, masks_out, weights_out, compact_out)
 
 
 @app.command("names")

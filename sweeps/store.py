@@ -21,6 +21,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from pruning_core.record import METRICS
+
 log = logging.getLogger(__name__)
 
 TRIALS_DIR = "trials"
@@ -43,24 +45,10 @@ _TYPES: dict[str, pa.DataType] = {
     "prunetune_version": pa.string(),
     "seed": pa.int64(),
     "last_epoch": pa.int64(),
-    "test_accuracy": pa.float64(),
-    "test_loss": pa.float64(),
-    "train_accuracy": pa.float64(),
-    "train_loss": pa.float64(),
-    "sparsity": pa.float64(),
-    "target_sparsity": pa.float64(),
-    "params": pa.int64(),
-    "params_kept": pa.int64(),
-    "flops_dense": pa.int64(),
-    "flops": pa.int64(),
-    "prune_time_s": pa.float64(),
-    "train_time_s": pa.float64(),
-    "epochs": pa.int64(),
-    "diverged_epoch": pa.int64(),
-    "n_collapsed": pa.int64(),
+    # every declared metric (pruning_core/record.py), with its declared type
+    **{m.name: getattr(pa, m.type)() for m in METRICS},
     "collapsed_layers": pa.string(),
     "history": pa.string(),
-    "similarity_mean": pa.float64(),
 }
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pruning_core.config import load_trial_config
+from pruning_core.record import METRICS
 
 from .space import trial_dict
 
@@ -127,6 +128,9 @@ def plan_progress(epochs: int, plan_epochs: int) -> int:
 def final_metrics(result: Any) -> dict[str, Any]:
     """A ``TrialResult`` -> the flat dict of the final report."""
     metrics = {k: v for k, v in result.metrics().items() if k not in ("status", "error")}
+    for m in METRICS:  # a metric the trial could not measure: NaN, not absent (objectives)
+        if m.type == "float64" and m.name not in metrics and hasattr(result, m.name):
+            metrics[m.name] = math.nan
     last_epoch = result.history[-1]["epoch"] if result.history else 0
     return {
         **metrics,

@@ -55,14 +55,39 @@ def _keep_count(s: torch.Tensor, rank: int, keep_variance: float, keep_dims: int
     return min(int((explained < keep_variance - 1e-12).sum()) + 1, rank)
 
 
+#: the Gram route of :func:`subspace` is taken when the smallest kept eigenvalue of XᵀX is at
+#: least this share of the largest: the basis X V S⁻¹ is then orthonormal to ~eps / this ≈ 1e-10
+GRAM_MIN_RATIO = 1e-6
+
+
 def subspace(
     x: torch.Tensor, keep_variance: float = 0.99, keep_dims: int | None = None
 ) -> torch.Tensor:
-    """Orthonormal basis (n x k) of the top singular directions of *centred* x (n x p)."""
+    """Orthonormal basis (n x k) of the top singular directions of *centred* x (n x p).
+
+    Fast route (n >= p): the eigendecomposition of the p x p Gram XᵀX = V S² Vᵀ gives the
+    directions; the basis is U_k = X V_k S_k⁻¹ (three level-3 products and one p x p ``eigh``
+    instead of an SVD of the n x p data). Squaring the data squares its condition number, so the
+    route is only taken when the kept directions are well conditioned (smallest kept eigenvalue
+    >= ``GRAM_MIN_RATIO`` x largest); otherwise (near-rank-deficient data, ``keep_variance=1.0``
+    on ill-conditioned data) the thin SVD of x is used, as for n < p.
+    """
     if not 0.0 < keep_variance <= 1.0:
         raise ConfigError(f"keep_variance must be in (0, 1]; got {keep_variance}")
     if keep_dims is not None and keep_dims < 1:
         raise ConfigError(f"keep_dims must be >= 1; got {keep_dims}")
+    n, p = x.shape
+    if n >= p and p > 0:
+        lam, v = torch.linalg.eigh(x.T @ x)  # ascending
+        lam, v = lam.flip(0).clamp(min=0.0), v.flip(1)
+        if float(lam[0]) == 0.0:
+            return x.new_zeros(n, 0)
+        # eigenvalues below the Gram's own rounding (~p eps λ_max) are not resolved: not counted
+        tol = float(lam[0]) * p * torch.finfo(lam.dtype).eps * 10.0
+        rank = int((lam > tol).sum())
+        k = _keep_count(lam.sqrt(), rank, keep_variance, keep_dims)
+        if k and float(lam[k - 1]) >= GRAM_MIN_RATIO * float(lam[0]):
+            return x @ (v[:, :k] / lam[:k].sqrt())
     u, s, _ = torch.linalg.svd(x, full_matrices=False)
     # numerical rank as numpy.linalg.matrix_rank: s > s_max * max(n, p) * eps
     tol = float(s.max()) * max(x.shape) * torch.finfo(s.dtype).eps if s.numel() else 0.0

@@ -8,6 +8,7 @@ scores -> ``select_channels(scores, groups, sparsity)`` keep -> either ``channel
 
 from .compact import compact, rebuild, slice_plan
 from .criteria import STRUCTURED_CRITERIA, StructuredContext, StructuredCriterion
+from .export import load_compact, save_compact
 from .graph import ChannelGroup, Member, groups
 from .iterate import ChannelPruning, prune_channels
 from .masks import KeepIndices, channel_masks, keep_indices, weight_sparsity
@@ -27,7 +28,8 @@ __all__ = [
     "STRUCTURED_CRITERIA", "ChannelGroup", "ChannelPruning", "Keep", "KeepIndices", "Member",
     "SpeedReport", "StructuredContext", "StructuredCriterion", "channel_masks", "compact",
     "compact_optimizer_state", "full_keep", "groups", "keep_indices", "keep_top",
-    "latency_ms", "measure_speed", "node_sparsity", "prune_channels", "rebuild",
-    "remove_fraction", "rescaled_fraction", "select_channels", "slice_plan", "train_step_ms",
+    "latency_ms", "load_compact", "measure_speed", "node_sparsity", "prune_channels", "rebuild",
+    "remove_fraction", "rescaled_fraction", "save_compact", "select_channels", "slice_plan",
+    "train_step_ms",
     "weight_sparsity",
 ]

@@ -100,3 +100,78 @@ def measure_speed(model: nn.Module, input_shape: tuple[int, ...], train_batch: i
         train_batch=train_batch,
         device=str(device),
     )
+
+
+@dataclass(frozen=True)
+class PairedSpeed:
+    """Two networks timed in alternation: ``ratio_*`` are medians of per-pair ratios
+    (baseline / candidate), so a load spike on a shared machine hits both sides of a pair."""
+
+    candidate: SpeedReport
+    baseline: SpeedReport
+    ratio_latency: float  # training-size batch
+    ratio_train_step: float
+
+
+def _paired_ms(fa: Callable[[], object], fb: Callable[[], object], device: torch.device,
+               warmup: int, repeats: int) -> tuple[float, float, float]:
+    """(median ms of a, median ms of b, median of b/a over pairs), a and b alternating."""
+    for _ in range(warmup):
+        fa(), fb()
+    ta, tb = [], []
+    for i in range(repeats):
+        for fn, out in ((fa, ta), (fb, tb)) if i % 2 == 0 else ((fb, tb), (fa, ta)):
+            _sync(device)
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            out.append((time.perf_counter() - start) * 1e3)
+    ratios = [b / a for a, b in zip(ta, tb, strict=True)]
+    return statistics.median(ta), statistics.median(tb), statistics.median(ratios)
+
+
+def _forward(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
+    def fn() -> object:
+        with torch.no_grad():
+            return model(x)
+    return fn
+
+
+def _trainer(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    net = copy.deepcopy(model).train()
+    with torch.no_grad():
+        classes = net(x[:1]).shape[-1]
+    y = torch.randint(0, classes, (x.shape[0],), device=x.device)
+    opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+    return step
+
+
+def compare_speed(candidate: nn.Module, baseline: nn.Module, input_shape: tuple[int, ...],
+                  train_batch: int, device: str | torch.device = "cpu", warmup: int = 3,
+                  repeats: int = 10) -> PairedSpeed:
+    """Latency (batch 1 and ``train_batch``) and training-step time of both networks, measured
+    in alternation on ``device`` (both already there); the callers' models are left as found
+    (eval mode under ``no_grad`` for inference, copies for training)."""
+    device = torch.device(device)
+    modes = {m: m.training for net in (candidate, baseline) for m in net.modules()}
+    candidate.eval(), baseline.eval()
+    try:
+        x1 = torch.randn(1, *input_shape, device=device)
+        xb = torch.randn(train_batch, *input_shape, device=device)
+        a1, b1, _ = _paired_ms(_forward(candidate, x1), _forward(baseline, x1), device,
+                               warmup, repeats)
+        ab, bb, r_lat = _paired_ms(_forward(candidate, xb), _forward(baseline, xb), device,
+                                   warmup, repeats)
+    finally:
+        for m, training in modes.items():
+            m.training = training
+    at, bt, r_step = _paired_ms(_trainer(candidate, xb), _trainer(baseline, xb), device,
+                                warmup, repeats)
+    dev = str(device)
+    return PairedSpeed(SpeedReport(a1, ab, at, train_batch, dev),
+                       SpeedReport(b1, bb, bt, train_batch, dev), r_lat, r_step)

@@ -49,3 +49,30 @@ def test_measure_speed_leaves_model_as_found():
                report.train_step_ms) > 0
     assert set(report.as_dict()) == {"latency_ms_batch1", "latency_ms_train_batch",
                                      "train_step_ms", "train_batch", "device"}
+
+
+class _Fixed(nn.Module):
+    """Sleeps a fixed time per forward (train: 4x): a known speed ratio."""
+
+    def __init__(self, ms: float) -> None:
+        super().__init__()
+        self.ms = ms
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        time.sleep(self.ms / 1e3 * (4 if self.training else 1))
+        return self.fc(x)
+
+
+def test_compare_speed_pairs_give_the_known_ratio_and_leave_models_as_found():
+    from pruning_core.structured.speed import compare_speed
+
+    fast, slow = _Fixed(2.0).train(), _Fixed(6.0).eval()
+    before = snapshot(fast), snapshot(slow)
+    pair = compare_speed(fast, slow, (4,), train_batch=4, warmup=1, repeats=5)
+    assert 2.0 <= pair.ratio_latency <= 3.3  # 6 ms / 2 ms, minus a little overhead
+    assert 2.0 <= pair.ratio_train_step <= 3.3  # 24 ms / 8 ms forward (backward is tiny)
+    assert pair.candidate.latency_ms_batch1 >= 1.9 and pair.baseline.latency_ms_batch1 >= 5.9
+    assert fast.training and not slow.training  # modes restored
+    assert_same_snapshot(before[0], snapshot(fast))
+    assert_same_snapshot(before[1], snapshot(slow))
