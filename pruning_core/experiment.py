@@ -206,6 +206,7 @@ class _Trial:
         #: after a Compact: the smaller model trains without masks; ``masks`` stays the record
         #: of what was removed (full-size shapes), and the dense model's size is kept here
         self.compacted = False
+        self.compact_masks = _NO_MASKS
         self.dense_size: tuple[int, int] | None = None  # (parameters, FLOPs per example)
         self.train_flops = 0  # cumulative training FLOPs (3 x forward, per example seen)
         self._flops_now: int | None = None
@@ -259,6 +260,7 @@ class _Trial:
     def restore(self, state: dict[str, Any]) -> None:
         if isinstance(self.pruner, ChannelPruner) and "keep" in state:
             self.pruner.set_keep({int(g): k for g, k in state["keep"].items()})
+            self.masks.replace(state["masks"])  # CNIP: weights pruned inside kept channels
             if state["compacted"]:  # rebuild the smaller model first: the weights are its own
                 self._compact(carry_optimizer=False)
                 self.dense_size = tuple(state["dense_size"])  # type: ignore[assignment]
@@ -301,8 +303,9 @@ class _Trial:
 
     # ---- structure ---------------------------------------------------------------------------
     def active_masks(self) -> MaskSet:
-        """The masks training keeps zero: none once the model is compact."""
-        return _NO_MASKS if self.compacted else self.masks
+        """The masks training keeps zero; once the model is compact, only weights pruned
+        inside kept channels (CNIP), sliced to the compact shapes."""
+        return self.compact_masks if self.compacted else self.masks
 
     def _forward_flops(self) -> int:
         """Effective forward FLOPs per example of the network as it trains now."""
@@ -311,7 +314,7 @@ class _Trial:
     def _compact(self, carry_optimizer: bool) -> None:
         """Replace the model by its compact form (the kept channels only); ``masks`` stays the
         full-size record. The optimiser's state is sliced to the kept channels."""
-        from .structured import compact_optimizer_state, keep_indices, rebuild
+        from .structured import compact_optimizer_state, keep_indices, rebuild, slice_plan
 
         assert isinstance(self.pruner, ChannelPruner)
         dense = self.model
@@ -319,6 +322,15 @@ class _Trial:
                            flops(dense, self.data.input_shape, _NO_MASKS)[0])
         indices = keep_indices(dense, self.pruner.groups, self.pruner.keep)
         small = rebuild(dense, indices)
+        plan = slice_plan(dense, indices)
+        sliced = {}
+        for name, mask in self.masks.masks.items():
+            for dim, idx in plan.get(name, []):
+                mask = mask.index_select(dim, idx.to(mask.device))
+            if not bool(mask.all()):
+                sliced[name] = mask
+        self.compact_masks = MaskSet({n: small.get_parameter(n) for n in sliced}, sliced) \
+            if sliced else _NO_MASKS
         if self.cfg.train.channels_last:
             small.to(memory_format=torch.channels_last)
         if carry_optimizer:
@@ -501,8 +513,9 @@ def _result(trial: _Trial, status: str, diverged_epoch: int | None,
     train = trial.last_train or EpochStats(float("nan"), float("nan"))
     if trial.compacted and trial.dense_size is not None:  # the model is really smaller
         params, dense_flops = trial.dense_size
-        kept = sum(p.numel() for p in trial.model.parameters())
-        eff_flops = flops(trial.model, trial.data.input_shape, _NO_MASKS)[0]
+        cm = trial.compact_masks
+        kept = sum(p.numel() for p in trial.model.parameters()) - (cm.numel() - cm.kept())
+        eff_flops = flops(trial.model, trial.data.input_shape, cm)[1]
     else:
         params, kept = param_counts(trial.model, trial.masks)
         dense_flops, eff_flops = flops(trial.model, trial.data.input_shape, trial.masks)

@@ -9,7 +9,10 @@ and normalised depth, and provenance. Applied to
 - **a related model** (ResNet-20 -> ResNet-32, VGG-11 -> VGG-16): each target layer takes the
   sparsity interpolated over normalised depth among source layers of the same kind, then all
   densities are rescaled together (water-filling, capped at dense) so the total hits the target;
-  the result runs as an ``explicit`` allocation.
+  the result runs as an ``explicit`` allocation;
+- **structured choices** (``prune.granularity: channel``): the criterion, schedule, timing and
+  node sparsity apply to any model as they are (channel selection is one global ranking), so a
+  schedule carries them unchanged; ``layers`` then records the weight sparsity reached.
 
 Loading uses ``yaml.safe_load`` only, so parsing a schedule never executes code. A schedule is
 untrusted input (see SECURITY.md): ``prunetune apply`` also refuses to read a dataset directory a
@@ -199,6 +202,8 @@ class Schedule(NoBoolNumbers):
         for key, value in (overrides or {}).items():
             set_dotted(data, key, value)
         cfg = load_trial_config(data)
+        if self.prune.granularity == "channel":
+            return cfg  # a global node-sparsity target: the same choices fit any model
         if layers is not None and not self.matches(layers):
             vec = self.map_to(layers)
             alloc = cfg.prune.allocation.model_copy(
@@ -214,6 +219,8 @@ class Schedule(NoBoolNumbers):
         """Prune ``model`` now (at its current weights) the way this schedule says; returns the
         masks (call ``masks.apply()`` after every optimiser step while training)."""
         include, exclude = self.prune.include, self.prune.exclude
+        if self.prune.granularity == "channel":
+            return self._apply_channels(model, batches, input_shape, seed)
         layers = layer_infos(model, include, exclude)
         alloc = self.prune.allocation
         if not self.matches(layers):
@@ -229,6 +236,22 @@ class Schedule(NoBoolNumbers):
         for s in sparsity_steps(self.prune.schedule, target, self.prune.steps):
             pruner.step(s)
         return masks
+
+
+    def _apply_channels(self, model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]],
+                        input_shape: tuple[int, ...], seed: int | None) -> MaskSet:
+        """``granularity: channel``: the same criterion, schedule and node sparsity on
+        ``model``'s own channel groups (no per-layer map: channel selection is global)."""
+        from .structured.pruner import ChannelPruner
+
+        pruner = ChannelPruner.for_model(
+            model, input_shape, self.prune.include, self.prune.exclude,
+            criterion=self.prune.criterion, batches=batches,
+            criterion_options=self.prune.criterion_options,
+            seed=self.provenance.seed if seed is None else seed)
+        for s in sparsity_steps(self.prune.schedule, self.prune.sparsity, self.prune.steps):
+            pruner.step(s)
+        return pruner.masks
 
 
 def _interpolate(src: list[LayerEntry], depth: float) -> float:

@@ -18,13 +18,22 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..criteria.base import Batch, LossFn
+from ..criteria import CRITERIA
+from ..criteria.base import Batch, LossFn, ScoreContext, forward, restored_mode
 from ..masks import MaskSet
+from ..select import ranked, top_mask
 from ..targets import prunable_parameters
 from .criteria import STRUCTURED_CRITERIA, StructuredContext
 from .graph import WEIGHT_TYPES, ChannelGroup, groups
 from .masks import channel_masks
-from .select import Keep, full_keep, node_sparsity, remove_fraction, rescaled_fraction
+from .select import (
+    Keep,
+    full_keep,
+    keep_top,
+    node_sparsity,
+    remove_fraction,
+    rescaled_fraction,
+)
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +99,8 @@ class ChannelPruner:
                             **channel_masks(self.model, self.groups, self.keep)})
 
     def step(self, sparsity: float) -> None:
-        """Prune to node sparsity ``sparsity``, nesting on the channels already removed."""
+        """Prune to node sparsity ``sparsity``, nesting on the channels already removed
+        (CNIP: to ``sparsity`` of weights and nodes ranked together)."""
         start = time.perf_counter()
         ctx = StructuredContext(
             model=self.model, groups=self.groups, keep=self.keep,
@@ -98,10 +108,50 @@ class ChannelPruner:
             input_shape=self.input_shape, loss_fn=self.loss_fn, generator=self.generator,
             options=self._options,
         )
-        fraction = rescaled_fraction(sparsity, self.node_sparsity())
-        self.keep = remove_fraction(self._criterion(ctx), self.groups, fraction, self.keep)
+        if self._criterion.joint_weights is not None:
+            self._joint_step(sparsity, self._criterion(ctx))
+        else:
+            fraction = rescaled_fraction(sparsity, self.node_sparsity())
+            self.keep = remove_fraction(self._criterion(ctx), self.groups, fraction, self.keep)
         self.masks.update(channel_masks(self.model, self.groups, self.keep))
         self.masks.apply()
         self.elapsed_s += time.perf_counter() - start
         log.info("pruned channels with %s to node sparsity %.4f (target %.4f; weight sparsity "
                  "%.4f)", self.criterion, self.node_sparsity(), sparsity, self.masks.sparsity())
+
+    def _joint_step(self, sparsity: float, node: dict[int, torch.Tensor]) -> None:
+        """CNIP (SNIP-it ``models/criterions/CNIP.py``): one threshold over weight and node
+        scores keeps ``(1 - sparsity)`` of all of them (removed ones count as removed); each
+        half then keeps its share (nodes with the one-per-group floor)."""
+        weights = joint_weight_scores(self, self._criterion.joint_weights or "snip")
+        names = list(self.masks.masks)
+        node_flat = torch.cat([ranked(node[g.id].double().cpu(), self.keep[g.id])
+                               for g in self.groups])
+        weight_flat = torch.cat([ranked(weights[n].double().cpu(), self.masks[n].cpu())
+                                 for n in names])
+        total = node_flat.numel() + weight_flat.numel()
+        chosen = top_mask(torch.cat([node_flat, weight_flat]), total - round(sparsity * total))
+        n_nodes, n_weights = int(chosen[:node_flat.numel()].sum()), \
+            int(chosen[node_flat.numel():].sum())
+        self.keep = keep_top(node, self.groups, n_nodes, self.keep)
+        kept = top_mask(weight_flat, n_weights).split([self.masks[n].numel() for n in names])
+        self.masks.update({n: k.view_as(self.masks[n]) for n, k in zip(names, kept, strict=True)})
+
+
+def joint_weight_scores(pruner: ChannelPruner, name: str) -> dict[str, torch.Tensor]:
+    """A weight criterion's scores on the same footing as SNAP's node scores: the authors'
+    SNIP elasticity |ḡ ⊙ w| / |L̄| (mean gradient and mean loss over the scoring batches, eval
+    mode). Our ``snip`` sums the batches' gradients, so it is divided by B·|L̄|."""
+    weight_criterion = CRITERIA.get(name)
+    ctx = ScoreContext(model=pruner.model, params=pruner.masks.params,
+                       masks=pruner.masks.masks, batches=pruner.batches,
+                       input_shape=pruner.input_shape, loss_fn=pruner.loss_fn,
+                       generator=pruner.generator,
+                       options=weight_criterion.options.model_validate({}))
+    scores = weight_criterion(ctx)
+    with restored_mode(pruner.model), torch.no_grad():
+        pruner.model.eval()
+        losses = [pruner.loss_fn(forward(pruner.model, x), y) for x, y in pruner.batches]
+    n = max(len(losses), 1)
+    mean_loss = abs(float(sum(losses) / n)) if losses else 1.0
+    return {k: v / (n * mean_loss + 1e-12) for k, v in scores.items()}

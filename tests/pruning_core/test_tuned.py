@@ -100,3 +100,25 @@ def test_malformed_or_future_files_get_clear_errors(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
         Schedule.load(path)
+
+
+def test_structured_choices_travel_in_a_schedule(tmp_path):
+    """A channel trial's schedule reproduces it exactly on the same model, and carries the
+    structured choices (granularity, criterion, node sparsity) to another model."""
+    cfg = digits_cfg(granularity="channel", criterion="snap", sparsity=0.5)
+    first = run(cfg, masks_out=tmp_path / "a.safetensors")
+    path = tmp_path / "tuned.yaml"
+    schedule_from(cfg, first).save(path)
+    loaded = Schedule.load(path)
+    assert loaded.prune.granularity == "channel" and loaded.prune.compact
+    again = run(loaded.trial_config(prunable_layers(cfg)), masks_out=tmp_path / "b.safetensors")
+    a, b = load_file(tmp_path / "a.safetensors"), load_file(tmp_path / "b.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert again.test_accuracy == first.test_accuracy and again.node_sparsity == 0.5
+    # another model: the same choices, its own channels
+    other = create_model("mlp", (1, 8, 8), 10, hidden=[64, 32])
+    x, y = torch.randn(32, 1, 8, 8), torch.randint(0, 10, (32,))
+    masks = loaded.apply_to(other, batches=[(x, y)], input_shape=(1, 8, 8))
+    rows_gone = [int((~m).all(dim=1).sum()) for n, m in masks.masks.items()
+                 if n != "5.weight"]  # hidden layers: whole rows (units) removed
+    assert sum(rows_gone) == 48  # half of 64 + 32 units

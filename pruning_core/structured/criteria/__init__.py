@@ -1,6 +1,6 @@
 """Structured (channel) criteria: small score functions behind one registry (higher = keep)."""
 
-from . import aggregated, norms, snap  # noqa: F401  (register)
+from . import aggregated, cnip, norms, snap  # noqa: F401  (register)
 from .base import (
     STRUCTURED_CRITERIA,
     StructuredContext,

@@ -50,6 +50,8 @@ class StructuredCriterion:
     options: type[BaseModel] = NoOptions
     needs_data: bool = True
     signed: bool = False
+    #: the channel scores are ranked together with this weight criterion's scores (CNIP)
+    joint_weights: str | None = None
 
     def __call__(self, ctx: StructuredContext) -> dict[int, torch.Tensor]:
         with restored_mode(ctx.model):
@@ -60,11 +62,13 @@ STRUCTURED_CRITERIA: Registry[StructuredCriterion] = Registry("structured criter
 
 
 def structured_criterion(name: str, options: type[BaseModel] = NoOptions,
-                         needs_data: bool = True, signed: bool = False):
+                         needs_data: bool = True, signed: bool = False,
+                         joint_weights: str | None = None):
     """Register a channel score function: ``@structured_criterion("snap")``."""
 
     def deco(fn: ScoreFn) -> ScoreFn:
-        STRUCTURED_CRITERIA.add(name, StructuredCriterion(fn, options, needs_data, signed))
+        STRUCTURED_CRITERIA.add(name, StructuredCriterion(fn, options, needs_data, signed,
+                                                          joint_weights))
         return fn
 
     return deco
