@@ -39,7 +39,7 @@ def validate_cmd(
                             f"{space.budget.max_concurrent or 'unlimited'} at once")
     table.add_row("resources", f"cpu {space.resources.cpu:g}, gpu {space.resources.gpu:g}")
     if space.scheduler:
-        table.add_row("scheduler", f"ASHA on {space.scheduler.metric} ({space.scheduler.mode})")
+        table.add_row("scheduler", space.scheduler.describe())
     for key, p in space.params.items():
         when = f"  when {p.when}" if p.when else ""
         table.add_row(f"param {key}", f"{p.type}{when}")

@@ -1,19 +1,23 @@
 """Launch a sweep: Ray (embedded or an existing cluster), a Tuner with OptunaSearch, resume.
 
 ``run_sweep(space)`` starts a local Ray on localhost unless ``address`` is given (``auto``,
-``host:port``, ``ray://host:port``), builds the Tuner (OptunaSearch from the space's
-define-by-run function, optional ASHA, per-trial resources, failure retries, storage) and runs it.
-``resume=True`` restores the experiment under ``<results>/tune`` and finishes it.
+``host:port``, ``ray://host:port``), builds the Tuner (OptunaSearch on the sweep's stored Optuna
+study, ``study.py``; the optional scheduler, ``schedulers.py``; per-trial resources, failure
+retries, storage) and runs it. ``resume=True`` restores the experiment under ``<results>/tune``
+and finishes it, on the same study.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+from ray import tune
 
 from pruning_core.config import MAX_THREADS, TrialConfig, load_trial_config
 from pruning_core.errors import ConfigError
@@ -22,7 +26,7 @@ from .ray_env import client_auth_defaults, fate_shared, loopback_only
 from .recorder import Recorder
 from .space import EPOCH_METRICS, SchedulerSpec, SearchSpace
 from .store import TrialStore, _is_uri, join_path
-from .trainable import PLAN_SCALE, PROGRESS, RunFn, make_trainable, plan_progress
+from .trainable import FINAL_FLAG, PLAN_SCALE, PROGRESS, RunFn, make_trainable, plan_progress
 from .wandb_log import WandbSink
 
 log = logging.getLogger(__name__)
@@ -67,8 +71,10 @@ def init_ray(address: str | None = None, num_cpus: int | None = None,
         # every Ray port on 127.0.0.1 (PRUNETUNE_RAY_BIND_ALL=1 opts out);
         # address="local": always a new cluster, never one found via /tmp/ray
         with loopback_only(), fate_shared():  # its processes die with this driver
+            # the node's address is Ray's own choice, ray.util.get_node_ip_address(): loopback
+            # while loopback_only() holds
             ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
-                     dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1", **quiet)
+                     dashboard_host="127.0.0.1", **quiet)
         return True
     client_auth_defaults()
     if address.startswith("ray://"):
@@ -84,20 +90,20 @@ def plan_epochs(cfg: TrialConfig) -> int:
     Builds the model on CPU for its layer shapes (the target sparsity, so the number of
     schedule steps, can depend on them); reads no data.
     """
-    from pruning_core.experiment import prunable_layers
-    from pruning_core.registries import ALLOCATIONS, TIMINGS
+    from pruning_core.registries import TIMINGS
     from pruning_core.schedules import sparsity_steps
     from pruning_core.timing import Train
 
-    shapes = {info.name: tuple(info.shape) for info in prunable_layers(cfg)}
-    alloc = cfg.prune.allocation
-    target = ALLOCATIONS.get(alloc.name)().target_sparsity(shapes, alloc, cfg.prune.sparsity)
+    from .schedulers import layer_shapes, target_sparsity
+
+    target = target_sparsity(cfg, layer_shapes(cfg))
     steps = sparsity_steps(cfg.prune.schedule, target, cfg.prune.steps) if target > 0 else []
     return sum(isinstance(a, Train) for a in TIMINGS.get(cfg.prune.timing.name)(cfg, steps))
 
 
 def scheduler_clock(s: SchedulerSpec, base: dict[str, Any]) -> tuple[int, int, int]:
-    """ASHA's ``(grace_period, max_t, reference epochs)`` in per-mille of each trial's plan.
+    """The scheduler's ``(grace_period, max_t, reference epochs)`` in per-mille of each trial's
+    plan (ASHA's and the dominated rule's rungs alike).
 
     ``scheduler.grace_period`` / ``max_t`` are epochs of the fixed config's plan (searched keys
     at their defaults; ``reference`` = its training epochs); each becomes the same share of
@@ -127,30 +133,130 @@ def scheduler_clock(s: SchedulerSpec, base: dict[str, Any]) -> tuple[int, int, i
 
 
 def _scheduler(space: SearchSpace, base: dict[str, Any]) -> Any:
-    """ASHA on ``progress`` (share of each trial's own plan), or None without a scheduler."""
+    """The early-stopping scheduler on ``progress`` (share of each trial's own plan), or None
+    without one: ASHA on one metric, or the dominated-only rule on every objective."""
     if space.scheduler is None:
         return None
-    from ray.tune.schedulers import ASHAScheduler
-
     s = space.scheduler
     grace, max_t, _ = scheduler_clock(s, base)
+    if s.name == "dominated":
+        from .schedulers import DominatedStopper, TargetSparsity, milestones
+
+        # no rung at the plan's end: only the final report gets there, and it is never judged
+        return DominatedStopper(PROGRESS, space.metrics, space.modes,
+                                milestones(grace, s.reduction_factor, min(max_t, PLAN_SCALE)),
+                                bound=TargetSparsity(base), final_flag=FINAL_FLAG)
+    from ray.tune.schedulers import ASHAScheduler
+
+    if len(space.metrics) > 1:
+        log.warning("scheduler: ASHA stops trials on %s alone, so trials good on the other "
+                    "objectives may be cut and the front lose points (name: dominated stops "
+                    "only trials dominated on every objective)", s.metric)
     return ASHAScheduler(time_attr=PROGRESS, metric=s.metric, mode=s.mode, max_t=max_t,
                          grace_period=grace, reduction_factor=s.reduction_factor)
 
 
-def _search(space: SearchSpace) -> Any:
+def _search(space: SearchSpace, storage: Any, sampler: Any = None) -> Any:
+    """OptunaSearch (``study.StudySearch``) on the sweep's study in ``storage``; the study is
+    created first (``study.new_study``), Ray loads it by name."""
     import optuna
     from ray.tune.search import ConcurrencyLimiter
-    from ray.tune.search.optuna import OptunaSearch
+
+    from .study import StudySearch, study_name
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     metric: str | list[str] = space.metrics if len(space.metrics) > 1 else space.metrics[0]
     mode: str | list[str] = space.modes if len(space.modes) > 1 else space.modes[0]
-    search = OptunaSearch(space=space.define_by_run(), metric=metric, mode=mode,
-                          sampler=space.make_sampler())
+    search = StudySearch(space.define_by_run(), metric=metric, mode=mode,
+                         sampler=sampler if sampler is not None else space.make_sampler(),
+                         storage=storage, study_name=study_name(space))
     if space.budget.max_concurrent:
         return ConcurrencyLimiter(search, max_concurrent=space.budget.max_concurrent)
     return search
+
+
+def _new_search(space: SearchSpace, seeds: Sequence[Any]) -> Any:
+    """A fresh sweep's searcher: its study created in ``study.storage`` (refused if one of that
+    name is there already) and seeded with the warm-start points."""
+    from .study import new_study, open_storage
+
+    storage = open_storage(space)
+    sampler = space.make_sampler()
+    study = new_study(space, storage, sampler)
+    if seeds:
+        from .warm_start import add_to_study
+
+        add_to_study(study, seeds)
+    return _search(space, storage, sampler)
+
+
+class LiveCallbacks(tune.Callback):
+    """The run config's one callback: forwards every hook to this process's live callbacks.
+
+    Tune pickles the run config's callbacks into ``tuner.pkl``, and ``Tuner.restore`` takes no
+    callbacks: a resumed sweep would run with unpickled copies (no W&B sink, no live progress).
+    This forwarder pickles to nothing and forwards to the callbacks ``serving`` registered in
+    the process that runs the sweep, fresh or resumed. ``IS_CALLBACK_CONTAINER`` makes Tune's
+    metaclass check that every hook is forwarded (a hook Ray adds fails at import, loudly).
+    """
+
+    IS_CALLBACK_CONTAINER = True
+    _live: ClassVar[list[Any]] = []
+
+    @classmethod
+    @contextmanager
+    def serving(cls, callbacks: Sequence[Any]) -> Iterator[None]:
+        cls._live = list(callbacks)
+        try:
+            yield
+        finally:
+            cls._live = []
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        pass
+
+    def _each(self, hook: str, **info: Any) -> None:
+        for callback in LiveCallbacks._live:
+            getattr(callback, hook)(**info)
+
+    def setup(self, **info: Any) -> None:
+        self._each("setup", **info)
+
+    def on_step_begin(self, **info: Any) -> None:
+        self._each("on_step_begin", **info)
+
+    def on_step_end(self, **info: Any) -> None:
+        self._each("on_step_end", **info)
+
+    def on_trial_start(self, **info: Any) -> None:
+        self._each("on_trial_start", **info)
+
+    def on_trial_restore(self, **info: Any) -> None:
+        self._each("on_trial_restore", **info)
+
+    def on_trial_save(self, **info: Any) -> None:
+        self._each("on_trial_save", **info)
+
+    def on_trial_result(self, **info: Any) -> None:
+        self._each("on_trial_result", **info)
+
+    def on_trial_complete(self, **info: Any) -> None:
+        self._each("on_trial_complete", **info)
+
+    def on_trial_recover(self, **info: Any) -> None:
+        self._each("on_trial_recover", **info)
+
+    def on_trial_error(self, **info: Any) -> None:
+        self._each("on_trial_error", **info)
+
+    def on_checkpoint(self, **info: Any) -> None:
+        self._each("on_checkpoint", **info)
+
+    def on_experiment_end(self, **info: Any) -> None:
+        self._each("on_experiment_end", **info)
 
 
 def dense_dir(space: SearchSpace) -> str:
@@ -219,8 +325,6 @@ def run_sweep(
     """
     if model_fn is not None or data_fn is not None:
         space = _with_factories(space, model_fn, data_fn)
-    from ray import tune
-
     root = results_root(space)
     store = TrialStore(root)
     exp_path = join_path(root, EXPERIMENT)
@@ -246,7 +350,7 @@ def run_sweep(
                          space=space.model_dump(mode="json"))
     recorder = Recorder(space.name, store, base, sink=sink,
                         num_samples=space.budget.num_samples)
-    all_callbacks = [recorder, *callbacks]
+    live = LiveCallbacks.serving([recorder, *callbacks])
 
     from .code_env import runtime_env
 
@@ -263,21 +367,16 @@ def run_sweep(
         if resume:
             if not tune.Tuner.can_restore(exp_path):
                 raise ConfigError(f"--resume: no sweep to resume at {exp_path}")
+            # the restored run config's LiveCallbacks forwards to this process's callbacks
             tuner = tune.Tuner.restore(exp_path, trainable, resume_unfinished=True,
                                        resume_errored=False, restart_errored=False)
-            # run_config was unpickled from tuner.pkl: attach this process's live callbacks
-            tuner._local_tuner.get_run_config().callbacks = all_callbacks
         else:
             if tune.Tuner.can_restore(exp_path) or store.files():
                 raise ConfigError(
                     f"results already exist at {root}: pass --resume to finish that sweep, "
                     "or --name to start another"
                 )
-            search = _search(space)
-            if seeds:
-                from .warm_start import add_to_search
-
-                add_to_search(search, seeds)
+            search = _new_search(space, seeds)
             tuner = tune.Tuner(
                 trainable,
                 tune_config=tune.TuneConfig(
@@ -293,11 +392,12 @@ def run_sweep(
                     storage_path=root,
                     failure_config=tune.FailureConfig(max_failures=space.budget.max_failures),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-                    callbacks=all_callbacks,
+                    callbacks=[LiveCallbacks()],
                     verbose=0,
                 ),
             )
-        tuner.fit()
+        with live:
+            tuner.fit()
     finally:
         if sink is not None:
             sink.close()
@@ -311,10 +411,14 @@ def run_sweep(
     if rows.num_rows and "status" in rows.column_names:
         for s in rows.column("status").to_pylist():
             counts[s] = counts.get(s, 0) + 1
+    complete = rows.num_rows >= space.budget.num_samples
+    if complete and not counts.get("interrupted"):
+        from .study import settle_orphans
+
+        settle_orphans(space)
     return SweepOutcome(
         results_dir=root, experiment_path=exp_path, num_samples=space.budget.num_samples,
-        rows=rows.num_rows, counts=counts,
-        complete=rows.num_rows >= space.budget.num_samples, warm_started=len(seeds),
+        rows=rows.num_rows, counts=counts, complete=complete, warm_started=len(seeds),
     )
 
 

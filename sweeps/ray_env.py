@@ -55,23 +55,39 @@ def loopback_only() -> Iterator[bool]:
     By default Ray resolves ``127.0.0.1`` to the host's address and its GCS, raylet and worker
     servers listen on all interfaces. Ray's own single-machine switch keeps all of them on
     loopback: its subprocesses read it from the environment when they start, this driver from
-    ``ray_constants`` (already imported). Both are restored afterwards, so a later ``ray start``
-    in this process's children is unaffected. ``PRUNETUNE_RAY_BIND_ALL=1`` (or an explicit
-    setting of Ray's switch) opts out.
+    Ray's constants, read once when Ray was imported (``driver_cluster_switch``). Both are
+    restored afterwards, so a later ``ray start`` in this process's children is unaffected.
+    ``PRUNETUNE_RAY_BIND_ALL=1`` (or an explicit setting of Ray's switch) opts out.
     """
     if os.environ.get(BIND_ALL, "") in ("1", "true", "yes") or LOOPBACK_SWITCH in os.environ:
         yield False
         return
-    from ray._private import ray_constants
-
-    before = ray_constants.ENABLE_RAY_CLUSTER
     os.environ[LOOPBACK_SWITCH] = "0"
-    ray_constants.ENABLE_RAY_CLUSTER = False
+    before = driver_cluster_switch(False)
     try:
         yield True
     finally:
         os.environ.pop(LOOPBACK_SWITCH, None)
-        ray_constants.ENABLE_RAY_CLUSTER = before
+        driver_cluster_switch(before)
+
+
+def driver_cluster_switch(enabled: bool) -> bool:
+    """Set this process's copy of Ray's multi-node switch; returns the previous value.
+
+    Ray reads ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` once, at import, into
+    ``ray._private.ray_constants.ENABLE_RAY_CLUSTER``; ``ray.util.get_node_ip_address()``
+    (which ``ray.init`` uses for the node's address) answers loopback only while it is off. The
+    driver has imported Ray long before ``ray.init``, and Ray has no public way to change it
+    then, so this one function reaches into Ray's private constants.
+    tests/sweeps/test_private_api.py fails loudly if Ray renames it or stops reading it.
+    """
+    from ray._private import ray_constants
+
+    before = ray_constants.ENABLE_RAY_CLUSTER
+    if not isinstance(before, bool):
+        raise RuntimeError("Ray's ENABLE_RAY_CLUSTER is no longer a bool (Ray API change?)")
+    ray_constants.ENABLE_RAY_CLUSTER = enabled
+    return before
 
 
 # ----------------------------------------------------------------------------- fate sharing

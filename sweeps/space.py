@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -27,6 +28,7 @@ from pydantic import ConfigDict, Field, ValidationError, field_validator, model_
 from pruning_core.config import NoBoolNumbers, TrialConfig, load_trial_config, read_text_file
 from pruning_core.errors import ConfigError
 from pruning_core.factories import is_import_path
+from pruning_core.record import BY_NAME, EPOCH_METRICS, FINAL_METRICS
 
 from .yaml_lines import load_with_lines, locate
 
@@ -39,25 +41,31 @@ LAYERWISE_KEY = "prune.allocation.layer_sparsity"
 SEARCH_KEY = "search"
 #: fields that accept a plain string meaning ``{name: ...}``
 _NAME_SHORTHAND = ("prune.allocation", "prune.timing")
-#: metrics reported every epoch (an ASHA scheduler can only act on these)
-EPOCH_METRICS = frozenset(
-    {"train_loss", "train_accuracy", "test_loss", "test_accuracy", "sparsity"}
-)
-#: scalar metrics of a finished trial (``TrialResult.metrics()`` plus ``n_collapsed``)
-FINAL_METRICS = EPOCH_METRICS | frozenset(
-    {
-        "target_sparsity",
-        "params",
-        "params_kept",
-        "flops_dense",
-        "flops",
-        "prune_time_s",
-        "train_time_s",
-        "epochs",
-        "n_collapsed",
-        "similarity_mean",  # with metrics.similarity in the fixed config
-    }
-)
+# metrics reported every epoch (an ASHA scheduler can only act on these) and every scalar
+# metric of a finished trial: declared once, in pruning_core/record.py
+#: a metric's ``needs`` (pruning_core/record.py) -> (is it met by the fixed config, an example)
+_NEEDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "metrics.similarity": (lambda f: f.metrics.similarity is not None,
+                           "fixed.metrics.similarity: {method: cka, layers: all}"),
+    "metrics.speed": (lambda f: f.metrics.speed is not None,
+                      "fixed.metrics.speed: {repeats: 10}"),
+    "prune.granularity: channel": (lambda f: f.prune.granularity == "channel",
+                                   "fixed.prune.granularity: channel"),
+}
+
+
+def _check_metric_needs(metric: str, fixed: Any, space: SearchSpace) -> None:
+    """An objective that only some configs produce needs that config (one line, the fix)."""
+    need = BY_NAME[metric].needs if metric in BY_NAME else ""
+    if not need:
+        return
+    met, example = _NEEDS[need]
+    searched = need.split(":")[0] in space.params  # e.g. prune.granularity searched
+    if not met(fixed) and not searched:
+        raise ConfigError(f"objectives: {metric} needs {need.split(':')[0]} in the fixed "
+                          f"config (e.g. {example})")
+
+
 _PARAM_TAGS = frozenset({"choice", "float", "int", "per_layer", "depth_ramp"})
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 #: URI schemes results can live under (pyarrow filesystems Ray Tune also writes to)
@@ -87,6 +95,28 @@ def check_storage_syntax(storage: str) -> str:
         raise ValueError(f"{scheme}:// needs a bucket, e.g. {scheme}://my-bucket/sweeps")
     if scheme == "file" and not rest.startswith("/"):
         raise ValueError("file:// needs an absolute path, e.g. file:///data/sweeps")
+    return storage
+
+
+#: SQLAlchemy dialects Optuna's RDBStorage is documented and tested with
+RDB_DIALECTS = ("sqlite", "postgresql", "mysql")
+
+
+def check_study_storage(storage: str) -> str:
+    """``study.storage`` is a journal file path or an RDB URL (``sqlite:///...``).
+
+    Raises ``ValueError`` (pydantic turns it into the field's message).
+    """
+    if not storage.strip():
+        raise ValueError("empty; give a journal file path or an RDB URL like sqlite:///study.db")
+    scheme, sep, _ = storage.partition("://")
+    if not sep:
+        return storage
+    dialect = scheme.split("+", 1)[0].lower()
+    if dialect not in RDB_DIALECTS:
+        raise ValueError(f"{scheme + '://'!r} is not an Optuna storage; give a local journal "
+                         "file path (e.g. results/study.log) or an RDB URL "
+                         f"({', '.join(d + '://' for d in RDB_DIALECTS)})")
     return storage
 
 
@@ -217,21 +247,52 @@ class Resources(_Strict):
 
 
 class SchedulerSpec(_Strict):
-    name: Literal["asha"] = "asha"
-    metric: str
-    mode: Literal["min", "max"]
+    """Early stopping (docs/sweeps.md, "Early stopping").
+
+    ``asha``: ASHA on one per-epoch ``metric``; with one objective it defaults to that
+    objective, with several it must be named (it watches that metric alone).
+    ``dominated``: stops a trial at a rung only when another trial at the same rung is strictly
+    better on every objective (no ``metric``/``mode``: it reads the objectives).
+    """
+
+    name: Literal["asha", "dominated"] = "asha"
+    metric: str | None = None
+    mode: Literal["min", "max"] | None = None
     grace_period: int = Field(1, ge=1)
     reduction_factor: float = Field(2.0, gt=1)
-    #: epochs of the fixed config's plan ASHA considers (docs/sweeps.md); default: all
+    #: epochs of the fixed config's plan the scheduler considers (docs/sweeps.md); default: all
     max_t: int | None = Field(None, ge=1)
 
     @field_validator("metric")
     @classmethod
-    def _per_epoch(cls, v: str) -> str:
-        if v not in EPOCH_METRICS:
+    def _per_epoch(cls, v: str | None) -> str | None:
+        if v is not None and v not in EPOCH_METRICS:
             valid = ", ".join(sorted(EPOCH_METRICS))
             raise ValueError(f"ASHA acts on per-epoch metrics; got {v!r}, valid: {valid}")
         return v
+
+    def describe(self) -> str:
+        """One line for the sweep's header table."""
+        if self.name == "dominated":
+            return "stop only trials dominated on every objective at a rung"
+        return f"ASHA on {self.metric} ({self.mode})"
+
+
+class StudySpec(_Strict):
+    """Where the Optuna study lives (docs/sweeps.md, "The Optuna study").
+
+    ``storage``: a journal file path (default ``<results>/study.log``; for results in object
+    storage, ``results/<name>/study.log`` on the driver) or an RDB URL (``sqlite:///...``,
+    ``postgresql://...``, ``mysql://...``). ``name``: the study's name (default: the sweep's).
+    """
+
+    storage: str | None = None
+    name: str | None = Field(None, min_length=1)
+
+    @field_validator("storage")
+    @classmethod
+    def _storage_ok(cls, v: str | None) -> str | None:
+        return None if v is None else check_study_storage(v)
 
 
 class WandbSpec(_Strict):
@@ -255,6 +316,7 @@ class SearchSpace(_Strict):
     #: default ``./results/<name>``
     storage: str | None = None
     wandb: WandbSpec = Field(default_factory=WandbSpec)
+    study: StudySpec = Field(default_factory=StudySpec)
 
     @field_validator("storage")
     @classmethod
@@ -322,7 +384,54 @@ class SearchSpace(_Strict):
                 self.grid()
             except ValueError as exc:
                 out.append((("sampler", "name"), str(exc)))
+        out.extend(self._scheduler_problems())
         return out
+
+    @model_validator(mode="after")
+    def _scheduler_defaults(self) -> SearchSpace:
+        """ASHA's metric/mode where only one reading is possible: the single objective (when
+        reported every epoch), and the mode of a named metric that is an objective."""
+        s = self.scheduler
+        if s is None or s.name != "asha":
+            return self
+        if s.metric is None and len(self.objectives) == 1 \
+                and self.objectives[0].metric in EPOCH_METRICS:
+            s.metric = self.objectives[0].metric
+        if s.mode is None and s.metric in self.metrics:
+            s.mode = self.modes[self.metrics.index(s.metric)]
+        return self
+
+    def _scheduler_problems(self) -> list[tuple[tuple[str, ...], str]]:
+        s = self.scheduler
+        if s is None:
+            return []
+        loc = ("scheduler",)
+        if s.name == "dominated":
+            if s.metric is not None or s.mode is not None:
+                return [((*loc, "metric" if s.metric is not None else "mode"),
+                         "name: dominated compares every objective; metric and mode are ASHA's")]
+            if len(self.objectives) < 2:
+                return [((*loc, "name"), "dominated needs two or more objectives; with one, "
+                         "use name: asha")]
+            late = [m for m in self.metrics if m not in EPOCH_METRICS]
+            if late:
+                return [((*loc, "name"), f"dominated compares the objectives at each rung, but "
+                         f"{late[0]} is reported only when a trial ends; per-epoch metrics: "
+                         f"{', '.join(sorted(EPOCH_METRICS))}")]
+            return []
+        if s.metric is None:
+            if len(self.objectives) > 1:
+                return [((*loc, "metric"), "with several objectives ASHA watches one metric "
+                         "alone, which biases the front: name it (e.g. metric: test_accuracy, "
+                         "mode: max), or use name: dominated to stop only trials dominated on "
+                         "every objective")]
+            return [((*loc, "metric"), f"the objective {self.metrics[0]} is reported only when "
+                     f"a trial ends; name a per-epoch metric for ASHA "
+                     f"({', '.join(sorted(EPOCH_METRICS))})")]
+        if s.mode is None:
+            return [((*loc, "mode"), f"{s.metric} is not an objective: give its mode (min or "
+                     "max)")]
+        return []
 
     # ------------------------------------------------------------------ derived
     @property
@@ -675,9 +784,8 @@ def validate_space(space: SearchSpace, n: int = 32, seed: int = 0) -> list[Trial
         if not prunable_layers(fixed):
             raise ConfigError(f"model.name: {fixed.model.name!r} has no prunable layer matching "
                               "prune.include / prune.exclude")
-    if "similarity_mean" in space.metrics and fixed.metrics.similarity is None:
-        raise ConfigError("objectives: similarity_mean needs fixed.metrics.similarity "
-                          "(e.g. {method: cka, layers: all})")
+    for metric in space.metrics:
+        _check_metric_needs(metric, fixed, space)
     if space.scheduler is not None:
         # the ASHA-vs-plan check sweep runs as it builds the scheduler (imported here: launch
         # imports this module)

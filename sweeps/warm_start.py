@@ -1,8 +1,10 @@
 """Warm start: seed a new Optuna study with an earlier sweep's Pareto front.
 
 Each front trial of the earlier results becomes a *completed* Optuna trial (its parameters and
-its known objective values) before the new sweep samples anything, so TPE / NSGA-II start from
-the known trade-offs instead of from scratch, and nothing is re-evaluated.
+its known objective values) of the new sweep's stored study (``study.py``) before the sweep
+samples anything, so TPE / NSGA-II start from the known trade-offs instead of from scratch, and
+nothing is re-evaluated. Only public Optuna calls: ``enqueue_trial`` / ``ask`` / ``tell`` on the
+study, and the distributions' public ``low`` / ``high`` / ``step`` / ``choices``.
 
 The parameters are recovered from the results rows: Ray passes Optuna's ``a/b/c`` names as nested
 dicts, and the recorder writes them flattened as ``config.a.b.c`` columns. Replaying the new
@@ -16,11 +18,14 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pruning_core.errors import ConfigError
 
 from .space import SearchSpace
+
+if TYPE_CHECKING:
+    import optuna
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +65,32 @@ def _fit(space_fn: Any, candidates: dict[str, Any]) -> tuple[dict[str, Any], dic
     space_fn(trial)
     params, dists = dict(trial.params), dict(trial.distributions)
     for name, value in params.items():
-        dist = dists[name]
-        if not dist._contains(dist.to_internal_repr(value)):
+        if not in_distribution(dists[name], value):
             raise ValueError(f"{name}={value!r} is outside the new space")
     return params, dists
+
+
+def in_distribution(dist: Any, value: Any) -> bool:
+    """``value`` is one the distribution can sample (public attributes only: ``low``,
+    ``high``, ``step``, ``choices``)."""
+    import optuna.distributions as od
+
+    if isinstance(dist, od.CategoricalDistribution):
+        # True is not 1 here (a choice of [1, 2] does not take a flag), but 1 is 1.0
+        return any(value == c and isinstance(value, bool) == isinstance(c, bool)
+                   for c in dist.choices)
+    if not isinstance(dist, od.FloatDistribution | od.IntDistribution):
+        raise ValueError(f"unsupported distribution {type(dist).__name__}")
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        return False
+    if isinstance(dist, od.IntDistribution) and not float(value).is_integer():
+        return False
+    if not dist.low <= value <= dist.high:
+        return False
+    if dist.step is None:
+        return True
+    steps = (value - dist.low) / dist.step
+    return math.isclose(steps, round(steps), abs_tol=1e-8)
 
 
 def seed_points(space: SearchSpace, results: Sequence[str]) -> list[SeedPoint]:
@@ -104,15 +131,12 @@ def seed_points(space: SearchSpace, results: Sequence[str]) -> list[SeedPoint]:
     return points
 
 
-def add_to_search(search: Any, points: Sequence[SeedPoint]) -> int:
-    """Add ``points`` as completed trials to the study behind a (limited) OptunaSearch."""
+def add_to_study(study: optuna.Study, points: Sequence[SeedPoint]) -> int:
+    """Add ``points`` as completed trials to the sweep's study (``study.new_study``), before
+    ``OptunaSearch`` loads it from the storage."""
     import optuna
     from optuna.trial import TrialState
 
-    searcher = getattr(search, "searcher", search)  # unwrap ConcurrencyLimiter
-    study = getattr(searcher, "_ot_study", None)
-    if study is None:  # Ray keeps the study private; fail loudly if that ever changes
-        raise RuntimeError("warm start: OptunaSearch has no study to seed (Ray API change?)")
     # Each point is an enqueued trial, asked and told, rather than study.add_trial: a genetic
     # sampler (NSGA-II/III) only breeds from trials that carry its generation number, which it
     # can set only while a trial runs; added trials never became parents.

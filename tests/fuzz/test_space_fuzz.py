@@ -58,6 +58,8 @@ ACCEPTED: dict[tuple[str, str], str] = {
                                "the cluster's CPUs are not known before)",
     ("resources.gpu", "huge"): "checked against the cluster once Ray is up (check_cluster)",
     ("scheduler", "null"): "no scheduler (every trial runs to its end)",
+    ("scheduler.metric", "null"): "the demo's scheduler is name: dominated, which reads the "
+                                  "objectives and takes no metric",
     ("scheduler.reduction_factor", "huge"): "ASHA with one rung: legal",
     ("storage", "null"): "null = results/<name>",
 }

@@ -10,7 +10,8 @@ import pytest
 from sweeps.launch import _search, run_sweep
 from sweeps.space import parse_space
 from sweeps.store import TrialStore
-from sweeps.warm_start import add_to_search, seed_points
+from sweeps.study import new_study, open_storage, study_location
+from sweeps.warm_start import add_to_study, in_distribution, seed_points
 
 pytestmark = pytest.mark.slow
 
@@ -63,9 +64,13 @@ def test_warm_start_seeds_the_study_with_the_earlier_front(tmp_path: Path,
     points = seed_points(follow, [first.results_dir])
     assert sorted(p.trial_id for p in points) == sorted(front)
 
-    search = _search(follow)
-    assert add_to_search(search, points) == len(points)
-    study = search.searcher._ot_study
+    # the study in its own storage (a scratch journal here: run_sweep makes the real one)
+    scratch = follow.model_copy(update={"study": follow.study.model_copy(
+        update={"storage": str(tmp_path / "scratch.log")})})
+    storage, sampler = open_storage(scratch), follow.make_sampler()
+    study = new_study(scratch, storage, sampler)
+    assert add_to_study(study, points) == len(points)
+    search = _search(scratch, storage, sampler)  # Ray's OptunaSearch loads the seeded study
     seeded = study.get_trials(deepcopy=False)
     # the study holds the earlier front exactly: params as the rows' config columns, values as
     # the rows' metrics (no rounding), each tagged with the trial it came from
@@ -89,6 +94,7 @@ def test_warm_start_seeds_the_study_with_the_earlier_front(tmp_path: Path,
         sorted(t.number for t in seeded)
     assert search.suggest("next") is not None
     (running,) = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    assert running.user_attrs["trial_id"] == "next"  # Ray's trial, asked through the storage
     assert sampler.get_trial_generation(study, running) == 1
     parents = sampler.get_parent_population(study, 1)
     assert parents and {t.number for t in parents} <= {t.number for t in seeded}
@@ -97,6 +103,13 @@ def test_warm_start_seeds_the_study_with_the_earlier_front(tmp_path: Path,
     assert second.warm_started == len(points)
     new_ids = set(TrialStore(second.results_dir).dataframe()["trial_id"])
     assert len(new_ids) == 3 and not new_ids & set(rows)  # the seeds are not re-run
+    # the sweep's own stored study: the seeds, then the three trials it ran
+    stored = optuna.load_study(study_name="second", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(study_location(follow))))
+    trials = stored.get_trials(deepcopy=False)
+    assert sorted(t.user_attrs["warm_start_from"] for t in trials[:len(points)]) == \
+        sorted(front)
+    assert {t.user_attrs["trial_id"] for t in trials[len(points):]} == new_ids
 
 
 def test_warm_start_from_results_without_the_objective(tmp_path: Path) -> None:
@@ -106,3 +119,21 @@ def test_warm_start_from_results_without_the_objective(tmp_path: Path) -> None:
                                              "test_accuracy": 0.5})
     with pytest.raises(ConfigError, match="no column 'sparsity'"):
         seed_points(space(tmp_path, "x", 2), [str(tmp_path / "old")])
+
+
+def test_in_distribution_reads_public_bounds_only() -> None:
+    from optuna.distributions import CategoricalDistribution as Cat
+    from optuna.distributions import FloatDistribution as Float
+    from optuna.distributions import IntDistribution as Int
+
+    assert in_distribution(Float(0.3, 0.97), 0.3) and in_distribution(Float(0.3, 0.97), 0.97)
+    assert not in_distribution(Float(0.3, 0.97), 0.98)
+    assert not in_distribution(Float(0.3, 0.97), float("nan"))
+    assert in_distribution(Float(0.1, 0.5, step=0.1), 0.3)  # 0.3 is 2 steps up, in floats too
+    assert not in_distribution(Float(0.1, 0.5, step=0.1), 0.35)
+    assert in_distribution(Int(2, 8, step=2), 6) and not in_distribution(Int(2, 8, step=2), 5)
+    assert not in_distribution(Int(2, 4), 2.5) and not in_distribution(Int(2, 4), True)
+    assert in_distribution(Cat(["global", "erk"]), "erk")
+    assert not in_distribution(Cat(["global", "erk"]), "uniform")
+    assert in_distribution(Cat([0.5, 1.0]), 1)  # an integral float read back as an int
+    assert not in_distribution(Cat([1, 2]), True) and in_distribution(Cat([None, 1]), None)
