@@ -1,17 +1,21 @@
 """``prunetune report``: one self-contained HTML page (and PNGs) about a sweep's results.
 
-The page embeds its data as JSON and draws inline SVG with a small vanilla-JS renderer
-(``report_assets.py``): no network, no plotting library. Sections: the front scatter (hover a
-point for its trial, criterion, schedule, steps and metrics), per-group fronts, accuracy against
-sparsity, per-layer sparsity of the front's trials (heatmap), hypervolume against trial count,
-and a sortable table of the front. ``write_pngs`` draws the main plots with matplotlib (Agg) for
-papers. When the JS has drawn everything it sets ``data-rendered="1"`` on ``<body>``.
+:func:`build_report` collects everything the page shows into a :class:`ReportData`;
+``report_html.render_html`` draws it with plotly (its JS inlined: the file works offline) and
+``report_png.write_pngs`` draws the same main figures with matplotlib for papers. Colours
+come from ``report_style`` in both, so a criterion has one colour everywhere.
+
+What is shown: every trial coloured by status, with the front of the included statuses drawn
+as a staircase; one front per ``--by`` group; best accuracy against sparsity; parallel
+coordinates over the searched parameters and objectives; parameter importance per objective
+(``report_importance``); learning curves from ``history``; per-layer sparsity and (when
+recorded) per-layer similarity of the front's trials; hypervolume against trial count; a
+filterable table of the trials. Trials at chance accuracy or with a collapsed layer are flagged
+(``report_flags``).
 """
 
 from __future__ import annotations
 
-import html
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,22 +35,31 @@ from .pareto import (
     pareto_mask,
     parse_objectives,
 )
-from .report_assets import CSS, JS
+from .report_columns import as_category, history, is_numeric, per_layer, searched_params
+from .report_flags import flag_trials
+from .report_html import render_html
+from .report_importance import param_importances
+from .report_png import write_pngs
+from .report_style import group_colors
+
+__all__ = ["ReportData", "build_report", "render_html", "write_pngs", "write_report"]
 
 log = logging.getLogger(__name__)
 
-MAX_POINTS = 5000  # dominated points drawn at most (a sample); front points are always drawn
+MAX_POINTS = 5000  # other trials drawn at most (a sample); front and flagged ones always are
+MAX_CURVES = 300  # learning curves drawn at most (front and flagged first)
+MAX_TABLE_ROWS = 5000  # rows in the page's table (front and flagged first)
 HOVER_COLUMNS = ("trial_id", "status", "config.prune.criterion", "config.prune.schedule",
                  "config.prune.steps", "config.prune.allocation.name", "config.prune.timing.name",
                  "config.model.name", "test_accuracy", "sparsity", "target_sparsity",
                  "params_kept", "flops", "n_collapsed", "epochs")
-TABLE_COLUMNS = (*HOVER_COLUMNS, "test_loss", "train_accuracy", "prune_time_s",
-                 "train_time_s", "end_time")
+TABLE_COLUMNS = (*HOVER_COLUMNS, "test_loss", "train_accuracy", "similarity_mean",
+                 "prune_time_s", "train_time_s", "end_time")
 
 
 @dataclass
 class ReportData:
-    """Everything the page shows; ``to_json`` is what the page embeds."""
+    """Everything the page and the PNGs show (JSON-safe values only)."""
 
     title: str
     objectives: list[Objective]
@@ -55,27 +68,35 @@ class ReportData:
     by: str | None
     n_rows: int
     n_included: int
+    included_statuses: list[str] | None = None
+    #: one per drawn trial: v (objective values), g (group), s (status), f (on the front),
+    #: gf (on its group's front), x (flag text, "" if none), h (hover details)
     points: list[dict[str, Any]] = field(default_factory=list)
+    status_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     groups: list[str] = field(default_factory=list)
+    colors: dict[str, str] = field(default_factory=dict)  # group -> colour
     group_fronts: dict[str, list[list[float]]] = field(default_factory=dict)
     hypervolumes: dict[str, float] = field(default_factory=dict)
     curves: dict[str, list[list[float]]] = field(default_factory=dict)
     curve_axes: list[str] = field(default_factory=list)
     heatmap: dict[str, Any] = field(default_factory=dict)
+    similarity: dict[str, Any] = field(default_factory=dict)
     history: dict[str, list[list[float]]] = field(default_factory=dict)
+    learning: dict[str, Any] = field(default_factory=dict)
+    params: list[str] = field(default_factory=list)
+    parcoords: dict[str, Any] = field(default_factory=dict)
+    importance: dict[str, dict[str, float]] = field(default_factory=dict)
+    importance_note: str | None = None
+    flag_rules: list[str] = field(default_factory=list)
+    n_flagged: int = 0
+    #: the front's rows (columns, rows), best first by the first objective
     table: dict[str, Any] = field(default_factory=dict)
+    #: every trial's row (capped at MAX_TABLE_ROWS): columns, rows, front, flag, total
+    trials: dict[str, Any] = field(default_factory=dict)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "title": self.title,
-            "objectives": [{"column": o.column, "label": lab, "mode": o.mode}
-                           for o, lab in zip(self.objectives, self.labels, strict=True)],
-            "ref": self.ref, "by": self.by, "n_rows": self.n_rows,
-            "n_included": self.n_included, "points": self.points, "groups": self.groups,
-            "group_fronts": self.group_fronts, "hypervolumes": self.hypervolumes,
-            "curves": self.curves, "curve_axes": self.curve_axes, "heatmap": self.heatmap,
-            "history": self.history, "table": self.table,
-        }
+    @property
+    def n_front(self) -> int:
+        return sum(1 for p in self.points if p["f"])
 
 
 def _num(df: pd.DataFrame, col: str) -> np.ndarray:
@@ -86,7 +107,10 @@ def build_report(res: Results, objectives: Sequence[str | Objective], by: str | 
                  where: str | None = None, statuses: Sequence[str] | None = DONE_STATUSES,
                  ref: Sequence[float] | None = None, title: str | None = None,
                  max_points: int = MAX_POINTS) -> ReportData:
-    """Collect the report's data from a :class:`Results` (reads all rows passing ``where``)."""
+    """Collect the report's data from a :class:`Results` (reads all rows passing ``where``).
+
+    Fronts, hypervolumes, curves and importance use the rows of ``statuses`` (all when None);
+    the scatter, learning curves and the table show every status."""
     objs = parse_objectives(objectives)
     objs = [Objective(res.resolve(o.column), o.mode) for o in objs]
     cols = [o.column for o in objs]
@@ -94,57 +118,72 @@ def build_report(res: Results, objectives: Sequence[str | Objective], by: str | 
     if by is None and "config.prune.criterion" in res.raw_columns:
         by = "config.prune.criterion"
     by_full = res.resolve(by) if by else None
-    everything = res.load(where, statuses=None, columns=res.raw_columns)
-    n_rows = len(everything)
-    if statuses is not None and "status" in everything.columns:
-        inc = everything["status"].isin(list(statuses)).to_numpy()
-    else:
-        inc = np.ones(n_rows, dtype=bool)
-    df = everything[inc].reset_index(drop=True)
-    vals = np.column_stack([_num(df, c) for c in cols]) if len(df) else np.empty((0, len(objs)))
+    df = res.load(where, statuses=None, columns=res.raw_columns).reset_index(drop=True)
+    n = len(df)
+    status = (df["status"].astype(object).where(df["status"].notna(), "(none)").astype(str)
+              .to_numpy() if "status" in df.columns else np.full(n, "ok", dtype=object))
+    inc = np.isin(status, list(statuses)) if statuses is not None else np.ones(n, dtype=bool)
+    vals = np.column_stack([_num(df, c) for c in cols]) if n else np.empty((0, len(objs)))
     finite = np.isfinite(vals).all(axis=1)
-    if not finite.any():
+    if not (finite & inc).any():
         raise ValueError("no completed trial has finite values for "
                          + ", ".join(str(o) for o in objs))
     ref_arr = np.asarray(ref, dtype=np.float64) if ref is not None else \
-        derive_reference(vals, modes)
-    labels = [display_name(c, res.aliases) for c in cols]
+        derive_reference(vals[inc], modes)
     groups_arr = (df[by_full].astype(object).where(df[by_full].notna(), "(none)").astype(str)
-                  .to_numpy() if by_full else np.full(len(df), "all", dtype=object))
-    front = pareto_mask(vals, modes)
-    gfront = np.zeros(len(df), dtype=bool)
-    groups = sorted(set(groups_arr.tolist()))
-    data = ReportData(title=title or _default_title(df), objectives=objs, labels=labels,
-                      ref=[float(x) for x in ref_arr],
-                      by=display_name(by_full, res.aliases) if by_full else None,
-                      n_rows=n_rows, n_included=int(finite.sum()), groups=groups)
+                  .to_numpy() if by_full else np.full(n, "all", dtype=object))
+    groups = sorted(set(groups_arr[inc & finite].tolist()))
+    data = ReportData(
+        title=title or _default_title(df), objectives=objs,
+        labels=[display_name(c, res.aliases) for c in cols], ref=[float(x) for x in ref_arr],
+        by=display_name(by_full, res.aliases) if by_full else None, n_rows=n,
+        n_included=int((finite & inc).sum()),
+        included_statuses=list(statuses) if statuses is not None else None,
+        groups=groups, colors=group_colors(groups))
+    front = np.zeros(n, dtype=bool)
+    front[np.flatnonzero(inc)] = pareto_mask(vals[inc], modes)
+    gfront = np.zeros(n, dtype=bool)
     data.hypervolumes["all"] = hypervolume(vals[front], modes, ref_arr)
     for g in groups:
-        sel = np.flatnonzero((groups_arr == g) & finite)
+        sel = np.flatnonzero((groups_arr == g) & finite & inc)
         m = pareto_mask(vals[sel], modes)
         gfront[sel[m]] = True
         fv = vals[sel[m]]
         order = np.argsort(fv[:, 1] if modes[1] == "min" else -fv[:, 1], kind="stable")
         data.group_fronts[g] = fv[order].tolist()
         data.hypervolumes[g] = hypervolume(fv, modes, ref_arr)
+    flags = flag_trials(df)
+    data.flag_rules = flags.rules
+    data.n_flagged = int(flags.any.sum())
+    flag_text = np.array([flags.label(i) if flags.any[i] else "" for i in range(n)],
+                         dtype=object)
+    for s in dict.fromkeys(sorted(set(status.tolist()), key=_status_order)):
+        m = status == s
+        data.status_counts[s] = {"rows": int(m.sum()), "plotted": int((m & finite).sum())}
 
-    # points: every front row plus a sample of the rest
-    rest = np.flatnonzero(finite & ~front & ~gfront)
-    if len(rest) > max_points:
-        rest = np.sort(np.random.default_rng(0).choice(rest, max_points, replace=False))
-    shown = np.r_[np.flatnonzero(front | gfront), rest]
-    hover = [c for c in HOVER_COLUMNS if c in df.columns and c not in cols]
-    for i in shown:
-        p: dict[str, Any] = {"v": [float(x) for x in vals[i]], "g": str(groups_arr[i]),
-                             "f": int(front[i]), "gf": int(gfront[i])}
-        p["h"] = {display_name(c, res.aliases): json_scalar(df.at[i, c]) for c in hover}
-        data.points.append(p)
-
-    _curves(data, df, groups_arr, res)
-    _heatmap(data, df, front, vals, objs, res)
-    _history(data, everything, objs, ref_arr, statuses, by_full, groups)
-    _table(data, df, front, objs, by_full, res)
+    _points(data, df, vals, finite, front, gfront, status, groups_arr, flag_text, res,
+            max_points, cols)
+    _curves(data, df[inc].reset_index(drop=True), groups_arr[inc], res)
+    _layers(data, df, front, vals, objs, groups_arr)
+    _hv_history(data, df, vals, modes, ref_arr, inc, groups_arr, groups)
+    _learning(data, df, front, flags.any, status, groups_arr)
+    varied = searched_params(df[inc & finite], exclude=cols)
+    params = sorted(varied, key=lambda c: c != by_full)  # the --by column first
+    data.params = [display_name(p, res.aliases) for p in params]
+    _parcoords(data, df[inc & finite], params, cols, res, max_points)
+    imp, data.importance_note = param_importances(df[inc & finite], params, cols, modes)
+    data.importance = {display_name(o, res.aliases): {display_name(p, res.aliases): v
+                                                      for p, v in d.items()}
+                       for o, d in imp.items()}
+    _tables(data, df, front, flag_text, status, objs, by_full, params, res)
     return data
+
+
+_STATUS_ORDER = ("ok", "stopped_early", "diverged", "error", "interrupted")
+
+
+def _status_order(s: str) -> tuple[int, str]:
+    return (_STATUS_ORDER.index(s) if s in _STATUS_ORDER else len(_STATUS_ORDER), s)
 
 
 def _default_title(df: pd.DataFrame) -> str:
@@ -152,6 +191,30 @@ def _default_title(df: pd.DataFrame) -> str:
         names = sorted(set(df["sweep"].dropna().astype(str)))
         return "prunetune report: " + ", ".join(names[:3]) + ("…" if len(names) > 3 else "")
     return "prunetune report"
+
+
+def _trial_ids(df: pd.DataFrame) -> np.ndarray:
+    if "trial_id" in df.columns:
+        return df["trial_id"].astype(str).to_numpy()
+    return np.array([str(i) for i in range(len(df))], dtype=object)
+
+
+def _points(data: ReportData, df: pd.DataFrame, vals: np.ndarray, finite: np.ndarray,
+            front: np.ndarray, gfront: np.ndarray, status: np.ndarray, groups: np.ndarray,
+            flag_text: np.ndarray, res: Results, max_points: int, cols: list[str]) -> None:
+    """Every trial with all objectives finite (any status): all front ones, then up to
+    ``max_points`` others, flagged ones first, the rest a seeded sample."""
+    keep = finite & (front | gfront)
+    pool = np.flatnonzero(finite & ~keep)
+    rest = pool[_priority(flag_text[pool] != "", max_points)][:max_points]
+    hover = [c for c in HOVER_COLUMNS if c in df.columns and c not in cols]
+    ids = _trial_ids(df)
+    for i in np.r_[np.flatnonzero(keep), np.sort(rest)]:
+        p: dict[str, Any] = {"id": ids[i], "v": [float(x) for x in vals[i]],
+                             "g": str(groups[i]), "s": str(status[i]), "f": int(front[i]),
+                             "gf": int(gfront[i]), "x": str(flag_text[i])}
+        p["h"] = {display_name(c, res.aliases): json_scalar(df.at[i, c]) for c in hover}
+        data.points.append(p)
 
 
 def _curves(data: ReportData, df: pd.DataFrame, groups: np.ndarray, res: Results) -> None:
@@ -178,47 +241,52 @@ def _curves(data: ReportData, df: pd.DataFrame, groups: np.ndarray, res: Results
     data.curve_axes = [display_name(xcol, res.aliases), "test_accuracy"]
 
 
-def _heatmap(data: ReportData, df: pd.DataFrame, front: np.ndarray, vals: np.ndarray,
-             objs: Sequence[Objective], res: Results) -> None:
-    layers = [c for c in df.columns if c.startswith("layer_sparsity.")]
+def _layers(data: ReportData, df: pd.DataFrame, front: np.ndarray, vals: np.ndarray,
+            objs: Sequence[Objective], groups: np.ndarray) -> None:
+    """Per-layer sparsity (heatmap) and similarity (lines) of the front's trials."""
     idx = np.flatnonzero(front)
-    if not layers or not len(idx):
+    if not len(idx):
         return
-    o0 = objs[0]
-    idx = idx[np.argsort(-vals[idx, 0] if o0.mode == "max" else vals[idx, 0], kind="stable")]
-    ids = df["trial_id"].astype(str).to_numpy()[idx] if "trial_id" in df.columns else \
-        np.array([str(i) for i in idx])
-    grid = np.column_stack([_num(df, c)[idx] for c in layers])
-    data.heatmap = {
-        "rows": ids.tolist(), "cols": [c[len("layer_sparsity."):] for c in layers],
-        "row_labels": [f"{i}  ({data.labels[0]} {vals[j, 0]:.4g})"
-                       for i, j in zip(ids, idx, strict=True)],
-        "values": [[json_scalar(float(v)) for v in row] for row in grid],
-    }
+    idx = idx[np.argsort(-vals[idx, 0] if objs[0].mode == "max" else vals[idx, 0],
+                         kind="stable")]
+    ids = _trial_ids(df)[idx]
+    sub = df.iloc[idx]
+    sp = per_layer(sub, "layer_sparsity")
+    if sp.shape[1]:
+        data.heatmap = {
+            "rows": ids.tolist(), "cols": list(sp.columns),
+            "row_labels": [f"{i}  ({data.labels[0]} {vals[j, 0]:.4g})"
+                           for i, j in zip(ids, idx, strict=True)],
+            "values": [[json_scalar(float(v)) for v in row] for row in sp.to_numpy()],
+        }
+    sim = per_layer(sub, "similarity")
+    has = np.isfinite(sim.to_numpy()).any(axis=1) if sim.shape[1] else np.zeros(0, dtype=bool)
+    if has.any():
+        data.similarity = {
+            "layers": list(sim.columns),
+            "trials": [{"id": ids[k], "g": str(groups[idx[k]]),
+                        "label": f"{ids[k]} ({data.labels[0]} {vals[idx[k], 0]:.4g})",
+                        "values": [json_scalar(float(v)) for v in sim.iloc[k]]}
+                       for k in np.flatnonzero(has)],
+        }
 
 
-def _history(data: ReportData, everything: pd.DataFrame, objs: Sequence[Objective],
-             ref: np.ndarray, statuses: Sequence[str] | None, by_full: str | None,
-             groups: Sequence[str]) -> None:
+def _hv_history(data: ReportData, df: pd.DataFrame, vals: np.ndarray, modes: list[str],
+                ref: np.ndarray, inc: np.ndarray, groups: np.ndarray,
+                names: Sequence[str]) -> None:
     """HV of the front of the first k trials (all rows, by end time), overall and per group."""
-    df = everything
+    order = np.arange(len(df))
     if "end_time" in df.columns:
-        df = df.sort_values("end_time", kind="stable", na_position="last")
-    vals = np.column_stack([_num(df, o.column) for o in objs]) if len(df) else \
-        np.empty((0, len(objs)))
-    modes = [o.mode for o in objs]
-    eligible = np.ones(len(df), dtype=bool)
-    if statuses is not None and "status" in df.columns:
-        eligible = df["status"].isin(list(statuses)).to_numpy()
+        order = df["end_time"].reset_index(drop=True).sort_values(
+            kind="stable", na_position="last").index.to_numpy()
+    v, eligible, g = vals[order], inc[order], groups[order]
     k = np.arange(1, len(df) + 1)
-    hv, _ = hypervolume_history_values(vals, modes, ref, eligible)
+    hv, _ = hypervolume_history_values(v, modes, ref, eligible)
     data.history["all"] = _thin(k, hv)
-    if by_full and len(groups) > 1:
-        gcol = df[by_full].astype(object).where(df[by_full].notna(), "(none)").astype(str)
-        for g in groups:
-            hv, _ = hypervolume_history_values(vals, modes, ref,
-                                               eligible & (gcol == g).to_numpy())
-            data.history[g] = _thin(k, hv)
+    if data.by and len(names) > 1:
+        for name in names:
+            hv, _ = hypervolume_history_values(v, modes, ref, eligible & (g == name))
+            data.history[name] = _thin(k, hv)
 
 
 def _thin(k: np.ndarray, hv: np.ndarray, limit: int = 2000) -> list[list[float]]:
@@ -233,127 +301,97 @@ def _thin(k: np.ndarray, hv: np.ndarray, limit: int = 2000) -> list[list[float]]
     return [[int(k[i]), float(hv[i])] for i in idx]
 
 
-def _table(data: ReportData, df: pd.DataFrame, front: np.ndarray, objs: Sequence[Objective],
-           by_full: str | None, res: Results) -> None:
+def _priority(first: np.ndarray, limit: int) -> np.ndarray:
+    """Row indices: every ``first`` row, then a seeded sample of the others, ``limit`` in all
+    (the ``first`` rows are kept even past it)."""
+    lead = np.flatnonzero(first)
+    rest = np.flatnonzero(~first)
+    room = max(0, limit - len(lead))
+    if len(rest) > room:
+        rest = np.sort(np.random.default_rng(0).choice(rest, room, replace=False))
+    return np.r_[lead, rest].astype(int)
+
+
+def _learning(data: ReportData, df: pd.DataFrame, front: np.ndarray, flagged: np.ndarray,
+              status: np.ndarray, groups: np.ndarray) -> None:
+    """Per-epoch test accuracy (or loss) of each trial with a ``history``."""
+    if "history" not in df.columns:
+        return
+    cells = df["history"].to_numpy(dtype=object)
+    has = np.array([not (v is None or (isinstance(v, float) and np.isnan(v)) or
+                         (isinstance(v, str) and v.strip() in ("", "[]", "null")))
+                    for v in cells], dtype=bool)
+    pool = np.flatnonzero(has)
+    pool = pool[_priority((front | flagged)[pool], MAX_CURVES)]  # parse only these
+    hist = {int(i): history(cells[i]) for i in pool}
+    keys = {k for h in hist.values() for e in h for k in e}
+    metric = next((m for m in ("test_accuracy", "test_loss", "train_loss") if m in keys), None)
+    if metric is None:
+        return
+    ids = _trial_ids(df)
+    trials = []
+    for i in pool:
+        if not hist[int(i)]:
+            continue
+        pts = [(e.get("epoch", j + 1), json_scalar(e.get(metric)))
+               for j, e in enumerate(hist[int(i)])]
+        trials.append({"id": ids[i], "g": str(groups[i]), "s": str(status[i]),
+                       "f": int(front[i]), "epochs": [json_scalar(x) for x, _ in pts],
+                       "y": [y for _, y in pts]})
+    if trials:
+        data.learning = {"metric": metric, "trials": trials, "total": int(has.sum())}
+
+
+def _parcoords(data: ReportData, df: pd.DataFrame, params: list[str], cols: list[str],
+               res: Results, limit: int) -> None:
+    if df.empty:
+        return
+    pick = _priority(np.zeros(len(df), dtype=bool), limit)
+    sub = df.iloc[pick]
+    dims = []
+    for c in [*params, *cols]:
+        col = sub[c]
+        label = display_name(c, res.aliases)
+        if is_numeric(col) or c in cols:
+            dims.append({"label": label, "values": [json_scalar(v) for v in _num(sub, c)]})
+            continue
+        cats = as_category(col)
+        names = sorted(set(cats))
+        code = {name: i for i, name in enumerate(names)}
+        dims.append({"label": label, "values": [code[v] for v in cats], "ticktext": names})
+    data.parcoords = {"dims": dims, "color": [json_scalar(v) for v in _num(sub, cols[0])],
+                      "color_label": display_name(cols[0], res.aliases),
+                      "shown": len(sub), "total": len(df)}
+
+
+def _tables(data: ReportData, df: pd.DataFrame, front: np.ndarray, flag_text: np.ndarray,
+            status: np.ndarray, objs: Sequence[Objective], by_full: str | None,
+            params: list[str], res: Results) -> None:
     cols = list(dict.fromkeys(
         ["trial_id", *([by_full] if by_full else []), *(o.column for o in objs),
-         *(c for c in TABLE_COLUMNS if c in df.columns)]))
+         *(c for c in TABLE_COLUMNS if c in df.columns), *params]))
     cols = [c for c in cols if c in df.columns]
-    rows = df.loc[front, cols]
-    rows = rows.sort_values(objs[0].column, ascending=objs[0].mode == "min", kind="stable")
-    data.table = {"columns": [display_name(c, res.aliases) for c in cols],
-                  "rows": [[json_scalar(v) for v in r] for r in rows.itertuples(index=False)]}
+    names = [display_name(c, res.aliases) for c in cols]
+    first = objs[0]
+    key = _num(df, first.column)
+    key = np.where(np.isfinite(key), -key if first.mode == "max" else key, np.inf)
 
+    fidx = np.flatnonzero(front)
+    fidx = fidx[np.argsort(key[fidx], kind="stable")]
+    data.table = {"columns": names,
+                  "rows": [[json_scalar(df.at[i, c]) for c in cols] for i in fidx]}
 
-# --------------------------------------------------------------------------- HTML
-def render_html(data: ReportData) -> str:
-    payload = json.dumps(data.to_json(), allow_nan=False, separators=(",", ":"))
-    payload = payload.replace("</", "<\\/")
-    t = html.escape(data.title)
-    objs = ", ".join(f"{lab} ({o.mode})" for o, lab in zip(data.objectives, data.labels,
-                                                            strict=True))
-    hv = ", ".join(f"{html.escape(g)}: {v:.6g}" for g, v in data.hypervolumes.items())
-    ref = ", ".join(f"{x:.6g}" for x in data.ref)
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{t}</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>{CSS}</style></head>
-<body data-rendered="0">
-<h1>{t}</h1>
-<p class="meta">{data.n_included} completed trials with all objectives (of {data.n_rows} rows);
-objectives: {html.escape(objs)}; reference point ({ref}); hypervolume {hv}.</p>
-<section><h2>Pareto front</h2><div class="plot" id="front-scatter"></div></section>
-<section><h2>Fronts per {html.escape(data.by or "group")}</h2>
-<div class="plot" id="group-fronts"></div></section>
-<section><h2>Accuracy against sparsity</h2><div class="plot" id="acc-sparsity"></div></section>
-<section><h2>Per-layer sparsity of the front's trials</h2>
-<div class="plot" id="layer-heatmap"></div></section>
-<section><h2>Hypervolume against trial count</h2>
-<div class="plot" id="hv-history"></div></section>
-<section><h2>Front trials</h2><p class="meta">Click a column header to sort.</p>
-<div id="front-table"></div></section>
-<div id="tooltip" hidden></div>
-<script type="application/json" id="report-data">{payload}</script>
-<script>{JS}</script>
-</body></html>
-"""
-
-
-# --------------------------------------------------------------------------- PNG
-def write_pngs(data: ReportData, out_dir: Path) -> list[Path]:
-    """The main plots as PNG (matplotlib, Agg): front, group fronts, curves, HV, heatmap."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    lx, ly = data.labels[1], data.labels[0]
-    colors = plt.get_cmap("tab10")
-
-    def save(fig: Any, name: str) -> None:
-        path = out_dir / name
-        fig.tight_layout()
-        fig.savefig(path, dpi=150)
-        plt.close(fig)
-        written.append(path)
-
-    pts = np.array([p["v"] for p in data.points]) if data.points else np.empty((0, 2))
-    fr = np.array([p["f"] for p in data.points], dtype=bool)
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    ax.scatter(pts[~fr, 1], pts[~fr, 0], s=8, c="#bbbbbb", label="dominated")
-    f = pts[fr]
-    f = f[np.argsort(f[:, 1])]
-    ax.plot(f[:, 1], f[:, 0], "o-", ms=4, c="#d62728", label="front")
-    ax.set_xlabel(lx)
-    ax.set_ylabel(ly)
-    ax.legend()
-    save(fig, "front.png")
-
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for i, (g, fv) in enumerate(data.group_fronts.items()):
-        a = np.array(fv)
-        if len(a):
-            a = a[np.argsort(a[:, 1])]
-            ax.plot(a[:, 1], a[:, 0], "o-", ms=3, c=colors(i % 10), label=g)
-    ax.set_xlabel(lx)
-    ax.set_ylabel(ly)
-    ax.legend(fontsize=8)
-    save(fig, "fronts_by_group.png")
-
-    if data.curves:
-        fig, ax = plt.subplots(figsize=(6, 4.5))
-        for i, (g, c) in enumerate(data.curves.items()):
-            a = np.array(c)
-            ax.plot(a[:, 0], a[:, 1], "o-", ms=3, c=colors(i % 10), label=g)
-        ax.set_xlabel(data.curve_axes[0])
-        ax.set_ylabel(f"best {data.curve_axes[1]}")
-        ax.legend(fontsize=8)
-        save(fig, "accuracy_vs_sparsity.png")
-
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for i, (g, h) in enumerate(data.history.items()):
-        a = np.array(h)
-        if len(a):
-            ax.step(a[:, 0], a[:, 1], where="post", c="k" if g == "all" else colors(i % 10),
-                    lw=2 if g == "all" else 1, label=g)
-    ax.set_xlabel("trials")
-    ax.set_ylabel("hypervolume")
-    ax.legend(fontsize=8)
-    save(fig, "hypervolume.png")
-
-    if data.heatmap:
-        grid = np.array([[np.nan if v is None else v for v in r]
-                         for r in data.heatmap["values"]], dtype=float)
-        fig, ax = plt.subplots(figsize=(max(5, 0.35 * grid.shape[1] + 3),
-                                        max(3, 0.25 * grid.shape[0] + 1.5)))
-        im = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=0, vmax=1)
-        ax.set_xticks(range(grid.shape[1]), data.heatmap["cols"], rotation=90, fontsize=7)
-        ax.set_yticks(range(grid.shape[0]), data.heatmap["rows"], fontsize=7)
-        fig.colorbar(im, ax=ax, label="sparsity")
-        save(fig, "layer_sparsity.png")
-    return written
+    picked = _priority(front | (flag_text != ""), MAX_TABLE_ROWS)
+    picked = picked[np.lexsort((key[picked], ~front[picked]))]  # front first, then best
+    data.trials = {
+        "columns": ["front", "flag", *names],
+        "rows": [["yes" if front[i] else "", str(flag_text[i]),
+                  *(json_scalar(df.at[i, c]) for c in cols)] for i in picked],
+        "front": [bool(front[i]) for i in picked],
+        "flagged": [bool(flag_text[i]) for i in picked],
+        "status": [str(status[i]) for i in picked],
+        "total": len(df),
+    }
 
 
 def write_report(results: str | Path | Sequence[str | Path], out: Path,

@@ -39,9 +39,6 @@ ACCEPTED: dict[tuple[str, str], str] = {
     ("layers.0.kind", "long"): "as above",
 }
 
-#: (key, kind) that misbehave today: the exact misbehaviour
-XFAIL: dict[tuple[str, str], str] = {}
-
 
 def _cases() -> list[Any]:
     out = []
@@ -51,10 +48,7 @@ def _cases() -> list[Any]:
             if (key, k) == ("trial.train.epochs", "huge"):
                 continue  # never in-process: test_apply_unbounded_epochs
             value = 0 if k == "zero" else WRONG[k]
-            why = XFAIL.get((key, k))
-            out.append(pytest.param(key, value, ACCEPTED.get((key, k)), id=f"{key}={k}",
-                                    marks=[pytest.mark.xfail(strict=True, reason=why)]
-                                    if why else []))
+            out.append(pytest.param(key, value, ACCEPTED.get((key, k)), id=f"{key}={k}"))
     extra = [("version", 2, None, "version=newer"), ("version", "1", None, "version=str1"),
              ("format", "prunetune-schedul", None, "format=typo"),
              ("trial.data.root", "/tmp", None, "trial.data.root=set"),
@@ -78,8 +72,7 @@ def test_apply_structured(schedule_text: bytes, tmp_path: Path, key: str, value:
     check(_apply(path), valid, *(["trial result"] if valid else []))
 
 
-#: (Schedule.load maps yaml.YAMLError to one line, so NUL/control bytes are refused here)
-TEXT_XFAIL: dict[str, str] = {}
+# (Schedule.load maps yaml.YAMLError to one line, so NUL/control bytes are refused here)
 
 
 @pytest.mark.slow
@@ -90,9 +83,7 @@ def test_apply_unbounded_epochs(schedule_text: bytes, tmp_path: Path) -> None:
     check_refused(guarded("apply", path), "epochs")
 
 
-@pytest.mark.parametrize("rule", [
-    pytest.param(r, id=r.name, marks=[pytest.mark.xfail(strict=True, reason=TEXT_XFAIL[r.name])]
-                 if r.name in TEXT_XFAIL else []) for r in TEXT_RULES])
+@pytest.mark.parametrize("rule", [pytest.param(r, id=r.name) for r in TEXT_RULES])
 def test_apply_text(schedule_text: bytes, tmp_path: Path, rule: Any) -> None:
     path = tmp_path / "tuned.yaml"
     path.write_bytes(rule.apply(schedule_text))

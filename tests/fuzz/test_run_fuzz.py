@@ -79,14 +79,6 @@ ACCEPTED: dict[tuple[str, str], str] = {
     ("model.options", "dict"): "",
 }
 
-#: misbehaviours found by these rules (strict xfail: the suite turns red once they are fixed)
-XFAIL: dict[tuple[str, str], str] = {}
-
-
-def _xfail(key: str, kind: str) -> str | None:
-    return XFAIL.get((key, kind))
-
-
 def _structured_cases() -> list[Any]:
     cases = []
     for key, kind in KEYS.items():
@@ -94,9 +86,7 @@ def _structured_cases() -> list[Any]:
             if (key, k) == ("train.epochs", "huge"):
                 continue  # never in-process: test_run_unbounded_epochs
             valid = ACCEPTED.get((key, k))
-            why = _xfail(key, k)
-            marks = [pytest.mark.xfail(strict=True, reason=why)] if why else []
-            cases.append(pytest.param(key, WRONG[k], valid, id=f"{key}={k}", marks=marks))
+            cases.append(pytest.param(key, WRONG[k], valid, id=f"{key}={k}"))
     for key in ("seed_", "train.epoch", "data.nme", "modle", "prune.sparsty",
                 "prune.allocation.nam", "prune.timing.rewind", "train.lr_schedul"):
         cases.append(pytest.param(key, 1, None, id=f"unknown:{key}"))
@@ -119,8 +109,6 @@ def test_run_structured(tmp_path: Path, key: str, value: Any, valid: str | None)
         check_accepted(out, "trial result")
 
 
-#: text rules that misbehave on every config today
-TEXT_XFAIL: dict[str, str] = {}
 #: every text rule on three configs of different kinds (MLP/digits, GMP during training,
 #: SynFlow multi-step), the rest of configs/ through truncations
 TEXT_CONFIGS = [p for p in CONFIGS if p.stem in ("digits_snip", "mnist1d_gmp",
@@ -132,9 +120,7 @@ def test_run_unbounded_epochs(tmp_path: Path) -> None:
     check_refused(guarded("run", cfg), "train.epochs")
 
 
-TEXT_CASES = [pytest.param(p.name, rule, id=f"{p.stem}:{rule.name}",
-                           marks=[pytest.mark.xfail(strict=True, reason=TEXT_XFAIL[rule.name])]
-                           if rule.name in TEXT_XFAIL else [])
+TEXT_CASES = [pytest.param(p.name, rule, id=f"{p.stem}:{rule.name}")
               for p in TEXT_CONFIGS for rule in TEXT_RULES]
 
 

@@ -64,10 +64,6 @@ ACCEPTED: dict[tuple[str, str], str] = {
     ("storage", "null"): "null = results/<name>",
 }
 
-#: (key, kind) that misbehave today: the exact misbehaviour
-XFAIL: dict[tuple[str, str], str] = {}
-
-
 def _cases() -> list[Any]:
     cases = []
     for key, kind in KEYS.items():
@@ -75,10 +71,7 @@ def _cases() -> list[Any]:
         for k in KINDS_FOR[kind]:
             if (kid, k) == ("fixed.train.epochs", "huge"):
                 continue  # never in-process: test_sweep_unbounded_epochs
-            why = XFAIL.get((kid, k))
-            cases.append(pytest.param(key, WRONG[k], ACCEPTED.get((kid, k)), id=f"{kid}={k}",
-                                      marks=[pytest.mark.xfail(strict=True, reason=why)]
-                                      if why else []))
+            cases.append(pytest.param(key, WRONG[k], ACCEPTED.get((kid, k)), id=f"{kid}={k}"))
     for key in ("nam", "objective", "sampler.sed", "budget.num_sample", "resources.gpus",
                 "scheduler.grace", "fixed.prune.sparsty", ("params", "prune.sparsity", "lo"),
                 "wandb.projet"):
@@ -123,10 +116,7 @@ def _space_text(name: str) -> bytes:
     return dump(yaml.safe_load((SPACES[0].parent / name).read_text()))
 
 
-TEXT_XFAIL: dict[str, str] = {}
-TEXT_CASES = [pytest.param(p.name, rule, id=f"{p.stem}:{rule.name}",
-                           marks=[pytest.mark.xfail(strict=True, reason=TEXT_XFAIL[rule.name])]
-                           if rule.name in TEXT_XFAIL else [])
+TEXT_CASES = [pytest.param(p.name, rule, id=f"{p.stem}:{rule.name}")
               for p in SPACES[:1] for rule in TEXT_RULES]
 
 

@@ -1,104 +1,419 @@
-"""The HTML report: its data, PNGs, and a real headless browser rendering the page."""
+"""The HTML report: its data, figures, flags, importance, PNGs, and a real headless browser
+rendering the page (plotly inlined, no network)."""
 
 from __future__ import annotations
 
+import json
+import math
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from sweeps.pareto import Results, pareto_front
-from sweeps.report import build_report, render_html, write_report
-from tests.sweeps.test_cli_results import CRITERIA, LAYERS, write_results
+from sweeps.report import build_report, render_html, write_pngs, write_report
+from sweeps.report_columns import history, per_layer, searched_params
+from sweeps.report_figures import figures
+from sweeps.report_flags import flag_trials
+from sweeps.report_importance import study_from_rows
+from sweeps.report_style import STATUS_COLORS, group_colors, hex_to_rgb
+from sweeps.store import STATUSES, TrialStore
 
 OBJS = ["test_accuracy:max", "sparsity:max"]
+CRITERIA = ("magnitude", "snip", "synflow")
+LAYERS = ("conv1.weight", "conv2.weight", "fc.weight")
+SIM_LAYERS = ("conv1", "conv2", "fc")
 CHROMIUM = "/usr/bin/chromium"
+# statuses in a cycle of 8 rows: 4 ok, then one of each other status
+CYCLE = ("ok", "ok", "ok", "ok", "stopped_early", "diverged", "error", "interrupted")
+CHANCE_ID, COLLAPSED_ID = "t001", "t002"
 
 
-@pytest.fixture
-def sweep(tmp_path: Path):
-    return tmp_path / "res", write_results(tmp_path / "res", n=60)
+def write_sweep(root: Path, n: int = 48, seed: int = 0) -> pd.DataFrame:
+    """A sweep through the real store: every status, histories, per-layer sparsity and
+    similarity, one trial at chance accuracy (on the front: the sparsest) and one with a
+    collapsed layer."""
+    rng = np.random.default_rng(seed)
+    store = TrialStore(str(root))
+    t0 = pd.Timestamp("2026-01-01", tz="UTC")
+    rows = []
+    for i in range(n):
+        status = CYCLE[i % len(CYCLE)]
+        sp = float(rng.choice([0.5, 0.8, 0.9, 0.95]))
+        acc: float | None = float(0.9 - 0.3 * sp**4 + rng.normal(0, 0.02))
+        tid = f"t{i:03d}"
+        if tid == CHANCE_ID:
+            sp, acc = 0.99, 0.1  # mnist1d has 10 classes: chance is 0.1
+        if status == "error":
+            acc = None
+        elif status != "ok":
+            acc = acc - 0.1  # did not finish: worse than ok trials
+        epochs = 0 if acc is None else (3 if status in ("stopped_early", "interrupted") else 6)
+        hist = [{"epoch": e, "test_accuracy": acc * (0.5 + 0.5 * e / epochs),
+                 "test_loss": 1.0 / e, "sparsity": sp} for e in range(1, epochs + 1)]
+        row = {
+            "sweep": "demo", "trial_id": tid, "status": status,
+            "error": "boom" if status == "error" else None,
+            "start_time": t0 + pd.Timedelta(minutes=i),
+            "end_time": t0 + pd.Timedelta(minutes=i + 3),
+            "test_accuracy": acc, "test_loss": 0.4, "train_accuracy": 0.95,
+            "sparsity": sp + float(rng.normal(0, 0.001)), "target_sparsity": sp,
+            "params": 1000, "params_kept": int(1000 * (1 - sp)), "flops_dense": 10**6,
+            "flops": int(10**6 * (1 - sp)), "epochs": epochs,
+            "n_collapsed": 1 if tid == COLLAPSED_ID else 0,
+            "collapsed_layers": json.dumps(["fc.weight"] if tid == COLLAPSED_ID else []),
+            "history": json.dumps(hist) if hist else None,
+            "config.data.name": "mnist1d",
+            "config.prune.criterion": CRITERIA[i % 3], "config.prune.sparsity": sp,
+            "config.prune.steps": int(1 + i % 4),
+            "config.train.lr": float(10 ** rng.uniform(-3, -1)),
+            "config.model.name": "cnn1d", "seed": i,
+        }
+        for layer in LAYERS:
+            row[f"layer_sparsity.{layer}"] = float(np.clip(sp + rng.normal(0, 0.03), 0, 1))
+        if status == "ok":  # as the recorder writes them: one column per layer
+            for j, layer in enumerate(SIM_LAYERS):
+                row[f"similarity.{layer}"] = float(1.0 - sp * (j + 1) / 4)
+            row["similarity_mean"] = float(np.mean([row[f"similarity.{s}"]
+                                                    for s in SIM_LAYERS]))
+        store.write(row)
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
-def test_report_data(sweep) -> None:
-    root, df = sweep
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
+    root = tmp_path_factory.mktemp("report") / "res"
+    return root, write_sweep(root)
+
+
+@pytest.fixture(scope="module")
+def data(sweep):
+    with Results(sweep[0]) as res:
+        return build_report(res, OBJS)
+
+
+def _fig_json(data, div_id: str) -> dict:
+    fig = figures(data)[div_id][1]
+    assert fig is not None, f"{div_id} has nothing to draw"
+    return json.loads(fig.to_json())
+
+
+# --------------------------------------------------------------------------- data
+def test_report_data(sweep, data) -> None:
+    _, df = sweep
     ok = df[df.status == "ok"]
-    with Results(root) as res:
-        data = build_report(res, OBJS)
     front_ids = sorted(pareto_front(ok, OBJS)["trial_id"])
     assert data.by == "criterion" and data.groups == sorted(CRITERIA)
-    assert sum(p["f"] for p in data.points) == len(front_ids)
+    assert sorted(p["id"] for p in data.points if p["f"]) == front_ids
     assert sorted(r[0] for r in data.table["rows"]) == front_ids
-    assert data.heatmap["cols"] == list(LAYERS) and len(data.heatmap["rows"]) == len(front_ids)
     for g in CRITERIA:
         assert len(data.group_fronts[g]) == len(pareto_front(
             ok[ok["config.prune.criterion"] == g], OBJS))
         assert 0 < data.hypervolumes[g] <= data.hypervolumes["all"]
+    # every status is counted, and every trial with both objectives is drawn
+    counts = df.status.value_counts()
+    assert data.status_counts == {
+        s: {"rows": int(counts[s]),
+            "plotted": int(df[(df.status == s)].test_accuracy.notna().sum())} for s in STATUSES}
+    assert len(data.points) == int(df.test_accuracy.notna().sum())
+    assert {p["s"] for p in data.points} == set(STATUSES) - {"error"}
+    # the table lists every trial, the front first
+    assert data.trials["total"] == len(df) and len(data.trials["rows"]) == len(df)
+    n_front = len(front_ids)
+    assert all(data.trials["front"][:n_front]) and not any(data.trials["front"][n_front:])
     hv = np.array(data.history["all"])
     assert hv[-1, 0] == len(df) and (np.diff(hv[:, 1]) >= 0).all()
     assert hv[-1, 1] == pytest.approx(data.hypervolumes["all"])
-    assert set(data.curves) == set(CRITERIA) and data.curve_axes[0] == "target_sparsity"
+    assert data.heatmap["cols"] == list(LAYERS) and len(data.heatmap["rows"]) == n_front
+    # learning curves: every trial with a history, its epochs in order
+    with_hist = df[df.history.notna()]
+    assert len(data.learning["trials"]) == len(with_hist)
+    t = next(t for t in data.learning["trials"] if t["id"] == "t004")  # stopped early
+    assert t["epochs"] == [1, 2, 3] and t["s"] == "stopped_early"
+    assert data.params[0] == "criterion"  # the --by column first
+    assert sorted(data.params[1:]) == ["prune_sparsity", "steps", "train_lr"]
+
+
+def test_flags_chance_and_collapsed(data) -> None:
+    flagged = {p["id"]: p["x"] for p in data.points if p["x"]}
+    assert set(flagged) == {CHANCE_ID, COLLAPSED_ID}
+    assert "chance accuracy" in flagged[CHANCE_ID] and "collapsed" in flagged[COLLAPSED_ID]
+    # the chance trial is the sparsest: it ends the front, flagged, not hidden
+    assert next(p for p in data.points if p["id"] == CHANCE_ID)["f"] == 1
+    assert data.n_flagged == 2 and any("K from" in r for r in data.flag_rules)
+    flag_col = data.trials["columns"].index("flag")
+    by_id = {r[data.trials["columns"].index("trial_id")]: r[flag_col]
+             for r in data.trials["rows"]}
+    assert by_id[CHANCE_ID].startswith("chance accuracy (≤ 0.12)")
+    assert sum(bool(v) for v in by_id.values()) == 2
     page = render_html(data)
-    assert "<script" in page and "http://" not in page.replace("http://www.w3.org", "")
-    assert "https://" not in page
+    assert page.count('<tr class="front flagged"') == 1  # the chance trial's row
+    assert page.count('class="flagged"') == 1  # the collapsed one (not on the front)
 
 
+def test_chance_rule() -> None:
+    df = pd.DataFrame({
+        "test_accuracy": [0.11, 0.13, 0.3, 0.36, 0.05, 0.9],
+        "config.data.name": ["mnist1d", "mnist1d", "synthetic", "synthetic", "cifar100",
+                             "cifar100"],
+        "config.data.options": [None, None, '{"num_classes": 3}', '{"num_classes": 3}',
+                                None, None],
+        "n_collapsed": [0, 0, 0, 0, 0, 2]})
+    f = flag_trials(df)
+    assert f.chance.tolist() == [True, False, True, False, False, False]  # 1/K + 0.02
+    assert f.threshold[:3] == pytest.approx([0.12, 0.12, 1 / 3 + 0.02])
+    assert f.collapsed.tolist() == [False] * 5 + [True]
+    # an unknown dataset: the lowest accuracy (if <= 0.5) is taken as the chance level
+    unknown = pd.DataFrame({"test_accuracy": [0.21, 0.22, 0.5, 0.9],
+                            "config.data.name": ["my.pkg:data"] * 4})
+    f = flag_trials(unknown)
+    assert f.chance.tolist() == [True, True, False, False]
+    assert any("unknown" in r for r in f.rules)
+    good = pd.DataFrame({"test_accuracy": [0.7, 0.9]})
+    assert not flag_trials(good).chance.any()
+
+
+def test_per_layer_and_history_parsing() -> None:
+    df = pd.DataFrame({"similarity": ['{"a": 0.9, "b": 0.5}', {"a": 0.8},
+                                      [("b", 0.1), ("a", 0.2)], None, ""]})
+    got = per_layer(df, "similarity")
+    assert list(got.columns) == ["a", "b"]
+    assert np.allclose(got.to_numpy()[:3], [[0.9, 0.5], [0.8, np.nan], [0.2, 0.1]],
+                       equal_nan=True)
+    assert np.isnan(got.to_numpy()[3:]).all()
+    dotted = pd.DataFrame({"similarity.x": [0.5], "similarity_mean": [0.5], "other": [1]})
+    assert list(per_layer(dotted, "similarity").columns) == ["x"]
+    assert history('[{"epoch": 1, "test_accuracy": NaN}]')[0]["epoch"] == 1
+    assert history(np.array([{"epoch": 1}, {"epoch": 2}]))[1]["epoch"] == 2
+    assert history(None) == [] and history("not json") == []
+    params = searched_params(pd.DataFrame({
+        "config.a": [1, 2], "config.b": ["x", "x"], "config.c": ["x", None],
+        "config.tags": ["p", "q"], "test_accuracy": [0.1, 0.2]}))
+    assert params == ["config.a", "config.c"]
+
+
+# --------------------------------------------------------------------------- figures
+def test_front_is_a_staircase_with_every_status(data) -> None:
+    fig = _fig_json(data, "front-scatter")
+    names = [t["name"] for t in fig["data"]]
+    for s in STATUSES:
+        tr = next(t for t in fig["data"] if t["name"].startswith(f"{s} ("))
+        assert tr["marker"]["color"] == STATUS_COLORS[s]
+        assert len(tr["x"]) == data.status_counts[s]["plotted"]
+    assert len(fig["data"]) == len(STATUSES) + 2, names  # statuses + front + flagged
+    front = next(t for t in fig["data"] if t["name"] == "Pareto front")
+    # sparsity (x) is maximised: the boundary drops first, then runs right
+    assert front["line"]["shape"] == "vh" and front["mode"] == "lines+markers"
+    x, y = np.array(front["x"]), np.array(front["y"])
+    assert (np.diff(x) >= 0).all() and (np.diff(y) <= 0).all()  # a max/max front, in order
+    assert len(x) == data.n_front
+    for tr in _fig_json(data, "group-fronts")["data"]:
+        assert tr["line"]["shape"] == "vh"
+    hv = _fig_json(data, "hv-history")
+    assert {t["line"]["shape"] for t in hv["data"]} == {"hv"}
+
+
+def test_staircase_direction_follows_the_x_objective(sweep) -> None:
+    with Results(sweep[0]) as res:
+        d = build_report(res, ["test_accuracy:max", "flops:min"])
+    front = next(t for t in _fig_json(d, "front-scatter")["data"]
+                 if t["name"] == "Pareto front")
+    assert front["line"]["shape"] == "hv"  # x minimised: run right first, then rise
+    x, y = np.array(front["x"]), np.array(front["y"])
+    assert (np.diff(x) >= 0).all() and (np.diff(y) >= 0).all()
+
+
+def test_other_figures(data) -> None:
+    assert len(_fig_json(data, "group-fronts")["data"]) == len(CRITERIA)
+    pc = _fig_json(data, "parcoords")["data"]
+    assert len(pc) == 1 and pc[0]["type"] == "parcoords"
+    labels = [d["label"] for d in pc[0]["dimensions"]]
+    assert labels == [*data.params, *data.labels]
+    crit = pc[0]["dimensions"][0]
+    assert crit["ticktext"] == sorted(CRITERIA)  # categorical axis
+    lc = _fig_json(data, "learning-curves")["data"]
+    assert len(lc) == len(CRITERIA)
+    assert sum(t["x"].count(None) for t in lc) == len(data.learning["trials"])
+    sim = _fig_json(data, "layer-similarity")["data"]
+    assert len(sim) == len(data.similarity["trials"]) == data.n_front  # all ok: all have it
+    assert all(t["x"] == list(SIM_LAYERS) for t in sim)
+    imp = _fig_json(data, "importance")["data"]
+    assert [t["name"] for t in imp] == data.labels and {t["orientation"] for t in imp} == {"h"}
+
+
+def test_one_colour_per_criterion_in_html_and_png(data, tmp_path: Path) -> None:
+    colors = group_colors(CRITERIA)
+    assert data.colors == colors and len(set(colors.values())) == len(CRITERIA)
+    for div in ("group-fronts", "acc-sparsity", "learning-curves", "layer-similarity"):
+        for tr in _fig_json(data, div)["data"]:
+            g = next(c for c in CRITERIA if tr["name"].startswith(c) or
+                     any(p["id"] in tr["name"] and p["g"] == c for p in data.points))
+            assert tr["line"]["color"] == colors[g], (div, tr["name"])
+    write_pngs(data, tmp_path)
+    import matplotlib.image as mpimg
+
+    def pixels(name: str, color: str) -> int:
+        img = (mpimg.imread(tmp_path / name)[..., :3] * 255).round().astype(int)
+        return int((np.abs(img - np.array(hex_to_rgb(color))).max(axis=-1) <= 2).sum())
+
+    for name in ("fronts_by_group.png", "learning_curves.png", "layer_similarity.png",
+                 "accuracy_vs_sparsity.png"):
+        for g, c in colors.items():
+            assert pixels(name, c) > 20, (name, g, c)
+    for s in ("ok", "stopped_early", "diverged", "interrupted"):  # error: no values to plot
+        assert pixels("front.png", STATUS_COLORS[s]) > 5, s
+    assert pixels("front.png", colors["snip"]) == 0  # statuses, not groups, colour the scatter
+
+
+# --------------------------------------------------------------------------- importance
+def write_lr_sweep(root: Path, n: int = 60) -> None:
+    """Accuracy depends on the learning rate alone; sparsity on the target sparsity alone."""
+    rng = np.random.default_rng(1)
+    store = TrialStore(str(root))
+    for i in range(n):
+        lr = float(10 ** rng.uniform(-4, -1))
+        sp = float(rng.uniform(0.3, 0.97))
+        store.write({
+            "trial_id": f"t{i:03d}", "status": "ok",
+            "test_accuracy": 0.3 + 0.2 * (math.log10(lr) + 4) + rng.normal(0, 0.005),
+            "sparsity": sp + rng.normal(0, 0.002),
+            "config.train.lr": lr, "config.prune.sparsity": sp,
+            "config.prune.criterion": str(rng.choice(CRITERIA)),
+            "config.prune.steps": int(rng.integers(1, 5)),
+            "config.train.momentum": float(rng.uniform(0.8, 0.99)),
+        })
+
+
+def test_importance_ranks_the_one_parameter_that_matters(tmp_path: Path) -> None:
+    write_lr_sweep(tmp_path / "res")
+    with Results(tmp_path / "res") as res:
+        d = build_report(res, OBJS)
+    acc, sp = d.importance["test_accuracy"], d.importance["sparsity"]
+    assert next(iter(acc)) == "train_lr" and acc["train_lr"] > 0.6, acc
+    assert next(iter(sp)) == "prune_sparsity" and sp["prune_sparsity"] > 0.6, sp
+    assert sum(acc.values()) == pytest.approx(1.0)
+    page = render_html(d)
+    assert f'{acc["train_lr"]:.3f}' in page  # the bar's number is on the page
+    # the study behind it: public Optuna objects, one COMPLETE trial per row
+    df = pd.read_parquet(sorted((tmp_path / "res" / "trials").glob("*.parquet")))
+    study = study_from_rows(df, ["config.train.lr", "config.prune.criterion"],
+                            ["test_accuracy", "sparsity"], ["max", "max"])
+    assert len(study.trials) == 60 and study.directions[0].name == "MAXIMIZE"
+    dist = study.trials[0].distributions
+    assert dist["config.train.lr"].log and type(dist["config.prune.criterion"]).__name__ \
+        == "CategoricalDistribution"
+
+
+def test_importance_needs_a_varying_parameter(tmp_path: Path) -> None:
+    store = TrialStore(str(tmp_path / "res"))
+    for i in range(5):
+        store.write({"trial_id": f"t{i}", "status": "ok", "test_accuracy": 0.5 + i / 10,
+                     "sparsity": 0.9 - i / 10, "config.model.name": "cnn1d"})
+    with Results(tmp_path / "res") as res:
+        d = build_report(res, OBJS)
+    assert d.importance == {} and "no searched parameter" in (d.importance_note or "")
+    assert 'id="importance"' in render_html(d)  # the section says why, no figure
+
+
+# --------------------------------------------------------------------------- PNG / HTML
 def test_pngs(sweep, tmp_path: Path) -> None:
     root, _ = sweep
     write_report(root, tmp_path / "r.html", [*OBJS, "flops:min"], png_dir=tmp_path / "png")
     names = sorted(p.name for p in (tmp_path / "png").iterdir())
     assert names == ["accuracy_vs_sparsity.png", "front.png", "fronts_by_group.png",
-                     "hypervolume.png", "layer_sparsity.png"]
+                     "hypervolume.png", "importance.png", "layer_similarity.png",
+                     "layer_sparsity.png", "learning_curves.png"]
     for p in (tmp_path / "png").iterdir():
         assert p.read_bytes()[:4] == b"\x89PNG" and p.stat().st_size > 5000
+
+
+def test_page_is_self_contained(data) -> None:
+    page = render_html(data)
+    assert page.count("<script") >= 3 and "Plotly.newPlot" in page
+    assert not re.search(r"<(script|link|img)[^>]+(src|href)=", page)  # nothing fetched
+    assert len(page) > 3_000_000  # plotly.js is inlined
 
 
 def _chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--use-angle=swiftshader", "--enable-unsafe-swiftshader",  # WebGL: parcoords
+             "--host-resolver-rules=MAP * ~NOTFOUND",  # offline: no host resolves
+             "--enable-logging=stderr", "--v=0",
              f"--user-data-dir={tmp_path / 'chrome-profile'}"]
     return subprocess.run([CHROMIUM, *flags, *args], capture_output=True, text=True,
-                          timeout=120, check=True)
+                          timeout=180, check=True)
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path(CHROMIUM).exists() and not shutil.which("chromium"),
                     reason="needs Debian's chromium: apt-get install -y chromium")
 def test_page_renders_in_headless_chromium(sweep, tmp_path: Path) -> None:
-    root, _ = sweep
+    root, df = sweep
     out = tmp_path / "report.html"
     data = write_report(root, out, OBJS)
-    n_front = sum(p["f"] for p in data.points)
-    dom = _chromium(tmp_path, "--virtual-time-budget=5000", "--dump-dom", out.as_uri()).stdout
-    assert re.search(r'<body[^>]*data-rendered="1"', dom), dom[-2000:]
+    run = _chromium(tmp_path, "--virtual-time-budget=15000", "--dump-dom",
+                    out.as_uri() + "#filter=t04%20snip")
+    dom = run.stdout
+    body = re.search(r"<body[^>]*>", dom)
+    assert body and 'data-rendered="1"' in body.group(0), (body and body.group(0),
+                                                            run.stderr[-3000:])
+    assert "data-errors" not in body.group(0)  # no script error, no console.error
+    console = [ln for ln in run.stderr.splitlines() if ":CONSOLE" in ln
+               and "GL Driver Message" not in ln]  # swiftshader's performance notes
+    assert not [ln for ln in console if re.search(r"error|uncaught", ln, re.I)], console
 
-    def section(elem_id: str) -> str:
-        m = re.search(rf'<div class="plot" id="{elem_id}" data-n="(\d+)">(.*?)</div>', dom,
-                      re.S)
-        assert m, f"{elem_id} not rendered"
-        return m.group(2)
+    def plot(div_id: str) -> dict:
+        m = re.search(rf'<div id="{div_id}" class="plotly-graph-div[^"]*"([^>]*)>', dom)
+        assert m, f"{div_id} not drawn"
+        attrs = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', m.group(1)))
+        return {"n": int(attrs["traces"]),
+                "names": json.loads(attrs["trace-names"].replace("&quot;", '"')),
+                "shapes": json.loads(attrs["line-shapes"].replace("&quot;", '"'))}
 
-    scatter = section("front-scatter")
-    assert scatter.count("<circle") == len(data.points)
-    assert len(re.findall(r'class="pt front"', scatter)) == n_front
-    assert "<title>" in scatter and "trial_id: t0" in scatter  # hover details
-    assert section("group-fronts").count("<circle") == sum(map(len, data.group_fronts.values()))
-    assert section("acc-sparsity").count("<circle") == sum(map(len, data.curves.values()))
-    heat = section("layer-heatmap")
-    assert len(re.findall(r'class="cell"', heat)) == n_front * len(LAYERS)
-    assert len(re.findall(r'class="hv"', section("hv-history"))) == 1 + len(CRITERIA)
-    table = re.search(r'<div id="front-table" data-n="(\d+)">(.*?)</div>', dom, re.S)
-    assert table and int(table.group(1)) == n_front
-    assert table.group(2).count("<tr>") == n_front + 1
+    front = plot("front-scatter")
+    assert front["n"] == len(STATUSES) + 2
+    for s in STATUSES:
+        assert any(n.startswith(f"{s} (") for n in front["names"]), s
+    assert front["shapes"][front["names"].index("Pareto front")] == "vh"
+    assert plot("group-fronts") == {"n": 3, "names": front_names(data),
+                                    "shapes": ["vh"] * 3}
+    assert plot("acc-sparsity")["n"] == len(CRITERIA)
+    assert plot("parcoords")["n"] == 1
+    assert plot("importance")["n"] == len(OBJS)
+    assert plot("learning-curves")["n"] == len(CRITERIA)
+    assert plot("layer-heatmap")["n"] == 1
+    assert plot("layer-similarity")["n"] == len(data.similarity["trials"])
+    assert plot("hv-history")["n"] == 1 + len(CRITERIA)
+    # plotly drew them: one SVG per cartesian plot, a WebGL canvas for parcoords
+    assert dom.count('class="main-svg"') >= 9
+    assert 'class="trace scatter' in dom and "<canvas" in dom
+
+    table = re.search(r'<table id="trials" data-n="(\d+)" data-shown="(\d+)">(.*?)</table>',
+                      dom, re.S)
+    assert table and int(table.group(1)) == len(df)
+    assert table.group(3).count("<tr") == len(df) + 1
+    # the filter ran (from the URL): "t04 snip" keeps t040..t047 whose criterion is snip
+    want = int(((df.trial_id.str.startswith("t04")) & (df["config.prune.criterion"] == "snip"))
+               .sum())
+    assert want == 3 and int(table.group(2)) == want
+    assert table.group(3).count('style="display: none;"') == len(df) - want
 
     shot = tmp_path / "shot.png"
-    _chromium(tmp_path, "--window-size=1200,1600", f"--screenshot={shot}", out.as_uri())
+    _chromium(tmp_path, "--window-size=1200,1600", "--virtual-time-budget=15000",
+              f"--screenshot={shot}", out.as_uri())
     import matplotlib.image as mpimg
 
     img = mpimg.imread(shot)
     assert img.shape[0] >= 1000 and img.shape[1] >= 1000
     assert img[..., :3].std() > 0.05  # not blank: plots and text drew
     assert (img[..., :3].reshape(-1, 3) != 1.0).any(axis=1).mean() > 0.02
+
+
+def front_names(data) -> list[str]:
+    return [f"{g} (HV {data.hypervolumes[g]:.4g})" for g in data.group_fronts]

@@ -1,0 +1,127 @@
+"""Flags on trials a reader should not trust at face value: chance accuracy, collapsed layers.
+
+**Chance accuracy.** A trial is flagged when ``test_accuracy <= 1/K + CHANCE_MARGIN``
+(margin 0.02), K being the number of classes, taken per row from the first of:
+
+1. a ``num_classes`` (or ``config.data.num_classes``) column;
+2. ``num_classes`` inside the JSON ``config.data.options`` (the ``synthetic`` dataset);
+3. the dataset named in ``config.data.name`` when its class count is fixed
+   (:data:`KNOWN_CLASSES`).
+
+Rows whose K is still unknown (a user's data factory, ``imagefolder``) fall back to a guess:
+the lowest finite ``test_accuracy`` among them is taken as the chance level if it is at most
+0.5 (no classifier's chance level is higher), and rows within ``CHANCE_MARGIN`` of it are
+flagged. The page states which rule applied.
+
+**Collapsed layer.** ``n_collapsed > 0`` (a layer whose every weight was pruned, which
+disconnects the network).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+CHANCE_MARGIN = 0.02
+#: datasets whose number of classes is fixed (as ``pruning_core.data``; no torch import here)
+KNOWN_CLASSES: dict[str, int] = {
+    "digits": 10, "mnist1d": 10, "mnist": 10, "fashion_mnist": 10, "cifar10": 10,
+    "cifar100": 100,
+}
+
+
+@dataclass
+class Flags:
+    """Per row of the frame they were computed on."""
+
+    chance: np.ndarray
+    collapsed: np.ndarray
+    n_collapsed: np.ndarray
+    threshold: np.ndarray  # the chance threshold used per row (NaN: none)
+    rules: list[str] = field(default_factory=list)  # how the thresholds were set
+
+    @property
+    def any(self) -> np.ndarray:
+        return self.chance | self.collapsed
+
+    def label(self, i: int) -> str:
+        parts = []
+        if self.chance[i]:
+            parts.append(f"chance accuracy (≤ {self.threshold[i]:.3g})")
+        if self.collapsed[i]:
+            parts.append(f"{int(self.n_collapsed[i])} collapsed layer(s)")
+        return "; ".join(parts)
+
+
+def _options_classes(v: Any) -> float:
+    if isinstance(v, str):
+        try:
+            v = json.loads(v)
+        except ValueError:
+            return math.nan
+    if isinstance(v, dict) and "num_classes" in v:
+        try:
+            return float(v["num_classes"])
+        except (TypeError, ValueError):
+            return math.nan
+    return math.nan
+
+
+def num_classes(df: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+    """K per row (NaN where unknown) and which sources gave it."""
+    k = np.full(len(df), np.nan)
+    used: list[str] = []
+
+    def fill(values: np.ndarray, source: str) -> None:
+        take = np.isnan(k) & np.isfinite(values) & (values >= 2)
+        if take.any():
+            k[take] = values[take]
+            used.append(source)
+
+    for col in ("num_classes", "config.data.num_classes"):
+        if col in df.columns:
+            fill(pd.to_numeric(df[col], errors="coerce").to_numpy(np.float64, na_value=np.nan),
+                 f"the {col} column")
+    if "config.data.options" in df.columns:
+        fill(np.array([_options_classes(v) for v in df["config.data.options"]], dtype=float),
+             "num_classes in config.data.options")
+    if "config.data.name" in df.columns:
+        names = df["config.data.name"].astype(object).to_numpy()
+        fill(np.array([KNOWN_CLASSES.get(str(n), math.nan) for n in names], dtype=float),
+             "the dataset's fixed class count (config.data.name)")
+    return k, used
+
+
+def flag_trials(df: pd.DataFrame) -> Flags:
+    """The flags of every row of ``df`` (any status)."""
+    n = len(df)
+    acc = (pd.to_numeric(df["test_accuracy"], errors="coerce").to_numpy(np.float64,
+                                                                         na_value=np.nan)
+           if "test_accuracy" in df.columns else np.full(n, np.nan))
+    k, used = num_classes(df)
+    threshold = 1.0 / k + CHANCE_MARGIN
+    rules = [f"chance: test_accuracy ≤ 1/K + {CHANCE_MARGIN}, K from {', '.join(used)}"] \
+        if used else []
+    unknown = np.isnan(k) & np.isfinite(acc)
+    if unknown.any():
+        low = float(acc[unknown].min())
+        if low <= 0.5:
+            threshold[np.isnan(k)] = low + CHANCE_MARGIN
+            rules.append(f"chance (number of classes unknown for {int(unknown.sum())} trials): "
+                         f"within {CHANCE_MARGIN} of their lowest accuracy {low:.3g}, "
+                         "taken as the chance level")
+        else:
+            rules.append(f"chance: not checked for {int(unknown.sum())} trials (number of "
+                         "classes unknown and no accuracy ≤ 0.5)")
+    with np.errstate(invalid="ignore"):
+        chance = np.isfinite(acc) & np.isfinite(threshold) & (acc <= threshold)
+    nc = (pd.to_numeric(df["n_collapsed"], errors="coerce").fillna(0).to_numpy(np.float64)
+          if "n_collapsed" in df.columns else np.zeros(n))
+    rules.append("collapsed: n_collapsed > 0 (a layer with every weight pruned)")
+    return Flags(chance=chance, collapsed=nc > 0, n_collapsed=nc, threshold=threshold,
+                 rules=rules)
