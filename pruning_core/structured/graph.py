@@ -93,6 +93,11 @@ def groups(model: nn.Module, input_shape: tuple[int, ...],
     # torch-pruning's tracer calls model.eval() and never switches back
     with restored_mode(model), _all_require_grad(model), _failing_layer(model) as where:
         try:
+            # a plain forward first: torch-pruning's tracer swallows some forward errors and
+            # returns a partial graph (seen with a Linear fed the wrong number of features)
+            with torch.no_grad():
+                model.eval()
+                model(example)
             graph = tp.DependencyGraph().build_dependency(model, example_inputs=example,
                                                           verbose=False)
         except Exception as exc:  # torch-pruning and user forwards raise anything

@@ -88,3 +88,12 @@ def test_ignored_layers_are_not_roots():
     assert [sorted(g.layers) for g in gs] == [["conv2", "stem"]]
     with pytest.raises(ConfigError, match="no layer named 'nope'"):
         groups(TinyRes(), (3, 2, 2), ignored_layers=["nope"])
+
+
+def test_a_forward_error_torch_pruning_swallows_still_names_the_layer():
+    """torch-pruning 1.6.1 returns a partial graph when this forward fails (a padded conv: 256
+    features reach a Linear built for 64); the one-line error must still name the layer."""
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(64, 2))
+    with pytest.raises(ConfigError, match=r"cannot trace Sequential at layer '3' \(Linear\)"):
+        groups(model, (1, 8, 8))

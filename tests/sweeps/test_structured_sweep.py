@@ -76,3 +76,28 @@ def test_speed_objective_without_metrics_speed_is_one_line_exit_2(tmp_path: Path
     line = (out.stdout + out.stderr).strip()
     assert "objectives: speedup needs metrics.speed" in line and "Traceback" not in line
     assert len(line.splitlines()) == 1
+
+
+def untraceable(input_shape: tuple[int, ...], num_classes: int, **_: object) -> object:
+    """4 x 4 features reach a Linear built for 64: torch-pruning's trace fails at layer '3'."""
+    from torch import nn
+
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(64, num_classes))
+
+
+@pytest.mark.slow
+def test_a_model_torch_pruning_cannot_trace_is_an_error_trial_naming_the_layer(
+        tmp_path: Path, ray_local: None) -> None:
+    space = parse_space({**SPACE, "budget": {"num_samples": 1, "max_failures": 0},
+                         "objectives": [{"metric": "test_accuracy", "mode": "max"}],
+                         "fixed": {**SPACE["fixed"], "metrics": {}},
+                         "params": {"prune.criterion": {"type": "choice", "values": ["snap"]}},
+                         "storage": str(tmp_path / "res")})
+    # 8x8 digits through a 3x3 conv with padding keep 4 x 8 x 8 = 256 features, not 64
+    run_sweep(space, model_fn=untraceable)
+    df = TrialStore(str(tmp_path / "res")).dataframe()
+    assert list(df["status"]) == ["error"]
+    err = df["error"].iloc[0]
+    assert "cannot trace Sequential at layer '3' (Linear)" in err, err
+    assert "\n" not in err
