@@ -6,7 +6,8 @@
 Reads the sweep's Parquet rows (`sweeps.pareto.load_results`): test accuracy and mean layer
 similarity to the dense network (linear CKA) per method x sparsity (mean ± std over seeds), the
 per-layer similarity, and the dense network's own accuracy. Writes
-``benchmarks/results/wacv2020_mnist1d.json``.
+``benchmarks/results/<name of the first results directory>.json`` (``wacv2020_mnist1d.json``,
+``wacv2020_digits.json``).
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ def main() -> None:
             cells = [f"{sel[c].mean():.3f}" for c in layers]
             print(f"| {variant} | {s} | " + " | ".join(cells) + " |")
     RESULTS_DIR.mkdir(exist_ok=True)
-    (RESULTS_DIR / "wacv2020_mnist1d.json").write_text(json.dumps(out, indent=1, default=float))
+    name = Path(args.results[0].rstrip("/")).name or "wacv2020"
+    (RESULTS_DIR / f"{name}.json").write_text(json.dumps(out, indent=1, default=float))
 
 
 if __name__ == "__main__":

@@ -283,6 +283,9 @@ class MetricsConfig(_Strict):
     similarity: SimilarityConfig | None = None
     #: latency_ms, latency_ms_batch1, train_step_ms (final and dense) and speedup
     speed: SpeedConfig | None = None
+    #: in a sweep, keep every trial's final weights as <results>/weights/<trial_id>.safetensors
+    #: (``prunetune similarity --results`` compares two trials by id; local results only)
+    keep_weights: bool = False
 
 
 class TrialConfig(_Strict):

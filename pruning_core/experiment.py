@@ -175,32 +175,11 @@ class _Trial:
         self.loader_gen = torch.Generator().manual_seed(cfg.seed)
         self.train_loader, self.test_loader = _loaders(cfg, self.data, self.device,
                                                        self.loader_gen)
-        self.channel = cfg.prune.granularity == "channel"
-        self.pruner: Pruner | ChannelPruner
-        if self.channel:
-            self.pruner = ChannelPruner.for_model(
-                self.model, self.data.input_shape, cfg.prune.include, cfg.prune.exclude,
-                criterion=cfg.prune.criterion, batches=self._score_batches(),
-                criterion_options=cfg.prune.criterion_options, seed=cfg.seed)
-            self.masks = self.pruner.masks
-            self.target = cfg.prune.sparsity  # node sparsity
-        else:
-            params = prunable_parameters(self.model, cfg.prune.include, cfg.prune.exclude)
-            self.masks = MaskSet(params)
-            shapes = {n: tuple(p.shape) for n, p in params.items()}
-            alloc = ALLOCATIONS.get(cfg.prune.allocation.name)()
-            self.target = alloc.target_sparsity(shapes, cfg.prune.allocation,
-                                                cfg.prune.sparsity)
-            self.pruner = Pruner(
-                model=self.model, masks=self.masks, criterion=cfg.prune.criterion,
-                allocation=cfg.prune.allocation, final_sparsity=self.target,
-                batches=self._score_batches(), input_shape=self.data.input_shape,
-                criterion_options=cfg.prune.criterion_options, seed=cfg.seed,
-            )
+        self.pruner, self.masks, self.target = self._make_pruner()
         steps = sparsity_steps(cfg.prune.schedule, self.target, cfg.prune.steps) \
             if self.target > 0 else []
         self.plan = TIMINGS.get(cfg.prune.timing.name)(cfg, steps)
-        if self.channel and cfg.prune.compact:
+        if isinstance(self.pruner, ChannelPruner) and cfg.prune.compact:
             self.plan = with_compaction(self.plan)
         self.total_epochs = sum(isinstance(a, Train) for a in self.plan)
         #: after a Compact: the smaller model trains without masks; ``masks`` stays the record
@@ -220,6 +199,28 @@ class _Trial:
         self.train_time = 0.0
         self.last_train: EpochStats | None = None
         self.last_test: EpochStats | None = None
+
+    def _make_pruner(self) -> tuple[Pruner | ChannelPruner, MaskSet, float]:
+        """The prune step of ``prune.granularity``, its masks, and the final target sparsity
+        (weights: what the allocation reaches; channels: node sparsity)."""
+        cfg = self.cfg
+        if cfg.prune.granularity == "channel":
+            pruner = ChannelPruner.for_model(
+                self.model, self.data.input_shape, cfg.prune.include, cfg.prune.exclude,
+                criterion=cfg.prune.criterion, batches=self._score_batches(),
+                criterion_options=cfg.prune.criterion_options, seed=cfg.seed)
+            return pruner, pruner.masks, cfg.prune.sparsity
+        params = prunable_parameters(self.model, cfg.prune.include, cfg.prune.exclude)
+        masks = MaskSet(params)
+        shapes = {n: tuple(p.shape) for n, p in params.items()}
+        alloc = ALLOCATIONS.get(cfg.prune.allocation.name)()
+        target = alloc.target_sparsity(shapes, cfg.prune.allocation, cfg.prune.sparsity)
+        return Pruner(
+            model=self.model, masks=masks, criterion=cfg.prune.criterion,
+            allocation=cfg.prune.allocation, final_sparsity=target,
+            batches=self._score_batches(), input_shape=self.data.input_shape,
+            criterion_options=cfg.prune.criterion_options, seed=cfg.seed,
+        ), masks, target
 
     def _score_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         gen = torch.Generator().manual_seed(self.cfg.seed + 1)

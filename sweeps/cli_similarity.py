@@ -1,4 +1,6 @@
-"""``prunetune similarity CONFIG A B``: layer-by-layer similarity of two trained networks."""
+"""``prunetune similarity CONFIG A B``: layer-by-layer similarity of two trained networks, given
+as weights files, or as two trials of a finished sweep (``--results RESULTS TRIAL_A TRIAL_B``,
+for sweeps run with ``metrics: {keep_weights: true}``)."""
 
 from __future__ import annotations
 
@@ -18,11 +20,15 @@ METHODS = ("cka", "debiased_cka", "minibatch_cka", "svcca", "pwcca")
 
 
 def similarity_cmd(
-    config: Annotated[Path, typer.Argument(
-        help="trial config YAML: the architecture and the data (test split) to compare on")],
-    a: Annotated[Path, typer.Argument(help="weights of network A (.safetensors or state dict)")],
-    b: Annotated[Path, typer.Argument(help="weights of network B (another architecture: use "
-                                            "--config-b)")],
+    targets: Annotated[list[str], typer.Argument(
+        metavar="CONFIG A B | TRIAL_A TRIAL_B",
+        help="a trial config YAML (the architecture, and the data whose test split is used) and "
+        "the weights of networks A and B (.safetensors or state dict); with --results, two "
+        "trial ids of that sweep")],
+    results: Annotated[str | None, typer.Option(
+        "--results", help="a finished sweep's results directory: compare two of its trials by "
+        "id (their configs from the results, their weights from RESULTS/weights/, kept when the "
+        "space sets metrics: {keep_weights: true})")] = None,
     config_b: Annotated[Path | None, typer.Option(
         "--config-b", help="B's trial config when its architecture differs")] = None,
     method: Annotated[str, typer.Option("--method", help=", ".join(METHODS))] = "cka",
@@ -34,12 +40,14 @@ def similarity_cmd(
         "--plot", help="PNG heatmap of every layer of A against every layer of B")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the numbers here")] = None,
     set_: Annotated[list[str] | None, typer.Option(
-        "--set", help="override a config key (repeatable)")] = None,
+        "--set", help="override a config key (repeatable; with --results, of both trials)")]
+    = None,
 ) -> None:
     """Similarity of A's and B's layers on the same test inputs (docs/similarity.md).
 
     Layers of the same name are compared pairwise (printed); --plot draws the full layer x layer
-    matrix. Save trained weights with `prunetune run CONFIG --weights-out W.safetensors`.
+    matrix. Save trained weights with `prunetune run CONFIG --weights-out W.safetensors`, or run
+    the sweep with `metrics: {keep_weights: true}` and name trials with --results.
     """
     from .cli import apply_overrides, read_yaml
     from .outputs import check_outputs
@@ -48,8 +56,25 @@ def similarity_cmd(
         fail(f"--method: {method!r} is not one of {', '.join(METHODS)}")
     if examples < 10:
         fail(f"--examples: {examples} is too few; use at least 10")
-    data_a = apply_overrides(read_yaml(config), set_ or [])
-    data_b = apply_overrides(read_yaml(config_b), set_ or []) if config_b else data_a
+    if results is not None:
+        if len(targets) != 2:
+            fail(f"with --results give two trial ids (TRIAL_A TRIAL_B); got {len(targets)} "
+                 "arguments")
+        if config_b is not None:
+            fail("--config-b does not apply with --results: each trial brings its own config")
+        try:
+            (data_a, a), (data_b, b) = (trial_inputs(results, tid) for tid in targets)
+        except ConfigError as exc:
+            fail(str(exc))
+            return
+        data_a, data_b = apply_overrides(data_a, set_ or []), apply_overrides(data_b, set_ or [])
+    else:
+        if len(targets) != 3:
+            fail(f"give CONFIG A B (a trial config and two weights files), or --results RESULTS "
+                 f"TRIAL_A TRIAL_B; got {len(targets)} arguments")
+        config, a, b = (Path(t) for t in targets)
+        data_a = apply_overrides(read_yaml(config), set_ or [])
+        data_b = apply_overrides(read_yaml(config_b), set_ or []) if config_b else data_a
     try:
         check_outputs({"--plot": plot, "--json": json_out})  # before the work
         for path in (plot, json_out):
@@ -59,6 +84,8 @@ def similarity_cmd(
     except ConfigError as exc:
         fail(str(exc))
         return
+    if results is not None:
+        result["trials"] = {"a": targets[0], "b": targets[1], "results": results}
     table = Table(title=f"{method} similarity, {result['examples']} test inputs")
     table.add_column("layer of A")
     table.add_column("layer of B")
@@ -68,6 +95,67 @@ def similarity_cmd(
     Console().print(table)
     if json_out is not None:
         json_out.write_text(json.dumps(result, indent=1))
+
+
+#: how many known trial ids an unknown-id error lists
+_LIST_IDS = 8
+
+
+def trial_inputs(results: str, trial_id: str) -> tuple[dict[str, Any], Path]:
+    """(the trial's config as a dict, the path of its kept weights) from a sweep's results.
+
+    The config is rebuilt from the trial's ``config.*`` columns (the resolved TrialConfig the
+    recorder flattened); the weights are ``RESULTS/weights/<trial_id>.safetensors``. Raises
+    :class:`ConfigError` (one line) for an unknown id or a trial that kept no weights.
+    """
+    import pyarrow.parquet as pq
+
+    from .store import TrialStore, _is_uri
+    from .trainable import WEIGHTS_DIR
+
+    if _is_uri(results) and not results.startswith("file://"):
+        raise ConfigError(f"--results: {results} is on object storage; trial weights are kept "
+                          "for local results only")
+    root = Path(results.removeprefix("file://"))
+    if not root.is_dir():
+        raise ConfigError(f"--results: {root} is not a directory")
+    store = TrialStore(str(root))
+    if not store.has(trial_id):
+        known = sorted(store.trial_ids())
+        listed = ", ".join(known[:_LIST_IDS]) + (", ..." if len(known) > _LIST_IDS else "")
+        raise ConfigError(f"trial {trial_id!r} is not in {root} ({len(known)} trials"
+                          + (f": {listed})" if known else ")"))
+    row = pq.read_table(f"{store.trials_path}/{trial_id}.parquet").to_pylist()[0]
+    weights = root / WEIGHTS_DIR / f"{trial_id}.safetensors"
+    if not weights.is_file():
+        raise ConfigError(f"trial {trial_id!r} kept no weights ({weights} is missing): run the "
+                          "sweep with metrics: {keep_weights: true} in its fixed config")
+    return config_from_row(row), weights
+
+
+def config_from_row(row: dict[str, Any]) -> dict[str, Any]:
+    """The nested trial config from a results row's ``config.<dotted.key>`` columns (lists and
+    dicts were stored as JSON text, empty ones and unset values as null: left to defaults)."""
+    from pruning_core.config import TrialConfig
+
+    fields = set(TrialConfig.model_fields)
+    out: dict[str, Any] = {}
+    for column, value in row.items():
+        if not column.startswith("config.") or value is None:
+            continue
+        keys = column.removeprefix("config.").split(".")
+        if keys[0] not in fields:  # e.g. the sampler's own ``search.*`` values
+            continue
+        if isinstance(value, str) and value[:1] in "[{":
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                pass
+        node = out
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = value
+    return out
 
 
 def _model(data: dict[str, Any], weights: Path) -> tuple[Any, Any]:

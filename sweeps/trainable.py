@@ -32,6 +32,10 @@ RESULT_STATUS = "result_status"
 #: ASHA's ``time_attr``: per-mille of the trial's plan trained (``PLAN_SCALE`` = plan done)
 PROGRESS = "progress"
 PLAN_SCALE = 1000
+#: ``metrics.keep_weights: true``: every trial saves its final weights as
+#: ``<results>/weights/<trial_id>.safetensors`` (read by ``prunetune similarity --results``;
+#: local or file:// results only)
+WEIGHTS_DIR = "weights"
 
 RunFn = Callable[..., Any]
 
@@ -103,6 +107,8 @@ def make_trainable(
                 extra["dense_cache"] = ObjectStoreDenseCache(dense_dir, sweep)
             else:
                 extra["dense_cache"] = LocalDenseCache(dense_dir.removeprefix("file://"))
+        if run_fn is None and cfg.metrics.keep_weights:
+            extra["weights_out"] = trial_weights_path(dense_dir, trial_id)
         result = run(cfg, on_epoch=on_epoch, resume=resume, **extra)
         final = final_metrics(result)
         if cfg.metrics.similarity is None:
@@ -114,6 +120,15 @@ def make_trainable(
         tune.report(final | where)
 
     return prunetune_trial
+
+
+def trial_weights_path(dense_dir: str | None, trial_id: str) -> str | None:
+    """``<results>/weights/<trial_id>.safetensors`` (``dense_dir`` is ``<results>/dense``), or
+    None for results on object storage (not kept there)."""
+    if not dense_dir or ("://" in dense_dir and not dense_dir.startswith("file://")):
+        return None
+    return str(Path(dense_dir.removeprefix("file://")).parent / WEIGHTS_DIR
+               / f"{trial_id}.safetensors")
 
 
 def plan_progress(epochs: int, plan_epochs: int) -> int:
