@@ -11,14 +11,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from pruning_core.errors import ConfigError
 
-from .cli_errors import OneLineUsageGroup, fail
+from .cli_errors import OneLineUsageGroup, fail, output_console
 
 app = typer.Typer(
     cls=OneLineUsageGroup,  # click's usage errors as one `error:` line, exit 2
@@ -28,7 +27,32 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
+console = output_console()  # not a terminal: wide, so tables in logs are not cut at 80 columns
+
+
+def package_version() -> str:
+    """The installed prunetune's version (its distribution metadata)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("prunetune")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"prunetune {package_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="Print prunetune's version and exit.")] = False,
+) -> None:
+    pass
 
 
 _KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_-]+)*$")

@@ -1,11 +1,14 @@
-"""The one way every ``prunetune`` command reports bad input."""
+"""The one way every ``prunetune`` command reports bad input, and the console it prints with."""
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 from typing import Any, NoReturn
 
 import typer
+from rich.console import Console
 from typer.core import TyperGroup
 
 try:  # recent typer (0.29 here) vendors click as typer._click; older typer used click
@@ -32,6 +35,26 @@ def one_line(text: str) -> str:
     """``text`` with line breaks and other control characters escaped (``\\n``): a value the
     user typed never splits an error line."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+#: the width of output that is not a terminal (a pipe, a CI log) and sets no ``COLUMNS``:
+#: rich would cut every table at 80 columns there
+PIPE_WIDTH = 240
+
+
+def output_console(stderr: bool = False) -> Console:
+    """A rich console for command output. On a terminal: its width, as rich finds it. Not a
+    terminal: ``COLUMNS`` when set, else :data:`PIPE_WIDTH` (tables that still do not fit fold
+    their cells instead of cutting them with "…")."""
+    stream = sys.stderr if stderr else sys.stdout
+    width = None
+    try:
+        tty = stream.isatty()
+    except (AttributeError, ValueError):  # a closed or replaced stream
+        tty = False
+    if not tty and not os.environ.get("COLUMNS", "").strip().isdigit():
+        width = PIPE_WIDTH
+    return Console(width=width, stderr=stderr)
 
 
 def fail(msg: str, code: int = 2) -> NoReturn:

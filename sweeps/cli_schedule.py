@@ -45,7 +45,7 @@ def _trial_dict(row: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def select_row(results: Path, trial: str | None, best: str | None, where: str | None,
+def select_row(results: str | Path, trial: str | None, best: str | None, where: str | None,
                mode: str) -> dict[str, Any]:
     """One completed trial row by id, or the best by a metric among rows matching ``where``.
 
@@ -53,10 +53,12 @@ def select_row(results: Path, trial: str | None, best: str | None, where: str | 
     locked-down DuckDB connection, the same one-condition check of ``--where`` and the same
     policy for an unreadable Parquet file (skipped with a warning naming it)."""
     from .pareto import Results, ResultsError, quote_ident, sql_string
+    from .paths import results_dir
 
     if trial is None and best is None:
         raise ConfigError("give --trial ID or --best METRIC (e.g. --best test_accuracy)")
-    if "://" not in str(results) and not results.exists():
+    results = results_dir(str(results))  # RESULTS/trials reads as RESULTS
+    if "://" not in results and not Path(results).exists():
         raise ConfigError(f"results {results}: no such directory")
     try:
         with Results(str(results)) as res:
@@ -82,7 +84,7 @@ def select_row(results: Path, trial: str | None, best: str | None, where: str | 
     return out.iloc[0].to_dict()
 
 
-def export_schedule(results: Path, out: Path, trial: str | None = None,
+def export_schedule(results: str | Path, out: Path, trial: str | None = None,
                     best: str | None = None, where: str | None = None,
                     mode: str = "max") -> Any:
     from pruning_core.config import load_trial_config
@@ -115,13 +117,17 @@ def _plain(v: Any) -> Any:
 
 @schedule_app.command("export")
 def export_cmd(
-    results: Annotated[Path, typer.Argument(help="A sweep's results directory.")],
+    # str, not Path: a Path would turn "s3://bucket/x" into "s3:/bucket/x"
+    results: Annotated[str, typer.Argument(
+        help="A sweep's results directory (or its trials/ folder, or a results URI).",
+        show_default=False)],
     out: Annotated[Path, typer.Option("--out", help="Where to write the schedule YAML.")],
     trial: Annotated[str | None, typer.Option("--trial", help="Export this trial id.")] = None,
     best: Annotated[str | None, typer.Option(
         "--best", help="Export the best ok trial by this metric.")] = None,
     where: Annotated[str | None, typer.Option(
-        "--where", help='SQL filter, e.g. "sparsity >= 0.95".')] = None,
+        "--where", help='SQL filter, e.g. "sparsity >= 0.8" (with --best: the best of '
+        'these).')] = None,
     minimize: Annotated[bool, typer.Option(
         "--min", help="--best picks the smallest value (e.g. flops).")] = False,
 ) -> None:

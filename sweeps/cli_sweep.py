@@ -13,7 +13,7 @@ from rich.table import Table
 
 from pruning_core.errors import ConfigError
 
-from .cli_errors import fail
+from .cli_errors import fail, output_console
 
 SpaceArg = Annotated[Path, typer.Argument(help="search-space YAML (see search_spaces/)")]
 
@@ -31,7 +31,7 @@ def validate_cmd(
     except ConfigError as exc:
         fail(str(exc))
         return
-    console = Console()
+    console = output_console()
     table = Table(title=f"search space {space.name}", show_header=False, title_justify="left")
     table.add_row("objectives", ", ".join(f"{o.metric} ({o.mode})" for o in space.objectives))
     table.add_row("sampler", f"{space.sampler.name} (seed {space.sampler.seed})")
@@ -100,7 +100,7 @@ def sweep_cmd(
     except ConfigError as exc:
         fail(str(exc))
         return
-    console = Console()
+    console = output_console()  # not a terminal (a log): wide, the front table is not cut
     progress = Progress(space.name, space.budget.num_samples, space.metrics, space.modes)
     try:
         # transient: an error leaves nothing but its one line; the final table is printed below
@@ -137,16 +137,24 @@ def sweep_cmd(
         console.print(f"W&B (offline): wandb sync {outcome.results_dir}/wandb/offline-run-*")
     interrupted = outcome.counts.get("interrupted", 0)
     if not outcome.complete or interrupted:
-        console.print(f"[yellow]incomplete[/]: finish with "
-                      f"prunetune sweep {space_path} --resume"
-                      + (f" --name {name}" if name else ""))
-        raise typer.Exit(130 if outcome.rows - interrupted < outcome.num_samples else 0)
+        finish = f"prunetune sweep {space_path} --resume" + (f" --name {name}" if name else "")
+        budget_s = space.budget.time_budget_s
+        if budget_s is not None and not progress.user_stopped:
+            # the sweep did what it was told: stop when its time budget is spent (exit 0)
+            console.print(f"[yellow]time budget reached[/] (budget.time_budget_s = "
+                          f"{budget_s:g} s): {finish} runs the rest, with a new budget")
+            return
+        console.print(f"[yellow]incomplete[/]: finish with {finish}")
+        raise typer.Exit(130 if progress.user_stopped
+                         or outcome.rows - interrupted < outcome.num_samples else 0)
 
 
 def _print_front(console: Console, rows: list[dict], metrics: list[str],
                  modes: list[str]) -> None:
     import pandas as pd
 
+    from .flags import LEGEND, NOTE_COLUMN
+    from .flags import notes as flag_notes
     from .pareto import pareto_front
 
     done = [r for r in rows if r.get("status") == "ok"]
@@ -158,16 +166,20 @@ def _print_front(console: Console, rows: list[dict], metrics: list[str],
     else:
         front = pareto_front(df, [f"{m}:{o}" for m, o in zip(metrics, modes, strict=True)]
                              ).to_dict("records")
+    notes = flag_notes(front)
     table = Table(title=f"Pareto front ({len(front)} of {len(done)} ok trials)",
-                  title_justify="left")
+                  title_justify="left", caption=LEGEND if notes else None,
+                  caption_justify="left")
     cols = ["trial_id", *metrics, "config.prune.criterion", "config.prune.allocation.name",
             "config.prune.timing.name", "config.prune.schedule"]
     cols = [c for c in dict.fromkeys(cols) if any(c in r for r in front)]
-    for c in cols:
-        table.add_column(c.removeprefix("config.prune."))
-    for r in front:
-        table.add_row(*(f"{r[c]:.4g}" if isinstance(r.get(c), float) else str(r.get(c))
-                        for c in cols))
+    for c in cols:  # fold, never "…": a cut trial id or value is worse than a wrapped one
+        table.add_column(c.removeprefix("config.prune."), overflow="fold")
+    if notes:
+        table.add_column(NOTE_COLUMN, overflow="fold")
+    for i, r in enumerate(front):
+        cells = [f"{r[c]:.4g}" if isinstance(r.get(c), float) else str(r.get(c)) for c in cols]
+        table.add_row(*cells, *([notes[i]] if notes else []))
     console.print(table)
 
 

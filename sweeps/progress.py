@@ -1,12 +1,15 @@
 """Live terminal progress for a sweep: a ``tune.Callback`` feeding a rich table.
 
 Counts trials pending / running / done / failed and shows the best value of each objective so
-far; the CLI owns the ``rich.live.Live`` that displays ``renderable()``.
+far; the CLI owns the ``rich.live.Live`` that displays ``renderable()``. It also notes whether
+the user stopped the sweep (Ctrl-C), which Tune does not tell apart from a spent
+``time_budget_s``: both end ``fit()`` normally with the running trials cut short.
 """
 
 from __future__ import annotations
 
 import math
+import signal
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -34,16 +37,49 @@ class Progress(tune.Callback):
         self.best: dict[str, tuple[float, str]] = {}
         #: trials Tune completed (ended on their own or stopped by a scheduler)
         self.completed: set[str] = set()
+        #: the user stopped the sweep (SIGINT, Ctrl-C) while it ran
+        self.user_stopped = False
+        self._sigint: Any = None  # the handler this callback wraps, while it wraps one
 
     def __getstate__(self) -> dict[str, Any]:  # pickled into tuner.pkl: drop the lock
         state = self.__dict__.copy()
         state.pop("_lock", None)
+        state.pop("_sigint", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.__dict__.setdefault("completed", set())  # pickled by an older prunetune
+        self.__dict__.setdefault("user_stopped", False)
+        self._sigint = None
         self._lock = threading.Lock()
+
+    def setup(self, **info: Any) -> None:
+        """At the start of ``fit()``, after Tune installed its SIGINT handler (which stops the
+        run gracefully): wrap that handler to note a Ctrl-C, then let it do what it does."""
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be set from the main thread
+        previous = signal.getsignal(signal.SIGINT)
+
+        def on_sigint(signum: int, frame: Any) -> None:
+            self.user_stopped = True
+            self._sigint = None  # Tune's handler puts back the one from before fit()
+            if callable(previous):
+                previous(signum, frame)
+            elif previous != signal.SIG_IGN:
+                signal.default_int_handler(signum, frame)
+
+        signal.signal(signal.SIGINT, on_sigint)
+        self._sigint = (on_sigint, previous)
+
+    def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
+        """Put back the handler wrapped by :meth:`setup` when no Ctrl-C came."""
+        wrapped, self._sigint = self._sigint, None
+        if wrapped is None or threading.current_thread() is not threading.main_thread():
+            return
+        mine, previous = wrapped
+        if signal.getsignal(signal.SIGINT) is mine:
+            signal.signal(signal.SIGINT, previous)
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial,
                           **info: Any) -> None:

@@ -107,3 +107,18 @@ def test_apply_to_a_related_model_and_refusals(results: str, tmp_path: Path) -> 
     p = prunetune("schedule", "export", results, "--best", "test_accuracy", "--where",
                   "sparsity >", "--out", str(out))
     assert p.returncode == 2 and "--where" in p.stderr
+
+
+def test_export_reads_the_trials_folder_as_the_results(results: str, tmp_path: Path) -> None:
+    tid = TrialStore(results).dataframe().query("status == 'ok'").trial_id.iloc[0]
+    outs = []
+    for i, src in enumerate((results, f"{results}/trials", f"{results}/trials/",
+                             f"file://{results}/trials")):
+        out = tmp_path / f"t{i}.yaml"
+        p = prunetune("schedule", "export", src, "--trial", tid, "--out", str(out))
+        assert p.returncode == 0, (src, p.stderr)
+        outs.append(out.read_text())
+    assert all(o == outs[0] for o in outs)
+    p = prunetune("schedule", "export", str(tmp_path / "none"), "--trial", tid, "--out",
+                  str(tmp_path / "x.yaml"))
+    assert p.returncode == 2 and "no such directory" in p.stderr
