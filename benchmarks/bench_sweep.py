@@ -7,6 +7,8 @@ Optuna sampler cost at many trials.
 Bare: the baseline of /work/shared/baselines/sweep_overhead.py with actor reuse (a trainable that
 reports once). Ours: ``run_sweep`` on the same kind of no-op trial (``run_fn`` returns at once;
 one final report), with our define-by-run space, Recorder writing one Parquet file per trial.
+``--wandb`` also times ours with W&B offline (the default): each trial's live run opened and
+finished in its Ray worker, then the driver's end-of-sweep Pareto flags and summary run.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ def noop_run(cfg: Any, on_epoch: Any = None, resume: Any = None) -> Any:
     s = cfg.prune.sparsity
     metrics = {"status": "ok", "test_accuracy": 1 - s, "sparsity": s}
     return SimpleNamespace(metrics=lambda: metrics, history=[], status="ok", error=None,
-                           diverged_epoch=None, collapsed_layers=[], layer_sparsity={})
+                           diverged_epoch=None, collapsed_layers=[], layer_sparsity={},
+                           similarity={}, similarity_mean=None)
 
 
 def bare(n: int, storage: str) -> float:
@@ -113,7 +116,8 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=200)
     ap.add_argument("--cpus", type=int, default=2)
     ap.add_argument("--sampler-trials", type=int, default=1000)
-    ap.add_argument("--wandb", action="store_true", help="also time ours with W&B offline")
+    ap.add_argument("--wandb", action="store_true",
+                    help="also time ours with W&B offline (live runs in the workers)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "sweep.json"))
     args = ap.parse_args()
     report: dict[str, object] = {"date": time.strftime("%Y-%m-%d"), "cpus": args.cpus,

@@ -10,13 +10,16 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import pandas as pd
 import typer
 
-from .cli_errors import fail
+from .cli_errors import fail, output_console
+from .flags import add_note
 from .jsonable import json_scalar
 from .outputs import require_outputs
 from .pareto import ALL_STATUSES, DONE_STATUSES, Results, ResultsError, display_name, parse_ref
+from .paths import results_dirs
 
 # str, not Path: a Path would turn "s3://bucket/x" into "s3:/bucket/x"
 ResultsArg = Annotated[list[str], typer.Argument(
@@ -61,15 +64,40 @@ def _check_format(fmt: str) -> None:
         fail(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
 
 
+def _plain(v: Any) -> Any:
+    """A cell as JSON data: nested cells (``history``: a list of per-epoch dicts; a per-layer
+    map: ``{layer: value}``) recursively, scalars through :func:`json_scalar`."""
+    if isinstance(v, np.ndarray):
+        v = v.tolist()
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        if v and all(isinstance(e, tuple) and len(e) == 2 and isinstance(e[0], str) for e in v):
+            return {k: _plain(x) for k, x in v}  # an Arrow map cell: [(key, value), ...]
+        return [_plain(e) for e in v]
+    return json_scalar(v)
+
+
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
     cols = list(df.columns)
-    return [{c: json_scalar(v) for c, v in zip(cols, row, strict=True)}
+    return [{c: _plain(v) for c, v in zip(cols, row, strict=True)}
             for row in df.itertuples(index=False, name=None)]
+
+
+def _text_cells(df: pd.DataFrame) -> pd.DataFrame:
+    """Nested cells as JSON text (for CSV)."""
+    nested = [c for c in df.columns if df[c].dtype == object
+              and df[c].map(lambda v: isinstance(v, list | tuple | dict | np.ndarray)).any()]
+    if not nested:
+        return df
+    df = df.copy()
+    for c in nested:
+        df[c] = df[c].map(lambda v: None if v is None else json.dumps(_plain(v)))
+    return df
 
 
 def _print_table(df: pd.DataFrame, title: str | None = None, caption: str | None = None,
                  limit: int | None = None) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title, caption=caption, title_justify="left", caption_justify="left")
@@ -79,13 +107,15 @@ def _print_table(df: pd.DataFrame, title: str | None = None, caption: str | None
     shown = df if limit is None else df.head(limit)
     for row in shown.itertuples(index=False, name=None):
         table.add_row(*(_cell(v) for v in row))
-    Console().print(table)
+    output_console().print(table)
     if limit is not None and len(df) > limit:
         typer.echo(f"({len(df) - limit} more rows; use --format csv or json for all)")
 
 
 def _cell(v: Any) -> str:
-    v = json_scalar(v)
+    v = _plain(v)
+    if isinstance(v, list | dict):
+        return json.dumps(v)
     if v is None:
         return ""
     if isinstance(v, float):
@@ -95,7 +125,7 @@ def _cell(v: Any) -> str:
 
 def _emit(df: pd.DataFrame, fmt: str, **table_kw: Any) -> None:
     if fmt == "csv":
-        typer.echo(df.to_csv(index=False), nl=False)
+        typer.echo(_text_cells(df).to_csv(index=False), nl=False)
     elif fmt == "json":
         typer.echo(json.dumps(_records(df), indent=2))
     else:
@@ -116,11 +146,10 @@ def pareto_cmd(
         "--columns", help="comma-separated columns to output (csv/json default: all)")] = None,
 ) -> None:
     """Non-dominated completed trials for 2 or 3 objectives (one front per --by group)."""
-    import numpy as np
-
     from .hypervolume import derive_reference, hypervolume
 
     _check_format(fmt)
+    results = results_dirs(results)
     statuses = _statuses(include_status)
     if plot is not None and plot.suffix.lower() not in (".png", ".html", ".svg", ".pdf"):
         fail(f"--plot {plot}: expected a .png, .svg, .pdf or .html file name")
@@ -139,6 +168,7 @@ def pareto_cmd(
             else:
                 cols = None
             front = res.front(objs, where=where, by=by, statuses=statuses, columns=cols)
+            front = add_note(front, res) if fmt == "table" else front
             full = [res.resolve(o.column) for o in objs]
             by_full = res.resolve(by) if by else None
             modes = [o.mode for o in objs]
@@ -238,9 +268,11 @@ def query_cmd(
         fail("expected RESULTS... SQL, e.g. prunetune query results/s1 "
               "\"SELECT count(*) FROM trials\"")
     sql = str(results[-1])
+    results = [*results_dirs(results[:-1]), sql]
     try:
         with Results(results[:-1]) as res:
             df = res.query(sql)
+            df = add_note(df, res) if fmt == "table" else df
     except ResultsError as exc:
         fail(str(exc))
         return
@@ -265,6 +297,7 @@ def report_cmd(
     from .report import write_report
 
     statuses = _statuses(include_status)
+    results = results_dirs(results)
     require_outputs({"--out": out}, {"--png-dir": png_dir})  # before the work
     try:
         objs = parse_objectives(objective or DEFAULT_OBJECTIVES)
@@ -282,8 +315,41 @@ def report_cmd(
         typer.echo(f"PNGs written to {png_dir}")
 
 
+def compact_cmd(
+    results: Annotated[list[str], typer.Argument(
+        help="results dir(s) or URI(s) (with trials/)", show_default=False)],
+) -> None:
+    """Merge a sweep's per-trial Parquet files into a few part files (a sweep does it when it
+    ends). Keeps every row; safe to run again, and to kill at any moment."""
+    from .compaction import compact
+    from .store import TRIALS_DIR, TrialStore
+
+    for root in results:
+        if "://" not in root and Path(root).name == TRIALS_DIR and Path(root).is_dir():
+            root = str(Path(root).parent)  # RESULTS/trials means RESULTS
+        if "://" not in root and not Path(root).is_dir():
+            fail(f"results path {root}: no such directory; give a results dir (with trials/)")
+        store = TrialStore(root)
+        try:
+            if not store.files():
+                fail(f"results {root}: no .parquet files under {store.trials_path}; has the "
+                     "sweep written any trials yet?")
+            done = compact(store)
+        except OSError as exc:
+            fail(f"results {root}: cannot compact ({' '.join(str(exc).split())})")
+            return
+        if not done.changed:
+            typer.echo(f"{root}: already compact")
+            continue
+        typer.echo(f"{root}: {done.files_read} files -> {len(done.parts_written)} part "
+                   f"file(s), {done.rows} rows"
+                   + (f"; {len(done.unreadable)} unreadable left in place"
+                      if done.unreadable else ""))
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``pareto``, ``query`` and ``report`` to the ``prunetune`` app."""
+    """Add ``pareto``, ``query``, ``report`` and ``compact`` to the ``prunetune`` app."""
     app.command("pareto")(pareto_cmd)
     app.command("query")(query_cmd)
     app.command("report")(report_cmd)
+    app.command("compact")(compact_cmd)

@@ -108,7 +108,6 @@ def trial_inputs(results: str, trial_id: str) -> tuple[dict[str, Any], Path]:
     recorder flattened); the weights are ``RESULTS/weights/<trial_id>.safetensors``. Raises
     :class:`ConfigError` (one line) for an unknown id or a trial that kept no weights.
     """
-    import pyarrow.parquet as pq
 
     from .store import TrialStore, _is_uri
     from .trainable import WEIGHTS_DIR
@@ -125,7 +124,8 @@ def trial_inputs(results: str, trial_id: str) -> tuple[dict[str, Any], Path]:
         listed = ", ".join(known[:_LIST_IDS]) + (", ..." if len(known) > _LIST_IDS else "")
         raise ConfigError(f"trial {trial_id!r} is not in {root} ({len(known)} trials"
                           + (f": {listed})" if known else ")"))
-    row = pq.read_table(f"{store.trials_path}/{trial_id}.parquet").to_pylist()[0]
+    row = store.row(trial_id)
+    assert row is not None  # store.has said so
     weights = root / WEIGHTS_DIR / f"{trial_id}.safetensors"
     if not weights.is_file():
         raise ConfigError(f"trial {trial_id!r} kept no weights ({weights} is missing): run the "

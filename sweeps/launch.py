@@ -27,7 +27,7 @@ from .recorder import Recorder
 from .space import EPOCH_METRICS, SchedulerSpec, SearchSpace
 from .store import TrialStore, _is_uri, join_path
 from .trainable import FINAL_FLAG, PLAN_SCALE, PROGRESS, RunFn, make_trainable, plan_progress
-from .wandb_log import WandbSink
+from .wandb_log import WandbSink, target_for
 
 log = logging.getLogger(__name__)
 
@@ -268,6 +268,13 @@ def dense_dir(space: SearchSpace) -> str:
     return str(Path(local).resolve() / "dense")
 
 
+def wandb_dir(space: SearchSpace) -> str:
+    """Where W&B runs go (``<dir>/wandb/``): the results directory, or ``./wandb`` for results
+    on object storage. The driver's sink and every trial's worker write there."""
+    root = results_root(space)
+    return root if not _is_uri(root) else str(Path("wandb").resolve())
+
+
 def default_threads(space: SearchSpace) -> int:
     """torch threads of a trial that sets no ``train.threads``: its CPUs (at most
     ``MAX_THREADS``; a CPU count no cluster has is refused once Ray is up)."""
@@ -280,7 +287,10 @@ def build_trainable(space: SearchSpace, run_fn: RunFn | None = None) -> Any:
     threads = default_threads(space)
     final_only = tuple(m for m in space.metrics if m not in EPOCH_METRICS)
     fn = make_trainable(space.base_config(), space.name, default_threads=threads, run_fn=run_fn,
-                        dense_dir=dense_dir(space), final_only=final_only)
+                        dense_dir=dense_dir(space), final_only=final_only,
+                        wandb=target_for(space.name, space.wandb.project, wandb_dir(space),
+                                         space.wandb.mode, space.wandb.group,
+                                         space.wandb.entity))
     return tune.with_resources(fn, {"cpu": space.resources.cpu, "gpu": space.resources.gpu})
 
 
@@ -344,12 +354,12 @@ def run_sweep(
 
     sink = None
     if space.wandb.mode != "disabled":
-        wandb_dir = root if not _is_uri(root) else str(Path("wandb").resolve())
-        sink = WandbSink(space.name, space.wandb.project, wandb_dir, mode=space.wandb.mode,
-                         group=space.wandb.group, entity=space.wandb.entity,
-                         space=space.model_dump(mode="json"))
+        sink = WandbSink(space.name, space.wandb.project, wandb_dir(space),
+                         mode=space.wandb.mode, group=space.wandb.group,
+                         entity=space.wandb.entity, space=space.model_dump(mode="json"),
+                         results=root)
     recorder = Recorder(space.name, store, base, sink=sink,
-                        num_samples=space.budget.num_samples)
+                        num_samples=space.budget.num_samples, space=space)
     live = LiveCallbacks.serving([recorder, *callbacks])
 
     from .code_env import runtime_env

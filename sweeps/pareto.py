@@ -49,7 +49,11 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from .schema import PER_LAYER
+
 log = logging.getLogger(__name__)
+
+PART_PREFIX = "part-"  # compacted files (sweeps/store.py)
 
 Mode = Literal["max", "min"]
 DONE_STATUSES: tuple[str, ...] = ("ok",)
@@ -351,6 +355,17 @@ def _remote_table(uri: str) -> Any:
     return table
 
 
+def _has_parts(sources: Sequence[str]) -> bool:
+    """Do these files or globs include compacted ``part-*.parquet`` files?"""
+    for src in sources:
+        if glob.has_magic(src):
+            if glob.glob(os.path.join(os.path.dirname(src), f"{PART_PREFIX}*.parquet")):
+                return True
+        elif os.path.basename(src).startswith(PART_PREFIX):
+            return True
+    return False
+
+
 def _has_parquet(d: Path) -> bool:
     with os.scandir(d) as it:
         return any(e.name.endswith(".parquet") and not e.name.startswith(".") and e.is_file()
@@ -552,8 +567,12 @@ class Results:
         #: readable files once an unreadable one has been found
         self._local = [os.path.abspath(s) for s in local_sources]
         self._checked = False  # every file read whole once (after a read error)
+        #: can a trial's row be there twice (part files, several sources): then keep the newest
+        self._may_repeat = len(self.sources) > 1 or bool(remote) or _has_parts(self._local)
         self._where_views: dict[str, str] = {}
         self.con = duckdb.connect()
+        # every view binding and query reads the files' footers again: keep them in memory
+        self.con.execute("SET parquet_metadata_cache = true")
         if threads:
             self.con.execute(f"SET threads = {int(threads)}")
         for i, uri in enumerate(remote):  # s3://... and other pyarrow filesystem URIs
@@ -583,8 +602,10 @@ class Results:
         if not selects:
             raise ResultsError(f"results {', '.join(map(str, self.sources))}: no readable "
                                ".parquet files left")
-        self.con.execute("CREATE OR REPLACE VIEW trials_raw AS "
-                         + " UNION ALL BY NAME ".join(selects))
+        self.con.execute("CREATE OR REPLACE VIEW _files AS " + " UNION ALL BY NAME ".join(selects))
+        stored = dict(self.con.execute("SELECT column_name, column_type FROM "
+                                       "(DESCRIBE _files)").fetchall())
+        self.con.execute("CREATE OR REPLACE VIEW trials_raw AS " + self._rows_sql(stored))
         self.raw_columns: list[str] = [
             r[0] for r in self.con.execute("DESCRIBE trials_raw").fetchall()]
         self.aliases = short_aliases(self.raw_columns)
@@ -592,6 +613,33 @@ class Results:
                         for a, full in self.aliases.items())
         self.con.execute(f"CREATE OR REPLACE VIEW trials AS SELECT *{extra} FROM trials_raw")
         self.columns = [*self.raw_columns, *self.aliases]
+
+    def _rows_sql(self, stored: dict[str, str]) -> str:
+        """The body of ``trials_raw``: one row per trial (the newest ``recorded_at``, when the
+        files can hold a trial twice: part files, several sources) and each per-layer map
+        (``layer_sparsity``) also as one ``layer_sparsity.<layer>`` column per layer."""
+        body = "SELECT * FROM _files"
+        if self._may_repeat and "trial_id" in stored and "recorded_at" in stored:
+            key = "sweep, trial_id" if "sweep" in stored else "trial_id"
+            body += (f" QUALIFY row_number() OVER (PARTITION BY {key} "
+                     "ORDER BY recorded_at DESC NULLS LAST) = 1")
+        replace, add = [], []
+        maps = [g for g in PER_LAYER if stored.get(g, "").startswith("MAP(")]
+        found: Sequence[Any] = ()
+        if maps:  # every map's layer names in one pass over the files
+            lists = ", ".join(f"list_distinct(flatten(list(map_keys({quote_ident(g)}))))"
+                              for g in maps)
+            found = self.con.execute(f"SELECT {lists} FROM _files").fetchone() or ()
+        for group, keys in zip(maps, found, strict=False):
+            for layer in sorted(k for k in keys or [] if k is not None):
+                col = f"{group}.{layer}"
+                value = f"map_extract({quote_ident(group)}, {sql_string(layer)})[1]"
+                if col in stored:  # old files' flattened column next to new files' map
+                    replace.append(f"coalesce({quote_ident(col)}, {value}) AS {quote_ident(col)}")
+                else:
+                    add.append(f"{value} AS {quote_ident(col)}")
+        sel = "*" + (f" REPLACE ({', '.join(replace)})" if replace else "")
+        return f"SELECT {sel}{''.join(', ' + a for a in add)} FROM ({body})"
 
     def _skip_unreadable(self) -> bool:
         """Drop unreadable local Parquet files (warning naming each); True if any was dropped.

@@ -16,31 +16,32 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
 from ray import tune
 
-from pruning_core.config import load_trial_config
-from pruning_core.errors import ConfigError
-
-from .space import SEARCH_KEY, trial_dict
+from .compaction import compact_quietly
+from .schema import HISTORY_FIELDS, PER_LAYER, sweep_schema
+from .schema_config import config_columns, space_config_types, types_of
 from .store import _TYPES, TrialStore
 from .trainable import FINAL_FLAG, RESULT_STATUS
 
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
 
+    from .space import SearchSpace
     from .wandb_log import WandbSink
 
 log = logging.getLogger(__name__)
 
 _METRIC_KEYS = [
-    k
-    for k in _TYPES
-    if k
-    not in {"sweep", "trial_id", "status", "error", "failures", "node_id", "node_ip", "hostname",
-            "start_time", "end_time", "duration_s", "prunetune_version", "seed", "last_epoch"}
+    *(k for k in _TYPES
+      if k not in {"sweep", "trial_id", "status", "error", "failures", "node_id", "node_ip",
+                   "hostname", "start_time", "end_time", "duration_s", "prunetune_version",
+                   "seed", "last_epoch", "recorded_at"}),
+    "collapsed_layers", "history",
 ]
-#: config fields kept as one JSON column rather than one column per key
-_JSON_CONFIG = ("prune.allocation.layer_sparsity",)
+#: what one epoch of ``history`` holds (the per-epoch report's keys)
+_EPOCH_KEYS = tuple(name for name, _ in HISTORY_FIELDS)
 
 
 def _version() -> str:
@@ -56,13 +57,17 @@ class Recorder(tune.Callback):
     """Writes one Parquet row per finished trial; optionally one W&B run per trial."""
 
     def __init__(self, sweep: str, store: TrialStore, base: dict[str, Any],
-                 sink: WandbSink | None = None, num_samples: int | None = None) -> None:
+                 sink: WandbSink | None = None, num_samples: int | None = None,
+                 space: SearchSpace | None = None, schema: pa.Schema | None = None) -> None:
         self.sweep = sweep
         self.num_samples = num_samples
         self.store = store
         self.base = base
         self.sink = sink
         self.version = _version()
+        #: the sweep's declared row schema (sweeps/schema.py): config columns typed from the
+        #: space (or, without one, from the fixed config); every file is written with it
+        self.schema = schema if schema is not None else _row_schema(base, space)
         self.rows: dict[str, dict[str, Any]] = {}
         self._started: dict[str, float] = {}
         self._epochs: dict[str, list[dict[str, Any]]] = {}
@@ -70,11 +75,13 @@ class Recorder(tune.Callback):
     # Tune pickles run_config (and so its callbacks) into tuner.pkl; keep that light.
     def __getstate__(self) -> dict[str, Any]:
         return {"sweep": self.sweep, "store_root": self.store.root, "base": self.base,
-                "num_samples": self.num_samples}
+                "num_samples": self.num_samples,
+                "schema": self.schema.serialize().to_pybytes()}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        schema = pa.ipc.read_schema(pa.py_buffer(state["schema"])) if "schema" in state else None
         self.__init__(state["sweep"], TrialStore(state["store_root"]), state["base"],  # type: ignore[misc]
-                      num_samples=state.get("num_samples"))
+                      num_samples=state.get("num_samples"), schema=schema)
 
     # ------------------------------------------------------------------ tune hooks
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial,
@@ -83,11 +90,9 @@ class Recorder(tune.Callback):
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial,
                         result: dict[str, Any], **info: Any) -> None:
-        if self.sink is not None and not result.get(FINAL_FLAG):
-            keep = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
-                    "sparsity")
+        if not result.get(FINAL_FLAG):  # the history a stopped trial keeps
             self._epochs.setdefault(trial.trial_id, []).append(
-                {k: result[k] for k in keep if k in result}
+                {k: result[k] for k in _EPOCH_KEYS if k in result}
             )
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial,
@@ -105,11 +110,13 @@ class Recorder(tune.Callback):
         # Rows of finished trials the (restored) experiment state knows, written if missing.
         # Those still running when the experiment stopped (Ctrl-C, time budget) were ended by
         # the stop, not by a scheduler: ``interrupted``, never ``stopped_early``.
+        have = self.store.trial_ids()
         for t in trials:
-            if t.status in ("TERMINATED", "ERROR") and not self.store.has(t.trial_id):
+            if t.status in ("TERMINATED", "ERROR") and t.trial_id not in have:
                 self.record(t, error=_error_message(t) if t.status == "ERROR" else None,
                             interrupted=True)
         self._settle_unknown_rows(known)
+        compact_quietly(self.store)  # the rows are settled: merge the per-trial files
         if self.sink is not None:
             self.sink.sweep_finished(list(self.rows.values()))
 
@@ -140,22 +147,22 @@ class Recorder(tune.Callback):
     def record(self, trial: Trial, error: str | None = None,
                interrupted: bool = False) -> dict[str, Any]:
         row = self.build_row(trial, error, interrupted)
+        self._epochs.pop(trial.trial_id, None)
         try:
-            self.store.write(row)
+            self.store.write(row, self.schema)
         except OSError:
             log.exception("could not write the results row of trial %s", trial.trial_id)
-        self.rows[trial.trial_id] = row
-        if self.sink is not None:
-            history = self._epochs.pop(trial.trial_id, [])
-            if row.get("history"):
-                history = json.loads(row["history"])
-            self.sink.trial_finished(row, history)
+        if self.sink is not None:  # for the sink's end-of-sweep flags (trials log W&B live)
+            self.rows[trial.trial_id] = row
         return row
 
     def build_row(self, trial: Trial, error: str | None = None,
                   interrupted: bool = False) -> dict[str, Any]:
         """The trial's row. ``interrupted``: the trial was still running when the experiment
-        stopped, so a missing final report means ``interrupted`` (not ``stopped_early``)."""
+        stopped, so a missing final report means ``interrupted`` (not ``stopped_early``).
+
+        A trial without a final report (stopped early, interrupted) keeps what it measured:
+        its last epoch's metrics and the history of the epochs it reported."""
         result = dict(trial.last_result or {})
         final = bool(result.get(FINAL_FLAG))
         if error is not None:
@@ -171,7 +178,7 @@ class Recorder(tune.Callback):
             status, error = "error", "the trial reported no result"
         now = time.time()
         started = self._started.get(trial.trial_id, now - float(result.get("time_total_s", 0.0)))
-        config, seed = self._config_columns(trial.config or {})
+        config, seed = config_columns(self.base, trial.config or {})
         row: dict[str, Any] = {
             "sweep": self.sweep,
             "trial_id": trial.trial_id,
@@ -188,39 +195,39 @@ class Recorder(tune.Callback):
             "seed": seed,
             "last_epoch": result.get("epoch"),
         }
-        row.update({k: result.get(k) for k in _METRIC_KEYS if k != "history"})
-        row["history"] = result.get("history") if final else None
-        for group in ("layer_sparsity", "similarity"):  # per-layer values: one column each
-            if final and result.get(group):
-                for name, s in json.loads(result[group]).items():
-                    row[f"{group}.{name}"] = s
+        row.update({k: result.get(k) for k in _METRIC_KEYS})
+        row["history"] = _decoded(result.get("history")) if final else \
+            _by_epoch(self._epochs.get(trial.trial_id, []))
+        for group in PER_LAYER:  # per-layer values: one map each ({layer: value})
+            row[group] = _decoded(result.get(group)) if final else None
         row.update(config)
         return row
 
-    def _config_columns(self, sampled: dict[str, Any]) -> tuple[dict[str, Any], int | None]:
-        data = trial_dict(self.base, sampled)
+
+def _row_schema(base: dict[str, Any], space: SearchSpace | None) -> pa.Schema:
+    """The sweep's row schema: config columns typed from the space (every file the same)."""
+    if space is None:
+        types = types_of([config_columns(base, {})[0]])
+        return sweep_schema({k: t or pa.string() for k, t in types.items()})
+    return sweep_schema(space_config_types(space, base),
+                        objectives=[o.model_dump(mode="json") for o in space.objectives],
+                        space=space.model_dump(mode="json"))
+
+
+def _decoded(value: Any) -> Any:
+    """A report's JSON text (history, per-layer values) -> Python (NaN stays NaN)."""
+    if isinstance(value, str):
         try:
-            resolved = load_trial_config(data).model_dump()
-        except ConfigError:
-            resolved = data
-        cols = {f"config.{k}": v for k, v in _flatten(resolved).items()}
-        for k, v in _flatten(sampled.get(SEARCH_KEY, {}), SEARCH_KEY).items():
-            cols[f"config.{k}"] = v
-        seed = resolved.get("seed")
-        return cols, seed if isinstance(seed, int) else None
+            return json.loads(value)
+        except ValueError:
+            return None
+    return value
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}.{k}" if prefix else str(k)
-        if isinstance(v, dict) and v and key not in _JSON_CONFIG:
-            out.update(_flatten(v, key))
-        elif isinstance(v, dict | list):
-            out[key] = json.dumps(v) if v else None
-        else:
-            out[key] = v
-    return out
+def _by_epoch(epochs: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """Reported epochs, the last report of each epoch (a restored trial may repeat some)."""
+    out = {e.get("epoch"): e for e in epochs}
+    return [out[k] for k in sorted(out, key=lambda e: -1 if e is None else e)] or None
 
 
 def _error_message(trial: Trial) -> str:

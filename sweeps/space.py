@@ -17,6 +17,7 @@ Layer-wise sparsity is searched in two forms, both written to
 from __future__ import annotations
 
 import copy
+import logging
 import re
 from collections.abc import Callable
 from functools import cached_property
@@ -35,6 +36,11 @@ from .yaml_lines import load_with_lines, locate
 if TYPE_CHECKING:
     import optuna
 
+log = logging.getLogger(__name__)
+
+#: a sweep with more trials than this and no sampler named gets NSGA-II, whose cost per trial
+#: stays flat (multi-objective TPE's grows with the trials: 12-20 ms each at 1,000)
+LARGE_SWEEP = 1000
 #: the TrialConfig key the layer-wise forms fill in
 LAYERWISE_KEY = "prune.allocation.layer_sparsity"
 #: top-level trial-config key for search parameters that are not TrialConfig fields
@@ -509,6 +515,11 @@ class SearchSpace(_Strict):
 
         s = self.sampler
         opts = dict(s.options)
+        if self.budget.num_samples > LARGE_SWEEP and not s.model_fields_set & {"name", "options"}:
+            log.warning("sampler: nsga2 (no sampler named and %d trials > %d: NSGA-II's cost "
+                        "per trial stays flat, TPE's grows); name one to choose",
+                        self.budget.num_samples, LARGE_SWEEP)
+            s = s.model_copy(update={"name": "nsga2"})
         try:
             if s.name == "tpe":
                 return optuna.samplers.TPESampler(seed=s.seed, **opts)

@@ -24,6 +24,7 @@ from pruning_core.config import load_trial_config
 from pruning_core.record import METRICS
 
 from .space import trial_dict
+from .wandb_log import TrialRun, WandbTarget
 
 STATE_FILE = "state.pt"
 #: keys the trainable adds to every report
@@ -43,6 +44,7 @@ RunFn = Callable[..., Any]
 def make_trainable(
     base: dict[str, Any], sweep: str, default_threads: int = 1, run_fn: RunFn | None = None,
     dense_dir: str | None = None, final_only: tuple[str, ...] = (),
+    wandb: WandbTarget | None = None,
 ) -> Callable[[dict[str, Any]], None]:
     """Build the function Ray Tune runs per trial.
 
@@ -52,6 +54,7 @@ def make_trainable(
     (``pruning_core.dense_cache``: one writer per key, the others wait and load).
     ``final_only``: objectives known only at the end (flops, similarity_mean, ...); epoch
     reports carry them as NaN, since Ray Tune requires every searched metric in every report.
+    ``wandb``: where each trial logs its live W&B run (``wandb_log.TrialRun``); None: no W&B.
     """
 
     def prunetune_trial(config: dict[str, Any]) -> None:
@@ -83,6 +86,7 @@ def make_trainable(
 
         def on_epoch(report: Any) -> None:
             plan["total"] = report.total_epochs
+            live.log(report.metrics, report.epoch)
             # The last epoch's metrics go out with the final report: a scheduler rung at the
             # last epoch must not stop a trial that has finished training (and lose its result).
             if report.epoch == report.total_epochs:
@@ -109,7 +113,13 @@ def make_trainable(
                 extra["dense_cache"] = LocalDenseCache(dense_dir.removeprefix("file://"))
         if run_fn is None and cfg.metrics.keep_weights:
             extra["weights_out"] = trial_weights_path(dense_dir, trial_id)
-        result = run(cfg, on_epoch=on_epoch, resume=resume, **extra)
+        # W&B, live from this worker: one run per trial, every epoch as it ends (never raises)
+        live = TrialRun(wandb, trial_id, config=data)
+        try:
+            result = run(cfg, on_epoch=on_epoch, resume=resume, **extra)
+        except BaseException as exc:  # raised, or stopped by the scheduler (SystemExit(0))
+            live.finish(exit_code=0 if isinstance(exc, SystemExit) and not exc.code else 1)
+            raise
         final = final_metrics(result)
         if cfg.metrics.similarity is None:
             final.pop("similarity_mean")
@@ -117,6 +127,7 @@ def make_trainable(
             final[PROGRESS] = PLAN_SCALE
         elif "total" in plan:  # diverged part-way: the share it trained
             final[PROGRESS] = plan_progress(result.epochs, plan["total"])
+        live.finish(summary={**final, "status": result.status})
         tune.report(final | where)
 
     return prunetune_trial

@@ -1,10 +1,19 @@
-"""W&B logging: one run per trial and a summary run per sweep, never failing the sweep.
+"""W&B logging: one live run per trial, written by the trial's own worker, never failing it.
 
-Runs are written by a separate writer process fed from the driver-side recorder (a W&B run
-costs tens of milliseconds of CPU; neither Tune's event loop nor the GIL should wait for it).
-Offline by default, under the results directory (``wandb sync <results>/wandb/offline-run-*``
-uploads later). ``online`` is used only when an API key is present; otherwise it falls back to
-offline with a warning.
+* **Trials** (:class:`TrialRun`, in the Ray worker): ``wandb.init`` when the trial starts (run id
+  ``<sweep>-<trial_id>``, ``resume="allow"``: a retried or resumed trial continues the same run
+  online), one ``run.log(..., step=epoch)`` per epoch as it is trained, the final metrics in the
+  summary, ``finish()`` at the end (exit code 1 if the trial raised). Any W&B failure (init
+  raising, a full disk, a killed wandb-core) is logged once and the trial goes on without W&B.
+* **End of the sweep** (:class:`WandbSink`, in the driver, run by writer *processes*): every
+  trial's run gets ``pareto`` (bool), ``front_rank`` (non-dominated sorting rank over the sweep's
+  ``ok`` trials, 0 = the front; absent for a trial that is not ranked) and the sweep's
+  ``hypervolume`` in its summary (``wandb.init(id=..., resume="must")`` + ``summary.update``),
+  and one ``<sweep>-summary`` run holds the table of all trials.
+
+Offline by default, under the results directory (``<results>/wandb/offline-run-*``; ``wandb sync
+<results>/wandb/offline-run-*`` uploads later). ``online`` is used only when an API key is
+present; otherwise it falls back to offline with a warning.
 """
 
 from __future__ import annotations
@@ -17,14 +26,18 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 _SUMMARY_COLUMNS = ("trial_id", "status", "test_accuracy", "sparsity", "flops", "params_kept",
-                    "config.prune.criterion", "config.prune.sparsity", "error")
+                    "config.prune.criterion", "config.prune.sparsity", "pareto", "front_rank",
+                    "error")
+#: report keys that are not metrics (left out of a trial's W&B summary)
+_NOT_SUMMARY = frozenset({"history", "final", "result_status", "result_error"})
 
 
 def _has_api_key() -> bool:
@@ -51,32 +64,263 @@ def _clean(d: dict[str, Any]) -> dict[str, Any]:
             if v is not None and not (isinstance(v, float) and not math.isfinite(v))}
 
 
+@dataclass(frozen=True)
+class WandbTarget:
+    """Where and how a sweep's W&B runs are written (picklable: it travels to the workers).
+
+    ``dir``: the directory ``wandb.init(dir=...)`` gets; runs go under ``<dir>/wandb/``.
+    """
+
+    sweep: str
+    project: str
+    dir: str
+    mode: str = "offline"
+    group: str | None = None
+    entity: str | None = None
+
+    def run_id(self, trial_id: str) -> str:
+        return f"{self.sweep}-{trial_id}"
+
+    def init(self, *, stats: bool = False, **kwargs: Any) -> Any:
+        """``wandb.init`` with this target's project, group, dir and mode, quiet (no console
+        capture, git or code saving); ``stats``: sample system metrics."""
+        import wandb
+
+        Path(self.dir).mkdir(parents=True, exist_ok=True)
+        return wandb.init(
+            project=self.project, entity=self.entity, group=self.group or self.sweep,
+            dir=self.dir, mode=self.mode, reinit="create_new",  # type: ignore[arg-type]
+            settings=wandb.Settings(console="off", x_disable_stats=not stats, save_code=False,
+                                    disable_git=True, silent=True),
+            **kwargs,
+        )
+
+    def offline_runs(self) -> dict[str, list[Path]]:
+        """Offline run directories by run id (``offline-run-<date>_<time>-<run id>``), oldest
+        first."""
+        out: dict[str, list[Path]] = {}
+        if not Path(self.dir, "wandb").is_dir():
+            return out
+        for p in sorted(Path(self.dir, "wandb").glob("offline-run-*")):
+            parts = p.name.split("-", 3)
+            if len(parts) == 4:
+                out.setdefault(parts[3], []).append(p)
+        return out
+
+
+def target_for(sweep: str, project: str, directory: str, mode: str, group: str | None = None,
+               entity: str | None = None) -> WandbTarget | None:
+    """The trials' W&B target, or None when W&B is ``disabled``."""
+    if mode == "disabled":
+        return None
+    return WandbTarget(sweep, project, directory, resolve_mode(mode), group or sweep, entity)
+
+
+class TrialRun:
+    """One trial's live W&B run, in the worker that trains it; a no-op without a target.
+
+    Every W&B call is guarded: the first failure is logged (once) and W&B is off for the rest
+    of the trial; the wandb service of this worker is torn down, so the next trial on this
+    (reused) worker starts a fresh one. Nothing here raises.
+    """
+
+    def __init__(self, target: WandbTarget | None, trial_id: str,
+                 config: dict[str, Any] | None = None) -> None:
+        self.trial_id = trial_id
+        self.run: Any = None
+        self.failed = False
+        if target is None:
+            return
+        os.environ.setdefault("WANDB_SILENT", "true")
+        try:
+            self.run = target.init(stats=True, id=target.run_id(trial_id), name=trial_id,
+                                   resume="allow", job_type="trial", config=config or {})
+        except Exception:
+            self._fail("start")
+
+    @property
+    def active(self) -> bool:
+        return self.run is not None
+
+    def log(self, metrics: dict[str, Any], epoch: int) -> None:
+        """One epoch's metrics, at ``step=epoch``, as the epoch ends."""
+        if self.run is None:
+            return
+        try:
+            self.run.log(_clean({**metrics, "epoch": epoch}), step=int(epoch))
+        except Exception:
+            self._fail("log an epoch to")
+
+    def finish(self, summary: dict[str, Any] | None = None, exit_code: int = 0) -> None:
+        """The final metrics into the summary, then ``finish``."""
+        run, self.run = self.run, None
+        if run is None:
+            return
+        try:
+            if summary:
+                run.summary.update(summary_values(summary))
+            run.finish(exit_code=exit_code)
+        except Exception:
+            self.run = run
+            self._fail("finish")
+
+    def _fail(self, what: str) -> None:
+        if not self.failed:
+            log.warning("W&B: could not %s the run of trial %s; the trial goes on without W&B",
+                        what, self.trial_id, exc_info=True)
+        self.failed = True
+        run, self.run = self.run, None
+        try:
+            if run is not None:
+                run.finish(exit_code=1)
+        except Exception:  # the service is gone: nothing to finish
+            pass
+        try:
+            import wandb
+
+            wandb.teardown()  # a broken service is dropped: the next init starts a new one
+        except Exception:
+            pass
+
+
+def summary_values(values: dict[str, Any]) -> dict[str, Any]:
+    """A trial's report or row -> W&B summary values: finite scalars and strings, JSON text
+    (per-layer values) decoded, no history, no config columns."""
+    import json
+
+    out: dict[str, Any] = {}
+    for k, v in values.items():
+        if k in _NOT_SUMMARY or k.startswith("config."):
+            continue
+        if isinstance(v, str) and v[:1] in "{[":
+            try:
+                v = json.loads(v)
+            except ValueError:
+                pass
+        if isinstance(v, list | tuple) or getattr(v, "ndim", 0) or _missing(v):
+            continue  # history, map columns (arrays), missing values
+        if hasattr(v, "isoformat"):
+            v = v.isoformat()
+        elif hasattr(v, "item") and callable(v.item):  # numpy scalars
+            v = v.item()
+        out[k] = v
+    return out
+
+
+# --------------------------------------------------------------------------- pareto flags
+def front_ranks(values: Any, modes: Sequence[str]) -> Any:
+    """Non-dominated sorting: rank 0 = the Pareto front, rank 1 = the front once rank 0 is
+    removed, ...; -1 for a row with a non-finite objective (it takes no part)."""
+    import numpy as np
+
+    from .pareto import pareto_mask
+
+    v = np.asarray(values, dtype=np.float64).reshape(-1, len(modes))
+    ranks = np.full(len(v), -1, dtype=np.int64)
+    left = np.flatnonzero(np.isfinite(v).all(axis=1))
+    rank = 0
+    while len(left):
+        mask = pareto_mask(v[left], modes)
+        ranks[left[mask]] = rank
+        left = left[~mask]
+        rank += 1
+    return ranks
+
+
+@dataclass
+class SweepFlags:
+    """What the end of a sweep adds to each trial's run: ``pareto``, ``front_rank`` and the
+    sweep's ``hypervolume`` (the front of its ``ok`` trials, as ``prunetune pareto`` finds it,
+    with the same reference point: the worst value of each objective, 1 % of its range out)."""
+
+    hypervolume: float | None
+    reference_point: list[float] | None
+    #: trial id -> front rank (absent: not ranked, i.e. not ``ok`` or a non-finite objective)
+    ranks: dict[str, int] = field(default_factory=dict)
+
+    def for_trial(self, trial_id: str) -> dict[str, Any]:
+        rank = self.ranks.get(trial_id)
+        out: dict[str, Any] = {"pareto": rank == 0}
+        if rank is not None:
+            out["front_rank"] = rank
+        if self.hypervolume is not None:
+            out["hypervolume"] = self.hypervolume
+        return out
+
+
+def sweep_flags(rows: Sequence[dict[str, Any]], objectives: Sequence[tuple[str, str]],
+                ) -> SweepFlags:
+    """Pareto flags of a sweep's rows for ``objectives`` ``[(metric, mode)]``: its ``ok`` rows
+    take part (as in ``prunetune pareto``), every other row is unranked."""
+    import numpy as np
+
+    from .hypervolume import derive_reference, hypervolume
+
+    modes = [m for _, m in objectives]
+    ok = [r for r in rows if r.get("status") == "ok"]
+    vals = np.array([[_number(r.get(c)) for c, _ in objectives] for r in ok],
+                    dtype=np.float64).reshape(-1, len(modes))
+    ranks = front_ranks(vals, modes)
+    hv = ref = None
+    if np.isfinite(vals).all(axis=1).any():
+        ref_arr = derive_reference(vals, modes)
+        hv = float(hypervolume(vals[ranks == 0], modes, ref_arr))
+        ref = [float(x) for x in ref_arr]
+    return SweepFlags(hv, ref, {str(r["trial_id"]): int(k)
+                                for r, k in zip(ok, ranks, strict=True) if k >= 0})
+
+
+def _number(v: Any) -> float:
+    try:
+        return math.nan if v is None else float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def stored_rows(results: str) -> list[dict[str, Any]]:
+    """Every trial's row in a results directory (one per trial, all statuses)."""
+    from .pareto import Results
+
+    with Results(results) as res:
+        return res.query("SELECT * FROM trials_raw").to_dict("records")
+
+
+# --------------------------------------------------------------------------- driver side
 #: writer processes (W&B's client is CPU-bound per run; two keep up with a 2-core sweep)
 WRITERS = 2
 
 
 class WandbSink:
-    """W&B jobs run by one writer *process*; every failure is logged, none raised.
+    """The driver's end-of-sweep W&B work, run by writer *processes*; every failure is logged,
+    none raised.
 
-    A W&B run costs ~70 ms of CPU in the wandb client. In a thread of the driver that time is
-    taken from Tune's event loop (the GIL); in separate processes it overlaps with the sweep:
-    on 2 cores, 200 no-op trials went from 0.118 to 0.080 s/trial (benchmarks/RESULTS.md).
+    At the end of the sweep each trial's run (written live by its worker, :class:`TrialRun`)
+    gets its Pareto flags, and the ``<sweep>-summary`` run is written. A W&B run costs tens of
+    ms of CPU in the wandb client: in separate processes that overlaps with the driver.
+    ``results``: the results directory the rows are read from (every trial of the sweep, also
+    those recorded before a ``--resume``); without it, the rows the recorder passes.
     """
 
     def __init__(self, sweep: str, project: str, directory: str, mode: str = "offline",
                  group: str | None = None, entity: str | None = None,
-                 space: dict[str, Any] | None = None) -> None:
+                 space: dict[str, Any] | None = None, results: str | None = None) -> None:
         import multiprocessing as mp
 
         os.environ.setdefault("WANDB_SILENT", "true")
         os.environ.setdefault("WANDB_DISABLE_GIT", "true")
-        self.writer = _Writer(sweep, project, directory, resolve_mode(mode), group or sweep,
-                              entity, space or {})
+        self.target = WandbTarget(sweep, project, directory, resolve_mode(mode), group or sweep,
+                                  entity)
+        self.space = space or {}
+        self.results = results
+        self.objectives = [(o["metric"], o["mode"]) for o in self.space.get("objectives") or []]
+        self.flags: SweepFlags | None = None
+        self._n_jobs = 0
         ctx = mp.get_context("spawn")  # no fork of a driver holding Ray's threads
         self._jobs: Any = ctx.Queue()
         self._failures: Any = ctx.Value("i", 0)
         self._processes = [
-            ctx.Process(target=_serve, args=(self.writer, self._jobs, self._failures),
+            ctx.Process(target=_serve, args=(_Writer(self.target, self.space), self._jobs,
+                                             self._failures),
                         name=f"prunetune-wandb-{i}", daemon=True)
             for i in range(WRITERS)
         ]
@@ -88,17 +332,51 @@ class WandbSink:
         return int(self._failures.value)
 
     # ------------------------------------------------------------------ public
-    def trial_finished(self, row: dict[str, Any], history: list[dict[str, Any]]) -> None:
-        self._jobs.put(("trial", dict(row), list(history)))
-
     def sweep_finished(self, rows: list[dict[str, Any]]) -> None:
-        self._jobs.put(("summary", list(rows)))
+        """Queue the Pareto flags of every trial's run and the summary run (never raises)."""
+        try:
+            self._sweep_finished(rows)
+        except Exception:  # W&B must never fail the sweep
+            log.warning("W&B: could not queue the end-of-sweep updates", exc_info=True)
+
+    def _sweep_finished(self, rows: list[dict[str, Any]]) -> None:
+        if self.results is not None:
+            try:
+                rows = stored_rows(self.results)
+            except Exception:  # the recorder's rows are the next best thing
+                log.warning("W&B: could not read the results rows; using this run's",
+                            exc_info=True)
+        flags = SweepFlags(None, None)
+        if self.objectives:
+            try:
+                flags = sweep_flags(rows, self.objectives)
+            except Exception:
+                log.warning("W&B: could not rank the trials (no Pareto flags)", exc_info=True)
+        self.flags = flags
+        existing = self.target.offline_runs() if self.target.mode == "offline" else None
+        missing = []
+        for row in rows:
+            trial_id = str(row["trial_id"])
+            if existing is not None and self.target.run_id(trial_id) not in existing:
+                missing.append(trial_id)  # W&B failed in its worker: no run to flag
+                continue
+            self._put(("flags", trial_id, {**summary_values(row), **flags.for_trial(trial_id)}))
+        if missing:
+            log.warning("W&B: no run for %d trial(s) (W&B failed in their workers): %s",
+                        len(missing), ", ".join(missing))
+        table = [{**r, **flags.for_trial(str(r["trial_id"]))} for r in rows]
+        self._put(("summary", table, {"hypervolume": flags.hypervolume,
+                                      "reference_point": flags.reference_point}))
+
+    def _put(self, job: tuple[Any, ...]) -> None:
+        self._n_jobs += 1
+        self._jobs.put(job)
 
     def close(self, timeout: float = 120.0) -> None:
-        """Finish queued runs (waits at most ``timeout`` seconds)."""
+        """Finish queued runs (waits at most ``timeout`` seconds, more for many runs)."""
         for _ in self._processes:
             self._jobs.put(None)
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + max(timeout, 0.5 * self._n_jobs / WRITERS)
         for p in self._processes:
             p.join(max(0.0, deadline - time.monotonic()))
         if any(p.is_alive() for p in self._processes):
@@ -161,10 +439,10 @@ def _serve(writer: _Writer, jobs: Any, failures: Any) -> None:
         if job is None:
             return
         try:
-            if job[0] == "trial":
-                writer.trial_run(job[1], job[2])
+            if job[0] == "flags":
+                writer.flag_run(job[1], job[2])
             else:
-                writer.summary_run(job[1])
+                writer.summary_run(job[1], job[2])
         except Exception:  # W&B must never fail the sweep
             with failures.get_lock():
                 failures.value += 1
@@ -173,58 +451,64 @@ def _serve(writer: _Writer, jobs: Any, failures: Any) -> None:
 
 @dataclass(frozen=True)
 class _Writer:
-    """Writes W&B runs (picklable: it travels to the writer process)."""
+    """Writes the driver's W&B updates (picklable: it travels to the writer process)."""
 
-    sweep: str
-    project: str
-    dir: str
-    mode: str
-    group: str
-    entity: str | None
+    target: WandbTarget
     space: dict[str, Any]
 
-    def _init(self, **kwargs: Any) -> Any:
-        import wandb
+    def flag_run(self, trial_id: str, summary: dict[str, Any]) -> None:
+        """The trial's run, resumed: its final metrics and Pareto flags into the summary.
 
-        Path(self.dir).mkdir(parents=True, exist_ok=True)
-        return wandb.init(
-            project=self.project, entity=self.entity, group=self.group, dir=self.dir,
-            mode=self.mode, reinit="create_new",
-            settings=wandb.Settings(console="off", x_disable_stats=True, save_code=False,
-                                    disable_git=True, silent=True),
-            **kwargs,
-        )
-
-    def trial_run(self, row: dict[str, Any], history: list[dict[str, Any]]) -> None:
-        config = {k[len("config."):]: v for k, v in row.items() if k.startswith("config.")}
-        run = self._init(name=row["trial_id"], id=f"{self.sweep}-{row['trial_id']}",
-                         job_type="trial", config=config, tags=[row["status"]])
+        Offline, a resumed run is a second ``offline-run-*-<id>`` directory holding the whole
+        summary (``wandb sync`` the directories in time order: the glob's order)."""
+        run = self.target.init(id=self.target.run_id(trial_id), resume="must")
         try:
-            for h in history:
-                step = h.get("epoch")
-                run.log(_clean(h), step=int(step) if step is not None else None)
-            summary = {k: v for k, v in row.items()
-                       if not k.startswith("config.") and k not in ("history",)}
-            summary = {k: (v.isoformat() if hasattr(v, "isoformat") else v)
-                       for k, v in _clean(summary).items()}
             run.summary.update(summary)
         finally:
             run.finish()
 
-    def summary_run(self, rows: list[dict[str, Any]]) -> None:
+    def summary_run(self, rows: list[dict[str, Any]], extra: dict[str, Any]) -> None:
         import wandb
 
-        run = self._init(name=f"{self.sweep}-summary", id=f"{self.sweep}-summary",
-                         job_type="sweep-summary", config=self.space)
+        run = self.target.init(name=f"{self.target.sweep}-summary",
+                               id=f"{self.target.sweep}-summary", job_type="sweep-summary",
+                               config=self.space)
         try:
             columns = [c for c in _SUMMARY_COLUMNS if any(c in r for r in rows)]
             table = wandb.Table(columns=columns,
-                                data=[[r.get(c) for c in columns] for r in rows])
+                                data=[[_cell(r.get(c)) for c in columns] for r in rows])
             counts: dict[str, int] = {}
             for r in rows:
-                counts[r["status"]] = counts.get(r["status"], 0) + 1
+                counts[str(r["status"])] = counts.get(str(r["status"]), 0) + 1
             run.log({"trials": table})
-            run.summary.update({"n_trials": len(rows),
-                                **{f"n_{k}": v for k, v in counts.items()}})
+            run.summary.update(_clean({"n_trials": len(rows), **extra,
+                                       **{f"n_{k}": v for k, v in counts.items()}}))
         finally:
             run.finish()
+
+
+def _cell(v: Any) -> Any:
+    """A table cell: numpy scalars as Python, NaN/NaT/NA as None."""
+    if _missing(v):
+        return None
+    if hasattr(v, "item") and callable(v.item):
+        return v.item()
+    return v
+
+
+def _missing(v: Any) -> bool:
+    """None, a non-finite float, or pandas' NaT / NA."""
+    if v is None:
+        return True
+    if isinstance(v, float):
+        return not math.isfinite(v)
+    if getattr(v, "ndim", 0):
+        return False
+    if "pandas" in sys.modules and not isinstance(v, str | dict | list | tuple):
+        import pandas as pd
+
+        try:
+            return bool(pd.isna(v))
+        except (TypeError, ValueError):
+            return False
+    return False

@@ -97,6 +97,9 @@ def test_pareto_json_excludes_unfinished_trials(results, runner_app) -> None:
     assert {r["status"] for r in doc["rows"]} == {"ok"}
     assert doc["hypervolume"]["all"] > 0 and len(doc["reference_point"]) == 2
     assert "config.prune.criterion" in doc["rows"][0]  # full names in machine output
+    first = doc["rows"][0]  # the per-layer map as an object, and its per-layer columns
+    assert set(first["layer_sparsity"]) == set(LAYERS)
+    assert first["layer_sparsity"]["fc.weight"] == first["layer_sparsity.fc.weight"]
 
 
 def test_include_status_brings_them_back(results, runner_app) -> None:
@@ -105,6 +108,7 @@ def test_include_status_brings_them_back(results, runner_app) -> None:
                           "--include-status", "diverged", "--include-status", "stopped_early")
     assert code == 0
     got = pd.read_csv(__import__("io").StringIO(out))
+    assert set(json.loads(got["layer_sparsity"].iloc[0])) == set(LAYERS)  # JSON in CSV
     assert set(got["status"]) <= {"ok", "diverged", "stopped_early"}
     assert "diverged" in set(got["status"])
     want = expected_front(df, ["test_accuracy:max", "sparsity:max"],

@@ -1,11 +1,15 @@
-"""Parquet store: atomic per-trial files, idempotent rewrites, unified reads, DuckDB queries."""
+"""Parquet store: atomic per-trial files, idempotent rewrites, unified reads, DuckDB queries,
+values that fit no column kept, unreadable files left alone by compaction."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 from pathlib import Path
 
+import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sweeps.store import TrialStore
@@ -40,7 +44,9 @@ def test_columns_unify_across_files(tmp_path: Path) -> None:
     assert table.num_rows == 2
     assert table.schema.field("params").type == "int64"
     df = store.dataframe().set_index("trial_id")
-    assert df.loc["a", "collapsed_layers"] == '["fc.weight"]'
+    assert list(df.loc["a", "collapsed_layers"]) == ["fc.weight"]  # list<string>, not JSON
+    assert dict(df.loc["a", "layer_sparsity"]) == {"fc.weight": 0.7}  # folded into the map
+    assert df.loc["a", "layer_sparsity.fc.weight"] == 0.7  # and offered as a column
     assert math.isnan(df.loc["b", "layer_sparsity.fc.weight"])
     assert df.loc["b", "config.prune.steps"] == 3
     assert pq.read_table(tmp_path / "trials" / "a.parquet").num_rows == 1
@@ -74,3 +80,30 @@ def test_unknown_rows_kept_up_to_the_budget(tmp_path: Path) -> None:
     rec._settle_unknown_rows({"a", "b", "c", "z"})  # a later resume re-sampled it: no room
     assert store.trial_ids() == {"a", "b", "c"}
     assert {p.stem for p in (tmp_path / "trials_orphaned").glob("*.parquet")} == {"x", "y"}
+
+
+def test_a_value_that_does_not_fit_its_column_is_kept_in_extra(tmp_path: Path) -> None:
+    from sweeps.schema import sweep_schema
+
+    schema = sweep_schema({"config.prune.steps": pa.int64()})
+    store = TrialStore(str(tmp_path))
+    store.write(_row("a", **{"config.prune.steps": "three", "config.new.key": 1.5,
+                            "params": "n/a"}), schema)
+    file = pq.read_table(tmp_path / "trials" / "a.parquet")
+    assert file.schema.names == schema.names  # exactly the declared columns, no more
+    row = store.dataframe().iloc[0]
+    assert pd.isna(row["config.prune.steps"]) and pd.isna(row["params"])
+    assert json.loads(row["extra"]) == {"config.new.key": 1.5, "config.prune.steps": "three",
+                                        "params": "n/a", "config.prune.criterion": "snip"}
+
+
+def test_compaction_leaves_an_unreadable_file_in_place(tmp_path: Path) -> None:
+    store = TrialStore(str(tmp_path))
+    for tid in ("a", "b", "c"):
+        store.write(_row(tid))
+    (tmp_path / "trials" / "bad.parquet").write_bytes(b"not parquet at all")
+    done = store.compact()
+    assert [p for p, _ in done.unreadable] == [str(tmp_path / "trials" / "bad.parquet")]
+    names = sorted(p.name for p in (tmp_path / "trials").iterdir())
+    assert names[0] == "bad.parquet" and names[1].startswith("part-") and len(names) == 2
+    assert sorted(store.dataframe()["trial_id"]) == ["a", "b", "c"]

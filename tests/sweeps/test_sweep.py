@@ -52,7 +52,7 @@ def test_faults_are_retried_recorded_and_the_sweep_goes_on(tmp_path: Path, ray_l
     assert starts[0]["resume_done"] is None and starts[1]["resume_done"] is not None
     epochs = [e["epoch"] for e in events if "epoch" in e]
     assert epochs == [1, 2, 2, 3]  # epoch 1 not re-run
-    assert len(json.loads(df.loc[0.12, "history"])) == 3
+    assert len(df.loc[0.12, "history"]) == 3
     # always failing: retried max_failures times, then recorded with its message
     assert df.loc[0.11, "status"] == "error"
     assert df.loc[0.11, "error"] == "ValueError: injected fault: always fails"
@@ -64,9 +64,11 @@ def test_faults_are_retried_recorded_and_the_sweep_goes_on(tmp_path: Path, ray_l
     row = df.loc[0.1]
     assert row["sweep"] == "e2e" and row["prunetune_version"] and row["node_id"]
     assert row["end_time"] >= row["start_time"] and row["seed"] == 0
-    # W&B: one offline run per trial plus the summary run, under the results dir
+    # W&B: one offline run id per trial plus the summary run, under the results dir (a trial's
+    # retries and its Pareto-flag update reopen the same id in further directories)
     runs = sorted(p.name for p in (Path(outcome.results_dir) / "wandb").glob("offline-run-*"))
-    assert len(runs) == 5 and sum(r.endswith("e2e-summary") for r in runs) == 1
+    ids = {r.split("-", 3)[3] for r in runs}
+    assert len(ids) == 5 and "e2e-summary" in ids, runs
 
 
 def test_asha_stops_trials_early_and_they_are_flagged(tmp_path: Path, ray_local: None) -> None:
@@ -86,7 +88,10 @@ def test_asha_stops_trials_early_and_they_are_flagged(tmp_path: Path, ray_local:
     assert set(df["status"]) <= {"ok", "stopped_early"}
     stopped = df[df["status"] == "stopped_early"]
     assert len(stopped) >= 1
-    assert (stopped["last_epoch"] < 3).all() and stopped["history"].isna().all()
+    assert (stopped["last_epoch"] < 3).all()
+    # a stopped trial keeps what it measured: one history entry per epoch it trained
+    assert all(len(h) == e for h, e in zip(stopped["history"], stopped["last_epoch"],
+                                           strict=True))
     assert (df[df["status"] == "ok"]["last_epoch"] == 3).all()
     assert not (Path(outcome.results_dir) / "wandb").exists()
 

@@ -1,4 +1,5 @@
-"""A W&B failure is logged and never fails the sweep (a real fault: W&B cannot write)."""
+"""A W&B failure is logged and never fails a trial or the sweep (a real fault: W&B cannot
+write). The mid-trial fault (a killed wandb-core) is in test_wandb_live.py."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import pytest
 from sweeps.launch import run_sweep
 from sweeps.space import parse_space
 from sweeps.store import TrialStore
-from sweeps.wandb_log import WandbSink
 
 pytestmark = pytest.mark.slow
 
@@ -25,24 +25,16 @@ def test_unwritable_wandb_dir_does_not_fail_the_sweep(tmp_path: Path, ray_local:
         "sampler": {"name": "random", "seed": 0}, "budget": {"num_samples": 2,
                                                               "max_concurrent": 2},
         "fixed": {"model": {"name": "mlp", "options": {"hidden": [16]}},
-                  "data": {"name": "digits", "train_limit": 200}, "train": {"epochs": 1}},
+                  "data": {"name": "digits", "train_limit": 200}, "train": {"epochs": 2}},
         "params": {"prune.sparsity": {"type": "float", "low": 0.5, "high": 0.9}},
         "storage": str(root), "wandb": {"mode": "offline"}})
     with caplog.at_level(logging.WARNING, logger="sweeps.wandb_log"):
         out = run_sweep(space)
+    # wandb.init failed in both workers: the trials went on without W&B and ended ok
     assert out.rows == 2 and out.counts == {"ok": 2}
-    assert len(TrialStore(str(root)).dataframe()) == 2
-    assert any("could not be written" in r.getMessage() for r in caplog.records)
-
-
-def test_writer_processes_write_offline_runs(tmp_path: Path) -> None:
-    sink = WandbSink("s", "p", str(tmp_path), mode="offline")
-    for i in range(3):
-        sink.trial_finished({"trial_id": f"t{i}", "status": "ok", "test_accuracy": 0.5,
-                             "config.prune.sparsity": 0.9}, [{"epoch": 1, "test_accuracy": 0.5}])
-    sink.sweep_finished([{"trial_id": "t0", "status": "ok", "test_accuracy": 0.5}])
-    sink.close()
-    # offline-run-<date>_<time>-<run id>; run ids are "<sweep>-<trial>" and "<sweep>-summary"
-    runs = sorted(p.name.split("-", 3)[3] for p in (tmp_path / "wandb").glob("offline-run-*"))
-    assert runs == ["s-summary", "s-t0", "s-t1", "s-t2"]
-    assert sink.failures == 0
+    df = TrialStore(str(root)).dataframe()
+    assert len(df) == 2 and (df["status"] == "ok").all() and (df["last_epoch"] == 2).all()
+    assert (root / "wandb").is_file()  # nothing was written in its place
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("no run for 2 trial(s)" in m for m in messages)  # the driver says so
+    assert any("could not be written" in m for m in messages)  # and the summary run failed
