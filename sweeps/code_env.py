@@ -14,10 +14,14 @@ prunetune itself on every worker process, on every node. Both travel in Ray's ``
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import os
+import stat
 from pathlib import Path
 from typing import Any
+
+from pruning_core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +55,63 @@ def runtime_env(working_dir: str | Path | None) -> dict[str, Any]:
         for pkg in packages:  # the working dir's own copy would shadow the driver's
             if (wd / pkg.name).is_dir():
                 excludes.append(f"/{pkg.name}/")
+        excludes += special_files(wd, excludes)
         env.update(working_dir=str(wd), excludes=excludes)
         # EXCLUDES already holds Ray's defaults (.git, .venv, venv, __pycache__); emptying the
         # defaults (Ray's documented switch) silences its "now ignored by default" warnings
         os.environ.setdefault("RAY_OVERRIDE_RUNTIME_ENV_DEFAULT_EXCLUDES", "")
         log.info("shipping %s to the workers (excludes: %s)", wd, ", ".join(excludes))
     return env
+
+
+#: the most directory entries a working directory may hold (after the excludes) before the
+#: scan gives up: a sweep started from $HOME or /tmp would otherwise hash it all
+MAX_ENTRIES = 200_000
+
+
+def _excluded(rel: str, is_dir: bool, patterns: list[str]) -> bool:
+    """Our ``EXCLUDES`` patterns, gitignore-style: ``name/`` (a directory at any depth),
+    ``/name/`` (at the top), ``*.ext`` (a file name at any depth)."""
+    name = rel.rsplit("/", 1)[-1]
+    for p in patterns:
+        if p.startswith("/") and p.endswith("/"):
+            if is_dir and rel == p.strip("/"):
+                return True
+        elif p.endswith("/"):
+            if is_dir and fnmatch.fnmatch(name, p.rstrip("/")):
+                return True
+        elif fnmatch.fnmatch(name, p):
+            return True
+    return False
+
+
+def special_files(wd: Path, excludes: list[str]) -> list[str]:
+    """Excludes for the working directory's FIFOs, sockets and devices (Ray hashes every file
+    it ships, and opening a FIFO blocks forever: a sweep started next to one hung). Raises a
+    one-line ``ConfigError`` when the directory holds more than ``MAX_ENTRIES`` entries."""
+    extra: list[str] = []
+    seen = 0
+    for root, dirs, files in os.walk(wd, followlinks=False):
+        rel_root = os.path.relpath(root, wd)
+        rel_root = "" if rel_root == "." else rel_root + "/"
+        dirs[:] = [d for d in dirs if not _excluded(rel_root + d, True, excludes)]
+        seen += len(dirs) + len(files)
+        if seen > MAX_ENTRIES:
+            raise ConfigError(
+                f"--working-dir {wd}: more than {MAX_ENTRIES:,} files and folders to ship to "
+                "the workers; run the sweep from your project's directory or pass "
+                "--working-dir with just your code")
+        for f in files:
+            rel = rel_root + f
+            if _excluded(rel, False, excludes):
+                continue
+            try:
+                mode = os.lstat(os.path.join(root, f)).st_mode
+            except OSError:
+                continue
+            if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+                extra.append("/" + rel)
+    if extra:
+        log.warning("not shipping %d special files of %s (FIFOs, sockets, devices): %s",
+                    len(extra), wd, ", ".join(extra[:5]))
+    return extra
