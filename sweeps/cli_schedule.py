@@ -103,12 +103,17 @@ def export_schedule(results: str | Path, out: Path, trial: str | None = None,
                                            "flops_dense", "params_kept", "params")
                if k in row and row[k] is not None}
     schedule = Schedule.from_trial(cfg, layers, per_layer, {
-        "sweep": row.get("sweep"), "trial_id": row.get("trial_id"), "model": cfg.model.name,
-        "dataset": cfg.data.name, "seed": cfg.seed, "metrics": metrics,
-        "prunetune_version": row.get("prunetune_version"),
+        "sweep": _text(row.get("sweep")), "trial_id": _text(row.get("trial_id")),
+        "model": cfg.model.name, "dataset": cfg.data.name, "seed": cfg.seed, "metrics": metrics,
+        "prunetune_version": _text(row.get("prunetune_version")),
     })
     schedule.save(out)
     return schedule
+
+
+def _text(v: Any) -> str | None:
+    """A string cell, or None for a missing one (a null reads back as NaN through pandas)."""
+    return None if v is None or (isinstance(v, float) and v != v) else str(v)
 
 
 def _plain(v: Any) -> Any:
