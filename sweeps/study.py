@@ -172,8 +172,28 @@ class StudySearch(OptunaSearch):
         finally:
             self.tagged_space.trial_id = None
 
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        from optuna.exceptions import UpdateFinishedTrialError
+
+        try:
+            super().on_trial_result(trial_id, result)
+        except UpdateFinishedTrialError:
+            _already_told(trial_id)
+
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
                           error: bool = False) -> None:
+        from optuna.exceptions import UpdateFinishedTrialError
+
+        try:
+            self._complete(trial_id, result, error)
+        except UpdateFinishedTrialError:
+            _already_told(trial_id)
+        except ValueError as exc:  # optuna's tell: "Cannot tell a COMPLETE trial."
+            if "Cannot tell a" not in str(exc):
+                raise
+            _already_told(trial_id)
+
+    def _complete(self, trial_id: str, result: dict[str, Any] | None, error: bool) -> None:
         if result is not None and not error:
             if not result.get(FINAL_FLAG):
                 log.debug("trial %s ended before its final report: PRUNED", trial_id)
@@ -182,6 +202,14 @@ class StudySearch(OptunaSearch):
                 log.debug("trial %s ended %s: FAIL", trial_id, result.get(RESULT_STATUS))
                 result, error = None, True
         super().on_trial_complete(trial_id, result=result, error=error)
+
+
+def _already_told(trial_id: str) -> None:
+    """A resumed sweep re-runs a trial whose outcome the study already holds: a killed driver
+    told the study (its own file, written at once) after Ray's last experiment snapshot (written
+    every few seconds). The study keeps the first outcome; the re-run still gets its row."""
+    log.info("trial %s: the study already holds its outcome (told before a driver was killed); "
+             "keeping it", trial_id)
 
 
 def settle_orphans(space: SearchSpace) -> int:

@@ -103,9 +103,10 @@ def seed_points(space: SearchSpace, results: Sequence[str]) -> list[SeedPoint]:
         df = load_results(list(results))
     except ResultsError as exc:
         raise ConfigError(f"--warm-start: {exc}") from None
-    missing = [m for m in space.metrics if m not in df.columns]
+    # every file carries every declared column (sweeps/schema.py): "no value" is all-null
+    missing = [m for m in space.metrics if m not in df.columns or df[m].isna().all()]
     if missing:
-        raise ConfigError(f"--warm-start: the earlier results have no column {missing[0]!r} "
+        raise ConfigError(f"--warm-start: the earlier results have no value of {missing[0]!r} "
                           f"(this sweep's objectives: {', '.join(space.metrics)})")
     if df.empty:
         raise ConfigError(f"--warm-start: no completed (ok) trials in {', '.join(results)}")

@@ -264,3 +264,28 @@ def test_ctrl_c_then_resume_finishes_the_same_study(tmp_path: Path) -> None:
     # the Optuna trials that were running at the stop are the ones finished by the resume
     done = {t.number: t.state for t in study.get_trials()}
     assert all(done[t.number] == TrialState.COMPLETE for t in running)
+
+
+def test_a_trial_the_study_already_finished_is_not_told_twice(tmp_path: Path) -> None:
+    """A driver killed after it told the study (a file written at once) but before Ray's
+    experiment snapshot: the resumed sweep re-runs the trial from an older searcher state and
+    reports to an Optuna trial that is already COMPLETE. That must not crash the sweep (it did,
+    with UpdateFinishedTrialError), and the study keeps the first outcome."""
+    space = _space(tmp_path, study={"storage": f"sqlite:///{tmp_path}/s.db"},
+                   objectives=[{"metric": "test_accuracy", "mode": "max"}])  # reports per epoch
+    storage = open_storage(space)
+    sampler = space.make_sampler()
+    new_study(space, storage, sampler)
+    search = _search(space, storage, sampler)
+    search.suggest("t0")
+    search.save(str(tmp_path / "searcher.pkl"))  # Ray's last snapshot: t0 running
+    final = {"test_accuracy": 0.8, "sparsity": 0.5, "final": True, "result_status": "ok"}
+    search.on_trial_complete("t0", final)  # told, then the driver is killed
+
+    restored = _search(space, open_storage(space), space.make_sampler())
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    restored.on_trial_result("t0", {"test_accuracy": 0.5, "sparsity": 0.5,
+                                    "training_iteration": 1})
+    restored.on_trial_complete("t0", {**final, "test_accuracy": 0.7})
+    (t,) = optuna.load_study(study_name="st", storage=f"sqlite:///{tmp_path}/s.db").get_trials()
+    assert t.state == TrialState.COMPLETE and t.values == [0.8]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -86,7 +87,9 @@ def runs_by_id(results: Path) -> dict[str, list[dict[str, Any]]]:
     """Offline runs under ``<results>/wandb`` by run id, each id's directories oldest first."""
     out: dict[str, list[dict[str, Any]]] = {}
     for d in sorted((results / "wandb").glob("offline-run-*")):
-        out.setdefault(d.name.split("-", 3)[3], []).append(read_run(d))
+        # offline-run-<time>-<id>, plus "-N" when W&B reopens an id within the same second
+        run_id = re.sub(r"-\d+$", "", d.name.split("-", 3)[3])
+        out.setdefault(run_id, []).append(read_run(d))
     return out
 
 

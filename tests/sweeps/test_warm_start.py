@@ -117,7 +117,7 @@ def test_warm_start_from_results_without_the_objective(tmp_path: Path) -> None:
 
     TrialStore(str(tmp_path / "old")).write({"trial_id": "t0", "status": "ok",
                                              "test_accuracy": 0.5})
-    with pytest.raises(ConfigError, match="no column 'sparsity'"):
+    with pytest.raises(ConfigError, match="no value of 'sparsity'"):
         seed_points(space(tmp_path, "x", 2), [str(tmp_path / "old")])
 
 
