@@ -45,12 +45,18 @@ def study_name(space: SearchSpace) -> str:
     return space.study.name or space.name
 
 
+#: ``study_location`` of results in object storage without ``study.storage``
+IN_MEMORY = "in-memory"
+
+
 def study_location(space: SearchSpace) -> str:
     """The study's storage: an RDB URL as given, or the journal file's absolute path.
 
     Results in object storage (``s3://`` ...) cannot hold a journal file (it appends and locks
-    a local file): there the default is ``results/<name>/study.log`` on the driver's disk; set
-    ``study.storage`` to an RDB URL (or a shared path) to keep the study with the results.
+    a local file), and a file on the driver's disk would not follow a ``--resume`` from another
+    machine: there the default is :data:`IN_MEMORY` (the study travels inside Ray's searcher
+    state, with the experiment); set ``study.storage`` to an RDB URL (or a shared path) to keep
+    a study Optuna's tools can open.
     """
     given = space.study.storage
     if given is not None and "://" in given:
@@ -59,7 +65,7 @@ def study_location(space: SearchSpace) -> str:
         return str(Path(given).expanduser().resolve())
     root = space.results_dir
     if "://" in root and not root.lower().startswith("file://"):
-        return str((Path("results") / space.name / STUDY_FILE).resolve())
+        return IN_MEMORY
     return str(Path(root.removeprefix("file://")).resolve() / STUDY_FILE)
 
 
@@ -73,9 +79,11 @@ def open_storage(space: SearchSpace) -> optuna.storages.BaseStorage:
     import optuna
 
     where = study_location(space)
-    if space.study.storage is None and is_remote_results(space):
-        log.warning("results are in %s: the Optuna study is kept on this machine, in %s (set "
-                    "study.storage to an RDB URL to keep it elsewhere)", space.results_dir, where)
+    if where == IN_MEMORY:
+        log.warning("results are in %s: the Optuna study lives in Ray's searcher state with the "
+                    "experiment (set study.storage to an RDB URL to keep one optuna-dashboard "
+                    "can open)", space.results_dir)
+        return optuna.storages.InMemoryStorage()
     try:
         if "://" in where:
             return optuna.storages.RDBStorage(where)

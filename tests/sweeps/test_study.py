@@ -59,7 +59,8 @@ def test_storage_defaults_and_choices(tmp_path: Path, monkeypatch: pytest.Monkey
         tmp_path / "results" / "st" / "study.log")
     # results in object storage: the study stays on the driver, under ./results/<name>
     remote = _space(tmp_path, storage="s3://bucket/sweeps/st")
-    assert study_location(remote) == str(tmp_path / "results" / "st" / "study.log")
+    assert study_location(remote) == "in-memory"  # nothing on the driver's disk: resumable
+    assert isinstance(open_storage(remote), optuna.storages.InMemoryStorage)  # from anywhere
     # an explicit journal path (relative to the working directory) or an RDB URL
     assert study_location(_space(tmp_path, study={"storage": "here/s.log"})) == str(
         tmp_path / "here" / "s.log")
