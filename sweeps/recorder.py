@@ -10,7 +10,6 @@ re-runs it under the same id and its row is replaced).
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from ray import tune
 
 from .compaction import compact_quietly
 from .schema import HISTORY_FIELDS, PER_LAYER, sweep_schema
+from .schema import decoded as _decoded
 from .schema_config import config_columns, space_config_types, types_of
 from .store import _TYPES, TrialStore
 from .trainable import FINAL_FLAG, RESULT_STATUS
@@ -213,15 +213,6 @@ def _row_schema(base: dict[str, Any], space: SearchSpace | None) -> pa.Schema:
                         objectives=[o.model_dump(mode="json") for o in space.objectives],
                         space=space.model_dump(mode="json"))
 
-
-def _decoded(value: Any) -> Any:
-    """A report's JSON text (history, per-layer values) -> Python (NaN stays NaN)."""
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return None
-    return value
 
 
 def _by_epoch(epochs: list[dict[str, Any]]) -> list[dict[str, Any]] | None:

@@ -146,7 +146,8 @@ def _layer_key(key: str) -> str | None:
     return group if group in PER_LAYER and "." in key else None
 
 
-def _decoded(value: Any) -> Any:
+def decoded(value: Any) -> Any:
+    """A report's JSON text (history, per-layer values) -> Python (NaN stays NaN)."""
     if isinstance(value, str):
         try:
             return json.loads(value)
@@ -183,7 +184,7 @@ def _convert(value: Any, typ: pa.DataType) -> tuple[Any, bool]:
     if value is None:
         return None, True
     if pa.types.is_map(typ):
-        obj = _decoded(value)
+        obj = decoded(value)
         if not isinstance(obj, Mapping):
             return None, obj is None
         out = []
@@ -192,7 +193,7 @@ def _convert(value: Any, typ: pa.DataType) -> tuple[Any, bool]:
             out.append((str(k), num if ok else math.nan))
         return out, True
     if pa.types.is_list(typ):
-        obj = _decoded(value)
+        obj = decoded(value)
         if not isinstance(obj, list | tuple):
             return None, obj is None
         item = typ.value_type
@@ -244,12 +245,12 @@ def row_table(row: Mapping[str, Any], schema: pa.Schema | None = None) -> pa.Tab
             layers.setdefault(group, {})[key[len(group) + 1:]] = value
         elif key in names and key != EXTRA:
             values[key] = value
-        elif key == EXTRA and isinstance(_decoded(value), dict):
-            extra.update(_decoded(value))
+        elif key == EXTRA and isinstance(decoded(value), dict):
+            extra.update(decoded(value))
         elif value is not None:
             extra[key] = value
     for group, flat in layers.items():
-        merged = dict(_decoded(values.get(group)) or {})
+        merged = dict(decoded(values.get(group)) or {})
         merged.update(flat)
         values[group] = merged
     cols: dict[str, list[Any]] = {}

@@ -151,8 +151,7 @@ def _dashboard_studies(study_file: Path) -> tuple[list[dict[str, Any]], dict[str
     """Start the real ``optuna-dashboard STUDY_FILE`` (as docs/sweeps.md says) and read its
     study list and first study over HTTP."""
     exe = shutil.which("optuna-dashboard", path=str(Path(sys.executable).parent))
-    if exe is None:
-        pytest.skip("optuna-dashboard is not installed (pip install -e .[dev])")
+    assert exe is not None, "optuna-dashboard is not installed (it is in .[dev]: scripts/setup.sh)"
     port = _free_port()
     proc = subprocess.Popen([exe, str(study_file), "--host", "127.0.0.1", "--port", str(port),
                              "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
