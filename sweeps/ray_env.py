@@ -93,7 +93,8 @@ def driver_cluster_switch(enabled: bool) -> bool:
 # ----------------------------------------------------------------------------- fate sharing
 #: environment variable marking every process of one embedded cluster (inherited from ray.init)
 FATE_TOKEN = "PRUNETUNE_EMBEDDED_RAY"
-#: how often the watchdog looks at its parent (the driver)
+#: how often the watchdog looks at its parent (the driver) and the cluster's process tree
+#: (env PRUNETUNE_WATCHDOG_INTERVAL_S; a test lengthens it to open a window on purpose)
 WATCH_INTERVAL_S = 0.5
 #: how often it checks that the cluster still exists (a clean ray.shutdown ends the watch)
 ALIVE_CHECK_S = 2.0
@@ -139,7 +140,12 @@ def start_watchdog(token: str) -> subprocess.Popen[bytes]:
 def marked_processes(token: str, parents: frozenset[int] = frozenset()) -> list[int]:
     """Pids of live processes (of this user) whose environment carries ``token``, or names one
     of ``parents`` as its raylet (Ray starts its dashboard and runtime-env agents with an
-    environment of its own, ``RAY_RAYLET_PID=<pid>``, not the driver's)."""
+    environment of its own, ``RAY_RAYLET_PID=<pid>``, not the driver's).
+
+    An environment is not proof of absence: Ray retitles its Python processes
+    (``ray::DashboardAgent``, ``ray::IDLE``) by writing over the memory ``/proc/PID/environ``
+    shows, so the token can vanish from a live process. The watchdog therefore also follows the
+    process tree (:class:`Cluster`)."""
     needles = [f"{FATE_TOKEN}={token}".encode(),
                *(f"RAY_RAYLET_PID={pid}\0".encode() for pid in parents)]
     out = []
@@ -155,24 +161,145 @@ def marked_processes(token: str, parents: frozenset[int] = frozenset()) -> list[
     return out
 
 
-def stop_marked(token: str, grace: float = TERM_GRACE_S,
-                parents: frozenset[int] = frozenset()) -> int:
-    """SIGTERM the processes carrying ``token`` (or started by one of the ``parents`` raylets),
-    SIGKILL those left after ``grace`` seconds. Returns how many there were."""
-    pids = marked_processes(token, parents)
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids:
+def process_table() -> dict[int, tuple[int, int, int]]:
+    """``pid -> (parent pid, start time in clock ticks, session id)`` of every live, non-zombie
+    process; the start time tells a process from a later one that reuses its pid."""
+    table = {}
+    for d in os.scandir("/proc"):
+        if not d.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d.name}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != b"Z":  # fields[0] is stat's 3rd field (state): ppid 4th, starttime 22nd
+            table[int(d.name)] = (int(fields[1]), int(fields[19]), int(fields[3]))
+    return table
+
+
+#: command-line flags of Ray's processes that name the session directory (or its logs/)
+_SESSION_FLAGS = (b"--session_dir=", b"--session-dir=", b"--log_dir=", b"--logs-dir=")
+
+
+def _session_dirs(pid: int) -> set[str]:
+    """Ray session directories named on ``pid``'s command line (GCS, raylet, monitors)."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return set()
+    out = set()
+    for arg in args:
+        for flag in _SESSION_FLAGS:
+            if arg.startswith(flag):
+                path = arg[len(flag):].decode(errors="replace").rstrip("/")
+                out.add(path[:-len("/logs")] if path.endswith("/logs") else path)
+    return {d for d in out if "/session_" in d}
+
+
+def _holding(dirs: set[str], table: dict[int, tuple[int, int, int]],
+             session: int) -> dict[int, int]:
+    """Processes of the terminal ``session`` with a file open under one of ``dirs`` (every Ray
+    process of a node writes its logs in the session directory: agents, workers, GCS, raylet;
+    a ``tail -f`` on a log from another terminal is not in the session)."""
+    prefixes = tuple(d + "/" for d in dirs)
+    out = {}
+    for pid, (_, start, sid) in table.items():
+        if sid != session:
+            continue
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}").startswith(prefixes):
+                    out[pid] = start
+                    break
+            except OSError:
+                continue
+    return out
+
+
+class Cluster:
+    """The processes of one embedded cluster, followed while the driver lives.
+
+    Members: processes carrying the token (or naming a member raylet in ``RAY_RAYLET_PID``),
+    every descendant of a member, and, once the driver is gone, every process with a file open
+    in the cluster's session directory. The environment alone is not enough: Ray retitles its
+    agents and workers by writing over the memory ``/proc/PID/environ`` shows, and the raylet
+    dies with the driver, so its agents are re-parented before anyone looks; the tree and the
+    session directory still know them. Identity is (pid, start time)."""
+
+    def __init__(self, token: str, driver: int = 0) -> None:
+        self.token = token
+        self.driver = driver
+        self.known: dict[int, int] = {}  # pid -> start time
+        self.session_dirs: set[str] = set()
+        self._checked: set[tuple[int, int]] = set()  # the driver's children already looked at
+
+    def refresh(self, with_environment: bool = True, orphans: bool = False) -> dict[int, int]:
+        """Look again; returns the live members. Every time: the tree, and the environment of
+        the driver's new children (the raylet is one); ``with_environment``: every process's
+        environment; ``orphans``: processes holding files in the session directory."""
+        table = process_table()
+        me = os.getpid()
+        live = {p: t for p, t in self.known.items() if table.get(p, (0, -1, 0))[1] == t}
+        new = [p for p, (pp, t, _) in table.items()
+               if pp == self.driver and (p, t) not in self._checked]
+        self._checked.update((p, table[p][1]) for p in new)
+        if with_environment:
+            new = list(table)
+        needles = [f"{FATE_TOKEN}={self.token}".encode(),
+                   *(f"RAY_RAYLET_PID={pid}\0".encode() for pid in live)]
+        for pid in new:
+            if pid == me or pid in live:
+                continue
+            try:
+                env = Path(f"/proc/{pid}/environ").read_bytes() + b"\0"
+            except OSError:
+                continue
+            if any(n in env for n in needles):
+                live[pid] = table[pid][1]
+                self.session_dirs |= _session_dirs(pid)
+        if orphans and self.session_dirs:
+            live.update({p: t for p, t in _holding(self.session_dirs, table, os.getsid(0)).items()
+                         if p not in (me, self.driver)})
+        children: dict[int, list[int]] = {}
+        for pid, (ppid, *_) in table.items():
+            children.setdefault(ppid, []).append(pid)
+        todo = list(live)
+        while todo:  # every descendant of a member is a member
+            for child in children.get(todo.pop(), ()):
+                if child not in live and child != me:
+                    live[child] = table[child][1]
+                    todo.append(child)
+        self.known = live
+        return live
+
+    def signal(self, sig: int) -> None:
+        for pid in self.known:
             try:
                 os.kill(pid, sig)
             except (ProcessLookupError, PermissionError):
                 pass
+
+    def stop(self, grace: float = TERM_GRACE_S) -> int:
+        """SIGTERM every member, SIGKILL those left after ``grace`` s; how many there were."""
+        found = len(self.refresh(orphans=True))
+        self.signal(signal.SIGTERM)
         deadline = time.monotonic() + grace
-        while sig == signal.SIGTERM and time.monotonic() < deadline:
-            if not marked_processes(token, parents):
-                return len(pids)
+        while self.known and time.monotonic() < deadline:
             time.sleep(0.1)
-        pids = marked_processes(token, parents)
-    return len(pids)
+            self.refresh(with_environment=False)
+        self.signal(signal.SIGKILL)
+        return found
+
+
+def stop_marked(token: str, grace: float = TERM_GRACE_S) -> int:
+    """SIGTERM the processes carrying ``token`` and their descendants, SIGKILL those left after
+    ``grace`` seconds. Returns how many there were."""
+    return Cluster(token).stop(grace)
 
 
 #: how long the watchdog keeps stopping respawned processes after the driver died
@@ -183,21 +310,23 @@ def watch(driver: int, token: str) -> None:
     """The watchdog's loop: until the driver is gone (then stop the cluster's processes) or
     the cluster, once seen, is (a clean ``ray.shutdown``: then just leave)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
-    last_check, seen = time.monotonic(), False
-    known: set[int] = set()  # every process seen carrying the token (raylets among them)
+    cluster = Cluster(token, driver)
+    last_env, seen = 0.0, False
+    interval = float(os.environ.get("PRUNETUNE_WATCHDOG_INTERVAL_S", WATCH_INTERVAL_S))
     while os.getppid() == driver:
-        time.sleep(WATCH_INTERVAL_S)
-        if time.monotonic() - last_check > ALIVE_CHECK_S:
-            marked = marked_processes(token)
-            known.update(marked)
-            if seen and not marked:
-                return
-            seen, last_check = seen or bool(marked), time.monotonic()
-    known.update(marked_processes(token))
+        time.sleep(interval)
+        # the tree and the driver's new children every turn (cheap: one stat per process),
+        # every process's environment every few seconds
+        env_due = time.monotonic() - last_env > ALIVE_CHECK_S
+        members = cluster.refresh(with_environment=env_due)
+        if env_due:
+            if seen and not members and os.getppid() == driver:
+                return  # shut down cleanly, the driver lives on
+            seen, last_env = seen or bool(members), time.monotonic()
     # the raylet can start a new agent while its children are being stopped: repeat until the
-    # cluster's processes stay gone for a second (bounded)
+    # cluster's processes stay gone (bounded)
     deadline = time.monotonic() + RESTOP_S
-    while stop_marked(token, parents=frozenset(known)) and time.monotonic() < deadline:
+    while cluster.stop() and time.monotonic() < deadline:
         time.sleep(1.0)
 
 

@@ -42,10 +42,12 @@ def _driver(code: str, mark: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, start_new_session=True)
 
 
-def _kill_and_count(proc: subprocess.Popen[str], mark: str, limit: float) -> float:
+def _kill_and_count(proc: subprocess.Popen[str], mark: str, limit: float,
+                    at_least: int = 1) -> float:
     """SIGKILL the driver once it said "ready"; seconds until none of its processes is left."""
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     before = _marked(mark)
+    assert len(before) >= at_least, before
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
     killed = time.monotonic()
@@ -94,6 +96,84 @@ def test_processes_started_inside_fate_shared_die_with_the_driver() -> None:
     """, mark)
     try:
         took = _kill_and_count(proc, mark, limit=15.0)  # needs SIGKILL after the grace
+    finally:
+        proc.kill()
+    assert took < 15.0
+
+
+def test_descendants_without_the_token_die_with_the_driver() -> None:
+    """Ray retitles its agents and workers by writing over the memory ``/proc/PID/environ``
+    shows, and starts agents with an environment of its own, so a live cluster process can
+    lack the token (CI once found ``ray::DashboardAgent`` alive 30 s after the kill). Here a
+    process started inside ``fate_shared()`` starts one with a bare environment (no token)
+    that ignores SIGTERM: the watchdog follows the process tree and stops it too."""
+    mark = uuid.uuid4().hex
+    proc = _driver(f"""
+        import subprocess, sys, time
+        from sweeps.ray_env import fate_shared
+        grandchild = ("import signal, subprocess, sys, time; "
+                      "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)")
+        with fate_shared():
+            child = subprocess.Popen([sys.executable, "-c",
+                                      "import subprocess, sys, time; subprocess.Popen("
+                                      "[sys.executable, '-c', sys.argv[1]], "
+                                      "env={{'{MARK}': '{mark}'}}); time.sleep(600)", grandchild])
+        time.sleep(1.5)  # the watchdog has looked at the tree since the grandchild started
+        print("ready", flush=True)
+        time.sleep(600)
+    """, mark)
+    try:
+        # driver, watchdog, child and the bare grandchild before the kill; none 15 s after
+        took = _kill_and_count(proc, mark, limit=15.0, at_least=4)
+    finally:
+        proc.kill()
+    assert took < 15.0
+
+
+def test_reparented_process_without_the_token_is_found_by_its_session_directory(
+        tmp_path: Path) -> None:
+    """The raylet dies with the driver (Ray sets PR_SET_PDEATHSIG), so an agent it started a
+    moment before the kill is re-parented before the watchdog has seen it as the raylet's
+    child, and Ray overwrote its environment. Here: a process started inside
+    ``fate_shared()`` names a Ray session directory on its command line, dies with the driver,
+    and started (inside the watchdog's blind window, lengthened to 3 s on purpose) one with a
+    bare environment holding a log file there. The watchdog finds it by that file."""
+    mark = uuid.uuid4().hex
+    session = tmp_path / "session_2026-11-23_00-00-00_000000_1"
+    (session / "logs").mkdir(parents=True)
+    trigger, ready = tmp_path / "spawn", tmp_path / "ready"
+    agent = textwrap.dedent(f"""
+        import signal, time
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        log = open({str(session / "logs" / "agent.log")!r}, "w")
+        open({str(ready)!r}, "w").close()
+        time.sleep(600)
+    """)
+    raylet = textwrap.dedent(f"""
+        import ctypes, os, signal, subprocess, sys, time
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG, as Ray's raylet
+        while not os.path.exists({str(trigger)!r}):
+            time.sleep(0.02)
+        subprocess.Popen([sys.executable, "-c", {agent!r}], env={{"{MARK}": "{mark}"}})
+        time.sleep(600)
+    """)
+    proc = _driver(f"""
+        import os, subprocess, sys, time
+        os.environ["PRUNETUNE_WATCHDOG_INTERVAL_S"] = "3"
+        from sweeps.ray_env import fate_shared
+        with fate_shared():
+            raylet = subprocess.Popen([sys.executable, "-c", {raylet!r},
+                                       "--session_dir={session}"])
+        time.sleep(3.6)  # the watchdog's first look (at 3 s) saw the raylet, the next is at 6 s
+        open({str(trigger)!r}, "w").close()
+        while not os.path.exists({str(ready)!r}):
+            time.sleep(0.02)
+        print("ready", flush=True)
+        time.sleep(600)
+    """, mark)
+    try:
+        # driver, watchdog, raylet and the agent before the kill; none 15 s after
+        took = _kill_and_count(proc, mark, limit=15.0, at_least=4)
     finally:
         proc.kill()
     assert took < 15.0

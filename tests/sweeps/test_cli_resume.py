@@ -78,18 +78,22 @@ def test_interrupted_sweep_resumes_to_exactly_num_samples(tmp_path: Path,
     assert kept | orphaned == before  # every earlier row kept, or set aside as a re-run sample
 
 
-def _marked(mark: str) -> list[tuple[int, str]]:
+def _marked(mark: str, session: int = 0) -> list[tuple[int, str]]:
     """Live processes whose environment carries ``mark`` (every process a sweep starts inherits
-    the driver's environment: W&B writers, resource tracker, wandb-core, Ray's processes)."""
+    the driver's environment: W&B writers, resource tracker, wandb-core, Ray's processes) or
+    that are in the driver's ``session``: Ray retitles its agents and workers by writing over
+    the memory ``/proc/PID/environ`` shows, so the mark alone can miss a live one."""
     out = []
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
             continue
         try:
-            if mark.encode() not in (d / "environ").read_bytes():
-                continue
-            if (d / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            stat = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            if stat[0] == "Z":
                 continue  # a zombie is dead; only its parent's wait() is missing
+            if not (session and int(stat[3]) == session) \
+                    and mark.encode() not in (d / "environ").read_bytes():
+                continue
             cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
@@ -102,10 +106,10 @@ def _killed_leaves_nothing(proc: object, mark: str, limit: float = 30.0) -> floa
     os.kill(proc.pid, signal.SIGKILL)  # type: ignore[attr-defined]
     proc.wait(timeout=30)  # type: ignore[attr-defined]
     killed = time.time()
-    left = _marked(mark)
+    left = _marked(mark, session=proc.pid)  # type: ignore[attr-defined]
     while left and time.time() - killed < limit:
         time.sleep(0.5)
-        left = _marked(mark)
+        left = _marked(mark, session=proc.pid)  # type: ignore[attr-defined]
     for pid, _ in left:  # clean up before failing (a leak here would slow every later test)
         try:
             os.kill(pid, signal.SIGKILL)
