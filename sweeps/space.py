@@ -244,6 +244,9 @@ class Budget(_Strict):
     time_budget_s: float | None = Field(None, gt=0)
     #: retries of a trial that raised before it is recorded as ``error``
     max_failures: int = Field(1, ge=0)
+    #: seconds a trial keeps retrying (with backoff) a report its results storage refused
+    #: (an S3 outage) before the report fails the trial; 0: fail at once
+    storage_retry_s: float = Field(120.0, ge=0)
 
 
 class Resources(_Strict):

@@ -13,9 +13,11 @@ level), an ``after`` trial (pretraining plus fine-tuning) and a trial with a sea
 from __future__ import annotations
 
 import json
+import logging
 import math
 import socket
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,11 +42,43 @@ WEIGHTS_DIR = "weights"
 
 RunFn = Callable[..., Any]
 
+log = logging.getLogger(__name__)
+#: backoff of a refused report: first wait, growth factor, longest wait (seconds)
+RETRY_FIRST_S, RETRY_GROWTH, RETRY_MAX_S = 1.0, 2.0, 15.0
+
+
+def report_retrying(report: Callable[[], None], budget_s: float,
+                    sleep: Callable[[float], None] = time.sleep,
+                    clock: Callable[[], float] = time.monotonic) -> int:
+    """Call ``report`` (a ``tune.report`` with its checkpoint); while the results storage
+    refuses it (``OSError``: S3 down, a network cut), wait 1, 2, 4 … 15 s and try again,
+    for ``budget_s`` seconds at most, then raise the last error. Returns the retries used.
+
+    Ray Tune retries a failed trial at once (``max_failures``, no backoff), and a restarted
+    trial checks the storage first, so a 20 s S3 outage used to spend every retry and end
+    trials in ``error``. A refused report has recorded nothing (Ray persists the checkpoint
+    before it records the result), so trying again neither loses nor doubles a report; the
+    only trace is a skipped checkpoint index."""
+    deadline = clock() + budget_s
+    wait, tries = RETRY_FIRST_S, 0
+    while True:
+        try:
+            report()
+            return tries
+        except OSError as exc:
+            if clock() + wait > deadline:
+                raise
+            tries += 1
+            log.warning("results storage refused a report (%s); retry %d in %.0f s",
+                        str(exc).splitlines()[0][:200], tries, wait)
+            sleep(wait)
+            wait = min(wait * RETRY_GROWTH, RETRY_MAX_S)
+
 
 def make_trainable(
     base: dict[str, Any], sweep: str, default_threads: int = 1, run_fn: RunFn | None = None,
     dense_dir: str | None = None, final_only: tuple[str, ...] = (),
-    wandb: WandbTarget | None = None,
+    wandb: WandbTarget | None = None, storage_retry_s: float = 120.0,
 ) -> Callable[[dict[str, Any]], None]:
     """Build the function Ray Tune runs per trial.
 
@@ -55,6 +89,8 @@ def make_trainable(
     ``final_only``: objectives known only at the end (flops, similarity_mean, ...); epoch
     reports carry them as NaN, since Ray Tune requires every searched metric in every report.
     ``wandb``: where each trial logs its live W&B run (``wandb_log.TrialRun``); None: no W&B.
+    ``storage_retry_s``: how long a report the results storage refuses is retried
+    (``report_retrying``; ``budget.storage_retry_s``).
     """
 
     def prunetune_trial(config: dict[str, Any]) -> None:
@@ -92,13 +128,13 @@ def make_trainable(
             if report.epoch == report.total_epochs:
                 return
             progress = min(plan_progress(report.epoch, report.total_epochs), PLAN_SCALE - 1)
+            metrics = {**dict.fromkeys(final_only, math.nan), **report.metrics,
+                       PROGRESS: progress, **where}
             with tempfile.TemporaryDirectory() as d:
                 torch.save(report.checkpoint(), Path(d, STATE_FILE))
-                tune.report(
-                    {**dict.fromkeys(final_only, math.nan), **report.metrics,
-                     PROGRESS: progress, **where},
-                    checkpoint=tune.Checkpoint.from_directory(d),
-                )
+                report_retrying(lambda: tune.report(
+                    dict(metrics), checkpoint=tune.Checkpoint.from_directory(d)),
+                    storage_retry_s)
 
         from pruning_core.dense_cache import LocalDenseCache
 
@@ -128,7 +164,7 @@ def make_trainable(
         elif "total" in plan:  # diverged part-way: the share it trained
             final[PROGRESS] = plan_progress(result.epochs, plan["total"])
         live.finish(summary={**final, "status": result.status})
-        tune.report(final | where)
+        report_retrying(lambda: tune.report(final | where), storage_retry_s)
 
     return prunetune_trial
 
