@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sweeps.pareto import Results, pareto_mask
+from sweeps.results.pareto import Results, pareto_mask
 
 LAYERS = [f"features.{i}.weight" for i in range(0, 16, 2)] + ["classifier.weight"]
 

@@ -16,7 +16,7 @@ run on this machine:
   and the store's own row conversion (``schema.row_table``), written as part files by
   ``TrialStore.write_part`` (what ``compact`` writes); RSS every 10,000 rows; the front query.
 
-The front query is what ``prunetune pareto RESULTS`` runs: a fresh ``sweeps.pareto.Results``
+The front query is what ``prunetune pareto RESULTS`` runs: a fresh ``sweeps.results.pareto.Results``
 (DuckDB over the files, one row per trial, per-layer columns) and ``front`` over
 ``test_accuracy:max, sparsity:max`` fetching the table's columns; also with every column
 (``--format json``). Median of 3 (the per-file query once: it is slow).
@@ -46,12 +46,12 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sweeps.compaction import compact
-from sweeps.pareto import Results
-from sweeps.recorder import Recorder
-from sweeps.schema import row_table
-from sweeps.space import load_space
-from sweeps.store import TrialStore
+from sweeps.results.compaction import compact
+from sweeps.results.pareto import Results
+from sweeps.results.schema import row_table
+from sweeps.results.store import TrialStore
+from sweeps.tune.recorder import Recorder
+from sweeps.tune.space import load_space
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE = ROOT / "search_spaces" / "demo_mnist1d.yaml"

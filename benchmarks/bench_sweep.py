@@ -66,8 +66,8 @@ def bare(n: int, storage: str) -> float:
 
 
 def ours(n: int, storage: str, wandb_mode: str) -> float:
-    from sweeps.launch import run_sweep
-    from sweeps.space import parse_space
+    from sweeps.tune.launch import run_sweep
+    from sweeps.tune.space import parse_space
 
     space = parse_space({**SPACE, "name": f"ours-{wandb_mode}", "budget": {"num_samples": n},
                          "storage": f"{storage}/ours-{wandb_mode}", "wandb": {"mode": wandb_mode}})
@@ -81,7 +81,7 @@ def ours(n: int, storage: str, wandb_mode: str) -> float:
 def sampler_cost(n: int) -> dict[str, dict[str, float]]:
     import optuna
 
-    from sweeps.space import parse_space
+    from sweeps.tune.space import parse_space
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     demo = {**SPACE, "params": {**SPACE["params"],
@@ -125,7 +125,7 @@ def main() -> None:
     if args.trials:
         import ray
 
-        from sweeps.launch import init_ray
+        from sweeps.tune.launch import init_ray
 
         init_ray(None, num_cpus=args.cpus)
         with tempfile.TemporaryDirectory() as storage:

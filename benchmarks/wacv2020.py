@@ -3,7 +3,7 @@
     prunetune sweep search_spaces/wacv2020_mnist1d.yaml
     python benchmarks/wacv2020.py results/wacv2020_mnist1d      # markdown tables on stdout
 
-Reads the sweep's Parquet rows (`sweeps.pareto.load_results`): test accuracy and mean layer
+Reads the sweep's Parquet rows (`sweeps.results.pareto.load_results`): test accuracy and mean layer
 similarity to the dense network (linear CKA) per method x sparsity (mean ± std over seeds), the
 per-layer similarity, and the dense network's own accuracy. Writes
 ``benchmarks/results/<name of the first results directory>.json`` (``wacv2020_mnist1d.json``,
@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from sweeps.pareto import load_results
+from sweeps.results.pareto import load_results
 
 METHODS = {"none": "magnitude pruning (train, prune, fine-tune)",
            "reinit": "post-pruning re-initialisation",

@@ -1,10 +1,10 @@
 """What a trial reports, declared once: name, type, better direction, unit, when it is known.
 
 Everything that handles metrics reads this table: the search space's objective check
-(``sweeps/space.py``), the Parquet column types (``sweeps/store.py``), the recorder's row, the
-final report of the trainable. Adding a metric is one :class:`Metric` line here plus the value
-in :class:`pruning_core.experiment.TrialResult`; ``tests/test_record.py`` fails when a reported
-metric is missing from this table (and so from Parquet).
+(``sweeps/tune/space.py``), the Parquet column types (``sweeps/results/store.py``), the recorder's
+row, the final report of the trainable. Adding a metric is one :class:`Metric` line here plus the
+value in :class:`pruning_core.experiment.TrialResult`; ``tests/test_record.py`` fails when a
+reported metric is missing from this table (and so from Parquet).
 
 Types are Arrow type names (``float64``, ``int64``, ``string``) so this module needs neither
 pyarrow nor torch.

@@ -51,7 +51,7 @@ def test_sweep_the_example_from_its_directory(example: Path) -> None:
                           "--num-cpus", "2"], cwd=example, env=_env(), capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
-    from sweeps.store import TrialStore
+    from sweeps.results.store import TrialStore
 
     df = TrialStore(str(example / "results" / "own_network")).dataframe()
     assert len(df) == 2 and set(df["status"]) == {"ok"}, df[["status", "error"]]

@@ -10,9 +10,9 @@ import pyarrow as pa
 
 from pruning_core.experiment import TrialResult
 from pruning_core.record import BY_NAME, EPOCH_METRICS, FINAL_METRICS, METRICS
-from sweeps.recorder import _METRIC_KEYS
-from sweeps.store import _TYPES
-from sweeps.trainable import final_metrics
+from sweeps.results.store import _TYPES
+from sweeps.tune.recorder import _METRIC_KEYS
+from sweeps.tune.trainable import final_metrics
 
 _NOT_SCALAR = {"status", "error", "layer_sparsity", "collapsed_layers", "history", "similarity"}
 

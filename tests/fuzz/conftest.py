@@ -47,7 +47,7 @@ class Hang(BaseException):
 
 class _LiveStderr(logging.Handler):
     """``logging`` records written to whatever ``sys.stderr`` is now (the runner's capture),
-    formatted like ``sweeps.cli.main``'s ``basicConfig``."""
+    formatted like ``sweeps.cli.commands.main``'s ``basicConfig``."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
@@ -196,7 +196,7 @@ def _warm_up(tmp_path_factory: pytest.TempPathFactory) -> None:
 @pytest.fixture
 def no_launch(monkeypatch: pytest.MonkeyPatch) -> None:
     """``sweep`` stops with ``Launched`` where it would start W&B writer processes or Ray."""
-    import sweeps.launch as launch
+    import sweeps.tune.launch as launch
 
     def stop(*args: Any, **kwargs: Any) -> Any:
         raise Launched("the sweep passed pre-launch validation")

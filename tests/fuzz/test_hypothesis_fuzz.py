@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from pruning_core.config import TrialConfig, load_trial_config, parse_yaml
 from pruning_core.errors import ConfigError
-from sweeps.space import parse_space, validate_space
+from sweeps.tune.space import parse_space, validate_space
 
 from .conftest import TINY, check_accepted, check_refused, invoke
 from .mutate import CONFIGS, SPACES, dump, key_id, leaves, set_path

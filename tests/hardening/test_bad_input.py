@@ -149,7 +149,7 @@ def test_result_commands_check_output_paths_first(tmp_path: Path) -> None:
 
 
 def test_check_output_accepts_new_nested_paths_and_creates_nothing(tmp_path: Path) -> None:
-    from sweeps.outputs import check_output
+    from sweeps.results.outputs import check_output
 
     target = tmp_path / "a" / "b" / "out.json"
     check_output("--json", target)

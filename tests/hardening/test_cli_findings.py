@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from pruning_core.errors import ConfigError
 from pruning_core.masks import MaskSet
 from sweeps.cli import app
-from sweeps.pareto import Results, ResultsError, parse_ref
+from sweeps.results.pareto import Results, ResultsError, parse_ref
 
 from .conftest import REPO, assert_one_line_error, prunetune
 

@@ -26,9 +26,9 @@ from pruning_core.config import (
 from pruning_core.errors import ConfigError
 from pruning_core.tuned import LayerEntry
 from sweeps.cli import app
-from sweeps.launch import with_overrides
-from sweeps.outputs import NAME_MAX, check_output
-from sweeps.space import parse_space, validate_space
+from sweeps.results.outputs import NAME_MAX, check_output
+from sweeps.tune.launch import with_overrides
+from sweeps.tune.space import parse_space, validate_space
 
 from .conftest import assert_one_line_error
 
@@ -239,7 +239,7 @@ def test_long_storage_and_name_are_refused_before_launch(tmp_path: Path,
 def test_sweep_default_threads_stay_within_the_bound() -> None:
     """A trial's default ``train.threads`` is its ``resources.cpu``: a CPU count past
     ``MAX_THREADS`` (refused later against the cluster) must not make every trial invalid."""
-    from sweeps.launch import default_threads
+    from sweeps.tune.launch import default_threads
 
     assert default_threads(parse_space(_with(SPACE, "resources.cpu", 4))) == 4
     assert default_threads(parse_space(_with(SPACE, "resources.cpu", 0.5))) == 1

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from sweeps.launch import run_sweep
-from sweeps.space import parse_space
-from sweeps.store import TrialStore
+from sweeps.results.store import TrialStore
+from sweeps.tune.launch import run_sweep
+from sweeps.tune.space import parse_space
 
 from .slow_run import SlowRun
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 def ray_local() -> Iterator[None]:
     import ray
 
-    from sweeps.launch import init_ray
+    from sweeps.tune.launch import init_ray
 
     init_ray(None, num_cpus=2)
     yield

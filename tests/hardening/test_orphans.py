@@ -65,7 +65,7 @@ def test_wandb_writers_and_resource_tracker_die_with_the_driver(tmp_path: Path) 
     mark = uuid.uuid4().hex
     proc = _driver(f"""
         import time
-        from sweeps.wandb_log import WandbSink
+        from sweeps.tune.wandb_log import WandbSink
         sink = WandbSink("s", "p", {str(tmp_path)!r}, mode="offline")
         time.sleep(1.0)  # the writers are up, blocked on the empty queue
         print("ready", flush=True)
@@ -85,7 +85,7 @@ def test_processes_started_inside_fate_shared_die_with_the_driver() -> None:
     mark = uuid.uuid4().hex
     proc = _driver("""
         import subprocess, sys, time
-        from sweeps.ray_env import fate_shared
+        from sweeps.tune.ray_env import fate_shared
         with fate_shared():
             child = subprocess.Popen([sys.executable, "-c",
                                       "import signal, time; signal.signal(signal.SIGTERM, "
@@ -110,7 +110,7 @@ def test_descendants_without_the_token_die_with_the_driver() -> None:
     mark = uuid.uuid4().hex
     proc = _driver(f"""
         import subprocess, sys, time
-        from sweeps.ray_env import fate_shared
+        from sweeps.tune.ray_env import fate_shared
         grandchild = ("import signal, subprocess, sys, time; "
                       "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)")
         with fate_shared():
@@ -160,7 +160,7 @@ def test_reparented_process_without_the_token_is_found_by_its_session_directory(
     proc = _driver(f"""
         import os, subprocess, sys, time
         os.environ["PRUNETUNE_WATCHDOG_INTERVAL_S"] = "3"
-        from sweeps.ray_env import fate_shared
+        from sweeps.tune.ray_env import fate_shared
         with fate_shared():
             raylet = subprocess.Popen([sys.executable, "-c", {raylet!r},
                                        "--session_dir={session}"])
@@ -180,7 +180,7 @@ def test_reparented_process_without_the_token_is_found_by_its_session_directory(
 
 
 def test_fate_shared_token_marks_only_what_starts_inside() -> None:
-    from sweeps.ray_env import FATE_TOKEN, fate_shared, marked_processes
+    from sweeps.tune.ray_env import FATE_TOKEN, fate_shared, marked_processes
 
     assert FATE_TOKEN not in os.environ
     outside = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])

@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from pruning_core.errors import ConfigError
-from sweeps.preflight import check_address, check_cluster, parse_address
-from sweeps.space import SearchSpace, parse_space
+from sweeps.tune.preflight import check_address, check_cluster, parse_address
+from sweeps.tune.space import SearchSpace, parse_space
 
 from .conftest import assert_one_line_error, prunetune
 from .test_bad_input import SPACE

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from sweeps.store import TrialStore
+from sweeps.results.store import TrialStore
 from tests.sweeps.conftest import cli, kill_session, write_space
 
 from .conftest import (

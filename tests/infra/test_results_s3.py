@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from sweeps.pareto import load_results, pareto_front
-from sweeps.store import TrialStore
+from sweeps.results.pareto import load_results, pareto_front
+from sweeps.results.store import TrialStore
 
 from .conftest import S3Server
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sweeps.store import TrialStore
+from sweeps.results.store import TrialStore
 from tests.sweeps.conftest import kill_session, write_space
 
 from .conftest import MARK, PY, REPO, free_port, kill_marked, marked, new_token, wait_gone

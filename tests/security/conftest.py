@@ -54,7 +54,7 @@ def write_exportable_results(root: Path, sparsities: list[float]) -> list[dict[s
     per-layer sparsities of its real prunable layers: what ``schedule export`` needs."""
     from pruning_core.config import flatten, load_trial_config
     from pruning_core.experiment import prunable_layers
-    from sweeps.store import TrialStore
+    from sweeps.results.store import TrialStore
 
     store = TrialStore(str(root))
     rows = []

@@ -8,8 +8,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from sweeps.pareto import Results, ResultsError, load_results
-from sweeps.store import TrialStore
+from sweeps.results.pareto import Results, ResultsError, load_results
+from sweeps.results.store import TrialStore
 from tests.security.conftest import assert_refused, prunetune
 
 INJECTION = "1=1); COPY (SELECT 1) TO 'PWNED.csv'; SELECT * FROM trials WHERE (1=1"

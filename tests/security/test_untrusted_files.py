@@ -17,8 +17,8 @@ from pruning_core.errors import ConfigError
 from pruning_core.masks import MaskSet
 from pruning_core.targets import prunable_parameters
 from pruning_core.tuned import Schedule
-from sweeps.pareto import Results, load_results, query
-from sweeps.store import TrialStore
+from sweeps.results.pareto import Results, load_results, query
+from sweeps.results.store import TrialStore
 from tests.security.conftest import assert_refused, prunetune
 
 # --------------------------------------------------------------------------- masks
@@ -98,7 +98,7 @@ def test_saved_masks_round_trip_with_metadata(tmp_path: Path) -> None:
 @pytest.fixture
 def schedule_doc(results: Path, tmp_path: Path) -> dict:
     """Trial t00 (magnitude, one_shot, global, sparsity 0.5) exported by the real exporter."""
-    from sweeps.cli_schedule import export_schedule
+    from sweeps.cli.schedule import export_schedule
 
     out = tmp_path / "s.yaml"
     export_schedule(results, out, trial="t00")

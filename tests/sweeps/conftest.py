@@ -29,7 +29,7 @@ def ray_local() -> Iterator[None]:
     """A real local Ray (2 CPUs) shared by the sweeps of one test module."""
     import ray
 
-    from sweeps.launch import init_ray
+    from sweeps.tune.launch import init_ray
 
     init_ray(None, num_cpus=2)
     yield

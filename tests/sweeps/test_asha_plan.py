@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from pruning_core.errors import ConfigError
-from sweeps.launch import run_sweep, scheduler_clock
-from sweeps.space import parse_space
-from sweeps.store import TrialStore
+from sweeps.results.store import TrialStore
+from sweeps.tune.launch import run_sweep, scheduler_clock
+from sweeps.tune.space import parse_space
 
 MLP = {"name": "mlp", "options": {"hidden": [32, 16]}}
 DIGITS = {"name": "digits", "train_limit": 300, "test_limit": 150}
@@ -53,7 +53,7 @@ def _first_report_at_or_past(share: float, plan: int) -> int:
 ])
 def test_grace_period_and_max_t_are_epochs_of_the_fixed_plan(prune: dict, sched: dict,
                                                               expected: tuple) -> None:
-    from sweeps.space import SchedulerSpec
+    from sweeps.tune.space import SchedulerSpec
 
     base = {"model": MLP, "data": DIGITS, "train": TRAIN,
             "prune": {"criterion": "magnitude", "sparsity": 0.5, **prune}}

@@ -14,8 +14,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from sweeps.cli_results import register
-from sweeps.store import TrialStore
+from sweeps.cli.results import register
+from sweeps.results.store import TrialStore
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -178,15 +178,15 @@ def test_bad_input_is_one_line_and_exit_2(results, runner_app, args, needle) -> 
 
 
 def test_registration_raises_on_a_broken_import(monkeypatch: pytest.MonkeyPatch) -> None:
-    import sweeps.cli
+    import sweeps.cli.commands
 
     # a module that cannot be imported (None in sys.modules makes `import` raise ImportError)
-    monkeypatch.setitem(sys.modules, "sweeps.cli_results", None)
-    with pytest.raises(ImportError, match="sweeps.cli_results"):
-        sweeps.cli._register_extensions(typer.Typer())
+    monkeypatch.setitem(sys.modules, "sweeps.cli.results", None)
+    with pytest.raises(ImportError, match="sweeps.cli.results"):
+        sweeps.cli.commands._register_extensions(typer.Typer())
     monkeypatch.undo()
     target = typer.Typer()
-    sweeps.cli._register_extensions(target)  # intact: every command is there
+    sweeps.cli.commands._register_extensions(target)  # intact: every command is there
     names = {c.name for c in target.registered_commands}
     assert {"run", "names"}.isdisjoint(names)  # the engine commands live on the main app
     assert {"apply", "validate", "sweep", "pareto", "query", "report"} <= names

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sweeps.cli import app
-from sweeps.store import TrialStore
+from sweeps.results.store import TrialStore
 
 from .conftest import REPO, cli, kill_session, write_space
 

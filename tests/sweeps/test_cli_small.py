@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sweeps.flags import LEGEND, add_note, trial_note
-from sweeps.pareto import Results
-from sweeps.paths import results_dir
-from sweeps.store import TrialStore
+from sweeps.results.flags import LEGEND, add_note, trial_note
+from sweeps.results.pareto import Results
+from sweeps.results.paths import results_dir
+from sweeps.results.store import TrialStore
 
 from .conftest import REPO, cli, kill_session, write_space
 

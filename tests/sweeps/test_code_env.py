@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from pruning_core.errors import ConfigError
-from sweeps import code_env
-from sweeps.code_env import EXCLUDES, runtime_env, special_files
+from sweeps.tune import code_env
+from sweeps.tune.code_env import EXCLUDES, runtime_env, special_files
 
 from .conftest import cli, kill_session, write_space
 

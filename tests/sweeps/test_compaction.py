@@ -18,11 +18,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from sweeps.compaction import compact
-from sweeps.pareto import Results
-from sweeps.recorder import Recorder
-from sweeps.space import parse_space
-from sweeps.store import TrialStore
+from sweeps.results.compaction import compact
+from sweeps.results.pareto import Results
+from sweeps.results.store import TrialStore
+from sweeps.tune.recorder import Recorder
+from sweeps.tune.space import parse_space
 
 from .test_schema import SPACE, StandInTrial, final_result, sampled
 
@@ -111,7 +111,7 @@ def test_resumed_trial_after_compaction_wins_and_store_methods_work(tmp_path: Pa
 def test_compact_command(tmp_path: Path) -> None:
     import typer
 
-    from sweeps.cli_results import register
+    from sweeps.cli.results import register
 
     app = typer.Typer()
     register(app)

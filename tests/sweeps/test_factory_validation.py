@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pruning_core.errors import ConfigError
-from sweeps.space import parse_space, validate_space
+from sweeps.tune.space import parse_space, validate_space
 
 NETS = '''
 from torch import nn

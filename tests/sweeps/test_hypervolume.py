@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sweeps.hypervolume import (
+from sweeps.results.hypervolume import (
     derive_reference,
     hypervolume,
     hypervolume_history,

@@ -19,11 +19,11 @@ import yaml
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
 from pruning_core.errors import ConfigError
-from sweeps.launch import _scheduler, run_sweep
-from sweeps.pareto import pareto_front
-from sweeps.schedulers import DominatedStopper, TargetSparsity, beats_on_every, milestones
-from sweeps.space import parse_space
-from sweeps.store import TrialStore
+from sweeps.results.pareto import pareto_front
+from sweeps.results.store import TrialStore
+from sweeps.tune.launch import _scheduler, run_sweep
+from sweeps.tune.schedulers import DominatedStopper, TargetSparsity, beats_on_every, milestones
+from sweeps.tune.space import parse_space
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "search_spaces" / "demo_mnist1d.yaml"
@@ -170,7 +170,7 @@ def test_the_demo_with_early_stopping_keeps_its_front_at_full_length(tmp_path: P
     # Optuna was told so: the stopped trials are PRUNED, the front is all COMPLETE
     import optuna
 
-    from sweeps.study import load_study
+    from sweeps.tune.study import load_study
 
     states = {t.user_attrs["trial_id"]: t.state for t in load_study(space).get_trials()}
     assert {states[t] for t in stopped["trial_id"]} == {optuna.trial.TrialState.PRUNED}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from sweeps.store import TrialStore
+from sweeps.results.store import TrialStore
 
 from .conftest import cli, kill_session, write_space
 

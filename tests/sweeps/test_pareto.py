@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sweeps.pareto import (
+from sweeps.results.pareto import (
     Objective,
     Results,
     ResultsError,

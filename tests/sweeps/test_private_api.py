@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from ray import tune
 
-from sweeps.launch import LiveCallbacks, run_sweep
-from sweeps.space import parse_space
-from sweeps.store import TrialStore
+from sweeps.results.store import TrialStore
+from sweeps.tune.launch import LiveCallbacks, run_sweep
+from sweeps.tune.space import parse_space
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -46,14 +46,14 @@ def test_no_private_ray_or_optuna_use_outside_the_isolated_call() -> None:
     for path in sorted((REPO / "sweeps").rglob("*.py")):
         for use in _private_uses(ast.parse(path.read_text())):
             hits.append(f"{path.relative_to(REPO)}: {use}")
-    assert hits == ["sweeps/ray_env.py: import from ray._private"], hits
+    assert hits == ["sweeps/tune/ray_env.py: import from ray._private"], hits
 
 
 PROBE = """
 import json, os
 import ray.util
 from ray._private import ray_constants
-from sweeps.ray_env import LOOPBACK_SWITCH, loopback_only
+from sweeps.tune.ray_env import LOOPBACK_SWITCH, loopback_only
 
 before = ray_constants.ENABLE_RAY_CLUSTER
 with loopback_only() as on:

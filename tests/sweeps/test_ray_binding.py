@@ -38,7 +38,7 @@ PROBE = textwrap.dedent("""
 
     before = listening()
     import ray
-    from sweeps.launch import init_ray
+    from sweeps.tune.launch import init_ray
 
     init_ray(None, num_cpus=1)
 

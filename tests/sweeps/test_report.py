@@ -14,14 +14,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sweeps.pareto import Results, pareto_front
-from sweeps.report import build_report, render_html, write_pngs, write_report
-from sweeps.report_columns import history, per_layer, searched_params
-from sweeps.report_figures import figures
-from sweeps.report_flags import flag_trials
-from sweeps.report_importance import study_from_rows
-from sweeps.report_style import STATUS_COLORS, group_colors, hex_to_rgb
-from sweeps.store import STATUSES, TrialStore
+from sweeps.results.pareto import Results, pareto_front
+from sweeps.results.report import build_report, render_html, write_pngs, write_report
+from sweeps.results.report_columns import history, per_layer, searched_params
+from sweeps.results.report_figures import figures
+from sweeps.results.report_flags import flag_trials
+from sweeps.results.report_importance import study_from_rows
+from sweeps.results.report_style import STATUS_COLORS, group_colors, hex_to_rgb
+from sweeps.results.store import STATUSES, TrialStore
 
 OBJS = ["test_accuracy:max", "sparsity:max"]
 CRITERIA = ("magnitude", "snip", "synflow")

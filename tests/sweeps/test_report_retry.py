@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from sweeps.space import Budget
-from sweeps.trainable import report_retrying
+from sweeps.tune.space import Budget
+from sweeps.tune.trainable import report_retrying
 
 
 class Refusing:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from sweeps.launch import run_sweep
-from sweeps.space import parse_space
-from sweeps.store import TrialStore, join_path
+from sweeps.results.store import TrialStore, join_path
+from sweeps.tune.launch import run_sweep
+from sweeps.tune.space import parse_space
 
 pytestmark = pytest.mark.slow
 
@@ -66,7 +66,7 @@ def test_join_path_keeps_the_query_last() -> None:
 
 
 def test_pareto_and_query_read_results_on_s3(s3_uri: str, tmp_path: Path) -> None:
-    from sweeps.pareto import Results, load_results, pareto_front
+    from sweeps.results.pareto import Results, load_results, pareto_front
 
     store = TrialStore(s3_uri)
     for i, (acc, sp) in enumerate([(0.9, 0.5), (0.8, 0.9), (0.7, 0.6)]):

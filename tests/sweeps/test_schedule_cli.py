@@ -12,9 +12,9 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from sweeps.launch import run_sweep
-from sweeps.space import parse_space
-from sweeps.store import TrialStore
+from sweeps.results.store import TrialStore
+from sweeps.tune.launch import run_sweep
+from sweeps.tune.space import parse_space
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]

@@ -20,12 +20,12 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 
-from sweeps.pareto import Results, load_results
-from sweeps.recorder import Recorder
-from sweeps.schema import HISTORY, LAYER_MAP, SCHEMA_VERSION
-from sweeps.schema_config import space_config_types
-from sweeps.space import parse_space
-from sweeps.store import TrialStore
+from sweeps.results.pareto import Results, load_results
+from sweeps.results.schema import HISTORY, LAYER_MAP, SCHEMA_VERSION
+from sweeps.results.store import TrialStore
+from sweeps.tune.recorder import Recorder
+from sweeps.tune.schema_config import space_config_types
+from sweeps.tune.space import parse_space
 
 REPO = Path(__file__).resolve().parents[2]
 FIXED = {"model": {"name": "mlp"}, "data": {"name": "digits"},
@@ -63,7 +63,7 @@ def epoch(e: int, acc: float, sp: float = 0.5) -> dict[str, Any]:
 
 
 def final_result(acc: float, sp: float, epochs: int = 3) -> dict[str, Any]:
-    """A finished trial's final report, as ``sweeps.trainable.final_metrics`` builds it."""
+    """A finished trial's final report, as ``sweeps.tune.trainable.final_metrics`` builds it."""
     hist = [epoch(e, acc * e / epochs, sp) for e in range(1, epochs + 1)]
     return {"final": True, "result_status": "ok", "result_error": None, "epoch": epochs,
             "test_accuracy": acc, "test_loss": 0.3, "train_accuracy": acc + 0.02,

@@ -8,7 +8,7 @@ import logging
 import optuna
 import pytest
 
-from sweeps.space import LARGE_SWEEP, parse_space
+from sweeps.tune.space import LARGE_SWEEP, parse_space
 
 from .test_schema import SPACE
 
@@ -18,13 +18,13 @@ def _space(n: int, **kw: object):
 
 
 def test_large_sweeps_default_to_nsga2_with_a_note(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="sweeps.space"):
+    with caplog.at_level(logging.WARNING, logger="sweeps.tune.space"):
         sampler = _space(LARGE_SWEEP + 1).make_sampler()
     assert isinstance(sampler, optuna.samplers.NSGAIISampler)
     assert any("sampler: nsga2" in r.getMessage() and "1001 trials" in r.getMessage()
                for r in caplog.records)
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="sweeps.space"):
+    with caplog.at_level(logging.WARNING, logger="sweeps.tune.space"):
         assert isinstance(_space(LARGE_SWEEP).make_sampler(), optuna.samplers.TPESampler)
         named = _space(5000, sampler={"name": "tpe", "seed": 1}).make_sampler()
         assert isinstance(named, optuna.samplers.TPESampler)

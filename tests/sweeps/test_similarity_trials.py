@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sweeps.cli import app
-from sweeps.trainable import trial_weights_path
+from sweeps.tune.trainable import trial_weights_path
 
 REPO = Path(__file__).resolve().parents[2]
 PRUNETUNE = str(Path(sys.executable).with_name("prunetune"))
@@ -77,9 +77,9 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 @pytest.mark.slow
 def test_compare_two_trials_of_a_finished_sweep_by_id(tmp_path: Path, ray_local: None) -> None:
     from pruning_core.data import load_dataset
-    from sweeps.launch import run_sweep
-    from sweeps.space import parse_space
-    from sweeps.store import TrialStore
+    from sweeps.results.store import TrialStore
+    from sweeps.tune.launch import run_sweep
+    from sweeps.tune.space import parse_space
 
     space = parse_space({
         "name": "trials", "sampler": {"name": "grid", "seed": 0},

@@ -9,7 +9,7 @@ import optuna
 import pytest
 
 from pruning_core.errors import ConfigError
-from sweeps.space import depth_ramp, load_space, parse_space, trial_dict, validate_space
+from sweeps.tune.space import depth_ramp, load_space, parse_space, trial_dict, validate_space
 
 from .conftest import REPO, write_space
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sweeps.store import TrialStore
+from sweeps.results.store import TrialStore
 
 
 def _row(tid: str, status: str = "ok", acc: float | None = 0.9, **kw: object) -> dict:
@@ -68,7 +68,7 @@ def test_duckdb_query_and_move_aside(tmp_path: Path) -> None:
 def test_unknown_rows_kept_up_to_the_budget(tmp_path: Path) -> None:
     """After a resume, rows of trials the experiment does not know are kept while the budget has
     room (the searcher counted them, so nothing re-samples them) and moved aside beyond it."""
-    from sweeps.recorder import Recorder
+    from sweeps.tune.recorder import Recorder
 
     store = TrialStore(str(tmp_path))
     for tid in ("a", "b", "c", "x", "y"):
@@ -83,7 +83,7 @@ def test_unknown_rows_kept_up_to_the_budget(tmp_path: Path) -> None:
 
 
 def test_a_value_that_does_not_fit_its_column_is_kept_in_extra(tmp_path: Path) -> None:
-    from sweeps.schema import sweep_schema
+    from sweeps.results.schema import sweep_schema
 
     schema = sweep_schema({"config.prune.steps": pa.int64()})
     store = TrialStore(str(tmp_path))

@@ -12,9 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from sweeps.cli import app
-from sweeps.launch import run_sweep
-from sweeps.space import parse_space
-from sweeps.store import TrialStore
+from sweeps.results.store import TrialStore
+from sweeps.tune.launch import run_sweep
+from sweeps.tune.space import parse_space
 
 from .conftest import REPO
 

@@ -22,11 +22,11 @@ import pytest
 from optuna.trial import TrialState
 
 from pruning_core.errors import ConfigError
-from sweeps.launch import _search, run_sweep
-from sweeps.pareto import pareto_front
-from sweeps.space import parse_space
-from sweeps.store import TrialStore
-from sweeps.study import new_study, open_storage, study_location
+from sweeps.results.pareto import pareto_front
+from sweeps.results.store import TrialStore
+from sweeps.tune.launch import _search, run_sweep
+from sweeps.tune.space import parse_space
+from sweeps.tune.study import new_study, open_storage, study_location
 
 from .conftest import cli, kill_session, write_space
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from sweeps.launch import run_sweep
-from sweeps.space import parse_space
-from sweeps.store import TrialStore
+from sweeps.results.store import TrialStore
+from sweeps.tune.launch import run_sweep
+from sweeps.tune.space import parse_space
 
 from .faults import FaultyRun
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sweeps.store import TrialStore
+from sweeps.results.store import TrialStore
 
 from .conftest import kill_session, write_space
 from .test_multinode import _ENV, _free_port
@@ -118,8 +118,8 @@ def test_user_factories_reach_every_worker(tmp_path: Path) -> None:
         # the same from Python: run_sweep(model_fn=, data_fn=) in a driver script
         (driver_dir / "drive.py").write_text(textwrap.dedent(f"""\
             import sys
-            from sweeps.launch import run_sweep
-            from sweeps.space import load_space
+            from sweeps.tune.launch import run_sweep
+            from sweeps.tune.space import load_space
             from tmpnets_xyz.data import load
             from tmpnets_xyz.nets import build
             space = load_space("space.yaml").model_copy(update={{"name": "usercode_py"}})
@@ -149,8 +149,8 @@ def test_python_api_takes_factory_callables(tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib
 
-    from sweeps.launch import run_sweep
-    from sweeps.space import parse_space
+    from sweeps.tune.launch import run_sweep
+    from sweeps.tune.space import parse_space
 
     (tmp_path / "tmpnets_api").mkdir()
     (tmp_path / "tmpnets_api" / "__init__.py").write_text("")

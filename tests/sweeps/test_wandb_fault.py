@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from sweeps.launch import run_sweep
-from sweeps.space import parse_space
-from sweeps.store import TrialStore
+from sweeps.results.store import TrialStore
+from sweeps.tune.launch import run_sweep
+from sweeps.tune.space import parse_space
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +28,7 @@ def test_unwritable_wandb_dir_does_not_fail_the_sweep(tmp_path: Path, ray_local:
                   "data": {"name": "digits", "train_limit": 200}, "train": {"epochs": 2}},
         "params": {"prune.sparsity": {"type": "float", "low": 0.5, "high": 0.9}},
         "storage": str(root), "wandb": {"mode": "offline"}})
-    with caplog.at_level(logging.WARNING, logger="sweeps.wandb_log"):
+    with caplog.at_level(logging.WARNING, logger="sweeps.tune.wandb_log"):
         out = run_sweep(space)
     # wandb.init failed in both workers: the trials went on without W&B and ended ok
     assert out.rows == 2 and out.counts == {"ok": 2}

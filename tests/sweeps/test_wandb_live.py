@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sweeps.launch import run_sweep
-from sweeps.space import parse_space
-from sweeps.store import TrialStore
-from sweeps.wandb_log import TrialRun, WandbSink, WandbTarget, front_ranks, sweep_flags
+from sweeps.results.store import TrialStore
+from sweeps.tune.launch import run_sweep
+from sweeps.tune.space import parse_space
+from sweeps.tune.wandb_log import TrialRun, WandbSink, WandbTarget, front_ranks, sweep_flags
 
 REPO = Path(__file__).resolve().parents[2]
 OBJECTIVES = [{"metric": "test_accuracy", "mode": "max"}, {"metric": "sparsity", "mode": "max"}]
@@ -240,7 +240,7 @@ def test_killed_wandb_core_never_fails_a_trial(tmp_path: Path, ray_local: None) 
 
 def test_worker_wandb_core_dies_with_a_killed_worker(tmp_path: Path) -> None:
     """A SIGKILLed worker (Ray kills workers at shutdown) leaves no wandb-core behind."""
-    code = (f"import time; from sweeps.wandb_log import TrialRun, WandbTarget\n"
+    code = (f"import time; from sweeps.tune.wandb_log import TrialRun, WandbTarget\n"
             f"r = TrialRun(WandbTarget('s', 'p', {str(tmp_path)!r}), 't1', {{'a': 1}})\n"
             f"assert r.active; r.log({{'x': 1.0}}, 1)\nprint('ready', flush=True)\n"
             f"time.sleep(600)\n")

@@ -7,11 +7,11 @@ from pathlib import Path
 import optuna
 import pytest
 
-from sweeps.launch import _search, run_sweep
-from sweeps.space import parse_space
-from sweeps.store import TrialStore
-from sweeps.study import new_study, open_storage, study_location
-from sweeps.warm_start import add_to_study, in_distribution, seed_points
+from sweeps.results.store import TrialStore
+from sweeps.tune.launch import _search, run_sweep
+from sweeps.tune.space import parse_space
+from sweeps.tune.study import new_study, open_storage, study_location
+from sweeps.tune.warm_start import add_to_study, in_distribution, seed_points
 
 pytestmark = pytest.mark.slow
 

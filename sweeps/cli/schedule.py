@@ -1,0 +1,220 @@
+"""``prunetune schedule export`` and ``prunetune apply``: reuse a tuned schedule."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from pruning_core.errors import ConfigError
+from sweeps.cli.common import apply_overrides, console, require_outputs, run_trial
+from sweeps.cli.errors import fail
+
+schedule_app = typer.Typer(help="Export tuned sparsity schedules from sweep results.",
+                           no_args_is_help=True)
+
+
+def _trial_dict(row: dict[str, Any]) -> dict[str, Any]:
+    """A results row's ``config.*`` columns back into a nested trial config dict."""
+    from pruning_core.config import TrialConfig, set_dotted
+
+    top = set(TrialConfig.model_fields)
+    data: dict[str, Any] = {}
+    for col, value in row.items():
+        if not col.startswith("config.") or value is None:
+            continue
+        key = col.removeprefix("config.")
+        if key.split(".")[0] not in top:
+            continue
+        if isinstance(value, float) and value != value:  # NaN from a column absent here
+            continue
+        if isinstance(value, str) and value[:1] in "[{":
+            value = json.loads(value)
+        if hasattr(value, "item"):  # numpy scalar -> Python
+            value = value.item()
+        set_dotted(data, key, value)
+    return data
+
+
+def select_row(results: str | Path, trial: str | None, best: str | None, where: str | None,
+               mode: str) -> dict[str, Any]:
+    """One completed trial row by id, or the best by a metric among rows matching ``where``.
+
+    Read through :class:`sweeps.results.pareto.Results`, like ``pareto``/``query``/``report``:
+    the same locked-down DuckDB connection, the same one-condition check of ``--where`` and the same
+    policy for an unreadable Parquet file (skipped with a warning naming it)."""
+    from sweeps.results.pareto import Results, ResultsError, quote_ident, sql_string
+    from sweeps.results.paths import results_dir
+
+    if trial is None and best is None:
+        raise ConfigError("give --trial ID or --best METRIC (e.g. --best test_accuracy)")
+    results = results_dir(str(results))  # RESULTS/trials reads as RESULTS
+    if "://" not in results and not Path(results).exists():
+        raise ConfigError(f"results {results}: no such directory")
+    try:
+        with Results(str(results)) as res:
+            if "trial_id" not in res.raw_columns or "status" not in res.raw_columns:
+                raise ConfigError(f"results {results}: no trial rows under {results}/trials/")
+            cols = ", ".join(quote_ident(c) for c in res.raw_columns)
+            if trial is not None:
+                sql = f"SELECT {cols} FROM trials WHERE trial_id = {sql_string(trial)}"
+            else:
+                if best not in res.columns:
+                    raise ConfigError(f"--best {best}: no such column; try test_accuracy, "
+                                      "sparsity, flops")
+                key = quote_ident(res.resolve(best))
+                order = "DESC" if mode == "max" else "ASC"
+                sql = (f"SELECT {cols} FROM {res.source(where)} WHERE status = 'ok' AND "
+                       f"{key} IS NOT NULL ORDER BY {key} {order}, trial_id LIMIT 1")
+            out = res.query(sql)
+    except ResultsError as exc:
+        raise ConfigError(str(exc)) from None
+    if out.empty:
+        what = f"trial {trial}" if trial else f"an ok trial matching {where!r}"
+        raise ConfigError(f"results {results}: no {what}")
+    return out.iloc[0].to_dict()
+
+
+def export_schedule(results: str | Path, out: Path, trial: str | None = None,
+                    best: str | None = None, where: str | None = None,
+                    mode: str = "max") -> Any:
+    from pruning_core.config import load_trial_config
+    from pruning_core.experiment import prunable_layers
+    from pruning_core.tuned import Schedule
+
+    row = select_row(results, trial, best, where, mode)
+    if row.get("status") != "ok":
+        raise ConfigError(f"trial {row.get('trial_id')}: status {row.get('status')!r}, "
+                          "only completed (ok) trials can be exported")
+    cfg = load_trial_config(_trial_dict(row))
+    layers = prunable_layers(cfg)
+    per_layer = {c.removeprefix("layer_sparsity."): float(v) for c, v in row.items()
+                 if c.startswith("layer_sparsity.") and v is not None and v == v}
+    metrics = {k: _plain(row[k]) for k in ("test_accuracy", "test_loss", "sparsity", "flops",
+                                           "flops_dense", "params_kept", "params")
+               if k in row and row[k] is not None}
+    schedule = Schedule.from_trial(cfg, layers, per_layer, {
+        "sweep": _text(row.get("sweep")), "trial_id": _text(row.get("trial_id")),
+        "model": cfg.model.name, "dataset": cfg.data.name, "seed": cfg.seed, "metrics": metrics,
+        "prunetune_version": _text(row.get("prunetune_version")),
+    })
+    schedule.save(out)
+    return schedule
+
+
+def _text(v: Any) -> str | None:
+    """A string cell, or None for a missing one (a null reads back as NaN through pandas)."""
+    return None if v is None or (isinstance(v, float) and v != v) else str(v)
+
+
+def _plain(v: Any) -> Any:
+    return v.item() if hasattr(v, "item") else v
+
+
+@schedule_app.command("export")
+def export_cmd(
+    # str, not Path: a Path would turn "s3://bucket/x" into "s3:/bucket/x"
+    results: Annotated[str, typer.Argument(
+        help="A sweep's results directory (or its trials/ folder, or a results URI).",
+        show_default=False)],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the schedule YAML.")],
+    trial: Annotated[str | None, typer.Option("--trial", help="Export this trial id.")] = None,
+    best: Annotated[str | None, typer.Option(
+        "--best", help="Export the best ok trial by this metric.")] = None,
+    where: Annotated[str | None, typer.Option(
+        "--where", help='SQL filter, e.g. "sparsity >= 0.8" (with --best: the best of '
+        'these).')] = None,
+    minimize: Annotated[bool, typer.Option(
+        "--min", help="--best picks the smallest value (e.g. flops).")] = False,
+) -> None:
+    """Write a versioned YAML holding everything needed to prune like one trial did."""
+    require_outputs({"--out": out})  # before the work: an unwritable path is one line
+    try:
+        s = export_schedule(results, out, trial, best, where, "min" if minimize else "max")
+    except ConfigError as exc:
+        fail(str(exc))
+    console.print(
+        f"schedule from trial {s.provenance.trial_id} ({s.prune.criterion}, {s.prune.schedule} × "
+        f"{s.prune.steps}, target {s.target_sparsity:.4f}, "
+        f"test accuracy {s.provenance.metrics.get('test_accuracy', float('nan')):.4f}) "
+        f"written to {out}")
+
+
+def apply_cmd(
+    schedule: Annotated[Path, typer.Argument(help="A schedule YAML (prunetune schedule export).")],
+    model: Annotated[str | None, typer.Option(
+        "--model", help="Model to prune (default: the schedule's own).")] = None,
+    data: Annotated[str | None, typer.Option(
+        "--data", help="Dataset (default: the schedule's own).")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Override a key: --set train.epochs=5 (repeatable).")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the result JSON.")] = None,
+    masks_out: Annotated[Path | None, typer.Option(
+        "--masks", help="Write the final masks (safetensors).")] = None,
+) -> None:
+    """Prune and train with a tuned schedule; maps per-layer sparsities to a related model."""
+    from pruning_core.experiment import prunable_layers
+    from pruning_core.tuned import Schedule
+
+    try:
+        s = Schedule.load(schedule)
+        overrides: dict[str, Any] = {}
+        trial_model = s.trial.get("model")
+        if model:
+            overrides["model.name"] = model
+            if not isinstance(trial_model, dict) or model != trial_model.get("name"):
+                overrides["model.options"] = {}
+        if data:
+            overrides["data.name"] = data
+        extra = apply_overrides({}, set_ or [])
+        from pruning_core.config import flatten
+
+        overrides.update(flatten(extra))
+        _guard_untrusted(schedule, s.trial, model, data, overrides)
+        base = s.trial_config(overrides=overrides)
+        cfg = s.trial_config(prunable_layers(base), overrides)
+    except ConfigError as exc:
+        fail(str(exc))
+    if cfg.prune.allocation.name == "explicit" and s.prune.allocation.name != "explicit":
+        console.print(f"mapped {len(s.layers)} source layers onto "
+                          f"{len(cfg.prune.allocation.layer_sparsity or [])} target layers "
+                          f"by kind and depth; target sparsity {s.target_sparsity:.4f}")
+    run_trial(cfg, json_out, masks_out)
+
+
+def _guard_untrusted(path: Path, trial: dict[str, Any], model: str | None, data: str | None,
+                     overrides: dict[str, Any]) -> None:
+    """A schedule file is untrusted: it never chooses which directory ``apply`` reads or which
+    code it imports (see SECURITY.md).
+
+    - ``trial.data.root`` is refused unless the user names the data: ``--set data.root=DIR``
+      (a directory they trust) replaces it; with ``--data NAME`` alone it is dropped (a dataset
+      that needs files then asks for ``data.root``).
+    - ``trial.model.name`` / ``trial.data.name`` written as an import path
+      (``pkg.module:factory``) are refused unless ``--model`` / ``--data`` (or ``--set``)
+      name the model / data."""
+    for section, flag, given in (("model", "--model", model), ("data", "--data", data)):
+        part = trial.get(section)
+        name = part.get("name") if isinstance(part, dict) else None
+        if (isinstance(name, str) and ":" in name and not name.startswith("tv:")
+                and not given and f"{section}.name" not in overrides):
+            raise ConfigError(
+                f"schedule {path}: trial.{section}.name names code to import ({name}); apply "
+                f"never runs code chosen by a schedule file: pass {flag} NAME")
+    section = trial.get("data")
+    root = section.get("root") if isinstance(section, dict) else None
+    if root is None or "data.root" in overrides:
+        return
+    if not data:
+        raise ConfigError(
+            f"schedule {path}: trial.data.root names a dataset directory ({root}); apply never "
+            "reads a directory chosen by a schedule file: pass --set data.root=DIR (a directory "
+            "you trust) or --data NAME")
+    overrides["data.root"] = None
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(schedule_app, name="schedule")
+    app.command("apply")(apply_cmd)

@@ -1,0 +1,188 @@
+"""``prunetune validate SPACE`` and ``prunetune sweep SPACE``: registered onto the main app."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from pruning_core.errors import ConfigError
+from sweeps.cli.errors import fail, output_console
+
+SpaceArg = Annotated[Path, typer.Argument(help="search-space YAML (see search_spaces/)")]
+
+
+def validate_cmd(
+    space_path: SpaceArg,
+    samples: Annotated[int, typer.Option("--samples", help="configs to sample and check")] = 32,
+) -> None:
+    """Load a search space, sample configurations and validate each as a TrialConfig."""
+    from sweeps.tune.space import load_space, validate_space
+
+    try:
+        space = load_space(space_path)
+        configs = validate_space(space, n=samples)
+    except ConfigError as exc:
+        fail(str(exc))
+        return
+    console = output_console()
+    table = Table(title=f"search space {space.name}", show_header=False, title_justify="left")
+    table.add_row("objectives", ", ".join(f"{o.metric} ({o.mode})" for o in space.objectives))
+    table.add_row("sampler", f"{space.sampler.name} (seed {space.sampler.seed})")
+    table.add_row("budget", f"{space.budget.num_samples} trials, "
+                            f"{space.budget.max_concurrent or 'unlimited'} at once")
+    table.add_row("resources", f"cpu {space.resources.cpu:g}, gpu {space.resources.gpu:g}")
+    if space.scheduler:
+        table.add_row("scheduler", space.scheduler.describe())
+    for key, p in space.params.items():
+        when = f"  when {p.when}" if p.when else ""
+        table.add_row(f"param {key}", f"{p.type}{when}")
+    if space.layers:
+        table.add_row("prunable layers", ", ".join(n for n, _ in space.layers))
+    table.add_row("results", space.results_dir)
+    console.print(table)
+    console.print(f"ok: {len(configs)} sampled configurations are valid TrialConfigs")
+
+
+def sweep_cmd(
+    space_path: SpaceArg,
+    address: Annotated[str | None, typer.Option(
+        "--address", help="join a Ray cluster: auto, host:port or ray://host:port")] = None,
+    name: Annotated[str | None, typer.Option(
+        "--name", help="sweep name (and results directory) instead of the space's")] = None,
+    num_samples: Annotated[int | None, typer.Option(
+        "--num-samples", help="number of trials instead of budget.num_samples")] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="finish a sweep that was interrupted or killed")] = False,
+    num_cpus: Annotated[int | None, typer.Option(
+        "--num-cpus", help="CPUs of the embedded Ray (default: all)")] = None,
+    warm_start: Annotated[list[str] | None, typer.Option(
+        "--warm-start", help="earlier RESULTS whose Pareto front seeds the study "
+                             "(repeatable)")] = None,
+    working_dir: Annotated[str | None, typer.Option(
+        "--working-dir", help="your code for every Ray worker (model/data factories): shipped "
+        "with the job, results/.venv/.git left out [default: the current directory]",
+        show_default=False)] = None,
+) -> None:
+    """Run a sweep: Ray Tune + OptunaSearch; one Parquet row per trial; Pareto front at the end."""
+    import os
+
+    working_dir = working_dir or os.getcwd()
+    if not os.path.isdir(working_dir):
+        fail(f"--working-dir: {working_dir!r} is not a directory")
+        return
+    from sweeps.tune.ray_env import client_auth_defaults, embedded_auth_defaults
+
+    if address is not None:
+        client_auth_defaults()  # before Ray is imported: it reads RAY_AUTH_MODE once
+    else:
+        embedded_auth_defaults()
+    from sweeps.results.store import TrialStore
+    from sweeps.tune.launch import environment_defaults, run_sweep, with_overrides
+    from sweeps.tune.preflight import check_address, connect_deadline
+    from sweeps.tune.progress import Progress
+    from sweeps.tune.space import load_space, validate_space
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    environment_defaults()
+    if num_cpus is not None and num_cpus < 1:
+        fail(f"--num-cpus {num_cpus}: give at least 1 (trials need a CPU)")
+    try:
+        space = with_overrides(load_space(space_path), name=name, num_samples=num_samples)
+        validate_space(space)  # the checks `prunetune validate` runs, before anything starts
+        check_address(address)
+    except ConfigError as exc:
+        fail(str(exc))
+        return
+    console = output_console()  # not a terminal (a log): wide, the front table is not cut
+    progress = Progress(space.name, space.budget.num_samples, space.metrics, space.modes)
+    try:
+        # transient: an error leaves nothing but its one line; the final table is printed below
+        with connect_deadline(address), Live(get_renderable=progress.renderable,
+                                             console=console, refresh_per_second=2,
+                                             transient=True):
+            outcome = run_sweep(space, address=address, resume=resume, callbacks=[progress],
+                                working_dir=working_dir,
+                                num_cpus=num_cpus, warm_start=warm_start or ())
+    except ConfigError as exc:
+        fail(str(exc))
+        return
+    except ConnectionError as exc:  # ray.init: no cluster at --address auto, refused, ...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if address:  # the port answered (check_address probed it): a refusal, most often auth
+            fail(f"--address {address}: {first.rstrip('.')}; the cluster answered but refused "
+                 "this driver: give it the cluster's token (RAY_AUTH_TOKEN or "
+                 "RAY_AUTH_TOKEN_PATH; infra/README.md) and the same Ray version")
+        else:
+            fail(f"Ray did not start: {first}")
+        return
+
+    console.print(progress.renderable())
+    console.print()
+    rows = TrialStore(outcome.results_dir).dataframe().to_dict("records")
+    _print_front(console, rows, space.metrics, space.modes)
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(outcome.counts.items())) or "none"
+    console.print(f"trials: {outcome.rows}/{outcome.num_samples} recorded ({counts})")
+    if outcome.warm_started:
+        console.print(f"warm start: the study began with {outcome.warm_started} known front "
+                      "trials")
+    console.print(f"results: {outcome.results_dir}/trials/*.parquet")
+    if space.wandb.mode == "offline":
+        console.print(f"W&B (offline): wandb sync {outcome.results_dir}/wandb/offline-run-*")
+    interrupted = outcome.counts.get("interrupted", 0)
+    if not outcome.complete or interrupted:
+        finish = f"prunetune sweep {space_path} --resume" + (f" --name {name}" if name else "")
+        budget_s = space.budget.time_budget_s
+        if budget_s is not None and not progress.user_stopped:
+            # the sweep did what it was told: stop when its time budget is spent (exit 0)
+            console.print(f"[yellow]time budget reached[/] (budget.time_budget_s = "
+                          f"{budget_s:g} s): {finish} runs the rest, with a new budget")
+            return
+        console.print(f"[yellow]incomplete[/]: finish with {finish}")
+        raise typer.Exit(130 if progress.user_stopped
+                         or outcome.rows - interrupted < outcome.num_samples else 0)
+
+
+def _print_front(console: Console, rows: list[dict], metrics: list[str],
+                 modes: list[str]) -> None:
+    import pandas as pd
+
+    from sweeps.results.flags import LEGEND, NOTE_COLUMN
+    from sweeps.results.flags import notes as flag_notes
+    from sweeps.results.pareto import pareto_front
+
+    done = [r for r in rows if r.get("status") == "ok"]
+    df = pd.DataFrame(done)
+    if not done or any(m not in df.columns for m in metrics):
+        front = []
+    elif len(metrics) == 1:
+        front = df.sort_values(metrics[0], ascending=modes[0] == "min").head(1).to_dict("records")
+    else:
+        front = pareto_front(df, [f"{m}:{o}" for m, o in zip(metrics, modes, strict=True)]
+                             ).to_dict("records")
+    notes = flag_notes(front)
+    table = Table(title=f"Pareto front ({len(front)} of {len(done)} ok trials)",
+                  title_justify="left", caption=LEGEND if notes else None,
+                  caption_justify="left")
+    cols = ["trial_id", *metrics, "config.prune.criterion", "config.prune.allocation.name",
+            "config.prune.timing.name", "config.prune.schedule"]
+    cols = [c for c in dict.fromkeys(cols) if any(c in r for r in front)]
+    for c in cols:  # fold, never "…": a cut trial id or value is worse than a wrapped one
+        table.add_column(c.removeprefix("config.prune."), overflow="fold")
+    if notes:
+        table.add_column(NOTE_COLUMN, overflow="fold")
+    for i, r in enumerate(front):
+        cells = [f"{r[c]:.4g}" if isinstance(r.get(c), float) else str(r.get(c)) for c in cols]
+        table.add_row(*cells, *([notes[i]] if notes else []))
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``validate`` and ``sweep`` to the ``prunetune`` app."""
+    app.command("validate")(validate_cmd)
+    app.command("sweep")(sweep_cmd)

@@ -1,0 +1,119 @@
+"""The CLI's note on a trial a reader should not take at face value: chance accuracy, a
+collapsed layer. One rule, :func:`trial_note`, used by every table the CLI prints.
+
+**Chance.** ``test_accuracy <= 1/K + CHANCE_MARGIN`` (margin 0.02), K the number of classes
+from, in order: a ``num_classes`` / ``config.data.num_classes`` column; ``num_classes`` in the
+JSON ``config.data.options`` (the ``synthetic`` dataset); the dataset named in
+``config.data.name`` when its class count is fixed (:data:`KNOWN_CLASSES`). These are the
+sources and the margin of the report's rule (``report_flags.py``). When K is still unknown (a
+user's data factory, ``imagefolder``) the CLI assumes 10 classes (chance 0.1) and the note
+says so: ``chance? (10 classes assumed)``.
+
+**Collapsed.** ``n_collapsed > 0``: a layer with every weight pruned, which disconnects the
+network (``collapsed: 2``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+CHANCE_MARGIN = 0.02
+#: datasets whose number of classes is fixed (as ``pruning_core.data``; no torch import here)
+KNOWN_CLASSES: dict[str, int] = {
+    "digits": 10, "mnist1d": 10, "mnist": 10, "fashion_mnist": 10, "cifar10": 10,
+    "cifar100": 100,
+}
+#: classes assumed when the data is unknown (the note then says so)
+ASSUMED_CLASSES = 10
+#: the column every CLI table adds for :func:`trial_note`
+NOTE_COLUMN = "note"
+#: what the notes mean, for a table's caption
+LEGEND = (f"note: chance = test_accuracy ≤ 1/classes + {CHANCE_MARGIN}; "
+          "collapsed: N = layers with every weight pruned")
+
+
+def _number(v: Any) -> float:
+    """``v`` as a finite float, else NaN (None, NaN, text, numpy scalars all handled)."""
+    if v is None or isinstance(v, bool):
+        return math.nan
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return math.nan
+    return f if math.isfinite(f) else math.nan
+
+
+def num_classes(row: Mapping[str, Any]) -> int | None:
+    """The number of classes of a trial's data, or None when the row does not tell."""
+    for col in ("num_classes", "config.data.num_classes"):
+        k = _number(row.get(col))
+        if k >= 2:
+            return int(k)
+    options = row.get("config.data.options")
+    if isinstance(options, str):
+        try:
+            options = json.loads(options)
+        except ValueError:
+            options = None
+    if isinstance(options, Mapping):
+        k = _number(options.get("num_classes"))
+        if k >= 2:
+            return int(k)
+    name = row.get("config.data.name")
+    return KNOWN_CLASSES.get(name) if isinstance(name, str) else None
+
+
+def trial_note(row: Mapping[str, Any]) -> str:
+    """``""``, ``"chance"``, ``"chance? (10 classes assumed)"``, ``"collapsed: 2"`` or both
+    joined by ``", "``, for one results row (full column names, as in the Parquet files)."""
+    parts = []
+    acc = _number(row.get("test_accuracy"))
+    if not math.isnan(acc):
+        k = num_classes(row)
+        if acc <= 1.0 / (k or ASSUMED_CLASSES) + CHANCE_MARGIN:
+            parts.append("chance" if k else f"chance? ({ASSUMED_CLASSES} classes assumed)")
+    collapsed = _number(row.get("n_collapsed"))
+    if collapsed > 0:
+        parts.append(f"collapsed: {int(collapsed)}")
+    return ", ".join(parts)
+
+
+def notes(rows: Iterable[Mapping[str, Any]]) -> list[str] | None:
+    """:func:`trial_note` per row, or None when no row has a note (the table stays as it
+    was)."""
+    out = [trial_note(r) for r in rows]
+    return out if any(out) else None
+
+
+#: the columns :func:`trial_note` reads
+NOTE_INPUTS = ("test_accuracy", "n_collapsed", "num_classes", "config.data.num_classes",
+               "config.data.options", "config.data.name")
+
+
+def add_note(df: Any, res: Any) -> Any:
+    """``df`` (rows of a :class:`sweeps.results.pareto.Results` query with a ``trial_id``
+    column) with a ``note`` column from :func:`trial_note`, looked up by trial id in ``res``;
+    ``df`` unchanged when it has no ``trial_id`` column or no row has a note.
+
+    For ``prunetune pareto`` and ``prunetune query`` tables, inside their ``with Results(...)
+    as res:`` block: ``front = add_note(front, res)``."""
+    from sweeps.results.pareto import quote_ident, sql_string
+
+    if "trial_id" not in df.columns or not len(df) or NOTE_COLUMN in df.columns:
+        return df
+    cols = [c for c in NOTE_INPUTS if c in res.raw_columns]
+    if not cols or "trial_id" not in res.raw_columns:
+        return df
+    ids = sorted({str(t) for t in df["trial_id"] if t is not None})
+    if not ids:
+        return df
+    sql = (f"SELECT trial_id, {', '.join(quote_ident(c) for c in cols)} FROM trials "
+           f"WHERE trial_id IN ({', '.join(sql_string(t) for t in ids)})")
+    found = {str(r["trial_id"]): trial_note(r) for r in res.query(sql).to_dict("records")}
+    out = [found.get(str(t), "") for t in df["trial_id"]]
+    if not any(out):
+        return df
+    return df.assign(**{NOTE_COLUMN: out})

@@ -1,0 +1,416 @@
+"""``prunetune report``: one self-contained HTML page (and PNGs) about a sweep's results.
+
+:func:`build_report` collects everything the page shows into a :class:`ReportData`;
+``report_html.render_html`` draws it with plotly (its JS inlined: the file works offline) and
+``report_png.write_pngs`` draws the same main figures with matplotlib for papers. Colours
+come from ``report_style`` in both, so a criterion has one colour everywhere.
+
+What is shown: every trial coloured by status, with the front of the included statuses drawn
+as a staircase; one front per ``--by`` group; best accuracy against sparsity; parallel
+coordinates over the searched parameters and objectives; parameter importance per objective
+(``report_importance``); learning curves from ``history``; per-layer sparsity and (when
+recorded) per-layer similarity of the front's trials; hypervolume against trial count; a
+filterable table of the trials. Trials at chance accuracy or with a collapsed layer are flagged
+(``report_flags``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sweeps.results.hypervolume import derive_reference, hypervolume, hypervolume_history_values
+from sweeps.results.jsonable import json_scalar
+from sweeps.results.pareto import (
+    DONE_STATUSES,
+    Objective,
+    Results,
+    display_name,
+    pareto_mask,
+    parse_objectives,
+)
+from sweeps.results.report_columns import (
+    as_category,
+    history,
+    is_numeric,
+    per_layer,
+    searched_params,
+)
+from sweeps.results.report_flags import flag_trials
+from sweeps.results.report_html import render_html
+from sweeps.results.report_importance import param_importances
+from sweeps.results.report_png import write_pngs
+from sweeps.results.report_style import group_colors
+
+__all__ = ["ReportData", "build_report", "render_html", "write_pngs", "write_report"]
+
+log = logging.getLogger(__name__)
+
+MAX_POINTS = 5000  # other trials drawn at most (a sample); front and flagged ones always are
+MAX_CURVES = 300  # learning curves drawn at most (front and flagged first)
+MAX_TABLE_ROWS = 5000  # rows in the page's table (front and flagged first)
+HOVER_COLUMNS = ("trial_id", "status", "config.prune.criterion", "config.prune.schedule",
+                 "config.prune.steps", "config.prune.allocation.name", "config.prune.timing.name",
+                 "config.model.name", "test_accuracy", "sparsity", "target_sparsity",
+                 "params_kept", "flops", "n_collapsed", "epochs")
+TABLE_COLUMNS = (*HOVER_COLUMNS, "test_loss", "train_accuracy", "similarity_mean",
+                 "prune_time_s", "train_time_s", "end_time")
+
+
+@dataclass
+class ReportData:
+    """Everything the page and the PNGs show (JSON-safe values only)."""
+
+    title: str
+    objectives: list[Objective]
+    labels: list[str]
+    ref: list[float]
+    by: str | None
+    n_rows: int
+    n_included: int
+    included_statuses: list[str] | None = None
+    #: one per drawn trial: v (objective values), g (group), s (status), f (on the front),
+    #: gf (on its group's front), x (flag text, "" if none), h (hover details)
+    points: list[dict[str, Any]] = field(default_factory=list)
+    status_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    groups: list[str] = field(default_factory=list)
+    colors: dict[str, str] = field(default_factory=dict)  # group -> colour
+    group_fronts: dict[str, list[list[float]]] = field(default_factory=dict)
+    hypervolumes: dict[str, float] = field(default_factory=dict)
+    curves: dict[str, list[list[float]]] = field(default_factory=dict)
+    curve_axes: list[str] = field(default_factory=list)
+    heatmap: dict[str, Any] = field(default_factory=dict)
+    similarity: dict[str, Any] = field(default_factory=dict)
+    history: dict[str, list[list[float]]] = field(default_factory=dict)
+    learning: dict[str, Any] = field(default_factory=dict)
+    params: list[str] = field(default_factory=list)
+    parcoords: dict[str, Any] = field(default_factory=dict)
+    importance: dict[str, dict[str, float]] = field(default_factory=dict)
+    importance_note: str | None = None
+    flag_rules: list[str] = field(default_factory=list)
+    n_flagged: int = 0
+    #: the front's rows (columns, rows), best first by the first objective
+    table: dict[str, Any] = field(default_factory=dict)
+    #: every trial's row (capped at MAX_TABLE_ROWS): columns, rows, front, flag, total
+    trials: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_front(self) -> int:
+        return sum(1 for p in self.points if p["f"])
+
+
+def _num(df: pd.DataFrame, col: str) -> np.ndarray:
+    return pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def build_report(res: Results, objectives: Sequence[str | Objective], by: str | None = None,
+                 where: str | None = None, statuses: Sequence[str] | None = DONE_STATUSES,
+                 ref: Sequence[float] | None = None, title: str | None = None,
+                 max_points: int = MAX_POINTS) -> ReportData:
+    """Collect the report's data from a :class:`Results` (reads all rows passing ``where``).
+
+    Fronts, hypervolumes, curves and importance use the rows of ``statuses`` (all when None);
+    the scatter, learning curves and the table show every status."""
+    objs = parse_objectives(objectives)
+    objs = [Objective(res.resolve(o.column), o.mode) for o in objs]
+    cols = [o.column for o in objs]
+    modes = [o.mode for o in objs]
+    if by is None and "config.prune.criterion" in res.raw_columns:
+        by = "config.prune.criterion"
+    by_full = res.resolve(by) if by else None
+    df = res.load(where, statuses=None, columns=res.raw_columns).reset_index(drop=True)
+    n = len(df)
+    status = (df["status"].astype(object).where(df["status"].notna(), "(none)").astype(str)
+              .to_numpy() if "status" in df.columns else np.full(n, "ok", dtype=object))
+    inc = np.isin(status, list(statuses)) if statuses is not None else np.ones(n, dtype=bool)
+    vals = np.column_stack([_num(df, c) for c in cols]) if n else np.empty((0, len(objs)))
+    finite = np.isfinite(vals).all(axis=1)
+    if not (finite & inc).any():
+        raise ValueError("no completed trial has finite values for "
+                         + ", ".join(str(o) for o in objs))
+    ref_arr = np.asarray(ref, dtype=np.float64) if ref is not None else \
+        derive_reference(vals[inc], modes)
+    groups_arr = (df[by_full].astype(object).where(df[by_full].notna(), "(none)").astype(str)
+                  .to_numpy() if by_full else np.full(n, "all", dtype=object))
+    groups = sorted(set(groups_arr[inc & finite].tolist()))
+    data = ReportData(
+        title=title or _default_title(df), objectives=objs,
+        labels=[display_name(c, res.aliases) for c in cols], ref=[float(x) for x in ref_arr],
+        by=display_name(by_full, res.aliases) if by_full else None, n_rows=n,
+        n_included=int((finite & inc).sum()),
+        included_statuses=list(statuses) if statuses is not None else None,
+        groups=groups, colors=group_colors(groups))
+    front = np.zeros(n, dtype=bool)
+    front[np.flatnonzero(inc)] = pareto_mask(vals[inc], modes)
+    gfront = np.zeros(n, dtype=bool)
+    data.hypervolumes["all"] = hypervolume(vals[front], modes, ref_arr)
+    for g in groups:
+        sel = np.flatnonzero((groups_arr == g) & finite & inc)
+        m = pareto_mask(vals[sel], modes)
+        gfront[sel[m]] = True
+        fv = vals[sel[m]]
+        order = np.argsort(fv[:, 1] if modes[1] == "min" else -fv[:, 1], kind="stable")
+        data.group_fronts[g] = fv[order].tolist()
+        data.hypervolumes[g] = hypervolume(fv, modes, ref_arr)
+    flags = flag_trials(df)
+    data.flag_rules = flags.rules
+    data.n_flagged = int(flags.any.sum())
+    flag_text = np.array([flags.label(i) if flags.any[i] else "" for i in range(n)],
+                         dtype=object)
+    for s in dict.fromkeys(sorted(set(status.tolist()), key=_status_order)):
+        m = status == s
+        data.status_counts[s] = {"rows": int(m.sum()), "plotted": int((m & finite).sum())}
+
+    _points(data, df, vals, finite, front, gfront, status, groups_arr, flag_text, res,
+            max_points, cols)
+    _curves(data, df[inc].reset_index(drop=True), groups_arr[inc], res)
+    _layers(data, df, front, vals, objs, groups_arr)
+    _hv_history(data, df, vals, modes, ref_arr, inc, groups_arr, groups)
+    _learning(data, df, front, flags.any, status, groups_arr)
+    varied = searched_params(df[inc & finite], exclude=cols)
+    params = sorted(varied, key=lambda c: c != by_full)  # the --by column first
+    data.params = [display_name(p, res.aliases) for p in params]
+    _parcoords(data, df[inc & finite], params, cols, res, max_points)
+    imp, data.importance_note = param_importances(df[inc & finite], params, cols, modes)
+    data.importance = {display_name(o, res.aliases): {display_name(p, res.aliases): v
+                                                      for p, v in d.items()}
+                       for o, d in imp.items()}
+    _tables(data, df, front, flag_text, status, objs, by_full, params, res)
+    return data
+
+
+_STATUS_ORDER = ("ok", "stopped_early", "diverged", "error", "interrupted")
+
+
+def _status_order(s: str) -> tuple[int, str]:
+    return (_STATUS_ORDER.index(s) if s in _STATUS_ORDER else len(_STATUS_ORDER), s)
+
+
+def _default_title(df: pd.DataFrame) -> str:
+    if "sweep" in df.columns and df["sweep"].notna().any():
+        names = sorted(set(df["sweep"].dropna().astype(str)))
+        return "prunetune report: " + ", ".join(names[:3]) + ("…" if len(names) > 3 else "")
+    return "prunetune report"
+
+
+def _trial_ids(df: pd.DataFrame) -> np.ndarray:
+    if "trial_id" in df.columns:
+        return df["trial_id"].astype(str).to_numpy()
+    return np.array([str(i) for i in range(len(df))], dtype=object)
+
+
+def _points(data: ReportData, df: pd.DataFrame, vals: np.ndarray, finite: np.ndarray,
+            front: np.ndarray, gfront: np.ndarray, status: np.ndarray, groups: np.ndarray,
+            flag_text: np.ndarray, res: Results, max_points: int, cols: list[str]) -> None:
+    """Every trial with all objectives finite (any status): all front ones, then up to
+    ``max_points`` others, flagged ones first, the rest a seeded sample."""
+    keep = finite & (front | gfront)
+    pool = np.flatnonzero(finite & ~keep)
+    rest = pool[_priority(flag_text[pool] != "", max_points)][:max_points]
+    hover = [c for c in HOVER_COLUMNS if c in df.columns and c not in cols]
+    ids = _trial_ids(df)
+    for i in np.r_[np.flatnonzero(keep), np.sort(rest)]:
+        p: dict[str, Any] = {"id": ids[i], "v": [float(x) for x in vals[i]],
+                             "g": str(groups[i]), "s": str(status[i]), "f": int(front[i]),
+                             "gf": int(gfront[i]), "x": str(flag_text[i])}
+        p["h"] = {display_name(c, res.aliases): json_scalar(df.at[i, c]) for c in hover}
+        data.points.append(p)
+
+
+def _curves(data: ReportData, df: pd.DataFrame, groups: np.ndarray, res: Results) -> None:
+    """Best test accuracy per sparsity level, per group (target sparsity when recorded)."""
+    if "test_accuracy" not in df.columns:
+        return
+    xcol = next((c for c in ("target_sparsity", "config.prune.sparsity", "sparsity")
+                 if c in df.columns and df[c].notna().any()), None)
+    if xcol is None:
+        return
+    x = _num(df, xcol)
+    y = _num(df, "test_accuracy")
+    ok = np.isfinite(x) & np.isfinite(y)
+    levels = np.round(x, 4)
+    if len(np.unique(levels[ok])) > 40:  # continuous: 30 equal-width bins, bin centres
+        lo, hi = np.nanmin(x[ok]), np.nanmax(x[ok])
+        width = (hi - lo) / 30 or 1.0
+        levels = lo + (np.floor((x - lo) / width).clip(0, 29) + 0.5) * width
+    frame = pd.DataFrame({"g": groups[ok], "x": levels[ok], "y": y[ok]})
+    for g, part in frame.groupby("g", sort=True):
+        best = part.groupby("x", sort=True)["y"].agg(["max", "median", "count"])
+        data.curves[str(g)] = [[float(a), float(b), float(c), int(d)]
+                               for a, (b, c, d) in zip(best.index, best.to_numpy(), strict=True)]
+    data.curve_axes = [display_name(xcol, res.aliases), "test_accuracy"]
+
+
+def _layers(data: ReportData, df: pd.DataFrame, front: np.ndarray, vals: np.ndarray,
+            objs: Sequence[Objective], groups: np.ndarray) -> None:
+    """Per-layer sparsity (heatmap) and similarity (lines) of the front's trials."""
+    idx = np.flatnonzero(front)
+    if not len(idx):
+        return
+    idx = idx[np.argsort(-vals[idx, 0] if objs[0].mode == "max" else vals[idx, 0],
+                         kind="stable")]
+    ids = _trial_ids(df)[idx]
+    sub = df.iloc[idx]
+    sp = per_layer(sub, "layer_sparsity")
+    if sp.shape[1]:
+        data.heatmap = {
+            "rows": ids.tolist(), "cols": list(sp.columns),
+            "row_labels": [f"{i}  ({data.labels[0]} {vals[j, 0]:.4g})"
+                           for i, j in zip(ids, idx, strict=True)],
+            "values": [[json_scalar(float(v)) for v in row] for row in sp.to_numpy()],
+        }
+    sim = per_layer(sub, "similarity")
+    has = np.isfinite(sim.to_numpy()).any(axis=1) if sim.shape[1] else np.zeros(0, dtype=bool)
+    if has.any():
+        data.similarity = {
+            "layers": list(sim.columns),
+            "trials": [{"id": ids[k], "g": str(groups[idx[k]]),
+                        "label": f"{ids[k]} ({data.labels[0]} {vals[idx[k], 0]:.4g})",
+                        "values": [json_scalar(float(v)) for v in sim.iloc[k]]}
+                       for k in np.flatnonzero(has)],
+        }
+
+
+def _hv_history(data: ReportData, df: pd.DataFrame, vals: np.ndarray, modes: list[str],
+                ref: np.ndarray, inc: np.ndarray, groups: np.ndarray,
+                names: Sequence[str]) -> None:
+    """HV of the front of the first k trials (all rows, by end time), overall and per group."""
+    order = np.arange(len(df))
+    if "end_time" in df.columns:
+        order = df["end_time"].reset_index(drop=True).sort_values(
+            kind="stable", na_position="last").index.to_numpy()
+    v, eligible, g = vals[order], inc[order], groups[order]
+    k = np.arange(1, len(df) + 1)
+    hv, _ = hypervolume_history_values(v, modes, ref, eligible)
+    data.history["all"] = _thin(k, hv)
+    if data.by and len(names) > 1:
+        for name in names:
+            hv, _ = hypervolume_history_values(v, modes, ref, eligible & (g == name))
+            data.history[name] = _thin(k, hv)
+
+
+def _thin(k: np.ndarray, hv: np.ndarray, limit: int = 2000) -> list[list[float]]:
+    """Step points where the HV changes (plus the ends), at most ``limit``."""
+    if len(k) == 0:
+        return []
+    keep = np.r_[True, hv[1:] != hv[:-1]]
+    keep[-1] = True
+    idx = np.flatnonzero(keep)
+    if len(idx) > limit:
+        idx = idx[np.linspace(0, len(idx) - 1, limit).astype(int)]
+    return [[int(k[i]), float(hv[i])] for i in idx]
+
+
+def _priority(first: np.ndarray, limit: int) -> np.ndarray:
+    """Row indices: every ``first`` row, then a seeded sample of the others, ``limit`` in all
+    (the ``first`` rows are kept even past it)."""
+    lead = np.flatnonzero(first)
+    rest = np.flatnonzero(~first)
+    room = max(0, limit - len(lead))
+    if len(rest) > room:
+        rest = np.sort(np.random.default_rng(0).choice(rest, room, replace=False))
+    return np.r_[lead, rest].astype(int)
+
+
+def _learning(data: ReportData, df: pd.DataFrame, front: np.ndarray, flagged: np.ndarray,
+              status: np.ndarray, groups: np.ndarray) -> None:
+    """Per-epoch test accuracy (or loss) of each trial with a ``history``."""
+    if "history" not in df.columns:
+        return
+    cells = df["history"].to_numpy(dtype=object)
+    has = np.array([not (v is None or (isinstance(v, float) and np.isnan(v)) or
+                         (isinstance(v, str) and v.strip() in ("", "[]", "null")))
+                    for v in cells], dtype=bool)
+    pool = np.flatnonzero(has)
+    pool = pool[_priority((front | flagged)[pool], MAX_CURVES)]  # parse only these
+    hist = {int(i): history(cells[i]) for i in pool}
+    keys = {k for h in hist.values() for e in h for k in e}
+    metric = next((m for m in ("test_accuracy", "test_loss", "train_loss") if m in keys), None)
+    if metric is None:
+        return
+    ids = _trial_ids(df)
+    trials = []
+    for i in pool:
+        if not hist[int(i)]:
+            continue
+        pts = [(e.get("epoch", j + 1), json_scalar(e.get(metric)))
+               for j, e in enumerate(hist[int(i)])]
+        trials.append({"id": ids[i], "g": str(groups[i]), "s": str(status[i]),
+                       "f": int(front[i]), "epochs": [json_scalar(x) for x, _ in pts],
+                       "y": [y for _, y in pts]})
+    if trials:
+        data.learning = {"metric": metric, "trials": trials, "total": int(has.sum())}
+
+
+def _parcoords(data: ReportData, df: pd.DataFrame, params: list[str], cols: list[str],
+               res: Results, limit: int) -> None:
+    if df.empty:
+        return
+    pick = _priority(np.zeros(len(df), dtype=bool), limit)
+    sub = df.iloc[pick]
+    dims = []
+    for c in [*params, *cols]:
+        col = sub[c]
+        label = display_name(c, res.aliases)
+        if is_numeric(col) or c in cols:
+            dims.append({"label": label, "values": [json_scalar(v) for v in _num(sub, c)]})
+            continue
+        cats = as_category(col)
+        names = sorted(set(cats))
+        code = {name: i for i, name in enumerate(names)}
+        dims.append({"label": label, "values": [code[v] for v in cats], "ticktext": names})
+    data.parcoords = {"dims": dims, "color": [json_scalar(v) for v in _num(sub, cols[0])],
+                      "color_label": display_name(cols[0], res.aliases),
+                      "shown": len(sub), "total": len(df)}
+
+
+def _tables(data: ReportData, df: pd.DataFrame, front: np.ndarray, flag_text: np.ndarray,
+            status: np.ndarray, objs: Sequence[Objective], by_full: str | None,
+            params: list[str], res: Results) -> None:
+    cols = list(dict.fromkeys(
+        ["trial_id", *([by_full] if by_full else []), *(o.column for o in objs),
+         *(c for c in TABLE_COLUMNS if c in df.columns), *params]))
+    cols = [c for c in cols if c in df.columns]
+    names = [display_name(c, res.aliases) for c in cols]
+    first = objs[0]
+    key = _num(df, first.column)
+    key = np.where(np.isfinite(key), -key if first.mode == "max" else key, np.inf)
+
+    fidx = np.flatnonzero(front)
+    fidx = fidx[np.argsort(key[fidx], kind="stable")]
+    data.table = {"columns": names,
+                  "rows": [[json_scalar(df.at[i, c]) for c in cols] for i in fidx]}
+
+    picked = _priority(front | (flag_text != ""), MAX_TABLE_ROWS)
+    picked = picked[np.lexsort((key[picked], ~front[picked]))]  # front first, then best
+    data.trials = {
+        "columns": ["front", "flag", *names],
+        "rows": [["yes" if front[i] else "", str(flag_text[i]),
+                  *(json_scalar(df.at[i, c]) for c in cols)] for i in picked],
+        "front": [bool(front[i]) for i in picked],
+        "flagged": [bool(flag_text[i]) for i in picked],
+        "status": [str(status[i]) for i in picked],
+        "total": len(df),
+    }
+
+
+def write_report(results: str | Path | Sequence[str | Path], out: Path,
+                 objectives: Sequence[str | Objective], by: str | None = None,
+                 where: str | None = None, statuses: Sequence[str] | None = DONE_STATUSES,
+                 ref: Sequence[float] | None = None, png_dir: Path | None = None,
+                 title: str | None = None) -> ReportData:
+    """Build the report from RESULTS and write ``out`` (HTML) and, optionally, PNGs."""
+    with Results(results) as res:
+        data = build_report(res, objectives, by, where, statuses, ref, title)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render_html(data), encoding="utf-8")
+    log.info("report written to %s", out)
+    if png_dir is not None:
+        write_pngs(data, png_dir)
+    return data

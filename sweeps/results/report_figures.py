@@ -1,0 +1,284 @@
+"""The report's plotly figures, built from a :class:`~sweeps.results.report.ReportData`.
+
+:func:`figures` returns them in page order, keyed by the id of the ``<div>`` each is drawn
+into. Group colours and status colours come from ``report_style`` (the PNGs use the same).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sweeps.results.report_style import (
+    FLAG_COLOR,
+    FRONT_COLOR,
+    OBJECTIVE_COLORS,
+    staircase_shape,
+    status_color,
+)
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+    from sweeps.results.report import ReportData
+
+HEIGHT = 440
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return "" if v is None else str(v)
+
+
+def point_text(data: ReportData, p: dict[str, Any]) -> str:
+    """Hover text of a trial: its group, objectives, details, front and flag."""
+    lines = [f"trial {p['id']}"]
+    if data.by:
+        lines.append(f"{data.by}: {p['g']}")
+    lines += [f"{lab}: {_fmt(v)}" for lab, v in zip(data.labels, p["v"], strict=True)]
+    lines += [f"{k}: {_fmt(v)}" for k, v in p["h"].items()
+              if k not in ("trial_id", data.by) and k not in data.labels]
+    if p["f"]:
+        lines.append("<b>on the Pareto front</b>")
+    if p["x"]:
+        lines.append(f"<b>flagged: {p['x']}</b>")
+    return "<br>".join(lines)
+
+
+def _layout(fig: go.Figure, **kw: Any) -> go.Figure:
+    kw.setdefault("height", HEIGHT)
+    kw.setdefault("margin", {"l": 60, "r": 20, "t": 30, "b": 50})
+    fig.update_layout(template="plotly_white", legend={"itemsizing": "constant"},
+                      showlegend=True, **kw)
+    return fig
+
+
+def _axis_title(data: ReportData, j: int) -> str:
+    return f"{data.labels[j]} ({data.objectives[j].mode})"
+
+
+def front_figure(data: ReportData) -> go.Figure:
+    """Every trial (any status, coloured by status), the front of the included statuses as a
+    staircase (2 objectives) and a ring around flagged trials. 3 objectives: the three pairs
+    side by side, front trials ringed (a projection of a 3-D front is not a staircase)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    k = len(data.objectives)
+    pairs = [(1, 0)] if k == 2 else [(1, 0), (2, 0), (2, 1)]
+    fig = make_subplots(rows=1, cols=len(pairs), horizontal_spacing=0.08)
+    for col, (ix, iy) in enumerate(pairs, start=1):
+        first = col == 1
+        for s, counts in data.status_counts.items():
+            pts = [p for p in data.points if p["s"] == s]
+            fig.add_trace(go.Scatter(
+                x=[p["v"][ix] for p in pts], y=[p["v"][iy] for p in pts], mode="markers",
+                name=f"{s} ({counts['plotted']} of {counts['rows']} plotted)",
+                legendgroup=s, showlegend=first,
+                marker={"color": status_color(s), "size": 7, "opacity": 0.8},
+                text=[point_text(data, p) for p in pts],
+                hovertemplate="%{text}<extra></extra>"), row=1, col=col)
+        fr = sorted((p for p in data.points if p["f"]), key=lambda p: p["v"][ix])
+        fig.add_trace(go.Scatter(
+            x=[p["v"][ix] for p in fr], y=[p["v"][iy] for p in fr],
+            mode="lines+markers" if k == 2 else "markers", name="Pareto front",
+            legendgroup="front", showlegend=first,
+            line={"color": FRONT_COLOR, "width": 1.6,
+                  "shape": staircase_shape(data.objectives[ix].mode)},
+            marker={"color": "rgba(0,0,0,0)", "size": 12,
+                    "line": {"color": FRONT_COLOR, "width": 1.5}},
+            text=[point_text(data, p) for p in fr], hovertemplate="%{text}<extra></extra>"),
+            row=1, col=col)
+        flagged = [p for p in data.points if p["x"]]
+        if flagged:
+            fig.add_trace(go.Scatter(
+                x=[p["v"][ix] for p in flagged], y=[p["v"][iy] for p in flagged],
+                mode="markers", name="flagged: chance accuracy / collapsed layer",
+                legendgroup="flagged", showlegend=first,
+                marker={"symbol": "x-thin-open", "size": 14, "color": FLAG_COLOR,
+                        "line": {"color": FLAG_COLOR, "width": 2}},
+                text=[point_text(data, p) for p in flagged],
+                hovertemplate="%{text}<extra></extra>"), row=1, col=col)
+        fig.update_xaxes(title_text=_axis_title(data, ix), row=1, col=col)
+        fig.update_yaxes(title_text=_axis_title(data, iy), row=1, col=col)
+    return _layout(fig, height=HEIGHT if k == 2 else 420)
+
+
+def group_fronts_figure(data: ReportData) -> go.Figure:
+    """One front per group, in the group's colour; staircases for 2 objectives."""
+    import plotly.graph_objects as go
+
+    k = len(data.objectives)
+    fig = go.Figure()
+    for g, fv in data.group_fronts.items():
+        pts = sorted(fv, key=lambda v: v[1])
+        fig.add_trace(go.Scatter(
+            x=[v[1] for v in pts], y=[v[0] for v in pts],
+            mode="lines+markers" if k == 2 else "markers",
+            name=f"{g} (HV {data.hypervolumes.get(g, 0.0):.4g})",
+            line={"color": data.colors[g], "width": 2,
+                  "shape": staircase_shape(data.objectives[1].mode)},
+            marker={"color": data.colors[g], "size": 7},
+            text=[g] * len(pts),
+            hovertemplate=(f"%{{text}}<br>{data.labels[1]}: %{{x:.6g}}<br>"
+                           f"{data.labels[0]}: %{{y:.6g}}<extra></extra>")))
+    fig.update_xaxes(title_text=_axis_title(data, 1))
+    fig.update_yaxes(title_text=_axis_title(data, 0))
+    return _layout(fig)
+
+
+def curves_figure(data: ReportData) -> go.Figure:
+    """Best test accuracy against sparsity level, per group (median and count on hover)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for g, rows in data.curves.items():
+        fig.add_trace(go.Scatter(
+            x=[r[0] for r in rows], y=[r[1] for r in rows], mode="lines+markers", name=g,
+            line={"color": data.colors.get(g, FRONT_COLOR)},
+            customdata=[[r[2], r[3]] for r in rows],
+            hovertemplate=(f"{g}<br>{data.curve_axes[0]}: %{{x:.4g}}<br>best: %{{y:.4g}}"
+                           "<br>median: %{customdata[0]:.4g}<br>trials: %{customdata[1]}"
+                           "<extra></extra>")))
+    if data.curve_axes:
+        fig.update_xaxes(title_text=data.curve_axes[0])
+        fig.update_yaxes(title_text=f"best {data.curve_axes[1]}")
+    return _layout(fig)
+
+
+def parcoords_figure(data: ReportData) -> go.Figure:
+    """Parallel coordinates over the searched parameters and the objectives."""
+    import plotly.graph_objects as go
+
+    pc = data.parcoords
+    dims = []
+    for d in pc["dims"]:
+        dim: dict[str, Any] = {"label": d["label"], "values": d["values"]}
+        if "ticktext" in d:
+            dim.update(tickvals=list(range(len(d["ticktext"]))), ticktext=d["ticktext"])
+        dims.append(dim)
+    fig = go.Figure(go.Parcoords(
+        dimensions=dims, name="trials",
+        line={"color": pc["color"], "colorscale": "Viridis", "showscale": True,
+              "colorbar": {"title": {"text": pc["color_label"]}}}))
+    return _layout(fig, height=480, margin={"l": 80, "r": 80, "t": 60, "b": 40})
+
+
+def importance_figure(data: ReportData) -> go.Figure:
+    """fANOVA importance of each searched parameter, one bar series per objective."""
+    import plotly.graph_objects as go
+
+    first = next(iter(data.importance.values()))
+    order = sorted(first, key=first.get)  # plotly draws the first bar at the bottom
+    fig = go.Figure()
+    for j, (obj, imp) in enumerate(data.importance.items()):
+        fig.add_trace(go.Bar(
+            y=order, x=[imp.get(p, 0.0) for p in order], orientation="h", name=obj,
+            marker={"color": OBJECTIVE_COLORS[j % len(OBJECTIVE_COLORS)]},
+            text=[f"{imp.get(p, 0.0):.3f}" for p in order], textposition="auto",
+            hovertemplate=f"{obj}<br>%{{y}}: %{{x:.3f}}<extra></extra>"))
+    fig.update_xaxes(title_text="importance (fANOVA, sums to 1 per objective)", range=[0, 1])
+    return _layout(fig, barmode="group", height=max(260, 60 + 40 * len(order) * len(
+        data.importance)))
+
+
+def learning_figure(data: ReportData) -> go.Figure:
+    """Per-epoch curves, one trace per group (trials separated by gaps), group colours."""
+    import plotly.graph_objects as go
+
+    by_group: dict[str, list[dict[str, Any]]] = {}
+    for t in data.learning["trials"]:
+        by_group.setdefault(t["g"], []).append(t)
+    fig = go.Figure()
+    for g in sorted(by_group, key=lambda g: (g not in data.colors, g)):
+        xs: list[Any] = []
+        ys: list[Any] = []
+        text: list[str] = []
+        for t in by_group[g]:
+            label = f"trial {t['id']} ({t['s']}{', front' if t['f'] else ''})"
+            xs += [*t["epochs"], None]
+            ys += [*t["y"], None]
+            text += [label] * len(t["epochs"]) + [""]
+        fig.add_trace(go.Scatter(
+            x=xs, y=ys, mode="lines", name=f"{g} ({len(by_group[g])} trials)",
+            line={"color": data.colors.get(g, FRONT_COLOR), "width": 1.2}, opacity=0.7,
+            text=text, connectgaps=False,
+            hovertemplate="%{text}<br>epoch %{x}: %{y:.4g}<extra></extra>"))
+    fig.update_xaxes(title_text="epoch")
+    fig.update_yaxes(title_text=data.learning["metric"])
+    return _layout(fig)
+
+
+def heatmap_figure(data: ReportData) -> go.Figure:
+    import plotly.graph_objects as go
+
+    h = data.heatmap
+    fig = go.Figure(go.Heatmap(
+        z=h["values"], x=h["cols"], y=h["row_labels"], colorscale="Viridis", zmin=0, zmax=1,
+        colorbar={"title": {"text": "sparsity"}},
+        hovertemplate="%{y}<br>%{x}<br>sparsity %{z:.4g}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", type="category")
+    return _layout(fig, height=max(300, 120 + 18 * len(h["rows"])))
+
+
+def similarity_figure(data: ReportData) -> go.Figure:
+    """Per-layer similarity to the dense reference of each front trial (group colours)."""
+    import plotly.graph_objects as go
+
+    sim = data.similarity
+    fig = go.Figure()
+    shown: set[str] = set()
+    for t in sim["trials"]:
+        fig.add_trace(go.Scatter(
+            x=sim["layers"], y=t["values"], mode="lines+markers", name=t["label"],
+            legendgroup=t["g"], line={"color": data.colors.get(t["g"], FRONT_COLOR)},
+            hovertemplate=f"{t['label']}<br>%{{x}}: %{{y:.4g}}<extra></extra>"))
+        shown.add(t["g"])
+    fig.update_xaxes(title_text="layer", type="category")
+    fig.update_yaxes(title_text="similarity to the dense network")
+    return _layout(fig)
+
+
+def hv_figure(data: ReportData) -> go.Figure:
+    """Hypervolume against trial count, overall (black) and per group; steps."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for g, rows in data.history.items():
+        fig.add_trace(go.Scatter(
+            x=[r[0] for r in rows], y=[r[1] for r in rows], mode="lines", name=g,
+            line={"shape": "hv", "color": FRONT_COLOR if g == "all" else
+                  data.colors.get(g, FRONT_COLOR), "width": 2.4 if g == "all" else 1.4},
+            hovertemplate=f"{g}<br>%{{x}} trials: HV %{{y:.6g}}<extra></extra>"))
+    fig.update_xaxes(title_text="trials (by end time)")
+    fig.update_yaxes(title_text="hypervolume", rangemode="tozero")
+    return _layout(fig)
+
+
+def figures(data: ReportData) -> dict[str, tuple[str, go.Figure | None, str]]:
+    """``{div id: (section title, figure or None, note)}`` in page order; a None figure has
+    nothing to draw and its note says why."""
+    out: dict[str, tuple[str, go.Figure | None, str]] = {}
+    out["front-scatter"] = ("Every trial and the Pareto front", front_figure(data), "")
+    out["group-fronts"] = (f"Fronts per {data.by or 'group'}", group_fronts_figure(data), "")
+    out["acc-sparsity"] = ("Best accuracy against sparsity",
+                           curves_figure(data) if data.curves else None,
+                           "" if data.curves else "no test_accuracy / sparsity columns")
+    out["parcoords"] = ("Parallel coordinates: searched parameters and objectives",
+                        parcoords_figure(data) if data.parcoords else None,
+                        "" if data.parcoords else "no trials")
+    out["importance"] = ("Parameter importance per objective",
+                         importance_figure(data) if data.importance else None,
+                         data.importance_note or "")
+    out["learning-curves"] = ("Learning curves",
+                              learning_figure(data) if data.learning else None,
+                              "" if data.learning else "no history column with epochs")
+    out["layer-heatmap"] = ("Per-layer sparsity of the front's trials",
+                            heatmap_figure(data) if data.heatmap else None,
+                            "" if data.heatmap else "no per-layer sparsity recorded")
+    out["layer-similarity"] = ("Per-layer similarity of the front's trials to the dense "
+                               "network", similarity_figure(data) if data.similarity else None,
+                               "" if data.similarity else "no similarity recorded "
+                               "(metrics.similarity in the space)")
+    out["hv-history"] = ("Hypervolume against trial count", hv_figure(data), "")
+    return out

@@ -1,0 +1,169 @@
+"""The report's main figures as PNG, for papers (matplotlib, Agg; no browser needed).
+
+Same data, colours (``report_style``) and staircase fronts as the HTML page. Written:
+``front.png``, ``fronts_by_group.png``, ``hypervolume.png`` always; ``accuracy_vs_sparsity.png``,
+``importance.png``, ``learning_curves.png``, ``layer_sparsity.png`` and ``layer_similarity.png``
+when the rows have what they show. Parallel coordinates stay interactive-only.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from sweeps.results.report_style import (
+    FLAG_COLOR,
+    FRONT_COLOR,
+    MPL_DRAWSTYLE,
+    OBJECTIVE_COLORS,
+    staircase_shape,
+    status_color,
+)
+
+if TYPE_CHECKING:
+    from sweeps.results.report import ReportData
+
+log = logging.getLogger(__name__)
+
+
+def _front_axes(data: ReportData, ax: Any, ix: int, iy: int) -> None:
+    for s in data.status_counts:
+        pts = np.array([p["v"] for p in data.points if p["s"] == s]).reshape(-1, len(data.labels))
+        ax.scatter(pts[:, ix], pts[:, iy], s=12, c=status_color(s), label=s,
+                   linewidths=0)
+    fr = np.array(sorted((p["v"] for p in data.points if p["f"]), key=lambda v: v[ix]))
+    if len(fr):
+        if len(data.objectives) == 2:
+            style = MPL_DRAWSTYLE[staircase_shape(data.objectives[ix].mode)]
+            ax.plot(fr[:, ix], fr[:, iy], drawstyle=style, c=FRONT_COLOR, lw=1.3)
+        ax.scatter(fr[:, ix], fr[:, iy], s=45, facecolors="none", edgecolors=FRONT_COLOR,
+                   linewidths=1.1, label="Pareto front")
+    fl = np.array([p["v"] for p in data.points if p["x"]]).reshape(-1, len(data.labels))
+    if len(fl):
+        ax.scatter(fl[:, ix], fl[:, iy], s=60, marker="x", c=FLAG_COLOR, linewidths=1.4,
+                   label="flagged")
+    ax.set_xlabel(f"{data.labels[ix]} ({data.objectives[ix].mode})")
+    ax.set_ylabel(f"{data.labels[iy]} ({data.objectives[iy].mode})")
+
+
+def write_pngs(data: ReportData, out_dir: Path) -> list[Path]:
+    """Write the PNGs into ``out_dir``; returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+
+    def save(fig: Any, name: str) -> None:
+        path = out_dir / name
+        fig.tight_layout()
+        fig.savefig(path, dpi=150)
+        plt.close(fig)
+        written.append(path)
+
+    def color(g: str) -> str:
+        return data.colors.get(g, FRONT_COLOR)
+
+    k = len(data.objectives)
+    pairs = [(1, 0)] if k == 2 else [(1, 0), (2, 0), (2, 1)]
+    fig, axes = plt.subplots(1, len(pairs), figsize=(6 * len(pairs), 4.5), squeeze=False)
+    for ax, (ix, iy) in zip(axes[0], pairs, strict=True):
+        _front_axes(data, ax, ix, iy)
+    axes[0][0].legend(fontsize=8)
+    save(fig, "front.png")
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    style = MPL_DRAWSTYLE[staircase_shape(data.objectives[1].mode)]
+    for g, fv in data.group_fronts.items():
+        a = np.array(sorted(fv, key=lambda v: v[1])).reshape(-1, k)
+        if len(a):
+            ax.plot(a[:, 1], a[:, 0], marker="o", ms=4, c=color(g), lw=1.6,
+                    ls="-" if k == 2 else "none", drawstyle=style,
+                    label=f"{g} (HV {data.hypervolumes.get(g, 0.0):.4g})")
+    ax.set_xlabel(f"{data.labels[1]} ({data.objectives[1].mode})")
+    ax.set_ylabel(f"{data.labels[0]} ({data.objectives[0].mode})")
+    ax.legend(fontsize=8)
+    save(fig, "fronts_by_group.png")
+
+    if data.curves:
+        fig, ax = plt.subplots(figsize=(6, 4.5))
+        for g, c in data.curves.items():
+            a = np.array(c)
+            ax.plot(a[:, 0], a[:, 1], "o-", ms=3, c=color(g), label=g)
+        ax.set_xlabel(data.curve_axes[0])
+        ax.set_ylabel(f"best {data.curve_axes[1]}")
+        ax.legend(fontsize=8)
+        save(fig, "accuracy_vs_sparsity.png")
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for g, h in data.history.items():
+        a = np.array(h)
+        if len(a):
+            ax.step(a[:, 0], a[:, 1], where="post", c=FRONT_COLOR if g == "all" else color(g),
+                    lw=2 if g == "all" else 1, label=g)
+    ax.set_xlabel("trials (by end time)")
+    ax.set_ylabel("hypervolume")
+    ax.legend(fontsize=8)
+    save(fig, "hypervolume.png")
+
+    if data.importance:
+        first = next(iter(data.importance.values()))
+        order = sorted(first, key=first.get)
+        n_obj = len(data.importance)
+        fig, ax = plt.subplots(figsize=(6.5, max(2.5, 0.5 + 0.35 * len(order) * n_obj)))
+        height = 0.8 / n_obj
+        for j, (obj, imp) in enumerate(data.importance.items()):
+            ax.barh(np.arange(len(order)) + (j - (n_obj - 1) / 2) * height,
+                    [imp.get(p, 0.0) for p in order], height=height, label=obj,
+                    color=OBJECTIVE_COLORS[j % len(OBJECTIVE_COLORS)])
+        ax.set_yticks(range(len(order)), order, fontsize=8)
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("importance (fANOVA, sums to 1 per objective)")
+        ax.legend(fontsize=8)
+        save(fig, "importance.png")
+
+    if data.learning:
+        fig, ax = plt.subplots(figsize=(6, 4.5))
+        seen: set[str] = set()
+        for t in data.learning["trials"]:
+            y = np.array([np.nan if v is None else v for v in t["y"]], dtype=float)
+            ax.plot(t["epochs"], y, c=color(t["g"]), lw=0.9,
+                    label=None if t["g"] in seen else t["g"])
+            seen.add(t["g"])
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(data.learning["metric"])
+        ax.legend(fontsize=8)
+        save(fig, "learning_curves.png")
+
+    if data.heatmap:
+        grid = np.array([[np.nan if v is None else v for v in r]
+                         for r in data.heatmap["values"]], dtype=float)
+        fig, ax = plt.subplots(figsize=(max(5, 0.35 * grid.shape[1] + 3),
+                                        max(3, 0.25 * grid.shape[0] + 1.5)))
+        im = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=0, vmax=1)
+        ax.set_xticks(range(grid.shape[1]), data.heatmap["cols"], rotation=90, fontsize=7)
+        ax.set_yticks(range(grid.shape[0]), data.heatmap["rows"], fontsize=7)
+        fig.colorbar(im, ax=ax, label="sparsity")
+        save(fig, "layer_sparsity.png")
+
+    if data.similarity:
+        sim = data.similarity
+        fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(sim["layers"]) + 3), 4.5))
+        x = np.arange(len(sim["layers"]))
+        seen = set()
+        for t in sim["trials"]:
+            y = np.array([np.nan if v is None else v for v in t["values"]], dtype=float)
+            ax.plot(x, y, "o-", ms=3, c=color(t["g"]), lw=1.2,
+                    label=None if t["g"] in seen else t["g"])
+            seen.add(t["g"])
+        ax.set_xticks(x, sim["layers"], rotation=45, ha="right", fontsize=8)
+        ax.set_ylabel("similarity to the dense network")
+        ax.legend(fontsize=8)
+        save(fig, "layer_similarity.png")
+    log.info("%d PNGs written to %s", len(written), out_dir)
+    return written

@@ -1,0 +1,469 @@
+"""Launch a sweep: Ray (embedded or an existing cluster), a Tuner with OptunaSearch, resume.
+
+``run_sweep(space)`` starts a local Ray on localhost unless ``address`` is given (``auto``,
+``host:port``, ``ray://host:port``), builds the Tuner (OptunaSearch on the sweep's stored Optuna
+study, ``study.py``; the optional scheduler, ``schedulers.py``; per-trial resources, failure
+retries, storage) and runs it. ``resume=True`` restores the experiment under ``<results>/tune``
+and finishes it, on the same study.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ray import tune
+
+from pruning_core.config import MAX_THREADS, TrialConfig, load_trial_config
+from pruning_core.errors import ConfigError
+from sweeps.results.store import TrialStore, _is_uri, join_path
+from sweeps.tune.ray_env import client_auth_defaults, fate_shared, loopback_only
+from sweeps.tune.recorder import Recorder
+from sweeps.tune.space import EPOCH_METRICS, SchedulerSpec, SearchSpace
+from sweeps.tune.trainable import (
+    FINAL_FLAG,
+    PLAN_SCALE,
+    PROGRESS,
+    RunFn,
+    make_trainable,
+    plan_progress,
+)
+from sweeps.tune.wandb_log import WandbSink, target_for
+
+log = logging.getLogger(__name__)
+
+EXPERIMENT = "tune"
+
+
+@dataclass
+class SweepOutcome:
+    results_dir: str
+    experiment_path: str
+    num_samples: int
+    rows: int
+    counts: dict[str, int]
+    complete: bool
+    warm_started: int = 0
+
+
+def results_root(space: SearchSpace) -> str:
+    root = space.results_dir
+    return root if _is_uri(root) else str(Path(root).resolve())
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None,
+             runtime_env: dict[str, Any] | None = None) -> bool:
+    """Start or join Ray; returns True when this call started it (the caller shuts it down).
+
+    The embedded Ray binds to 127.0.0.1 and runs no dashboard. ``runtime_env``: the code the
+    workers run (``code_env.runtime_env``).
+    """
+    import ray
+
+    if ray.is_initialized():
+        if runtime_env and runtime_env.get("working_dir"):
+            log.warning("Ray is already initialised in this process: its workers keep their "
+                        "runtime_env, and %s is not shipped", runtime_env["working_dir"])
+        return False
+    quiet: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
+    if runtime_env:
+        quiet["runtime_env"] = runtime_env
+    if address is None:
+        # every Ray port on 127.0.0.1 (PRUNETUNE_RAY_BIND_ALL=1 opts out);
+        # address="local": always a new cluster, never one found via /tmp/ray
+        with loopback_only(), fate_shared():  # its processes die with this driver
+            # the node's address is Ray's own choice, ray.util.get_node_ip_address(): loopback
+            # while loopback_only() holds
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
+                     dashboard_host="127.0.0.1", **quiet)
+        return True
+    client_auth_defaults()
+    if address.startswith("ray://"):
+        ray.init(address=address, logging_level=logging.WARNING, runtime_env=runtime_env)
+    else:
+        ray.init(address=address, **quiet)
+    return True
+
+
+def plan_epochs(cfg: TrialConfig) -> int:
+    """Training epochs in ``cfg``'s plan, the plan built as ``experiment.run`` builds it.
+
+    Builds the model on CPU for its layer shapes (the target sparsity, so the number of
+    schedule steps, can depend on them); reads no data.
+    """
+    from pruning_core.registries import TIMINGS
+    from pruning_core.schedules import sparsity_steps
+    from pruning_core.timing import Train
+    from sweeps.tune.schedulers import layer_shapes, target_sparsity
+
+    target = target_sparsity(cfg, layer_shapes(cfg))
+    steps = sparsity_steps(cfg.prune.schedule, target, cfg.prune.steps) if target > 0 else []
+    return sum(isinstance(a, Train) for a in TIMINGS.get(cfg.prune.timing.name)(cfg, steps))
+
+
+def scheduler_clock(s: SchedulerSpec, base: dict[str, Any]) -> tuple[int, int, int]:
+    """The scheduler's ``(grace_period, max_t, reference epochs)`` in per-mille of each trial's
+    plan (ASHA's and the dominated rule's rungs alike).
+
+    ``scheduler.grace_period`` / ``max_t`` are epochs of the fixed config's plan (searched keys
+    at their defaults; ``reference`` = its training epochs); each becomes the same share of
+    every trial's own plan. ``max_t`` unset (or the whole plan) is one past the plan's end:
+    ASHA stops a trial *at* ``max_t``, and a trial's last report (``PLAN_SCALE``) must not be
+    swallowed; past it, every trial ends on its own.
+    """
+    reference = plan_epochs(load_trial_config(base))
+    if reference == 0:
+        raise ConfigError("scheduler: the fixed config's plan trains no epoch (train.epochs: 0); "
+                          "set train.epochs in fixed, or remove the scheduler")
+    if s.grace_period > reference:
+        raise ConfigError(
+            f"scheduler.grace_period: {s.grace_period} epochs is past the fixed config's plan "
+            f"({reference} training epochs); give at most {reference}")
+    if s.max_t is not None and s.max_t < s.grace_period:
+        raise ConfigError(f"scheduler.max_t: {s.max_t} is below grace_period="
+                          f"{s.grace_period}; give max_t >= grace_period")
+    # rounded down: the rungs grace * rf**k then never sit above the progress a trial reports
+    # at that exact share of its plan (reports are rounded to the nearest per-mille)
+    grace = max(1, PLAN_SCALE * s.grace_period // reference)
+    if s.max_t is None or s.max_t >= reference:
+        max_t = PLAN_SCALE + 1
+    else:
+        max_t = plan_progress(s.max_t, reference)
+    return grace, max_t, reference
+
+
+def _scheduler(space: SearchSpace, base: dict[str, Any]) -> Any:
+    """The early-stopping scheduler on ``progress`` (share of each trial's own plan), or None
+    without one: ASHA on one metric, or the dominated-only rule on every objective."""
+    if space.scheduler is None:
+        return None
+    s = space.scheduler
+    grace, max_t, _ = scheduler_clock(s, base)
+    if s.name == "dominated":
+        from sweeps.tune.schedulers import DominatedStopper, TargetSparsity, milestones
+
+        # no rung at the plan's end: only the final report gets there, and it is never judged
+        return DominatedStopper(PROGRESS, space.metrics, space.modes,
+                                milestones(grace, s.reduction_factor, min(max_t, PLAN_SCALE)),
+                                bound=TargetSparsity(base), final_flag=FINAL_FLAG)
+    from ray.tune.schedulers import ASHAScheduler
+
+    if len(space.metrics) > 1:
+        log.warning("scheduler: ASHA stops trials on %s alone, so trials good on the other "
+                    "objectives may be cut and the front lose points (name: dominated stops "
+                    "only trials dominated on every objective)", s.metric)
+    return ASHAScheduler(time_attr=PROGRESS, metric=s.metric, mode=s.mode, max_t=max_t,
+                         grace_period=grace, reduction_factor=s.reduction_factor)
+
+
+def _search(space: SearchSpace, storage: Any, sampler: Any = None) -> Any:
+    """OptunaSearch (``study.StudySearch``) on the sweep's study in ``storage``; the study is
+    created first (``study.new_study``), Ray loads it by name."""
+    import optuna
+    from ray.tune.search import ConcurrencyLimiter
+
+    from sweeps.tune.study import StudySearch, study_name
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    metric: str | list[str] = space.metrics if len(space.metrics) > 1 else space.metrics[0]
+    mode: str | list[str] = space.modes if len(space.modes) > 1 else space.modes[0]
+    search = StudySearch(space.define_by_run(), metric=metric, mode=mode,
+                         sampler=sampler if sampler is not None else space.make_sampler(),
+                         storage=storage, study_name=study_name(space))
+    if space.budget.max_concurrent:
+        return ConcurrencyLimiter(search, max_concurrent=space.budget.max_concurrent)
+    return search
+
+
+def _new_search(space: SearchSpace, seeds: Sequence[Any]) -> Any:
+    """A fresh sweep's searcher: its study created in ``study.storage`` (refused if one of that
+    name is there already) and seeded with the warm-start points."""
+    from sweeps.tune.study import new_study, open_storage
+
+    storage = open_storage(space)
+    sampler = space.make_sampler()
+    study = new_study(space, storage, sampler)
+    if seeds:
+        from sweeps.tune.warm_start import add_to_study
+
+        add_to_study(study, seeds)
+    return _search(space, storage, sampler)
+
+
+class LiveCallbacks(tune.Callback):
+    """The run config's one callback: forwards every hook to this process's live callbacks.
+
+    Tune pickles the run config's callbacks into ``tuner.pkl``, and ``Tuner.restore`` takes no
+    callbacks: a resumed sweep would run with unpickled copies (no W&B sink, no live progress).
+    This forwarder pickles to nothing and forwards to the callbacks ``serving`` registered in
+    the process that runs the sweep, fresh or resumed. ``IS_CALLBACK_CONTAINER`` makes Tune's
+    metaclass check that every hook is forwarded (a hook Ray adds fails at import, loudly).
+    """
+
+    IS_CALLBACK_CONTAINER = True
+    _live: ClassVar[list[Any]] = []
+
+    @classmethod
+    @contextmanager
+    def serving(cls, callbacks: Sequence[Any]) -> Iterator[None]:
+        cls._live = list(callbacks)
+        try:
+            yield
+        finally:
+            cls._live = []
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        pass
+
+    def _each(self, hook: str, **info: Any) -> None:
+        for callback in LiveCallbacks._live:
+            getattr(callback, hook)(**info)
+
+    def setup(self, **info: Any) -> None:
+        self._each("setup", **info)
+
+    def on_step_begin(self, **info: Any) -> None:
+        self._each("on_step_begin", **info)
+
+    def on_step_end(self, **info: Any) -> None:
+        self._each("on_step_end", **info)
+
+    def on_trial_start(self, **info: Any) -> None:
+        self._each("on_trial_start", **info)
+
+    def on_trial_restore(self, **info: Any) -> None:
+        self._each("on_trial_restore", **info)
+
+    def on_trial_save(self, **info: Any) -> None:
+        self._each("on_trial_save", **info)
+
+    def on_trial_result(self, **info: Any) -> None:
+        self._each("on_trial_result", **info)
+
+    def on_trial_complete(self, **info: Any) -> None:
+        self._each("on_trial_complete", **info)
+
+    def on_trial_recover(self, **info: Any) -> None:
+        self._each("on_trial_recover", **info)
+
+    def on_trial_error(self, **info: Any) -> None:
+        self._each("on_trial_error", **info)
+
+    def on_checkpoint(self, **info: Any) -> None:
+        self._each("on_checkpoint", **info)
+
+    def on_experiment_end(self, **info: Any) -> None:
+        self._each("on_experiment_end", **info)
+
+
+def dense_dir(space: SearchSpace) -> str:
+    """Where trials share dense networks: ``<results>/dense``, on local disk or object storage
+    (``dense_store.py``, with the driver's lease actor for one writer per key)."""
+    if "://" in space.results_dir and not space.results_dir.startswith("file://"):
+        return join_path(space.results_dir, "dense")
+    local = space.results_dir.removeprefix("file://")
+    return str(Path(local).resolve() / "dense")
+
+
+def wandb_dir(space: SearchSpace) -> str:
+    """Where W&B runs go (``<dir>/wandb/``): the results directory, or ``./wandb`` for results
+    on object storage. The driver's sink and every trial's worker write there."""
+    root = results_root(space)
+    return root if not _is_uri(root) else str(Path("wandb").resolve())
+
+
+def default_threads(space: SearchSpace) -> int:
+    """torch threads of a trial that sets no ``train.threads``: its CPUs (at most
+    ``MAX_THREADS``; a CPU count no cluster has is refused once Ray is up)."""
+    return min(MAX_THREADS, max(1, int(space.resources.cpu)))
+
+
+def build_trainable(space: SearchSpace, run_fn: RunFn | None = None) -> Any:
+    from ray import tune
+
+    threads = default_threads(space)
+    final_only = tuple(m for m in space.metrics if m not in EPOCH_METRICS)
+    fn = make_trainable(space.base_config(), space.name, default_threads=threads, run_fn=run_fn,
+                        dense_dir=dense_dir(space), final_only=final_only,
+                        storage_retry_s=space.budget.storage_retry_s,
+                        wandb=target_for(space.name, space.wandb.project, wandb_dir(space),
+                                         space.wandb.mode, space.wandb.group,
+                                         space.wandb.entity))
+    return tune.with_resources(fn, {"cpu": space.resources.cpu, "gpu": space.resources.gpu})
+
+
+def _with_factories(space: SearchSpace, model_fn: Callable[..., Any] | None,
+                    data_fn: Callable[..., Any] | None) -> SearchSpace:
+    from pruning_core.factories import import_path_of
+
+    fixed = dict(space.fixed)
+    for key, fn in (("model.name", model_fn), ("data.name", data_fn)):
+        if fn is not None:
+            section, _ = key.split(".")
+            fixed.pop(key, None)
+            sub = dict(fixed.get(section) or {})
+            sub["name"] = import_path_of(fn, key)
+            fixed[section] = sub
+    return space.model_copy(update={"fixed": fixed})
+
+
+def run_sweep(
+    space: SearchSpace,
+    *,
+    address: str | None = None,
+    resume: bool = False,
+    callbacks: Sequence[Any] = (),
+    run_fn: RunFn | None = None,
+    num_cpus: int | None = None,
+    reuse_actors: bool = True,
+    warm_start: Sequence[str] = (),
+    working_dir: str | None = None,
+    model_fn: Callable[..., Any] | None = None,
+    data_fn: Callable[..., Any] | None = None,
+) -> SweepOutcome:
+    """Run (or, with ``resume``, finish) the sweep; returns where the results are.
+
+    ``callbacks`` are extra ``tune.Callback``s (the CLI's live progress). ``run_fn`` replaces
+    ``experiment.run`` (tests inject faults with it). ``warm_start``: earlier results whose
+    Pareto front seeds the new study (ignored on resume: the restored study already has them).
+    ``working_dir``: the user's code for the workers (``code_env.runtime_env``); the driver's own
+    prunetune packages always travel with the job. ``model_fn`` / ``data_fn``: the user's
+    factories as Python objects (module-level, importable: they become ``model.name`` /
+    ``data.name`` import paths, as in YAML).
+    """
+    if model_fn is not None or data_fn is not None:
+        space = _with_factories(space, model_fn, data_fn)
+    root = results_root(space)
+    store = TrialStore(root)
+    exp_path = join_path(root, EXPERIMENT)
+    base = space.base_config()
+    # the trainable's default thread count, recorded too: a schedule exported from these rows
+    # must replay the trial bit for bit
+    base.setdefault("train", {}).setdefault("threads", default_threads(space))
+    load_trial_config(base)  # fixed settings must be valid before anything starts
+    # ASHA's rungs fit the fixed plan (also before anything starts); a resume keeps its own
+    scheduler = None if resume else _scheduler(space, base)
+    seeds = []
+    if warm_start and not resume:
+        from sweeps.tune.warm_start import seed_points
+
+        seeds = seed_points(space, warm_start)
+        log.warning("warm start: %d front trials from %s", len(seeds), ", ".join(warm_start))
+
+    sink = None
+    if space.wandb.mode != "disabled":
+        sink = WandbSink(space.name, space.wandb.project, wandb_dir(space),
+                         mode=space.wandb.mode, group=space.wandb.group,
+                         entity=space.wandb.entity, space=space.model_dump(mode="json"),
+                         results=root)
+    recorder = Recorder(space.name, store, base, sink=sink,
+                        num_samples=space.budget.num_samples, space=space)
+    live = LiveCallbacks.serving([recorder, *callbacks])
+
+    from sweeps.tune.code_env import runtime_env
+
+    started = init_ray(address, num_cpus=num_cpus, runtime_env=runtime_env(working_dir))
+    try:
+        from sweeps.tune.preflight import check_cluster
+
+        check_cluster(space)  # requests no node can meet: an error now, not a wait forever
+        if "://" in dense_dir(space) and not dense_dir(space).startswith("file://"):
+            from sweeps.tune.dense_store import start_lock_service
+
+            leases = start_lock_service(space.name)  # noqa: F841  (held: it lives with the job)
+        trainable = build_trainable(space, run_fn)
+        if resume:
+            if not tune.Tuner.can_restore(exp_path):
+                raise ConfigError(f"--resume: no sweep to resume at {exp_path}")
+            # the restored run config's LiveCallbacks forwards to this process's callbacks
+            tuner = tune.Tuner.restore(exp_path, trainable, resume_unfinished=True,
+                                       resume_errored=False, restart_errored=False)
+        else:
+            if tune.Tuner.can_restore(exp_path) or store.files():
+                raise ConfigError(
+                    f"results already exist at {root}: pass --resume to finish that sweep, "
+                    "or --name to start another"
+                )
+            search = _new_search(space, seeds)
+            tuner = tune.Tuner(
+                trainable,
+                tune_config=tune.TuneConfig(
+                    search_alg=search,
+                    scheduler=scheduler,
+                    num_samples=space.budget.num_samples,
+                    time_budget_s=space.budget.time_budget_s,
+                    reuse_actors=reuse_actors,
+                    trial_dirname_creator=lambda t: t.trial_id,
+                ),
+                run_config=tune.RunConfig(
+                    name=EXPERIMENT,
+                    storage_path=root,
+                    failure_config=tune.FailureConfig(max_failures=space.budget.max_failures),
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                    callbacks=[LiveCallbacks()],
+                    verbose=0,
+                ),
+            )
+        with live:
+            tuner.fit()
+    finally:
+        if sink is not None:
+            sink.close()
+        if started:
+            import ray
+
+            ray.shutdown()
+
+    rows = store.table()
+    counts: dict[str, int] = {}
+    if rows.num_rows and "status" in rows.column_names:
+        for s in rows.column("status").to_pylist():
+            counts[s] = counts.get(s, 0) + 1
+    complete = rows.num_rows >= space.budget.num_samples
+    if complete and not counts.get("interrupted"):
+        from sweeps.tune.study import settle_orphans
+
+        settle_orphans(space)
+    return SweepOutcome(
+        results_dir=root, experiment_path=exp_path, num_samples=space.budget.num_samples,
+        rows=rows.num_rows, counts=counts, complete=complete, warm_started=len(seeds),
+    )
+
+
+def with_overrides(space: SearchSpace, name: str | None = None,
+                   num_samples: int | None = None) -> SearchSpace:
+    """The CLI's ``--name`` / ``--num-samples`` applied (a new name gets its own results dir)."""
+    data = space.model_dump()
+    if name:
+        from sweeps.results.outputs import NAME_MAX
+
+        if len(os.fsencode(name)) > NAME_MAX:
+            raise ConfigError(f"--name: {len(os.fsencode(name))} bytes is longer than the "
+                              f"{NAME_MAX} a directory name may have (it names the results "
+                              "directory); use a shorter name")
+        if space.storage is None or Path(space.storage).name == space.name:
+            data["storage"] = None if space.storage is None else str(
+                Path(space.storage).parent / name)
+        data["name"] = name
+    if num_samples is not None:
+        data["budget"]["num_samples"] = num_samples
+    from sweeps.tune.space import parse_space
+
+    return parse_space(data)
+
+
+def environment_defaults() -> None:
+    """Environment the driver sets before Ray starts (quiet, no prompts)."""
+    os.environ.setdefault("WANDB_SILENT", "true")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # num_to_keep forces experiment snapshots as trials checkpoint; that is wanted (fresher
+    # state to resume from), so the warning about it is noise here.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")

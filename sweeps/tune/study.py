@@ -1,0 +1,243 @@
+"""The sweep's Optuna study, in storage the user owns (docs/sweeps.md, "The Optuna study").
+
+The study lives in ``study.storage``: by default a journal file, ``<results>/study.log``
+(``optuna.storages.JournalStorage`` over ``JournalFileBackend``), or an RDB URL. Ray's
+``OptunaSearch`` gets it through its public ``storage`` / ``study_name`` arguments, so
+``optuna.load_study``, optuna-dashboard and Optuna's plots and importance tools read the same
+trials the sweep ran, while it runs and after.
+
+``StudySearch`` adds two things to ``OptunaSearch``, through its public hooks only:
+
+- every Optuna trial carries the Ray trial id as the user attribute ``trial_id`` (the Parquet
+  rows' key), so the study and the results join;
+- a trial that ended without the trainable's final report (stopped early by the scheduler) is
+  told ``PRUNED``, and a trial whose final report says it did not finish well (``diverged``) is
+  told ``FAIL``; only a trial recorded ``ok`` is ``COMPLETE``. The states then mirror the rows'
+  ``status``: ``ok`` -> COMPLETE, ``stopped_early`` -> PRUNED, ``error`` / ``diverged`` ->
+  FAIL, ``interrupted`` -> RUNNING until ``--resume`` finishes it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ray.tune.search.optuna import OptunaSearch
+
+from pruning_core.errors import ConfigError
+from sweeps.tune.space import SearchSpace
+from sweeps.tune.trainable import FINAL_FLAG, RESULT_STATUS
+
+if TYPE_CHECKING:
+    import optuna
+
+log = logging.getLogger(__name__)
+
+#: the default journal file's name, under the results directory
+STUDY_FILE = "study.log"
+#: the Optuna user attribute holding the Ray trial id (the Parquet rows' ``trial_id``)
+TRIAL_ID_ATTR = "trial_id"
+
+
+def study_name(space: SearchSpace) -> str:
+    return space.study.name or space.name
+
+
+#: ``study_location`` of results in object storage without ``study.storage``
+IN_MEMORY = "in-memory"
+
+
+def study_location(space: SearchSpace) -> str:
+    """The study's storage: an RDB URL as given, or the journal file's absolute path.
+
+    Results in object storage (``s3://`` ...) cannot hold a journal file (it appends and locks
+    a local file), and a file on the driver's disk would not follow a ``--resume`` from another
+    machine: there the default is :data:`IN_MEMORY` (the study travels inside Ray's searcher
+    state, with the experiment); set ``study.storage`` to an RDB URL (or a shared path) to keep
+    a study Optuna's tools can open.
+    """
+    given = space.study.storage
+    if given is not None and "://" in given:
+        return given
+    if given is not None:
+        return str(Path(given).expanduser().resolve())
+    root = space.results_dir
+    if "://" in root and not root.lower().startswith("file://"):
+        return IN_MEMORY
+    return str(Path(root.removeprefix("file://")).resolve() / STUDY_FILE)
+
+
+def is_remote_results(space: SearchSpace) -> bool:
+    root = space.results_dir
+    return "://" in root and not root.lower().startswith("file://")
+
+
+def open_storage(space: SearchSpace) -> optuna.storages.BaseStorage:
+    """The study's Optuna storage (creates the journal file, or the RDB tables, if missing)."""
+    import optuna
+
+    where = study_location(space)
+    if where == IN_MEMORY:
+        log.warning("results are in %s: the Optuna study lives in Ray's searcher state with the "
+                    "experiment (set study.storage to an RDB URL to keep one optuna-dashboard "
+                    "can open)", space.results_dir)
+        return optuna.storages.InMemoryStorage()
+    try:
+        if "://" in where:
+            return optuna.storages.RDBStorage(where)
+        Path(where).parent.mkdir(parents=True, exist_ok=True)
+        backend = optuna.storages.journal.JournalFileBackend(where)
+        return optuna.storages.JournalStorage(backend)
+    except (OSError, ImportError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise ConfigError(f"study.storage: cannot open {_redact(where)} ({first})") from None
+    except Exception as exc:  # SQLAlchemy's errors (a bad URL, a refused connection)
+        if type(exc).__module__.startswith("sqlalchemy"):
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise ConfigError(f"study.storage: cannot open {_redact(where)} ({first})") \
+                from None
+        raise
+
+
+def _redact(url: str) -> str:
+    """An RDB URL without its password."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return url
+    creds, host = rest.split("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+def directions(space: SearchSpace) -> list[str]:
+    return ["minimize" if m == "min" else "maximize" for m in space.modes]
+
+
+def new_study(space: SearchSpace, storage: optuna.storages.BaseStorage,
+              sampler: optuna.samplers.BaseSampler) -> optuna.Study:
+    """Create the sweep's study. A study of that name with trials already in the storage is
+    refused (a fresh sweep must not mix its trials with another run's: ``--resume`` continues
+    one); an empty one (a start that failed before any trial) is replaced."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    name = study_name(space)
+    if name in optuna.study.get_all_study_names(storage):
+        old = optuna.load_study(study_name=name, storage=storage)
+        if old.get_trials(deepcopy=False):
+            raise ConfigError(
+                f"study: {_redact(study_location(space))} already holds a study named {name!r} "
+                f"with {len(old.get_trials(deepcopy=False))} trials: pass --resume to finish "
+                "that sweep, --name to start another, or set study.name")
+        optuna.delete_study(study_name=name, storage=storage)
+    return optuna.create_study(storage=storage, sampler=sampler, study_name=name,
+                               directions=directions(space))
+
+
+def load_study(space: SearchSpace) -> optuna.Study:
+    """The sweep's study, as ``optuna.load_study`` gives it (for reports and users)."""
+    import optuna
+
+    return optuna.load_study(study_name=study_name(space), storage=open_storage(space))
+
+
+# ----------------------------------------------------------------------------- the searcher
+class TaggedSpace:
+    """The space's define-by-run function, which also tags each Optuna trial with the Ray
+    trial id being suggested (``StudySearch.suggest`` sets it). Picklable, like the space."""
+
+    def __init__(self, fn: Any) -> None:
+        self.fn = fn
+        self.trial_id: str | None = None
+
+    def __call__(self, trial: optuna.trial.Trial) -> dict[str, Any] | None:
+        if self.trial_id is not None:
+            trial.set_user_attr(TRIAL_ID_ATTR, self.trial_id)
+        return self.fn(trial)
+
+
+class StudySearch(OptunaSearch):
+    """``OptunaSearch`` on the sweep's study, telling Optuna what the results rows say.
+
+    Ray's ``OptunaSearch.on_trial_complete`` tells ``COMPLETE`` whenever a result is given,
+    ``PRUNED`` when none is (and no error), ``FAIL`` on an error. A trial stopped by the
+    scheduler ends with its last *epoch* report, which carries the objectives, so Ray alone
+    would record it ``COMPLETE`` with mid-training values. Here such a trial is handed on
+    without its result, so it is recorded ``PRUNED``; the final report of a trial that did not
+    end ``ok`` is handed on as an error (``FAIL``): its values are no trial's outcome.
+    """
+
+    def __init__(self, space: Any, **kwargs: Any) -> None:
+        self.tagged_space = TaggedSpace(space)
+        super().__init__(space=self.tagged_space, **kwargs)
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        self.tagged_space.trial_id = trial_id
+        try:
+            return super().suggest(trial_id)
+        finally:
+            self.tagged_space.trial_id = None
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        from optuna.exceptions import UpdateFinishedTrialError
+
+        try:
+            super().on_trial_result(trial_id, result)
+        except UpdateFinishedTrialError:
+            _already_told(trial_id)
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
+                          error: bool = False) -> None:
+        from optuna.exceptions import UpdateFinishedTrialError
+
+        try:
+            self._complete(trial_id, result, error)
+        except UpdateFinishedTrialError:
+            _already_told(trial_id)
+        except ValueError as exc:  # optuna's tell: "Cannot tell a COMPLETE trial."
+            if "Cannot tell a" not in str(exc):
+                raise
+            _already_told(trial_id)
+
+    def _complete(self, trial_id: str, result: dict[str, Any] | None, error: bool) -> None:
+        if result is not None and not error:
+            if not result.get(FINAL_FLAG):
+                log.debug("trial %s ended before its final report: PRUNED", trial_id)
+                result = None
+            elif result.get(RESULT_STATUS, "ok") != "ok":
+                log.debug("trial %s ended %s: FAIL", trial_id, result.get(RESULT_STATUS))
+                result, error = None, True
+        super().on_trial_complete(trial_id, result=result, error=error)
+
+
+def _already_told(trial_id: str) -> None:
+    """A resumed sweep re-runs a trial whose outcome the study already holds: a killed driver
+    told the study (its own file, written at once) after Ray's last experiment snapshot (written
+    every few seconds). The study keeps the first outcome; the re-run still gets its row."""
+    log.info("trial %s: the study already holds its outcome (told before a driver was killed); "
+             "keeping it", trial_id)
+
+
+def settle_orphans(space: SearchSpace) -> int:
+    """After a sweep that recorded every trial: Optuna trials still ``RUNNING`` were asked
+    by a driver that was killed before its next snapshot (the resumed run sampled anew, under
+    other ids); tell them ``FAIL`` so the study holds no trial that never ends. Returns how
+    many."""
+    import optuna
+    from optuna.trial import TrialState
+
+    try:
+        study = optuna.load_study(study_name=study_name(space), storage=open_storage(space))
+    except KeyError:  # a sweep started before studies were stored: nothing to settle
+        return 0
+    except ConfigError as exc:  # the sweep is done; a storage gone since must not fail it
+        log.warning("could not settle the study's unfinished trials: %s", exc)
+        return 0
+    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for t in stale:
+        study.tell(t.number, state=TrialState.FAIL)
+    if stale:
+        log.warning("the study had %d trials asked by a killed driver and never run; told FAIL",
+                    len(stale))
+    return len(stale)

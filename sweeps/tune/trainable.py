@@ -1,0 +1,211 @@
+"""The Ray Tune function trainable: sampled dict -> TrialConfig -> ``experiment.run`` -> reports.
+
+Reports once per epoch (so ASHA can act), each with a checkpoint of the engine's state after that
+epoch, so a retried or restored trial continues instead of restarting; then once more with the
+final metrics and ``final: True`` (a trial stopped early by the scheduler never sends that one).
+
+Every report carries ``progress``: the share of the trial's *own* plan trained so far, in
+per-mille (``PLAN_SCALE``). ASHA's clock is that attribute, so an IMP trial (``train.epochs`` per
+level), an ``after`` trial (pretraining plus fine-tuning) and a trial with a searched
+``train.epochs`` are all judged at the same fraction of their plans and get their whole plan.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import socket
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pruning_core.config import load_trial_config
+from pruning_core.record import METRICS
+from sweeps.tune.space import trial_dict
+from sweeps.tune.wandb_log import TrialRun, WandbTarget
+
+STATE_FILE = "state.pt"
+#: keys the trainable adds to every report
+FINAL_FLAG = "final"
+RESULT_STATUS = "result_status"
+#: ASHA's ``time_attr``: per-mille of the trial's plan trained (``PLAN_SCALE`` = plan done)
+PROGRESS = "progress"
+PLAN_SCALE = 1000
+#: ``metrics.keep_weights: true``: every trial saves its final weights as
+#: ``<results>/weights/<trial_id>.safetensors`` (read by ``prunetune similarity --results``;
+#: local or file:// results only)
+WEIGHTS_DIR = "weights"
+
+RunFn = Callable[..., Any]
+
+log = logging.getLogger(__name__)
+#: backoff of a refused report: first wait, growth factor, longest wait (seconds)
+RETRY_FIRST_S, RETRY_GROWTH, RETRY_MAX_S = 1.0, 2.0, 15.0
+
+
+def report_retrying(report: Callable[[], None], budget_s: float,
+                    sleep: Callable[[float], None] = time.sleep,
+                    clock: Callable[[], float] = time.monotonic) -> int:
+    """Call ``report`` (a ``tune.report`` with its checkpoint); while the results storage
+    refuses it (``OSError``: S3 down, a network cut), wait 1, 2, 4 … 15 s and try again,
+    for ``budget_s`` seconds at most, then raise the last error. Returns the retries used.
+
+    Ray Tune retries a failed trial at once (``max_failures``, no backoff), and a restarted
+    trial checks the storage first, so a 20 s S3 outage used to spend every retry and end
+    trials in ``error``. A refused report has recorded nothing (Ray persists the checkpoint
+    before it records the result), so trying again neither loses nor doubles a report; the
+    only trace is a skipped checkpoint index."""
+    deadline = clock() + budget_s
+    wait, tries = RETRY_FIRST_S, 0
+    while True:
+        try:
+            report()
+            return tries
+        except OSError as exc:
+            if clock() + wait > deadline:
+                raise
+            tries += 1
+            log.warning("results storage refused a report (%s); retry %d in %.0f s",
+                        str(exc).splitlines()[0][:200], tries, wait)
+            sleep(wait)
+            wait = min(wait * RETRY_GROWTH, RETRY_MAX_S)
+
+
+def make_trainable(
+    base: dict[str, Any], sweep: str, default_threads: int = 1, run_fn: RunFn | None = None,
+    dense_dir: str | None = None, final_only: tuple[str, ...] = (),
+    wandb: WandbTarget | None = None, storage_retry_s: float = 120.0,
+) -> Callable[[dict[str, Any]], None]:
+    """Build the function Ray Tune runs per trial.
+
+    ``base`` is the space's fixed config; ``run_fn`` defaults to ``pruning_core.experiment.run``
+    (tests pass a wrapper that injects faults). ``dense_dir``: where trials share the dense
+    networks they train before pruning and the dense references of ``metrics.similarity``
+    (``pruning_core.dense_cache``: one writer per key, the others wait and load).
+    ``final_only``: objectives known only at the end (flops, similarity_mean, ...); epoch
+    reports carry them as NaN, since Ray Tune requires every searched metric in every report.
+    ``wandb``: where each trial logs its live W&B run (``wandb_log.TrialRun``); None: no W&B.
+    ``storage_retry_s``: how long a report the results storage refuses is retried
+    (``report_retrying``; ``budget.storage_retry_s``).
+    """
+
+    def prunetune_trial(config: dict[str, Any]) -> None:
+        import ray
+        import torch
+        from ray import tune
+
+        run = run_fn
+        if run is None:
+            from pruning_core.experiment import run
+
+        data = trial_dict(base, config)
+        trial_id = tune.get_context().get_trial_id()
+        data.setdefault("tags", {}).update({"sweep": sweep, "trial_id": trial_id})
+        data.setdefault("train", {}).setdefault("threads", default_threads)
+        cfg = load_trial_config(data)
+
+        where = {
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "hostname": socket.gethostname(),
+        }
+        resume = None
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is not None:
+            with checkpoint.as_directory() as d:
+                resume = torch.load(Path(d, STATE_FILE), weights_only=True)
+
+        plan: dict[str, int] = {}
+
+        def on_epoch(report: Any) -> None:
+            plan["total"] = report.total_epochs
+            live.log(report.metrics, report.epoch)
+            # The last epoch's metrics go out with the final report: a scheduler rung at the
+            # last epoch must not stop a trial that has finished training (and lose its result).
+            if report.epoch == report.total_epochs:
+                return
+            progress = min(plan_progress(report.epoch, report.total_epochs), PLAN_SCALE - 1)
+            metrics = {**dict.fromkeys(final_only, math.nan), **report.metrics,
+                       PROGRESS: progress, **where}
+            with tempfile.TemporaryDirectory() as d:
+                torch.save(report.checkpoint(), Path(d, STATE_FILE))
+                report_retrying(lambda: tune.report(
+                    dict(metrics), checkpoint=tune.Checkpoint.from_directory(d)),
+                    storage_retry_s)
+
+        from pruning_core.dense_cache import LocalDenseCache
+
+        # fault-injecting wrappers in tests take (cfg, on_epoch, resume) only
+        extra: dict[str, Any] = {}
+        if dense_dir and run_fn is None:
+            if "://" in dense_dir and not dense_dir.startswith("file://"):
+                from sweeps.tune.dense_store import ObjectStoreDenseCache
+
+                extra["dense_cache"] = ObjectStoreDenseCache(dense_dir, sweep)
+            else:
+                extra["dense_cache"] = LocalDenseCache(dense_dir.removeprefix("file://"))
+        if run_fn is None and cfg.metrics.keep_weights:
+            extra["weights_out"] = trial_weights_path(dense_dir, trial_id)
+        # W&B, live from this worker: one run per trial, every epoch as it ends (never raises)
+        live = TrialRun(wandb, trial_id, config=data)
+        try:
+            result = run(cfg, on_epoch=on_epoch, resume=resume, **extra)
+        except BaseException as exc:  # raised, or stopped by the scheduler (SystemExit(0))
+            live.finish(exit_code=0 if isinstance(exc, SystemExit) and not exc.code else 1)
+            raise
+        final = final_metrics(result)
+        if cfg.metrics.similarity is None:
+            final.pop("similarity_mean")
+        if result.status == "ok":
+            final[PROGRESS] = PLAN_SCALE
+        elif "total" in plan:  # diverged part-way: the share it trained
+            final[PROGRESS] = plan_progress(result.epochs, plan["total"])
+        live.finish(summary={**final, "status": result.status})
+        report_retrying(lambda: tune.report(final | where), storage_retry_s)
+
+    return prunetune_trial
+
+
+def trial_weights_path(dense_dir: str | None, trial_id: str) -> str | None:
+    """``<results>/weights/<trial_id>.safetensors`` (``dense_dir`` is ``<results>/dense``), or
+    None for results on object storage (not kept there)."""
+    if not dense_dir or ("://" in dense_dir and not dense_dir.startswith("file://")):
+        return None
+    return str(Path(dense_dir.removeprefix("file://")).parent / WEIGHTS_DIR
+               / f"{trial_id}.safetensors")
+
+
+def plan_progress(epochs: int, plan_epochs: int) -> int:
+    """``epochs`` of a plan of ``plan_epochs`` training epochs, in per-mille of the plan.
+
+    Rounded to the nearest per-mille, so equal fractions of different plans give equal values
+    (``2/4`` and ``5/10`` are both 500): the scheduler compares trials at the same share.
+    """
+    return round(PLAN_SCALE * epochs / plan_epochs)
+
+
+def final_metrics(result: Any) -> dict[str, Any]:
+    """A ``TrialResult`` -> the flat dict of the final report."""
+    metrics = {k: v for k, v in result.metrics().items() if k not in ("status", "error")}
+    for m in METRICS:  # a metric the trial could not measure: NaN, not absent (objectives)
+        if m.type == "float64" and m.name not in metrics and hasattr(result, m.name):
+            metrics[m.name] = math.nan
+    last_epoch = result.history[-1]["epoch"] if result.history else 0
+    return {
+        **metrics,
+        FINAL_FLAG: True,
+        RESULT_STATUS: result.status,
+        "result_error": result.error,
+        "epoch": last_epoch,
+        "diverged_epoch": result.diverged_epoch,
+        "n_collapsed": len(result.collapsed_layers),
+        "collapsed_layers": json.dumps(result.collapsed_layers),
+        "layer_sparsity": json.dumps(result.layer_sparsity),
+        "similarity": json.dumps(result.similarity),
+        # NaN, not absent, when it could not be measured (a diverged trial): objectives need it
+        "similarity_mean": math.nan if result.similarity_mean is None
+        else result.similarity_mean,
+        "history": json.dumps(result.history),  # NaN stays NaN (Python's json reads it)
+    }
