@@ -108,6 +108,9 @@ class EpochReport:
     total_epochs: int  # training epochs in the whole plan (the last report has epoch == this)
     metrics: dict[str, float]
     _state: Callable[[], dict[str, Any]]
+    #: the network's size as it trains now (``_Trial.size_metrics``): what a trial stopped
+    #: before its end keeps (FLOPs, parameters, target sparsity); not part of ``history``
+    sizes: dict[str, float] = field(default_factory=dict)
 
     def checkpoint(self) -> dict[str, Any]:
         """State to pass back as ``run(cfg, resume=...)``; ``torch.save``-able, weights_only."""
@@ -189,6 +192,7 @@ class _Trial:
         self.dense_size: tuple[int, int] | None = None  # (parameters, FLOPs per example)
         self.train_flops = 0  # cumulative training FLOPs (3 x forward, per example seen)
         self._flops_now: int | None = None
+        self._flops_dense = 0  # dense forward FLOPs per example (uncompacted model)
         self.optimizer = make_optimizer(self.model, cfg.train)
         # the training forward pass; compiled, it shares the (masked) parameters of self.model
         self.forward_model: nn.Module = torch.compile(self.model) if cfg.train.compile \
@@ -308,9 +312,15 @@ class _Trial:
         inside kept channels (CNIP), sliced to the compact shapes."""
         return self.compact_masks if self.compacted else self.masks
 
-    def _forward_flops(self) -> int:
-        """Effective forward FLOPs per example of the network as it trains now."""
-        return flops(self.model, self.data.input_shape, self.active_masks())[1]
+    def _count_flops(self) -> int:
+        """Effective forward FLOPs per example of the network as it trains now (counted once
+        per change of masks or model; the dense count too while the model is uncompacted)."""
+        if self._flops_now is None:
+            dense, self._flops_now = flops(self.model, self.data.input_shape,
+                                           self.active_masks())
+            if not self.compacted:
+                self._flops_dense = dense
+        return self._flops_now
 
     def _compact(self, carry_optimizer: bool) -> None:
         """Replace the model by its compact form (the kept channels only); ``masks`` stays the
@@ -347,8 +357,7 @@ class _Trial:
             group["lr"] = lr_at(self.cfg.train, action.epoch, action.epochs)
         start = time.perf_counter()
         epoch = len(self.history) + 1
-        if self._flops_now is None:
-            self._flops_now = self._forward_flops()
+        flops_now = self._count_flops()
         try:
             self.last_train = train_epoch(self.forward_model, self.train_loader, self.optimizer,
                                           self.active_masks(), self.device,
@@ -357,7 +366,7 @@ class _Trial:
         except Diverged as exc:
             raise _DivergedAt(epoch, str(exc)) from None
         self.train_time += time.perf_counter() - start
-        self.train_flops += 3 * self._flops_now * len(self.data.train)  # forward + 2x backward
+        self.train_flops += 3 * flops_now * len(self.data.train)  # forward + 2x backward
         self.last_test = evaluate(self.model, self.test_loader, self.device)
         metrics = {
             "epoch": epoch,
@@ -368,7 +377,26 @@ class _Trial:
         self.history.append(metrics)
         if on_epoch is not None:  # the state a report carries is *after* this action
             on_epoch(EpochReport(epoch, self.total_epochs, dict(metrics),
-                                 lambda: self.state(self.done + 1)))
+                                 lambda: self.state(self.done + 1), self.size_metrics()))
+
+    def size_metrics(self) -> dict[str, float]:
+        """The network as it trains now: parameters, forward FLOPs per example, training
+        FLOPs so far, collapsed layers, the target (and node sparsity for channel runs), under
+        the names of ``TrialResult``. Counted as ``_result`` counts them at the end."""
+        effective = self._count_flops()
+        if self.compacted and self.dense_size is not None:
+            params, dense_flops = self.dense_size
+            cm = self.compact_masks
+            kept = sum(p.numel() for p in self.model.parameters()) - (cm.numel() - cm.kept())
+        else:
+            (params, kept), dense_flops = param_counts(self.model, self.masks), self._flops_dense
+        out: dict[str, float] = {
+            "target_sparsity": self.target, "params": params, "params_kept": kept,
+            "flops_dense": dense_flops, "flops": effective,
+            "train_flops": self.train_flops, "n_collapsed": len(self.masks.collapsed())}
+        if isinstance(self.pruner, ChannelPruner):
+            out["node_sparsity"] = self.pruner.node_sparsity()
+        return out
 
 
 #: an empty mask set (nothing to zero): a compact model, or counting dense FLOPs
@@ -400,7 +428,7 @@ def _start_from_dense(trial: _Trial, cache: DenseCache,
         if on_epoch is not None:  # report the shared epochs too: schedulers count every one
             for metrics in trial.history:
                 on_epoch(EpochReport(int(metrics["epoch"]), trial.total_epochs, dict(metrics),
-                                     lambda: state))
+                                     lambda: state, trial.size_metrics()))
 
 
 def run(cfg: TrialConfig, on_epoch: Callable[[EpochReport], None] | None = None,

@@ -1,13 +1,13 @@
-"""The CLI's note on a trial a reader should not take at face value: chance accuracy, a
-collapsed layer. One rule, :func:`trial_note`, used by every table the CLI prints.
+"""The note on a trial a reader should not take at face value: chance accuracy, a collapsed
+layer. One rule, :func:`trial_note`, used by every table the CLI prints and, computed for a
+whole frame at once, by the report (``report_flags.py`` takes its constants from here).
 
 **Chance.** ``test_accuracy <= 1/K + CHANCE_MARGIN`` (margin 0.02), K the number of classes
 from, in order: a ``num_classes`` / ``config.data.num_classes`` column; ``num_classes`` in the
 JSON ``config.data.options`` (the ``synthetic`` dataset); the dataset named in
-``config.data.name`` when its class count is fixed (:data:`KNOWN_CLASSES`). These are the
-sources and the margin of the report's rule (``report_flags.py``). When K is still unknown (a
-user's data factory, ``imagefolder``) the CLI assumes 10 classes (chance 0.1) and the note
-says so: ``chance? (10 classes assumed)``.
+``config.data.name`` when its class count is fixed (:data:`KNOWN_CLASSES`). When K is still
+unknown (a user's data factory, ``imagefolder``) 10 classes are assumed (chance 0.1) and the
+note says so: ``chance? (10 classes assumed)`` (the report: ``chance accuracy?``).
 
 **Collapsed.** ``n_collapsed > 0``: a layer with every weight pruned, which disconnects the
 network (``collapsed: 2``).

@@ -8,10 +8,11 @@
 3. the dataset named in ``config.data.name`` when its class count is fixed
    (:data:`KNOWN_CLASSES`).
 
-Rows whose K is still unknown (a user's data factory, ``imagefolder``) fall back to a guess:
-the lowest finite ``test_accuracy`` among them is taken as the chance level if it is at most
-0.5 (no classifier's chance level is higher), and rows within ``CHANCE_MARGIN`` of it are
-flagged. The page states which rule applied.
+Rows whose K is still unknown (a user's data factory, ``imagefolder``) are judged with
+``ASSUMED_CLASSES`` (10) classes and their flag says so (``chance accuracy?``). This is the
+CLI's rule (``flags.trial_note``): the constants and the per-row K come from ``flags.py``, this
+module only computes them for a whole frame at once (a test checks both agree row by row). The
+page states which rule applied.
 
 **Collapsed layer.** ``n_collapsed > 0`` (a layer whose every weight was pruned, which
 disconnects the network).
@@ -27,12 +28,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-CHANCE_MARGIN = 0.02
-#: datasets whose number of classes is fixed (as ``pruning_core.data``; no torch import here)
-KNOWN_CLASSES: dict[str, int] = {
-    "digits": 10, "mnist1d": 10, "mnist": 10, "fashion_mnist": 10, "cifar10": 10,
-    "cifar100": 100,
-}
+from sweeps.results.flags import ASSUMED_CLASSES, CHANCE_MARGIN, KNOWN_CLASSES
+
+__all__ = ["CHANCE_MARGIN", "KNOWN_CLASSES", "Flags", "flag_trials", "num_classes"]
 
 
 @dataclass
@@ -44,6 +42,8 @@ class Flags:
     n_collapsed: np.ndarray
     threshold: np.ndarray  # the chance threshold used per row (NaN: none)
     rules: list[str] = field(default_factory=list)  # how the thresholds were set
+    #: rows whose number of classes is unknown (judged with ``ASSUMED_CLASSES``)
+    assumed: np.ndarray | None = None
 
     @property
     def any(self) -> np.ndarray:
@@ -52,7 +52,11 @@ class Flags:
     def label(self, i: int) -> str:
         parts = []
         if self.chance[i]:
-            parts.append(f"chance accuracy (≤ {self.threshold[i]:.3g})")
+            if self.assumed is not None and self.assumed[i]:
+                parts.append(f"chance accuracy? (≤ {self.threshold[i]:.3g}, "
+                             f"{ASSUMED_CLASSES} classes assumed)")
+            else:
+                parts.append(f"chance accuracy (≤ {self.threshold[i]:.3g})")
         if self.collapsed[i]:
             parts.append(f"{int(self.n_collapsed[i])} collapsed layer(s)")
         return "; ".join(parts)
@@ -107,21 +111,17 @@ def flag_trials(df: pd.DataFrame) -> Flags:
     threshold = 1.0 / k + CHANCE_MARGIN
     rules = [f"chance: test_accuracy ≤ 1/K + {CHANCE_MARGIN}, K from {', '.join(used)}"] \
         if used else []
-    unknown = np.isnan(k) & np.isfinite(acc)
+    assumed = np.isnan(k)
+    unknown = assumed & np.isfinite(acc)
     if unknown.any():
-        low = float(acc[unknown].min())
-        if low <= 0.5:
-            threshold[np.isnan(k)] = low + CHANCE_MARGIN
-            rules.append(f"chance (number of classes unknown for {int(unknown.sum())} trials): "
-                         f"within {CHANCE_MARGIN} of their lowest accuracy {low:.3g}, "
-                         "taken as the chance level")
-        else:
-            rules.append(f"chance: not checked for {int(unknown.sum())} trials (number of "
-                         "classes unknown and no accuracy ≤ 0.5)")
+        threshold[assumed] = 1.0 / ASSUMED_CLASSES + CHANCE_MARGIN
+        rules.append(f"chance (number of classes unknown for {int(unknown.sum())} trials): "
+                     f"test_accuracy ≤ 1/{ASSUMED_CLASSES} + {CHANCE_MARGIN}, "
+                     f"{ASSUMED_CLASSES} classes assumed")
     with np.errstate(invalid="ignore"):
         chance = np.isfinite(acc) & np.isfinite(threshold) & (acc <= threshold)
     nc = (pd.to_numeric(df["n_collapsed"], errors="coerce").fillna(0).to_numpy(np.float64)
           if "n_collapsed" in df.columns else np.zeros(n))
     rules.append("collapsed: n_collapsed > 0 (a layer with every weight pruned)")
     return Flags(chance=chance, collapsed=nc > 0, n_collapsed=nc, threshold=threshold,
-                 rules=rules)
+                 rules=rules, assumed=assumed)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,7 @@ from sweeps.results.schema import HISTORY_FIELDS, PER_LAYER, sweep_schema
 from sweeps.results.schema import decoded as _decoded
 from sweeps.results.store import _TYPES, TrialStore
 from sweeps.tune.schema_config import config_columns, space_config_types, types_of
-from sweeps.tune.trainable import FINAL_FLAG, RESULT_STATUS
+from sweeps.tune.trainable import FINAL_FLAG, MEASURED, RESULT_STATUS
 
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
@@ -196,6 +197,10 @@ class Recorder(tune.Callback):
             "last_epoch": result.get("epoch"),
         }
         row.update({k: result.get(k) for k in _METRIC_KEYS})
+        if not final:  # stopped or interrupted: the size it had reached when it last reported
+            for k in _METRIC_KEYS:
+                if _missing(row[k]) and not _missing(result.get(MEASURED + k)):
+                    row[k] = result[MEASURED + k]
         row["history"] = _decoded(result.get("history")) if final else \
             _by_epoch(self._epochs.get(trial.trial_id, []))
         for group in PER_LAYER:  # per-layer values: one map each ({layer: value})
@@ -213,6 +218,10 @@ def _row_schema(base: dict[str, Any], space: SearchSpace | None) -> pa.Schema:
                         objectives=[o.model_dump(mode="json") for o in space.objectives],
                         space=space.model_dump(mode="json"))
 
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
 
 
 def _by_epoch(epochs: list[dict[str, Any]]) -> list[dict[str, Any]] | None:

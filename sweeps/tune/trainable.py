@@ -34,6 +34,10 @@ RESULT_STATUS = "result_status"
 #: ASHA's ``time_attr``: per-mille of the trial's plan trained (``PLAN_SCALE`` = plan done)
 PROGRESS = "progress"
 PLAN_SCALE = 1000
+#: epoch reports carry the network's size as it trains (``EpochReport.sizes``) under this
+#: prefix: what a trial stopped early keeps (its FLOPs, parameters, target sparsity), while
+#: schedulers and the searcher see the final-only objectives as NaN until the end, as before
+MEASURED = "measured_"
 #: ``metrics.keep_weights: true``: every trial saves its final weights as
 #: ``<results>/weights/<trial_id>.safetensors`` (read by ``prunetune similarity --results``;
 #: local or file:// results only)
@@ -127,7 +131,8 @@ def make_trainable(
             if report.epoch == report.total_epochs:
                 return
             progress = min(plan_progress(report.epoch, report.total_epochs), PLAN_SCALE - 1)
-            metrics = {**dict.fromkeys(final_only, math.nan), **report.metrics,
+            metrics = {**{MEASURED + k: v for k, v in report.sizes.items()},
+                       **dict.fromkeys(final_only, math.nan), **report.metrics,
                        PROGRESS: progress, **where}
             with tempfile.TemporaryDirectory() as d:
                 torch.save(report.checkpoint(), Path(d, STATE_FILE))

@@ -204,3 +204,25 @@ def test_reports_know_the_plans_total_epochs():
             timing={"name": "imp", "rewind_epoch": 1})
     run(c, on_epoch=lambda rep: seen.append((rep.epoch, rep.total_epochs)))
     assert seen == [(e, 4) for e in range(1, 5)]  # 2 epochs dense + 2 levels x 1 epoch
+
+
+def test_epoch_reports_carry_the_size_a_stopped_trial_keeps():
+    """Each epoch report says the network's size as it trains (what a trial stopped early
+    keeps): for ``during`` it follows the prune events, and the last one equals the result's
+    own count; ``train_flops`` grows by 3 x forward FLOPs x examples per epoch."""
+    sizes = []
+    c = cfg(criterion="magnitude", schedule="linear", steps=2,
+            timing={"name": "during", "prune_epochs": [0, 1]})
+    r = run(c, on_epoch=lambda rep: sizes.append(rep.sizes))
+    assert [s["target_sparsity"] for s in sizes] == [0.8, 0.8]
+    first, last = sizes
+    dense = 64 * 32 + 32 + 32 * 16 + 16 + 16 * 10 + 10  # weights and biases
+    assert first["params"] == last["params"] == r.params == dense
+    # linear schedule: 0.4 removed after the first event, 0.8 after the second
+    assert first["params_kept"] == r.params - round(0.4 * (64 * 32 + 32 * 16 + 16 * 10))
+    assert last["params_kept"] == r.params_kept < first["params_kept"]
+    assert last["flops"] == r.flops < first["flops"] < first["flops_dense"] == r.flops_dense
+    assert first["train_flops"] == 3 * first["flops"] * 512
+    assert last["train_flops"] == first["train_flops"] + 3 * last["flops"] * 512 == r.train_flops
+    assert first["n_collapsed"] == last["n_collapsed"] == 0
+    assert "node_sparsity" not in last

@@ -141,6 +141,11 @@ def test_mixed_plans_are_judged_at_the_same_share_of_each_plan(tmp_path: Path,
             assert row["config.prune.timing.name"] != "imp", what
             assert row["sparsity"] == pytest.approx(0.5, abs=1e-3), what
             assert len(row["history"]) == row["last_epoch"], what
+            # the size it trained at, kept although the final report never came
+            assert row["target_sparsity"] == pytest.approx(0.5), what
+            assert 0 < row["flops"] < row["flops_dense"] and row["params_kept"] < row["params"]
+            if row["config.prune.timing.name"] == "before":  # every epoch at the final size
+                assert row["train_flops"] == 3 * row["flops"] * row["last_epoch"] * 300, what
     # IMP trials top the rung: both run their whole plan, the 24-epoch one included (the old
     # clock, epochs of the fixed plan with max_t = 10 + 1, cut it at epoch 11)
     imp = df[timing == "imp"]

@@ -168,14 +168,45 @@ def test_chance_rule() -> None:
     assert f.chance.tolist() == [True, False, True, False, False, False]  # 1/K + 0.02
     assert f.threshold[:3] == pytest.approx([0.12, 0.12, 1 / 3 + 0.02])
     assert f.collapsed.tolist() == [False] * 5 + [True]
-    # an unknown dataset: the lowest accuracy (if <= 0.5) is taken as the chance level
-    unknown = pd.DataFrame({"test_accuracy": [0.21, 0.22, 0.5, 0.9],
-                            "config.data.name": ["my.pkg:data"] * 4})
+    # an unknown dataset: 10 classes assumed, as the CLI's note (not the sweep's lowest
+    # accuracy, which flagged 0.21 and 0.22 here: a 5-class task's honest results)
+    unknown = pd.DataFrame({"test_accuracy": [0.11, 0.21, 0.22, 0.5, 0.9],
+                            "config.data.name": ["my.pkg:data"] * 5})
     f = flag_trials(unknown)
-    assert f.chance.tolist() == [True, True, False, False]
-    assert any("unknown" in r for r in f.rules)
+    assert f.chance.tolist() == [True, False, False, False, False]
+    assert f.threshold == pytest.approx([0.12] * 5)
+    assert f.label(0) == "chance accuracy? (≤ 0.12, 10 classes assumed)"
+    assert any("unknown" in r and "10 classes assumed" in r for r in f.rules)
     good = pd.DataFrame({"test_accuracy": [0.7, 0.9]})
     assert not flag_trials(good).chance.any()
+
+
+def test_report_and_cli_flag_the_same_rows() -> None:
+    """One rule: the report's frame-wide flags and the CLI's per-row note agree on K, chance
+    and collapse for every source of the number of classes (and for none)."""
+    from sweeps.results.flags import num_classes as row_classes
+    from sweeps.results.flags import trial_note
+    from sweeps.results.report_flags import num_classes as frame_classes
+
+    df = pd.DataFrame({
+        "test_accuracy": [0.11, 0.36, 0.05, 0.9, 0.11, 0.13, float("nan"), 0.5],
+        "num_classes": [None, None, None, None, None, None, None, 2],
+        "config.data.name": ["mnist1d", "synthetic", "cifar100", "cifar100", "mine:data",
+                             "imagefolder", "digits", "mine:data"],
+        "config.data.options": [None, '{"num_classes": 3}', None, None, None, "{}", None,
+                                None],
+        "n_collapsed": [0, 0, 0, 2, 0, 1, 0, 0]})
+    f = flag_trials(df)
+    k, _ = frame_classes(df)
+    for i, row in enumerate(df.to_dict("records")):
+        row = {c: v for c, v in row.items() if not (isinstance(v, float) and np.isnan(v))
+               or c == "test_accuracy"}
+        assert (row_classes(row) or np.nan) == pytest.approx(k[i], nan_ok=True), i
+        note = trial_note(row)
+        assert f.chance[i] == ("chance" in note), (i, note)
+        assert f.collapsed[i] == ("collapsed" in note), (i, note)
+        assert bool(f.assumed[i] and f.chance[i]) == ("chance?" in note), (i, note)
+    assert f.chance.tolist() == [True, False, False, False, True, False, False, True]
 
 
 def test_per_layer_and_history_parsing() -> None:

@@ -98,7 +98,10 @@ def record_sweep(root: Path, n: int = 9) -> tuple[Recorder, dict[str, float]]:
         if i == 1:  # stopped early by the scheduler after 2 epochs
             for e in (1, 2):
                 trial.last_result = {**epoch(e, 0.4 + 0.1 * e), "node_ip": "127.0.0.1",
-                                     "flops": math.nan}
+                                     "flops": math.nan,  # a final-only objective: NaN
+                                     # the size it trains at (EpochReport.sizes)
+                                     "measured_flops": 1000 * e, "measured_target_sparsity": 0.9,
+                                     "measured_params_kept": 50}
                 rec.on_trial_result(0, [], trial, trial.last_result)
             accs[tid] = 0.6
             rec.record(trial)
@@ -186,7 +189,10 @@ def test_stopped_trials_keep_their_last_epoch_and_history(sweep) -> None:
     assert stopped["last_epoch"] == 2 and stopped["test_accuracy"] == pytest.approx(0.6)
     assert [h["epoch"] for h in stopped["history"]] == [1, 2]
     assert stopped["history"][1]["test_accuracy"] == pytest.approx(0.6)
-    assert pd.isna(stopped["flops"])  # never measured: null, not a made-up number
+    # what it measured before the stop: the size at its last report (not the NaN objective)
+    assert stopped["flops"] == 2000 and stopped["target_sparsity"] == 0.9
+    assert stopped["params_kept"] == 50
+    assert pd.isna(stopped["similarity_mean"])  # never measured: null, not a made-up number
     err = df.loc["t0002"]
     assert err["status"] == "error" and err["error"] == "ValueError: boom"
     assert err["history"] is None or len(err["history"]) == 0
