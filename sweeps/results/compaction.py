@@ -5,11 +5,12 @@ thousands of small files make every read slow (one footer and one request per fi
 compact RESULTS``, and the recorder at the end of every sweep, merge them:
 
 1. list the files (per-trial and earlier parts), remembering each file's size and mtime;
-2. read them all into one row per trial (the newest, by ``recorded_at``; old schema versions
+   full parts that no other file shares a trial with are left alone (:func:`settled_parts`);
+2. read the rest into one row per trial (the newest, by ``recorded_at``; old schema versions
    read into the current layout);
 3. write the rows as new part files, each written whole and moved into place (temp + rename,
    or one PUT on an object store);
-4. only then delete the inputs: the earlier parts, and each per-trial file whose size and
+4. only then delete the inputs: the parts read, and each per-trial file whose size and
    mtime are still those of step 1 (a trial rewritten meanwhile keeps its newer file).
 
 A kill at any moment leaves every row readable exactly once by the readers here: before step 3
@@ -105,8 +106,48 @@ def _clean_stale_temps(store: TrialStore) -> None:
             store.delete([f.path])
 
 
+def _part_keys(store: TrialStore, parts: list[str]) -> dict[str, list[tuple[object, object]]]:
+    """``part -> its (sweep, trial_id) keys``, for the parts whose two columns read."""
+    out = {}
+    for part in parts:
+        try:
+            cols = pq.read_table(part, columns=["sweep", "trial_id"], filesystem=store.fs)
+        except (OSError, pa.ArrowException, KeyError):
+            continue  # read (and judged) with the inputs below
+        out[part] = list(zip(cols.column(0).to_pylist(), cols.column(1).to_pylist(),
+                             strict=True))
+    return out
+
+
+def settled_parts(store: TrialStore, parts: list[str], singles: list[str],
+                  rows_per_part: int) -> list[str]:
+    """The part files a compaction can leave as they are: full (``rows_per_part`` rows), and
+    holding no trial any other file holds (no newer per-trial row, no copy in another part
+    left by a killed compaction). Everything else is read and rewritten."""
+    if not parts:
+        return []
+    keys = _part_keys(store, parts)
+    if singles:
+        table, _ = store.read_files(singles)
+        newer = set(zip(table.column("sweep").to_pylist(),
+                        table.column("trial_id").to_pylist(), strict=True)) \
+            if table.num_rows else set()
+    else:
+        newer = set()
+    count: dict[tuple[object, object], int] = {}
+    for ks in keys.values():
+        for k in set(ks):
+            count[k] = count.get(k, 0) + 1
+    return [p for p, ks in keys.items()
+            if len(ks) >= rows_per_part and len(set(ks)) == len(ks)
+            and not any(k in newer or count[k] > 1 for k in ks)]
+
+
 def compact(store: TrialStore, rows_per_part: int = ROWS_PER_PART) -> Compaction:
-    """Merge ``store``'s files into part files (see the module doc); idempotent."""
+    """Merge ``store``'s files into part files (see the module doc); idempotent.
+
+    Incremental: full parts that no newer file supersedes stay as they are, so compacting a
+    resumed 100,000-trial sweep rewrites its new rows and at most one partial part, not all."""
     out = Compaction()
     _clean_stale_temps(store)
     infos = store.file_infos()
@@ -114,8 +155,12 @@ def compact(store: TrialStore, rows_per_part: int = ROWS_PER_PART) -> Compaction
     singles = [f for f in infos if not is_part(f.path)]
     if not singles and (len(parts) <= 1 or _already_compact(store, parts)):
         return out
-    table, bad = store.read_files([f.path for f in infos])
-    out.files_read, out.rows, out.unreadable = len(infos) - len(bad), table.num_rows, bad
+    keep = set(settled_parts(store, parts, [f.path for f in singles], rows_per_part))
+    inputs = [f for f in infos if f.path not in keep]
+    if not singles and sum(is_part(f.path) for f in inputs) <= 1:
+        return out  # one partial part and full ones, nothing newer: already compact
+    table, bad = store.read_files([f.path for f in inputs])
+    out.files_read, out.rows, out.unreadable = len(inputs) - len(bad), table.num_rows, bad
     for path, why in bad:
         log.warning("compaction leaves unreadable results file %s in place: %s", path, why)
     if table.num_rows:
@@ -129,12 +174,12 @@ def compact(store: TrialStore, rows_per_part: int = ROWS_PER_PART) -> Compaction
             out.parts_written.append(store.write_part(table.slice(start, rows_per_part)))
     bad_paths = {p for p, _ in bad}
     now = {f.path: (f.size, f.mtime_ns) for f in store.file_infos()}
-    done = [f.path for f in infos if f.path not in bad_paths
+    done = [f.path for f in inputs if f.path not in bad_paths
             and (is_part(f.path) or now.get(f.path) == (f.size, f.mtime_ns))]
     store.delete(done)
     out.files_deleted = len(done)
-    log.info("compacted %d files into %d part file(s): %d rows", out.files_read,
-             len(out.parts_written), out.rows)
+    log.info("compacted %d files into %d part file(s): %d rows (%d full parts left as they "
+             "were)", out.files_read, len(out.parts_written), out.rows, len(keep))
     return out
 
 

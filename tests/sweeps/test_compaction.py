@@ -77,6 +77,44 @@ def test_compact_keeps_every_row_and_is_idempotent(tmp_path: Path) -> None:
     assert not again.changed and names(root)[0] == parts  # nothing to do: nothing touched
 
 
+def test_compaction_is_incremental_full_parts_stay_unless_superseded(tmp_path: Path) -> None:
+    """A resumed sweep's compaction rewrites its new rows and the one partial part; a full
+    part stays the same file, unless a newer row of one of its trials exists."""
+    root = tmp_path / "res"
+    accs = write_sweep(root, 25)
+    compact(TrialStore(str(root)), rows_per_part=10)  # 10 + 10 + 5
+    parts = {p: p.stat().st_mtime_ns for p in (root / "trials").glob("part-*.parquet")}
+    full = sorted(p for p in parts if len(pd.read_parquet(p)) == 10)
+    assert len(parts) == 3 and len(full) == 2
+    rec = Recorder("schema", TrialStore(str(root)), parse_space(SPACE).base_config(),
+                   space=parse_space(SPACE))
+    for i in (25, 26):  # two new trials
+        rec.record(StandInTrial(f"t{i:05d}", sampled(i), final_result(0.5, 0.5)))
+        accs[f"t{i:05d}"] = 0.5
+    done = compact(TrialStore(str(root)), rows_per_part=10)
+    assert done.rows == 7 and done.files_read == 3  # the 5-row part and 2 new files
+    now = sorted((root / "trials").glob("part-*.parquet"))
+    for p in full:  # untouched: same file, same mtime
+        assert p in now and p.stat().st_mtime_ns == parts[p]
+    assert len(now) == 3 and names(root)[1] == []
+    check_set(root, accs)
+    # a newer row of a trial inside a full part: that part is rewritten, the other stays
+    first = pd.read_parquet(full[0])["trial_id"].iloc[0]
+    rec.record(StandInTrial(first, sampled(0), final_result(0.97, 0.5)))
+    accs[first] = 0.97
+    done = compact(TrialStore(str(root)), rows_per_part=10)
+    assert done.rows == 17  # the superseded full part, the 7-row part and the new file
+    after = sorted((root / "trials").glob("part-*.parquet"))
+    assert full[0] not in after and full[1] in after
+    assert full[1].stat().st_mtime_ns == parts[full[1]]
+    check_set(root, accs)
+    plain = duckdb.connect().execute(  # compact again: plain readers see each trial once
+        f"SELECT count(*), count(DISTINCT trial_id) FROM read_parquet('{root}/trials/*.parquet')"
+    ).fetchone()
+    assert plain == (27, 27)
+    assert not compact(TrialStore(str(root)), rows_per_part=10).changed
+
+
 def test_resumed_trial_after_compaction_wins_and_store_methods_work(tmp_path: Path) -> None:
     root = tmp_path / "res"
     accs = write_sweep(root, 12)
