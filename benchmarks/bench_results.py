@@ -46,7 +46,7 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sweeps.results.compaction import compact
+from sweeps.results.compaction import ROWS_PER_PART, compact
 from sweeps.results.pareto import Results
 from sweeps.results.schema import row_table
 from sweeps.results.store import TrialStore
@@ -154,9 +154,12 @@ def per_file_layout(rec: Recorder, n: int, configs: list[dict[str, Any]],
 
 
 def compacted_layout(rec: Recorder, n: int, configs: list[dict[str, Any]],
-                     layers: list[str], batch: int = 10_000) -> dict[str, Any]:
+                     layers: list[str], batch: int = ROWS_PER_PART,
+                     resumed: int = 100) -> dict[str, Any]:
     """Rows converted one by one (as ``TrialStore.write`` does), gathered 1,000 at a time
-    into one contiguous table, written as a part every ``batch`` rows."""
+    into one contiguous table, written as a part every ``batch`` rows (the parts ``compact``
+    writes). Then a resumed sweep: ``resumed`` more trials, one file each, and ``compact``
+    (incremental: full parts stay as they are)."""
     rss, pending, done = [rss_mb()], [], []
     t_build = t_conv = t_write = 0.0
     stamp = {"recorded_at": time.time()}  # what TrialStore.write adds
@@ -188,6 +191,15 @@ def compacted_layout(rec: Recorder, n: int, configs: list[dict[str, Any]],
     out["front_after_compact"] = front_time(Path(rec.store.base), repeats=3)
     log.warning("compacted: compact() left %d parts, %.1f s", out["parts_after_compact"],
                 out["compact_s"])
+    for trial in trials(resumed, configs, layers, seed=3, prefix="r"):
+        rec.store.write(rec.build_row(trial), rec.schema)
+    t0 = time.perf_counter()
+    done = compact(rec.store)
+    out["resumed"] = {"new_trials": resumed, "compact_s": time.perf_counter() - t0,
+                      "rows_rewritten": done.rows, "files_read": done.files_read,
+                      "parts": len(rec.store.part_files())}
+    log.warning("resumed: %d new trials compacted in %.2f s (%d rows rewritten)", resumed,
+                out["resumed"]["compact_s"], done.rows)
     return out
 
 
@@ -251,6 +263,10 @@ def main() -> None:
     print(f"compact again on {cp['parts']} parts of {cp['rows']:,} rows (each trial once: "
           f"nothing to do): {cp['compact_s']:.1f} s, {cp['parts_after_compact']} parts; front "
           f"{cc['front_s']:.3f} s (all columns {cc['front_all_columns_s']:.3f} s)")
+    rs = cp["resumed"]
+    print(f"resumed with {rs['new_trials']} new trials (one file each), compact: "
+          f"{rs['compact_s']:.2f} s, {rs['rows_rewritten']:,} rows rewritten from "
+          f"{rs['files_read']} files, {rs['parts']} parts")
     print(f"written to {args.out}")
 
 
