@@ -146,6 +146,11 @@ class TrainConfig(_Strict):
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
     lr_schedule: Literal["constant", "cosine", "step"] = "constant"
+    #: ``step``: where the learning rate is multiplied by ``lr_gamma``, as fractions of each
+    #: training phase (0.5, 0.75: epochs 80 and 120 of 160, as GraSP and open_lth;
+    #: Synaptic-Flow's 60 and 120 of 160 are 0.375, 0.75)
+    lr_milestones: list[float] = Field(default_factory=lambda: [0.5, 0.75])
+    lr_gamma: float = Field(0.1, gt=0, le=1)
     #: epochs of linear learning-rate warm-up at the start of each training phase
     warmup_epochs: int = Field(0, ge=0, le=MAX_EPOCHS)
     #: bf16 autocast for the forward pass on CUDA (weights and masks stay float32)
@@ -158,6 +163,14 @@ class TrainConfig(_Strict):
     device: str = "auto"
     #: CPU threads for torch; None leaves torch's default
     threads: int | None = Field(None, ge=1, le=MAX_THREADS)
+
+    @field_validator("lr_milestones")
+    @classmethod
+    def _milestones_in_the_phase(cls, v: list[float]) -> list[float]:
+        if any(not 0 < f < 1 for f in v) or v != sorted(v):
+            raise ValueError(f"{v}: milestones are increasing fractions of the training phase, "
+                             "each between 0 and 1 (e.g. [0.5, 0.75])")
+        return v
 
     @field_validator("device")
     @classmethod
@@ -230,6 +243,11 @@ class PruneConfig(_Strict):
     exclude: list[str] = Field(default_factory=list)
     #: batches of training data used by data-driven criteria
     score_batches: int = Field(1, ge=1)
+    #: a class-balanced scoring set instead of shuffled batches: this many training examples
+    #: of each class (GraSP's official ``samples_per_class``; 10 for CIFAR-10), split into
+    #: ``score_batches`` batches; None (default): ``score_batches`` shuffled batches, so SNIP
+    #: and GraSP see the same examples in a sweep
+    score_samples_per_class: int | None = Field(None, ge=1)
     #: ``weight``: unstructured (single weights); ``channel``: whole conv output channels and
     #: linear units in coupled groups (SNAP / SNAP-it; ``sparsity`` then targets the fraction of
     #: channels removed, see docs/structured.md)

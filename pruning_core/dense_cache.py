@@ -64,6 +64,8 @@ def cache_key(cfg: TrialConfig, plan: list[Action], n: int) -> str:
         "prunable": [cfg.prune.include, cfg.prune.exclude]
         + (["channel"] if cfg.prune.granularity == "channel" else []),  # its masks' layout
         "score_batches": cfg.prune.score_batches,
+        **({"score_samples_per_class": cfg.prune.score_samples_per_class}
+           if cfg.prune.score_samples_per_class else {}),
         "actions": [repr(a) for a in plan[:n]],
     }
     blob = json.dumps(what, sort_keys=True, default=str).encode()

@@ -227,9 +227,17 @@ class _Trial:
         ), masks, target
 
     def _score_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The data-driven criteria's batches: ``score_batches`` shuffled training batches,
+        or (``score_samples_per_class``) a class-balanced set split into that many batches."""
         gen = torch.Generator().manual_seed(self.cfg.seed + 1)
         loader = DataLoader(self.data.train, batch_size=self.cfg.data.batch_size, shuffle=True,
                             generator=gen)
+        per_class = self.cfg.prune.score_samples_per_class
+        if per_class:
+            x, y = balanced_set(loader, self.data.num_classes, per_class)
+            return [(xb.to(self.device), yb.to(self.device)) for xb, yb in
+                    zip(x.chunk(self.cfg.prune.score_batches),
+                        y.chunk(self.cfg.prune.score_batches), strict=True)]
         out = []
         for x, y in loader:
             out.append((x.to(self.device), y.to(self.device)))
@@ -401,6 +409,24 @@ class _Trial:
 
 #: an empty mask set (nothing to zero): a compact model, or counting dense FLOPs
 _NO_MASKS = MaskSet({})
+
+
+def balanced_set(batches: Any, num_classes: int,
+                 per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``per_class`` examples of each class met in ``batches`` (shuffled training
+    batches), grouped by class in class order: GraSP's ``GraSP_fetch_data``
+    (github.com/alecwangcq/GraSP, ``pruner/GraSP.py``). A class with fewer examples gives
+    what it has."""
+    xs: list[list[torch.Tensor]] = [[] for _ in range(num_classes)]
+    for x, y in batches:
+        for xi, yi in zip(x, y.tolist(), strict=True):
+            if 0 <= yi < num_classes and len(xs[yi]) < per_class:
+                xs[yi].append(xi)
+        if all(len(c) == per_class for c in xs):
+            break
+    x_out = torch.stack([xi for c in xs for xi in c])
+    y_out = torch.tensor([k for k, c in enumerate(xs) for _ in c])
+    return x_out, y_out
 
 
 class _DivergedAt(Diverged):

@@ -40,8 +40,8 @@ def lr_at(cfg: TrainConfig, epoch: int, epochs: int) -> float:
     Goyal et al. 2017, per epoch); the schedule itself runs over the whole phase."""
     if cfg.lr_schedule == "cosine" and epochs > 0:
         lr = 0.5 * cfg.lr * (1.0 + math.cos(math.pi * epoch / epochs))
-    elif cfg.lr_schedule == "step":  # /10 at 50% and 75% of the phase
-        lr = cfg.lr * 0.1 ** sum(epoch >= f * epochs for f in (0.5, 0.75))
+    elif cfg.lr_schedule == "step":  # x lr_gamma at each milestone (default /10 at 50%, 75%)
+        lr = cfg.lr * cfg.lr_gamma ** sum(epoch >= f * epochs for f in cfg.lr_milestones)
     else:
         lr = cfg.lr
     if epoch < cfg.warmup_epochs:

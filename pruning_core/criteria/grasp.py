@@ -13,7 +13,8 @@ Follows the official code, alecwangcq/GraSP ``pruner/GraSP.py`` (``GraSP``):
   (``copy.deepcopy(net)  # .eval()`` is commented out), i.e. train mode at initialisation.
   ``mode: eval`` is Synaptic-Flow's choice (``Pruners/pruners.py`` with ``train_mode=False``).
   The official code also draws a class-balanced scoring set (``samples_per_class``); here the
-  scoring batches are ``prune.score_batches`` shuffled training batches, as for SNIP.
+  scoring batches are ``prune.score_batches`` shuffled training batches, as for SNIP, unless
+  ``prune.score_samples_per_class`` asks for the official set.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -121,6 +122,11 @@ def sweep_cmd(
         else:
             fail(f"Ray did not start: {first}")
         return
+    except RuntimeError as exc:  # ray.init on a cluster of another Ray / Python version
+        if not str(exc).startswith("Version mismatch"):
+            raise
+        fail(version_mismatch(address, str(exc)))
+        return
 
     console.print(progress.renderable())
     console.print()
@@ -186,3 +192,17 @@ def register(app: typer.Typer) -> None:
     """Add ``validate`` and ``sweep`` to the ``prunetune`` app."""
     app.command("validate")(validate_cmd)
     app.command("sweep")(sweep_cmd)
+
+
+def version_mismatch(address: str | None, message: str) -> str:
+    """Ray's multi-line "Version mismatch" error as one line: both sides' versions and the
+    fix. Ray refuses a driver whose Ray version or Python version (to the patch level, by
+    default) differs from the cluster's."""
+    found = re.findall(r"Ray:\s*(\S+)\s*Python:\s*(\S+)", message)
+    where = f"--address {address}" if address else "Ray"
+    if len(found) != 2:
+        return f"{where}: {message.strip().splitlines()[0]}"
+    (ray_c, py_c), (ray_d, py_d) = found
+    return (f"{where}: version mismatch: the cluster runs Ray {ray_c} on Python {py_c}, this "
+            f"driver Ray {ray_d} on Python {py_d}; run the driver with the cluster's Ray and "
+            "Python (the image pins both: infra/README.md, Versions)")

@@ -541,7 +541,9 @@ class SearchSpace(_Strict):
         """Draw ``n`` sampled configs (as Ray would pass them) without running anything.
 
         Random sampling, plus one enqueued draw per choice value not yet seen, so every
-        ``when`` branch gets exercised.
+        ``when`` branch gets exercised, and one at each end of every int and float range (a
+        bound the trial config refuses, such as ``prune.steps`` above 10,000, is found now,
+        not in the trials that draw it).
         """
         import optuna
 
@@ -568,6 +570,16 @@ class SearchSpace(_Strict):
                 if (optuna_name(key), repr(v)) not in seen:
                     study.enqueue_trial({optuna_name(key): v}, skip_if_exists=False)
                     draw()
+        for key, p in self.params.items():
+            if isinstance(p, IntParam):
+                ends: tuple[float, ...] = (p.low, p.low + (p.high - p.low) // p.step * p.step)
+            elif isinstance(p, FloatParam):
+                ends = (p.low, p.high)
+            else:
+                continue
+            for v in ends:
+                study.enqueue_trial({optuna_name(key): v}, skip_if_exists=False)
+                draw()
         return out
 
     def trial_config(self, sampled: dict[str, Any]) -> TrialConfig:

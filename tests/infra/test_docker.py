@@ -157,3 +157,16 @@ def test_dockerignore_keeps_results_and_venvs_out() -> None:
     lines = {ln.strip().rstrip("/") for ln in (REPO / ".dockerignore").read_text().splitlines()
              if ln.strip() and not ln.startswith("#")}
     assert {"results", ".venv", ".git", "wandb"} <= lines
+
+
+def test_image_has_what_the_kuberay_probes_run() -> None:
+    """KubeRay's default readiness and liveness probes exec ``wget`` in the Ray containers
+    (infra/k8s sets no probes of its own): an image without it never becomes Ready."""
+    import yaml
+
+    installs = " ".join(args for op, args in instructions() if op == "RUN" and "apt-get" in args)
+    assert re.search(r"\bwget\b", installs), installs
+    for name in ("raycluster.yaml", "rayjob.yaml"):
+        text = (REPO / "infra" / "k8s" / name).read_text()
+        assert "Probe" not in text, f"{name} sets its own probes: check what they run"
+        assert yaml.safe_load_all(text)  # still YAML

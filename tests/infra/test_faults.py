@@ -17,6 +17,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ from .conftest import (
     CREDS,
     MARK,
     RAY,
+    REPO,
     Cluster,
     S3Server,
     cluster_env,
@@ -269,6 +271,34 @@ def test_sweep_with_a_wrong_token_is_one_line_exit_2(tmp_path: Path, cluster: Cl
     assert proc.returncode == 2, out
     lines = [ln for ln in out.splitlines() if ln.strip()]
     assert len(lines) == 1 and "token" in lines[0].lower(), out
+    assert not TrialStore(uri).trial_ids()
+
+
+def test_driver_of_another_ray_version_is_one_line_exit_2(tmp_path: Path, cluster: Cluster,
+                                                         s3_server: S3Server) -> None:
+    """Ray refuses a driver whose Ray (or Python) version differs from the cluster's with a
+    multi-line RuntimeError; the CLI says both sides' versions in one line, exit 2. Fault
+    added on purpose: the driver's ``ray.__version__`` is set to 2.0.0 before it connects."""
+    import ray
+
+    space, uri = space_file(tmp_path, s3_server, "oldray")
+    code = ("import sys, ray; ray.__version__ = '2.0.0'; from sweeps.cli import main; "
+            "sys.argv = ['prunetune', *sys.argv[1:]]; sys.exit(main())")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_SILENT": "true", **client_env(cluster)}
+    proc = subprocess.Popen([sys.executable, "-c", code, "sweep", str(space), "--address",
+                             cluster.address], cwd=tmp_path, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        out = finish(proc, timeout=180)
+    finally:
+        kill_session(proc.pid)
+    assert proc.returncode == 2, out
+    lines = [ln for ln in out.splitlines() if ln.strip()]
+    assert len(lines) == 1, out
+    py = ".".join(map(str, sys.version_info[:3]))
+    assert (f"the cluster runs Ray {ray.__version__} on Python {py}, this driver Ray 2.0.0 "
+            f"on Python {py}") in lines[0], out
     assert not TrialStore(uri).trial_ids()
 
 

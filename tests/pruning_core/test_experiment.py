@@ -226,3 +226,28 @@ def test_epoch_reports_carry_the_size_a_stopped_trial_keeps():
     assert last["train_flops"] == first["train_flops"] + 3 * last["flops"] * 512 == r.train_flops
     assert first["n_collapsed"] == last["n_collapsed"] == 0
     assert "node_sparsity" not in last
+
+
+def test_balanced_scoring_set_is_the_first_examples_of_each_class():
+    """GraSP's official scoring set, by hand: walk the shuffled batches, keep the first
+    ``per_class`` examples of each class, grouped by class."""
+    from pruning_core.experiment import balanced_set
+
+    x = torch.arange(12, dtype=torch.float32).reshape(12, 1)
+    y = torch.tensor([2, 0, 0, 1, 2, 0, 1, 1, 2, 0, 2, 1])
+    batches = [(x[i:i + 4], y[i:i + 4]) for i in range(0, 12, 4)]
+    bx, by = balanced_set(batches, num_classes=3, per_class=2)
+    assert by.tolist() == [0, 0, 1, 1, 2, 2]
+    assert bx.flatten().tolist() == [1, 2, 3, 6, 0, 4]  # class 0: 1, 2; class 1: 3, 6; ...
+    short = balanced_set(batches, num_classes=4, per_class=2)  # class 3 never appears
+    assert short[1].tolist() == [0, 0, 1, 1, 2, 2]
+
+
+def test_score_samples_per_class_feeds_every_data_driven_criterion():
+    c = cfg(criterion="grasp", score_samples_per_class=3, score_batches=2)
+    trial = _Trial(c)
+    batches = trial._score_batches()
+    assert [len(b[1]) for b in batches] == [15, 15]  # 10 digits x 3, in 2 batches
+    labels = torch.cat([b[1] for b in batches]).tolist()
+    assert labels == [k for k in range(10) for _ in range(3)]
+    assert run(c).status == "ok"

@@ -86,6 +86,42 @@ def test_pruned_weights_stay_exactly_zero_under_torch_compile():
         assert (trial.model.get_parameter(name)[~mask] == 0).all()
 
 
+def test_milestones_and_gamma_by_hand():
+    c = TrainConfig(lr=1.0, lr_schedule="step", lr_milestones=[0.25, 0.5, 0.9], lr_gamma=0.5)
+    assert [lr_at(c, e, 20) for e in (0, 4, 5, 9, 10, 17, 18)] == pytest.approx(
+        [1.0, 1.0, 0.5, 0.5, 0.25, 0.25, 0.125])  # x0.5 at epochs 5, 10 and 18 of 20
+    for bad in ([0.75, 0.5], [0.0, 0.5], [1.0]):
+        with pytest.raises(ValueError, match="increasing fractions"):
+            TrainConfig(lr_schedule="step", lr_milestones=bad)
+
+
+@pytest.mark.parametrize("name, criterion, timing", [
+    ("cifar10_resnet32_grasp.yaml", "grasp", "before"),
+    ("cifar10_resnet20_lth.yaml", "magnitude", "imp")])
+def test_paper_recipe_configs_validate(name, criterion, timing):
+    """The recipes of the papers (each file cites the code it follows) load, and their plans
+    are what the papers ran; no CIFAR copy here, so the run itself is out of reach."""
+    from pathlib import Path
+
+    import yaml
+
+    from pruning_core.registries import TIMINGS
+    from pruning_core.schedules import sparsity_steps
+
+    c = load_trial_config(yaml.safe_load(Path("configs", name).read_text()))
+    assert c.prune.criterion == criterion and c.prune.timing.name == timing
+    assert c.train.lr_milestones == [0.5, 0.75] and c.train.epochs == 160
+    steps = sparsity_steps(c.prune.schedule, c.prune.sparsity, c.prune.steps)
+    plan = TIMINGS.get(timing)(c, steps)
+    trains = sum(isinstance(a, Train) for a in plan)
+    if timing == "imp":  # 10 levels of 160 epochs after the dense run, 20 % of the rest each
+        assert trains == 160 * 11
+        assert [1 - s for s in steps] == pytest.approx([0.8 ** k for k in range(1, 11)])
+        assert c.prune.exclude == ["fc.weight"]
+    else:
+        assert trains == 160 and c.prune.score_samples_per_class == 10
+
+
 def test_the_cifar_recipe_config_validates_and_names_its_missing_root():
     from pathlib import Path
 
@@ -93,6 +129,9 @@ def test_the_cifar_recipe_config_validates_and_names_its_missing_root():
 
     data = yaml.safe_load(Path("configs/cifar10_vgg16_snip.yaml").read_text())
     c = load_trial_config(data)
-    assert c.data.augment == "crop_flip" and c.train.warmup_epochs == 2
+    assert c.data.augment == "crop_flip" and c.train.lr_milestones == [0.375, 0.75]
+    # Synaptic-Flow's schedule: 0.1 until epoch 60, 0.01 until 120, then 0.001 (of 160)
+    assert [lr_at(c.train, e, 160) for e in (0, 59, 60, 119, 120, 159)] == pytest.approx(
+        [0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
     with pytest.raises(ConfigError, match=r"^cifar10: no data directory given; set data\.root"):
         run(c)  # no CIFAR copy here: one clear error naming the missing root

@@ -62,6 +62,8 @@ def test_interrupted_sweep_resumes_to_exactly_num_samples(tmp_path: Path,
     # no scheduler: a trial cut short by the stop is `interrupted`, never `stopped_early`
     statuses = set(TrialStore(str(results)).dataframe()["status"])
     assert statuses <= {"ok", "interrupted"}, statuses
+    if sig == signal.SIGINT:  # Ctrl-C: the trials running then are recorded, as interrupted
+        assert "interrupted" in statuses, statuses
 
     resumed = cli("sweep", str(space), "--resume", "--num-cpus", "2", cwd=tmp_path)
     try:

@@ -65,3 +65,57 @@ def test_a_sweep_started_next_to_a_fifo_finishes(tmp_path: Path) -> None:
         kill_session(proc.pid)
     assert proc.returncode == 0, out
     assert "1/1 recorded" in out
+
+
+def test_the_working_dirs_own_copies_of_prunetune_are_not_shipped(tmp_path: Path) -> None:
+    """A working directory holding a copy of prunetune's packages (an old checkout) must not
+    shadow the driver's on the workers: the driver's go as ``py_modules``, the copies are
+    excluded."""
+    import pruning_core
+    import sweeps
+
+    for pkg in ("pruning_core", "sweeps"):
+        (tmp_path / pkg).mkdir()
+        (tmp_path / pkg / "__init__.py").write_text("raise ImportError('a stale copy')\n")
+    env = runtime_env(tmp_path)
+    assert env["py_modules"] == [str(Path(pruning_core.__file__).resolve().parent),
+                                 str(Path(sweeps.__file__).resolve().parent)]
+    assert {"/pruning_core/", "/sweeps/"} <= set(env["excludes"])
+    assert env["working_dir"] == str(tmp_path.resolve())
+
+
+@pytest.mark.slow
+def test_a_sweep_from_a_directory_with_a_stale_checkout_runs_the_drivers_code(
+        tmp_path: Path) -> None:
+    """Issue 8, mixed versions: ``prunetune sweep`` (the installed command) started next to
+    copies of ``pruning_core/`` and ``sweeps/`` that fail on import; the workers import the
+    driver's packages, so the trial runs."""
+    import sys
+
+    for pkg in ("pruning_core", "sweeps"):
+        (tmp_path / pkg).mkdir()
+        (tmp_path / pkg / "__init__.py").write_text("raise ImportError('a stale copy')\n")
+    space = write_space(tmp_path / "space.yaml", """\
+        name: stale
+        objectives: [{metric: test_accuracy, mode: max}]
+        sampler: {name: random, seed: 0}
+        budget: {num_samples: 1, max_failures: 0}
+        fixed:
+          model: {name: mlp}
+          data: {name: digits}
+          train: {epochs: 1, device: cpu}
+        storage: res
+        wandb: {mode: disabled}
+        """)
+    command = Path(sys.executable).with_name("prunetune")
+    assert command.is_file(), "the package is installed (scripts/setup.sh: pip install -e .)"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.Popen([str(command), "sweep", str(space), "--num-cpus", "1"], cwd=tmp_path,
+                            env=env, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=240)
+    finally:
+        kill_session(proc.pid)
+    assert proc.returncode == 0, out
+    assert "1/1 recorded (1 ok)" in out, out

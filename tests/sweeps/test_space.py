@@ -112,6 +112,25 @@ def test_sampled_config_errors_name_the_trial_field() -> None:
         validate_space(space, n=4)
 
 
+def test_validation_draws_both_ends_of_every_range() -> None:
+    """A top a random draw seldom reaches: prune.steps up to 10,001 (one past the limit)."""
+    space = parse_space({
+        "name": "t", "objectives": [{"metric": "test_accuracy", "mode": "max"}],
+        "fixed": {"prune": {"schedule": "linear"}},
+        "params": {"prune.steps": {"type": "int", "low": 1, "high": 10_001},
+                   "prune.sparsity": {"type": "float", "low": 0.5, "high": 0.9}}})
+    drawn = space.sample(2, seed=0)
+    steps = [d["prune"]["steps"] for d in drawn]
+    sparsity = [d["prune"]["sparsity"] for d in drawn]
+    assert {1, 10_001} <= set(steps) and {0.5, 0.9} <= set(sparsity)
+    with pytest.raises(ConfigError, match="10001 steps is more than the 10000 allowed"):
+        validate_space(space, n=2)
+    stepped = parse_space({  # an int range with a step: the top is the last reachable value
+        "name": "t", "objectives": [{"metric": "test_accuracy", "mode": "max"}],
+        "params": {"train.epochs": {"type": "int", "low": 1, "high": 10, "step": 4}}})
+    assert {d["train"]["epochs"] for d in stepped.sample(0)} == {1, 9}
+
+
 def _space(param: dict) -> dict:
     return {
         "name": "lw", "objectives": [{"metric": "test_accuracy", "mode": "max"}],
