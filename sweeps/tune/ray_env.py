@@ -109,10 +109,11 @@ def fate_shared() -> Iterator[None]:
     Ray's GCS and raylet share the driver's fate, but its dashboard and runtime-env agents
     outlive a SIGKILLed driver for minutes (they block reporting the raylet's death to the dead
     GCS), and so can workers. Every process ``ray.init`` starts inherits a fresh token in its
-    environment; a small watchdog process (``python -m sweeps.tune.ray_env``) waits for the driver
-    to die and then stops exactly the processes carrying that token (this cluster's, nothing
-    else), SIGTERM then SIGKILL. It starts before ``ray.init`` and leaves by itself once the
-    cluster is shut down cleanly.
+    environment; a small watchdog process (``python -m sweeps.tune.ray_env``) follows those
+    processes and their descendants while the driver lives (:class:`Cluster`), and when it dies
+    stops exactly them (this cluster's, nothing else), plus any process of the driver's terminal
+    session holding a file in the cluster's session directory, SIGTERM then SIGKILL. It starts
+    before ``ray.init`` and leaves by itself once the cluster is shut down cleanly.
     """
     token = uuid.uuid4().hex
     try:  # before ray.init: a driver killed while Ray starts is covered too
@@ -126,11 +127,15 @@ def fate_shared() -> Iterator[None]:
         os.environ.pop(FATE_TOKEN, None)
 
 
+#: the directory holding the ``sweeps`` package (the watchdog imports it from there)
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+
+
 def start_watchdog(token: str) -> subprocess.Popen[bytes]:
     """Start the watchdog of the processes marked with ``token`` (a child of this process)."""
-    root = str(Path(__file__).resolve().parents[1])
     env = {k: v for k, v in os.environ.items() if k != FATE_TOKEN}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p)
     return subprocess.Popen(
         [sys.executable, "-m", "sweeps.tune.ray_env", str(os.getpid()), token], env=env,
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -195,3 +195,23 @@ def test_fate_shared_token_marks_only_what_starts_inside() -> None:
         outside.kill()
         inside.kill()
         inside.wait()
+
+
+def test_the_watchdog_imports_prunetune_from_the_package_root() -> None:
+    """The watchdog runs ``python -m sweeps.tune.ray_env`` with the package's root first on
+    PYTHONPATH, so it starts where prunetune is not installed: here the base interpreter
+    under the virtualenv, which has no prunetune (nor Ray: the watchdog needs only the
+    standard library). It leaves by itself only once a cluster it saw is gone, so still running
+    3 s later means it imported and is watching."""
+    from sweeps.tune import ray_env
+
+    assert (ray_env.PACKAGE_ROOT / "sweeps" / "tune" / "ray_env.py").is_file()
+    base = getattr(sys, "_base_executable", sys.executable)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    code = (f"import sys; sys.path.insert(0, {str(REPO)!r}); "
+            "from sweeps.tune.ray_env import start_watchdog; "
+            "w = start_watchdog('no-such-token'); import time; time.sleep(3); "
+            "print(w.poll()); w.kill()")
+    done = subprocess.run([base, "-c", code], capture_output=True, text=True, env=env, cwd="/",
+                          timeout=60)
+    assert done.stdout.strip() == "None", done.stdout + done.stderr  # still running
