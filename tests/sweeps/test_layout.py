@@ -108,3 +108,27 @@ def test_results_are_read_in_a_python_without_ray(tmp_path: Path) -> None:
     assert (tmp_path / "r.html").stat().st_size > 10_000
     # the best accuracy among the finished trials is on the front
     assert max(accs, key=accs.get) in done.stdout
+
+
+def test_a_sweep_pickled_under_the_old_module_names_still_loads() -> None:
+    """Tune pickled a sweep's searcher, scheduler and callbacks under the flat names of the
+    old layout (``sweeps.schedulers``, ``sweeps.recorder``, ...): ``--resume`` of such a sweep
+    unpickles them, so the old names resolve to the moved modules (the same objects)."""
+    import importlib
+    import pickle
+
+    import sweeps
+    from sweeps.tune.schedulers import DominatedStopper
+
+    stopper = DominatedStopper("progress", ["test_accuracy"], ["max"], rungs=[500])
+    old = pickle.dumps(stopper, protocol=0).replace(b"sweeps.tune.schedulers",
+                                                    b"sweeps.schedulers")
+    assert b"sweeps.schedulers" in old
+    back = pickle.loads(old)
+    assert type(back) is DominatedStopper and back.rungs == [500]
+    for name, new in sweeps.MOVED.items():
+        assert importlib.import_module(f"sweeps.{name}") is importlib.import_module(new)
+    # every moved module is in the map, and nothing else is
+    moved = {p.stem for pkg in ("tune", "results") for p in (REPO / "sweeps" / pkg).glob("*.py")
+             if p.stem != "__init__"}
+    assert moved == {k for k, v in sweeps.MOVED.items() if not v.startswith("sweeps.cli")}
