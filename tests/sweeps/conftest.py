@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -60,3 +61,12 @@ def cli(*args: str, cwd: Path, env_extra: dict[str, str] | None = None,
     return subprocess.Popen([PY, "-m", "sweeps.cli", *args], cwd=cwd, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True, **kw)  # type: ignore[call-overload]
+
+
+def offline_run_id(dirname: str) -> str:
+    """The W&B run id of an offline run directory ``offline-run-<date>_<time>-<id>[-N]``
+    (``-N``: W&B reopened the id within the same second). Run ids are ``<sweep>-<trial id>``
+    (8 hex digits, which can all be decimal digits: never strip those) or ``<sweep>-summary``."""
+    rest = dirname.split("-", 3)[3]
+    m = re.fullmatch(r"(.+-(?:[0-9a-f]{8}|summary))(?:-\d{1,3})?", rest)
+    return m.group(1) if m else rest

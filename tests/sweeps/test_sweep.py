@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ from sweeps.results.store import TrialStore
 from sweeps.tune.launch import run_sweep
 from sweeps.tune.space import parse_space
 
+from .conftest import offline_run_id
 from .faults import FaultyRun
 
 pytestmark = pytest.mark.slow
@@ -68,7 +68,7 @@ def test_faults_are_retried_recorded_and_the_sweep_goes_on(tmp_path: Path, ray_l
     # W&B: one offline run id per trial plus the summary run, under the results dir (a trial's
     # retries and its Pareto-flag update reopen the same id in further directories)
     runs = sorted(p.name for p in (Path(outcome.results_dir) / "wandb").glob("offline-run-*"))
-    ids = {re.sub(r"-\d+$", "", r.split("-", 3)[3]) for r in runs}  # "-N": a reopened id
+    ids = {offline_run_id(r) for r in runs}
     assert len(ids) == 5 and "e2e-summary" in ids, runs
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import struct
 import subprocess
@@ -21,6 +20,8 @@ from sweeps.results.store import TrialStore
 from sweeps.tune.launch import run_sweep
 from sweeps.tune.space import parse_space
 from sweeps.tune.wandb_log import TrialRun, WandbSink, WandbTarget, front_ranks, sweep_flags
+
+from .conftest import offline_run_id
 
 REPO = Path(__file__).resolve().parents[2]
 OBJECTIVES = [{"metric": "test_accuracy", "mode": "max"}, {"metric": "sparsity", "mode": "max"}]
@@ -87,9 +88,7 @@ def runs_by_id(results: Path) -> dict[str, list[dict[str, Any]]]:
     """Offline runs under ``<results>/wandb`` by run id, each id's directories oldest first."""
     out: dict[str, list[dict[str, Any]]] = {}
     for d in sorted((results / "wandb").glob("offline-run-*")):
-        # offline-run-<time>-<id>, plus "-N" when W&B reopens an id within the same second
-        run_id = re.sub(r"-\d+$", "", d.name.split("-", 3)[3])
-        out.setdefault(run_id, []).append(read_run(d))
+        out.setdefault(offline_run_id(d.name), []).append(read_run(d))
     return out
 
 
@@ -289,3 +288,15 @@ def test_sink_flags_offline_runs_written_by_trials(tmp_path: Path) -> None:
     assert runs["s-t1"][-1]["summary"] == {**runs["s-t1"][-1]["summary"], "pareto": False,
                                            "front_rank": 1, "hypervolume": flags.hypervolume}
     assert runs["s-summary"][0]["summary"]["n_error"] == 1
+
+
+@pytest.mark.parametrize(("dirname", "run_id"), [
+    ("offline-run-20261123_150102-wbkill-70409461", "wbkill-70409461"),  # an all-digit id
+    ("offline-run-20261123_150102-wbkill-70409461-1", "wbkill-70409461"),  # reopened
+    ("offline-run-20261123_150102-e2e-3fa0b9c2", "e2e-3fa0b9c2"),
+    ("offline-run-20261123_150102-e2e-summary-2", "e2e-summary"),
+    ("offline-run-20261123_150102-my-sweep-deadbeef-00000001", "my-sweep-deadbeef-00000001"),
+])
+def test_offline_run_ids_are_read_back_from_directory_names(dirname: str, run_id: str) -> None:
+    """CI once failed here: a trial id of 8 decimal digits was stripped as W&B's "-N"."""
+    assert offline_run_id(dirname) == run_id
