@@ -65,8 +65,6 @@ def cli(*args: str, cwd: Path, env_extra: dict[str, str] | None = None,
 
 def offline_run_id(dirname: str) -> str:
     """The W&B run id of an offline run directory ``offline-run-<date>_<time>-<id>[-N]``
-    (``-N``: W&B reopened the id within the same second). Run ids are ``<sweep>-<trial id>``
-    (8 hex digits, which can all be decimal digits: never strip those) or ``<sweep>-summary``."""
-    rest = dirname.split("-", 3)[3]
-    m = re.fullmatch(r"(.+-(?:[0-9a-f]{8}|summary))(?:-\d{1,3})?", rest)
-    return m.group(1) if m else rest
+    (``-N``: W&B reopened the id within the same second; a small counter). A trial id is 8 hex
+    digits, which can all be decimal: only a suffix of 1 to 3 digits is W&B's."""
+    return re.sub(r"-\d{1,3}$", "", dirname.split("-", 3)[3])

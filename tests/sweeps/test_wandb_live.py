@@ -296,6 +296,8 @@ def test_sink_flags_offline_runs_written_by_trials(tmp_path: Path) -> None:
     ("offline-run-20261123_150102-e2e-3fa0b9c2", "e2e-3fa0b9c2"),
     ("offline-run-20261123_150102-e2e-summary-2", "e2e-summary"),
     ("offline-run-20261123_150102-my-sweep-deadbeef-00000001", "my-sweep-deadbeef-00000001"),
+    ("offline-run-20261123_150102-s-t1", "s-t1"),  # the tests' own short trial ids
+    ("offline-run-20261123_150102-s-t1-1", "s-t1"),  # CI: reopened within the same second
 ])
 def test_offline_run_ids_are_read_back_from_directory_names(dirname: str, run_id: str) -> None:
     """CI once failed here: a trial id of 8 decimal digits was stripped as W&B's "-N"."""
