@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import pickle
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -40,20 +41,28 @@ def read_state_dict(path: str | Path, field: str = "model.weights") -> dict[str,
         except (SafetensorError, OSError, ValueError) as exc:
             raise ConfigError(f"{field}: {str(p)!r} is not a readable safetensors file ({exc})") \
                 from None
-    try:
-        obj: Any = torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        needs = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        if needs is None:  # not a pickle torch can read at all
-            raise ConfigError(f"{field}: {str(p)!r} is not a torch checkpoint (unreadable "
-                              "pickle)") from None
-        raise ConfigError(
-            f"{field}: {str(p)!r} needs weights_only=False to load (it pickles "
-            f"{needs.group(1)}, i.e. code); save model.state_dict() with torch.save or as "
-            "safetensors"
-        ) from None
-    except (RuntimeError, OSError, EOFError, ValueError) as exc:
-        raise ConfigError(f"{field}: {str(p)!r} is not a torch checkpoint ({exc})") from None
+    # torch warns on some files it then refuses (a raw pickle's protocol): kept out of the
+    # terminal and folded into the one-line error instead
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            obj: Any = torch.load(p, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            needs = re.search(r"GLOBAL ([\w.]+)", str(exc))
+            if needs is None:  # not a pickle torch can read at all
+                raise ConfigError(f"{field}: {str(p)!r} is not a torch checkpoint (unreadable "
+                                  f"pickle{_noted(caught)})") from None
+            raise ConfigError(
+                f"{field}: {str(p)!r} needs weights_only=False to load (it pickles "
+                f"{needs.group(1)}, i.e. code); save model.state_dict() with torch.save or as "
+                "safetensors"
+            ) from None
+        except Exception as exc:  # any file at all: torch's parser fails in many ways
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise ConfigError(f"{field}: {str(p)!r} is not a torch checkpoint "
+                              f"({type(exc).__name__}: {first}{_noted(caught)})") from None
+    for w in caught:
+        log.warning("%s: %s", field, w.message)
     for key in _NESTED:
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -64,6 +73,14 @@ def read_state_dict(path: str | Path, field: str = "model.weights") -> dict[str,
             f"{field}: {str(p)!r} holds a {type(obj).__name__}, not a state dict of tensors"
         )
     return obj
+
+
+def _noted(caught: list[warnings.WarningMessage]) -> str:
+    """torch's first warning while reading, as a short note for the error line."""
+    if not caught:
+        return ""
+    text = str(caught[0].message).split(". ")[0].strip().splitlines()[0][:120]
+    return f"; torch: {text}"
 
 
 def load_weights(model: nn.Module, path: str | Path, strict: bool = True,

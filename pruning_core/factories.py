@@ -10,10 +10,10 @@
 Import paths are resolved with ``importlib`` on whatever process runs the trial: the driver
 validates them first, Ray workers get the user's code through ``runtime_env`` (``prunetune
 sweep --working-dir``). Every failure is one ``ConfigError`` line naming the config key and the
-factory. The user's factories are trusted code (see SECURITY.md): they run as written. A
-config is not trusted, so the path must name a callable *defined in* the named package, outside
-the standard library and prunetune's own dependencies: ``"os:system"``, ``"subprocess:run"``
-or ``"my_pkg:system"`` (an import of ``os.system``) are refused before anything is called.
+factory. A config is not trusted (see SECURITY.md): before anything is imported,
+:func:`~pruning_core.code_trust.check_import` requires the code to lie in the user's own code
+(the working directory, or a package the user allowed with ``--allow-import``), never in an
+installed library or the standard library, and the callable to be defined there.
 """
 
 from __future__ import annotations
@@ -21,19 +21,15 @@ from __future__ import annotations
 import importlib
 import inspect
 import re
-import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from torch import nn
 from torch.utils.data import Dataset
 
+from .code_trust import check_import
 from .errors import ConfigError
 
-#: installed libraries a config may not call into (their callables are not model factories)
-_REFUSED = frozenset({"torch", "torchvision", "numpy", "ray", "optuna", "wandb", "pandas",
-                      "pyarrow", "duckdb", "yaml", "safetensors", "sklearn", "pruning_core",
-                      "sweeps", "typer", "rich", "pydantic", "setuptools", "pip"})
 _PATH_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
@@ -51,12 +47,7 @@ def resolve(path: str, field: str) -> Any:
         )
     module_name, attr = path.split(":", 1)
     top = module_name.split(".")[0]
-    if top in sys.stdlib_module_names or top in sys.builtin_module_names or top in _REFUSED:
-        # a config is not trusted: it may name the user's own code, not a library's callables
-        raise ConfigError(
-            f"{field}: {path!r} names the {top!r} library; a factory must be your own code "
-            "(a module of your package)"
-        )
+    check_import(module_name, attr, field)  # before any of its code runs
     try:
         obj: Any = importlib.import_module(module_name)
     except Exception as exc:  # ImportError, or whatever the user's module raises on import

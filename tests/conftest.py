@@ -26,3 +26,25 @@ def batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
     g = torch.Generator().manual_seed(1)
     return [(torch.randn(16, 3, 8, 8, generator=g), torch.randint(0, 10, (16,), generator=g))
             for _ in range(2)]
+
+
+@pytest.fixture(autouse=True)
+def _import_allowances(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with no ``--allow-import`` / extra code root (``code_trust`` keeps them
+    in the environment, for Ray's workers): what one test allows never leaks into the next."""
+    from pruning_core.code_trust import ALLOW_ENV, ROOTS_ENV
+
+    monkeypatch.delenv(ALLOW_ENV, raising=False)
+    monkeypatch.delenv(ROOTS_ENV, raising=False)
+
+
+def user_code_dir(monkeypatch: pytest.MonkeyPatch, path: object, *modules: str) -> None:
+    """``path`` as the user's working directory of code (first on ``sys.path``, the current
+    directory), with earlier tests' imports of ``modules`` (same names, other folders) forgotten."""
+    import sys
+
+    monkeypatch.syspath_prepend(str(path))
+    monkeypatch.chdir(str(path))
+    for name in list(sys.modules):
+        if name.split(".")[0] in modules:
+            monkeypatch.delitem(sys.modules, name)

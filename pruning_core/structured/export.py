@@ -39,21 +39,21 @@ def save_compact(path: str | Path, model: nn.Module, indices: KeepIndices,
     })
 
 
-def _metadata(path: str | Path) -> dict[str, str]:
+def _metadata(path: str | Path, field: str = "model.weights") -> dict[str, str]:
     from safetensors import safe_open
 
     try:
         with safe_open(str(path), framework="pt") as f:
             return f.metadata() or {}
     except Exception as exc:  # safetensors raises several types for a bad file
-        raise ConfigError(f"{path}: not a readable safetensors file ({exc})") from None
+        raise ConfigError(f"{field}: {path}: not a readable safetensors file ({exc})") from None
 
 
 def compact_indices(path: str | Path, field: str = "model.weights") -> KeepIndices | None:
     """The kept channel indices of a compact file; ``None`` for any other safetensors file."""
     if Path(path).suffix != ".safetensors" or not Path(path).is_file():
         return None
-    meta = _metadata(path)
+    meta = _metadata(path, field)
     if meta.get("format") != COMPACT_FORMAT:
         return None
     if meta.get("version") != str(COMPACT_VERSION):

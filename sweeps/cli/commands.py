@@ -11,7 +11,14 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from sweeps.cli.common import apply_overrides, console, read_yaml, run_trial
+from sweeps.cli.common import (
+    AllowImport,
+    allow_imports,
+    apply_overrides,
+    console,
+    read_yaml,
+    run_trial,
+)
 from sweeps.cli.errors import OneLineUsageGroup
 
 app = typer.Typer(
@@ -64,8 +71,10 @@ def run_cmd(
     compact_out: Annotated[Path | None, typer.Option(
         "--export-compact", help="prune.granularity channel: write the compact network "
         "(safetensors weights + the spec that rebuilds it, no pickle) here.")] = None,
+    allow_import: AllowImport = None,
 ) -> None:
     """Run one trial: prune and train a model as the config says."""
+    allow_imports(allow_import)
     data = apply_overrides(read_yaml(config), set_ or [])
     run_trial(data, json_out, masks_out, weights_out, compact_out)
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -18,6 +19,24 @@ from sweeps.cli.errors import fail, output_console
 from sweeps.results.outputs import check_outputs
 
 console = output_console()  # not a terminal: wide, so tables in logs are not cut at 80 columns
+
+
+#: ``--allow-import PKG``: the user's own installed packages a config may name factories of
+AllowImport = Annotated[list[str] | None, typer.Option(
+    "--allow-import", metavar="PKG",
+    help="Let configs name factories (pkg.module:build) of this installed top-level package "
+         "of yours (repeatable; also PRUNETUNE_ALLOW_IMPORT=a,b). Code in the working "
+         "directory is always allowed; other installed libraries never are.")]
+
+
+def allow_imports(packages: list[str] | None) -> None:
+    """Record ``--allow-import`` values (``pruning_core.code_trust``); a bad name: one line."""
+    from pruning_core.code_trust import allow_import
+
+    try:
+        allow_import(*(packages or []))
+    except ConfigError as exc:
+        fail(str(exc))
 
 
 _KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_-]+)*$")

@@ -63,6 +63,11 @@ def fail(msg: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+def warn(msg: str) -> None:
+    """One plain ``warning:`` line on stderr; the command goes on."""
+    typer.echo(f"warning: {msg}", err=True)
+
+
 def _quoted(value: Any) -> str:
     text = repr(value) if isinstance(value, str) else repr(str(value))
     return text if len(text) <= _MAX_VALUE else text[: _MAX_VALUE - 4] + "...'"

@@ -9,8 +9,15 @@ from typing import Annotated, Any
 import typer
 
 from pruning_core.errors import ConfigError
-from sweeps.cli.common import apply_overrides, console, require_outputs, run_trial
-from sweeps.cli.errors import fail
+from sweeps.cli.common import (
+    AllowImport,
+    allow_imports,
+    apply_overrides,
+    console,
+    require_outputs,
+    run_trial,
+)
+from sweeps.cli.errors import fail, warn
 
 schedule_app = typer.Typer(help="Export tuned sparsity schedules from sweep results.",
                            no_args_is_help=True)
@@ -137,7 +144,7 @@ def export_cmd(
         fail(str(exc))
     console.print(
         f"schedule from trial {s.provenance.trial_id} ({s.prune.criterion}, {s.prune.schedule} × "
-        f"{s.prune.steps}, target {s.target_sparsity:.4f}, "
+        f"{s.prune.steps}, {s.target_text()}, "
         f"test accuracy {s.provenance.metrics.get('test_accuracy', float('nan')):.4f}) "
         f"written to {out}")
 
@@ -153,11 +160,17 @@ def apply_cmd(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the result JSON.")] = None,
     masks_out: Annotated[Path | None, typer.Option(
         "--masks", help="Write the final masks (safetensors).")] = None,
+    trust_schedule: Annotated[bool, typer.Option(
+        "--trust-schedule", help="Let the schedule choose its dataset directory, weights file "
+        "and factories (still only your own code: see --allow-import). Off by default: a "
+        "schedule from someone else chooses none of them.")] = False,
+    allow_import: AllowImport = None,
 ) -> None:
     """Prune and train with a tuned schedule; maps per-layer sparsities to a related model."""
     from pruning_core.experiment import prunable_layers
     from pruning_core.tuned import Schedule
 
+    allow_imports(allow_import)
     try:
         s = Schedule.load(schedule)
         overrides: dict[str, Any] = {}
@@ -172,7 +185,10 @@ def apply_cmd(
         from pruning_core.config import flatten
 
         overrides.update(flatten(extra))
-        _guard_untrusted(schedule, s.trial, model, data, overrides)
+        if trust_schedule:
+            _warn_trusted(schedule, s.trial, overrides)
+        else:
+            _guard_untrusted(schedule, s.trial, model, data, overrides)
         base = s.trial_config(overrides=overrides)
         cfg = s.trial_config(prunable_layers(base), overrides)
     except ConfigError as exc:
@@ -180,7 +196,7 @@ def apply_cmd(
     if cfg.prune.allocation.name == "explicit" and s.prune.allocation.name != "explicit":
         console.print(f"mapped {len(s.layers)} source layers onto "
                           f"{len(cfg.prune.allocation.layer_sparsity or [])} target layers "
-                          f"by kind and depth; target sparsity {s.target_sparsity:.4f}")
+                          f"by kind and depth; {s.target_text()}")
     run_trial(cfg, json_out, masks_out)
 
 
@@ -194,7 +210,10 @@ def _guard_untrusted(path: Path, trial: dict[str, Any], model: str | None, data:
       that needs files then asks for ``data.root``).
     - ``trial.model.name`` / ``trial.data.name`` written as an import path
       (``pkg.module:factory``) are refused unless ``--model`` / ``--data`` (or ``--set``)
-      name the model / data."""
+      name the model / data.
+    - ``trial.model.weights`` is refused unless ``--set model.weights=PATH`` replaces it; with
+      ``--model NAME`` it is dropped (it belongs to the schedule's model).
+    ``--trust-schedule`` skips this guard (``_warn_trusted``)."""
     for section, flag, given in (("model", "--model", model), ("data", "--data", data)):
         part = trial.get(section)
         name = part.get("name") if isinstance(part, dict) else None
@@ -203,6 +222,15 @@ def _guard_untrusted(path: Path, trial: dict[str, Any], model: str | None, data:
             raise ConfigError(
                 f"schedule {path}: trial.{section}.name names code to import ({name}); apply "
                 f"never runs code chosen by a schedule file: pass {flag} NAME")
+    part = trial.get("model")
+    weights = part.get("weights") if isinstance(part, dict) else None
+    if weights is not None and "model.weights" not in overrides:
+        if not model:
+            raise ConfigError(
+                f"schedule {path}: trial.model.weights names a file to read ({weights}); apply "
+                "never reads a file chosen by a schedule file: pass --set model.weights=PATH (a "
+                "file you trust), --set model.weights=null, or --trust-schedule")
+        overrides["model.weights"] = None  # the schedule's weights belong to its own model
     section = trial.get("data")
     root = section.get("root") if isinstance(section, dict) else None
     if root is None or "data.root" in overrides:
@@ -213,6 +241,23 @@ def _guard_untrusted(path: Path, trial: dict[str, Any], model: str | None, data:
             "reads a directory chosen by a schedule file: pass --set data.root=DIR (a directory "
             "you trust) or --data NAME")
     overrides["data.root"] = None
+
+
+def _warn_trusted(path: Path, trial: dict[str, Any], overrides: dict[str, Any]) -> None:
+    """``--trust-schedule``: one warning line naming what the schedule will make apply import
+    and read (factories still pass ``pruning_core.code_trust``: your own code only)."""
+    chosen = []
+    for key in ("model.name", "data.name", "model.weights", "data.root"):
+        section, field = key.split(".")
+        part = trial.get(section)
+        value = part.get(field) if isinstance(part, dict) else None
+        if value is None or key in overrides:
+            continue
+        if field != "name" or (isinstance(value, str) and ":" in value
+                               and not value.startswith("tv:")):
+            chosen.append(f"{key}={value}")
+    warn(f"--trust-schedule: {path} chooses " + (", ".join(chosen) if chosen else
+                                                  "no code, file or directory"))
 
 
 def register(app: typer.Typer) -> None:

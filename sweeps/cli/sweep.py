@@ -13,6 +13,7 @@ from rich.live import Live
 from rich.table import Table
 
 from pruning_core.errors import ConfigError
+from sweeps.cli.common import AllowImport, allow_imports
 from sweeps.cli.errors import fail, output_console
 
 SpaceArg = Annotated[Path, typer.Argument(help="search-space YAML (see search_spaces/)")]
@@ -21,8 +22,10 @@ SpaceArg = Annotated[Path, typer.Argument(help="search-space YAML (see search_sp
 def validate_cmd(
     space_path: SpaceArg,
     samples: Annotated[int, typer.Option("--samples", help="configs to sample and check")] = 32,
+    allow_import: AllowImport = None,
 ) -> None:
     """Load a search space, sample configurations and validate each as a TrialConfig."""
+    allow_imports(allow_import)
     from sweeps.tune.space import load_space, validate_space
 
     try:
@@ -69,14 +72,23 @@ def sweep_cmd(
         "--working-dir", help="your code for every Ray worker (model/data factories): shipped "
         "with the job, results/.venv/.git left out [default: the current directory]",
         show_default=False)] = None,
+    allow_import: AllowImport = None,
 ) -> None:
     """Run a sweep: Ray Tune + OptunaSearch; one Parquet row per trial; Pareto front at the end."""
     import os
+    import sys
+
+    from pruning_core.code_trust import add_code_root
 
     working_dir = working_dir or os.getcwd()
     if not os.path.isdir(working_dir):
         fail(f"--working-dir: {working_dir!r} is not a directory")
         return
+    allow_imports(allow_import)
+    # the shipped code is the user's: the driver validates factories against the same files
+    add_code_root(working_dir)
+    if os.path.abspath(working_dir) not in sys.path:
+        sys.path.append(os.path.abspath(working_dir))
     from sweeps.tune.ray_env import client_auth_defaults, embedded_auth_defaults
 
     if address is not None:

@@ -40,6 +40,15 @@ def _packages() -> list[Path]:
     return [Path(m.__file__).resolve().parent for m in (pruning_core, sweeps)]
 
 
+def trust_env() -> dict[str, str]:
+    """The user's import allowances (``pruning_core.code_trust``) for every worker: the
+    packages they allowed and their code roots, from the driver's environment (never from a
+    config). On a worker, the shipped working directory is its current directory, a root."""
+    from pruning_core.code_trust import ALLOW_ENV, ROOTS_ENV
+
+    return {k: os.environ[k] for k in (ALLOW_ENV, ROOTS_ENV) if os.environ.get(k)}
+
+
 def runtime_env(working_dir: str | Path | None) -> dict[str, Any]:
     """The ``runtime_env`` for ``ray.init``: ``working_dir`` (if given) plus the driver's
     prunetune packages."""
@@ -48,7 +57,7 @@ def runtime_env(working_dir: str | Path | None) -> dict[str, Any]:
     # of a config (model.weights, data.root) mean the same on every worker as on the driver
     # (RAY_CHDIR_TO_TRIAL_DIR is Ray Tune's documented switch)
     env: dict[str, Any] = {"py_modules": [str(p) for p in packages],
-                           "env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0"}}
+                           "env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0", **trust_env()}}
     if working_dir is not None:
         wd = Path(working_dir).resolve()
         excludes = list(EXCLUDES)

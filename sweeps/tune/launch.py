@@ -302,11 +302,17 @@ def build_trainable(space: SearchSpace, run_fn: RunFn | None = None) -> Any:
 
 def _with_factories(space: SearchSpace, model_fn: Callable[..., Any] | None,
                     data_fn: Callable[..., Any] | None) -> SearchSpace:
+    from pruning_core.code_trust import allow_import
     from pruning_core.factories import import_path_of
 
     fixed = dict(space.fixed)
     for key, fn in (("model.name", model_fn), ("data.name", data_fn)):
         if fn is not None:
+            # the user passed this object from Python: its package is their code, wherever
+            # it is installed (the allowance travels to the workers in runtime_env)
+            top = str(getattr(fn, "__module__", "") or "").split(".")[0]
+            if top.isidentifier() and top != "__main__":
+                allow_import(top)
             section, _ = key.split(".")
             fixed.pop(key, None)
             sub = dict(fixed.get(section) or {})

@@ -268,3 +268,44 @@ def test_run_output_missing_parents_are_created(tmp_path: Path, option: str) -> 
     assert target.is_file() and target.stat().st_size > 0
     if option == "--json":
         assert json.loads(target.read_text())["status"] == "ok"
+
+
+def _raw_pickle(t: Path) -> Path:
+    import pickle
+
+    (t / "raw.pt").write_bytes(pickle.dumps({"w": [1.0, 2.0]}, protocol=4))
+    return t / "raw.pt"
+
+
+def _code_pickle(t: Path) -> Path:
+    import pickle
+
+    (t / "code.pt").write_bytes(pickle.dumps(os.getcwd))  # a global: code, not tensors
+    return t / "code.pt"
+
+
+WEIGHTS_FILES: list[Any] = [
+    pytest.param(_raw_pickle, "not a torch checkpoint", id="raw-pickle-protocol-4"),
+    pytest.param(_code_pickle, "not a torch checkpoint", id="pickled-function"),
+    pytest.param(lambda t: Path("/etc/passwd"), "not a torch checkpoint", id="etc-passwd"),
+    pytest.param(lambda t: (t / "e.pt").write_bytes(b"") and t / "e.pt" or t / "e.pt",
+                 "not a torch checkpoint", id="empty"),
+    pytest.param(lambda t: (t / "r.pt").write_bytes(os.urandom(4096)) and t / "r.pt",
+                 "not a torch checkpoint", id="random-bytes"),
+    pytest.param(lambda t: (t / "x.safetensors").write_text("{}") and t / "x.safetensors",
+                 "not a readable safetensors file", id="bad-safetensors"),
+]
+
+
+@pytest.mark.parametrize(("make", "needle"), WEIGHTS_FILES)
+def test_run_weights_file(tmp_path: Path, make: Any, needle: str) -> None:
+    """A weights file of any content is one stderr line, exit 2, in a real process (so that
+    torch's own ``UserWarning`` lines, printed by Python's warnings machinery, are seen too)."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_bytes(dump(BASE))
+    weights = make(tmp_path)
+    out = guarded("run", cfg, "--set", f"model.weights={weights}", limit_s=60)
+    assert out.code == 2 and "Traceback" not in out.stderr, str(out)
+    lines = out.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: model.weights: "), str(out)
+    assert needle in lines[0], str(out)

@@ -5,6 +5,7 @@ import torchvision
 from pruning_core.config import load_trial_config
 from pruning_core.errors import ConfigError
 from pruning_core.models import create_model, torchvision_weights_path
+from tests.conftest import user_code_dir
 
 
 @pytest.fixture
@@ -43,7 +44,7 @@ def test_a_config_names_a_user_factory_that_must_import(tmp_path, monkeypatch):
         "from torch import nn\n"
         "def build(input_shape, num_classes):\n"
         "    return nn.Sequential(nn.Flatten(), nn.Linear(40, num_classes))\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
+    user_code_dir(monkeypatch, tmp_path, "userpkg2")
     cfg = load_trial_config({"model": {"name": "userpkg2:build"}, "data": {"name": "mnist1d"}})
     model = create_model(cfg.model.name, (1, 40), 10)
     assert model(torch.randn(2, 1, 40)).shape == (2, 10)

@@ -272,3 +272,29 @@ def test_apply_never_imports_code_a_schedule_names(schedule_doc: dict, tmp_path:
                   "model.options={}", "--set", "data.options={}", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert not marker.exists()
+
+
+@pytest.mark.slow
+def test_apply_never_reads_a_weights_file_a_schedule_names(schedule_doc: dict,
+                                                           tmp_path: Path) -> None:
+    """``trial.model.weights`` is a path the schedule's author chose (``/etc/passwd`` ended in a
+    64-line traceback): refused unless the user names the weights; ``--trust-schedule`` (off by
+    default) lets the schedule choose, with a warning, and a bad file is still one line."""
+    doc = json.loads(json.dumps(schedule_doc))
+    doc["trial"]["model"]["weights"] = "/etc/passwd"
+    path = tmp_path / "w.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    assert_refused(prunetune("apply", path, cwd=tmp_path),
+                   "trial.model.weights names a file to read (/etc/passwd)",
+                   "--set model.weights=PATH", "--trust-schedule", stdout_empty=False)
+    trusted = prunetune("apply", path, "--trust-schedule", cwd=tmp_path)
+    lines = trusted.stderr.strip().splitlines()
+    assert trusted.returncode == 2 and "Traceback" not in trusted.stderr, trusted.stderr
+    assert len(lines) == 2, lines
+    assert lines[0] == f"warning: --trust-schedule: {path} chooses model.weights=/etc/passwd"
+    assert lines[1].startswith("error: model.weights: '/etc/passwd' is not a torch checkpoint")
+    # the user's own choice replaces the schedule's, and the trial trains
+    ok = prunetune("apply", path, "--set", "model.weights=null", "--json", "r.json",
+                   cwd=tmp_path)
+    assert ok.returncode == 0 and "warning" not in ok.stderr, ok.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["config"]["model"]["weights"] is None

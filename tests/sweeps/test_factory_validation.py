@@ -8,6 +8,7 @@ import pytest
 
 from pruning_core.errors import ConfigError
 from sweeps.tune.space import parse_space, validate_space
+from tests.conftest import user_code_dir
 
 NETS = '''
 from torch import nn
@@ -26,7 +27,7 @@ def nothing(input_shape, num_classes):
 @pytest.fixture
 def space(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     (tmp_path / "valnets.py").write_text(NETS)
-    monkeypatch.syspath_prepend(str(tmp_path))
+    user_code_dir(monkeypatch, tmp_path, "valnets")
 
     def make(factory: str):
         return parse_space({
