@@ -298,6 +298,10 @@ def report_cmd(
     include_status: StatusOpt = None,
     ref: RefOpt = None,
     title: Annotated[str | None, typer.Option("--title", help="page title")] = None,
+    hide_chance: Annotated[bool, typer.Option(
+        "--hide-chance/--show-chance",
+        help="leave trials at chance accuracy out of the fronts and hypervolumes (they stay "
+             "in the scatter, flagged, and in the table)")] = True,
 ) -> None:
     """One self-contained HTML page: fronts, curves, layer heatmap, hypervolume, table."""
     from sweeps.results.pareto import parse_objectives
@@ -309,7 +313,8 @@ def report_cmd(
     try:
         objs = parse_objectives(objective or DEFAULT_OBJECTIVES)
         data = write_report(results, out, objs, by=by, where=where, statuses=statuses,
-                            ref=parse_ref(ref, len(objs)), png_dir=png_dir, title=title)
+                            ref=parse_ref(ref, len(objs)), png_dir=png_dir, title=title,
+                            hide_chance=hide_chance)
     except ResultsError as exc:
         fail(str(exc))
         return

@@ -6,12 +6,13 @@
 come from ``report_style`` in both, so a criterion has one colour everywhere.
 
 What is shown: every trial coloured by status, with the front of the included statuses drawn
-as a staircase; one front per ``--by`` group; best accuracy against sparsity; parallel
-coordinates over the searched parameters and objectives; parameter importance per objective
-(``report_importance``); learning curves from ``history``; per-layer sparsity and (when
-recorded) per-layer similarity of the front's trials; hypervolume against trial count; a
+as a staircase; one front per ``--by`` group; best accuracy against (achieved) sparsity, a
+staircase; parallel coordinates over the searched parameters and objectives (ticks as short
+numbers); parameter importance per objective (``report_importance``); learning curves from
+``history``, one trace per trial; per-layer sparsity and (when recorded) per-layer similarity
+of the front's trials, layers in the network's order; hypervolume against trial count; a
 filterable table of the trials. Trials at chance accuracy or with a collapsed layer are flagged
-(``report_flags``).
+(``report_flags``); by default (``hide_chance``) the fronts leave out those at chance accuracy.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from sweeps.results.pareto import (
     parse_objectives,
 )
 from sweeps.results.report_columns import (
-    as_category,
+    category_axis,
     history,
     is_numeric,
     per_layer,
@@ -61,6 +62,10 @@ HOVER_COLUMNS = ("trial_id", "status", "config.prune.criterion", "config.prune.s
                  "params_kept", "flops", "n_collapsed", "epochs")
 TABLE_COLUMNS = (*HOVER_COLUMNS, "test_loss", "train_accuracy", "similarity_mean",
                  "prune_time_s", "train_time_s", "end_time")
+#: the table's columns shown at first (with trial_id, --by, the objectives and the first
+#: TABLE_SHOWN_PARAMS searched parameters); the others are a tick away, so the table fits
+TABLE_SHOWN = ("status", "sparsity", "test_accuracy", "epochs")
+TABLE_SHOWN_PARAMS = 4
 
 
 @dataclass
@@ -75,6 +80,9 @@ class ReportData:
     n_rows: int
     n_included: int
     included_statuses: list[str] | None = None
+    #: trials at chance accuracy left out of the fronts, hypervolumes and best-accuracy curve
+    hide_chance: bool = True
+    n_chance: int = 0  # included trials at chance accuracy (hidden or not)
     #: one per drawn trial: v (objective values), g (group), s (status), f (on the front),
     #: gf (on its group's front), x (flag text, "" if none), h (hover details)
     points: list[dict[str, Any]] = field(default_factory=list)
@@ -83,7 +91,8 @@ class ReportData:
     colors: dict[str, str] = field(default_factory=dict)  # group -> colour
     group_fronts: dict[str, list[list[float]]] = field(default_factory=dict)
     hypervolumes: dict[str, float] = field(default_factory=dict)
-    curves: dict[str, list[list[float]]] = field(default_factory=dict)
+    #: per group: the trials setting the best accuracy, [sparsity, accuracy, trial id]
+    curves: dict[str, list[list[Any]]] = field(default_factory=dict)
     curve_axes: list[str] = field(default_factory=list)
     heatmap: dict[str, Any] = field(default_factory=dict)
     similarity: dict[str, Any] = field(default_factory=dict)
@@ -112,11 +121,14 @@ def _num(df: pd.DataFrame, col: str) -> np.ndarray:
 def build_report(res: Results, objectives: Sequence[str | Objective], by: str | None = None,
                  where: str | None = None, statuses: Sequence[str] | None = DONE_STATUSES,
                  ref: Sequence[float] | None = None, title: str | None = None,
-                 max_points: int = MAX_POINTS) -> ReportData:
+                 max_points: int = MAX_POINTS, hide_chance: bool = True) -> ReportData:
     """Collect the report's data from a :class:`Results` (reads all rows passing ``where``).
 
     Fronts, hypervolumes, curves and importance use the rows of ``statuses`` (all when None);
-    the scatter, learning curves and the table show every status."""
+    the scatter, learning curves and the table show every status. ``hide_chance`` (default)
+    leaves trials at chance accuracy (``report_flags``) out of the fronts, the hypervolumes
+    and the best-accuracy curve; they stay in the scatter (flagged), the table and importance.
+    """
     objs = parse_objectives(objectives)
     objs = [Objective(res.resolve(o.column), o.mode) for o in objs]
     cols = [o.column for o in objs]
@@ -145,20 +157,10 @@ def build_report(res: Results, objectives: Sequence[str | Objective], by: str | 
         by=display_name(by_full, res.aliases) if by_full else None, n_rows=n,
         n_included=int((finite & inc).sum()),
         included_statuses=list(statuses) if statuses is not None else None,
-        groups=groups, colors=group_colors(groups))
-    front = np.zeros(n, dtype=bool)
-    front[np.flatnonzero(inc)] = pareto_mask(vals[inc], modes)
-    gfront = np.zeros(n, dtype=bool)
-    data.hypervolumes["all"] = hypervolume(vals[front], modes, ref_arr)
-    for g in groups:
-        sel = np.flatnonzero((groups_arr == g) & finite & inc)
-        m = pareto_mask(vals[sel], modes)
-        gfront[sel[m]] = True
-        fv = vals[sel[m]]
-        order = np.argsort(fv[:, 1] if modes[1] == "min" else -fv[:, 1], kind="stable")
-        data.group_fronts[g] = fv[order].tolist()
-        data.hypervolumes[g] = hypervolume(fv, modes, ref_arr)
+        groups=groups, colors=group_colors(groups), hide_chance=hide_chance)
     flags = flag_trials(df)
+    eligible = _front_rows(data, inc & finite, flags.chance)
+    front, gfront = _fronts(data, vals, eligible, modes, ref_arr, groups_arr)
     data.flag_rules = flags.rules
     data.n_flagged = int(flags.any.sum())
     flag_text = np.array([flags.label(i) if flags.any[i] else "" for i in range(n)],
@@ -169,9 +171,9 @@ def build_report(res: Results, objectives: Sequence[str | Objective], by: str | 
 
     _points(data, df, vals, finite, front, gfront, status, groups_arr, flag_text, res,
             max_points, cols)
-    _curves(data, df[inc].reset_index(drop=True), groups_arr[inc], res)
+    _curves(data, df[eligible].reset_index(drop=True), groups_arr[eligible], res)
     _layers(data, df, front, vals, objs, groups_arr)
-    _hv_history(data, df, vals, modes, ref_arr, inc, groups_arr, groups)
+    _hv_history(data, df, vals, modes, ref_arr, eligible, groups_arr, groups)
     _learning(data, df, front, flags.any, status, groups_arr)
     varied = searched_params(df[inc & finite], exclude=cols)
     params = sorted(varied, key=lambda c: c != by_full)  # the --by column first
@@ -183,6 +185,40 @@ def build_report(res: Results, objectives: Sequence[str | Objective], by: str | 
                        for o, d in imp.items()}
     _tables(data, df, front, flag_text, status, objs, by_full, params, res)
     return data
+
+
+def _front_rows(data: ReportData, rows: np.ndarray, chance: np.ndarray) -> np.ndarray:
+    """The rows the fronts are made of: ``rows`` less those at chance accuracy when
+    ``data.hide_chance`` (all of ``rows`` if every one of them is at chance)."""
+    at_chance = rows & chance
+    data.n_chance = int(at_chance.sum())
+    if not data.hide_chance or not at_chance.any():
+        return rows
+    if not (rows & ~chance).any():
+        log.warning("every trial is at chance accuracy: the fronts keep them")
+        data.hide_chance = False
+        return rows
+    return rows & ~chance
+
+
+def _fronts(data: ReportData, vals: np.ndarray, eligible: np.ndarray, modes: list[str],
+            ref: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The overall and per-group front masks of the ``eligible`` rows; fills the group fronts
+    (sorted by the second objective, best first) and the hypervolumes."""
+    n = len(vals)
+    front = np.zeros(n, dtype=bool)
+    front[np.flatnonzero(eligible)] = pareto_mask(vals[eligible], modes)
+    gfront = np.zeros(n, dtype=bool)
+    data.hypervolumes["all"] = hypervolume(vals[front], modes, ref)
+    for g in data.groups:
+        sel = np.flatnonzero((groups == g) & eligible)
+        m = pareto_mask(vals[sel], modes) if len(sel) else np.zeros(0, dtype=bool)
+        gfront[sel[m]] = True
+        fv = vals[sel[m]]
+        order = np.argsort(fv[:, 1] if modes[1] == "min" else -fv[:, 1], kind="stable")
+        data.group_fronts[g] = fv[order].tolist()
+        data.hypervolumes[g] = hypervolume(fv, modes, ref) if len(fv) else 0.0
+    return front, gfront
 
 
 _STATUS_ORDER = ("ok", "stopped_early", "diverged", "error", "interrupted")
@@ -224,27 +260,24 @@ def _points(data: ReportData, df: pd.DataFrame, vals: np.ndarray, finite: np.nda
 
 
 def _curves(data: ReportData, df: pd.DataFrame, groups: np.ndarray, res: Results) -> None:
-    """Best test accuracy per sparsity level, per group (target sparsity when recorded)."""
-    if "test_accuracy" not in df.columns:
+    """Per group, the best test accuracy at achieved sparsity >= x (the ``sparsity`` column,
+    the one every other plot uses): the trials that set it, sparsest last, as
+    ``[sparsity, accuracy, trial id]``. Drawn as a staircase, like a front."""
+    if "test_accuracy" not in df.columns or "sparsity" not in df.columns:
         return
-    xcol = next((c for c in ("target_sparsity", "config.prune.sparsity", "sparsity")
-                 if c in df.columns and df[c].notna().any()), None)
-    if xcol is None:
-        return
-    x = _num(df, xcol)
-    y = _num(df, "test_accuracy")
+    x, y = _num(df, "sparsity"), _num(df, "test_accuracy")
     ok = np.isfinite(x) & np.isfinite(y)
-    levels = np.round(x, 4)
-    if len(np.unique(levels[ok])) > 40:  # continuous: 30 equal-width bins, bin centres
-        lo, hi = np.nanmin(x[ok]), np.nanmax(x[ok])
-        width = (hi - lo) / 30 or 1.0
-        levels = lo + (np.floor((x - lo) / width).clip(0, 29) + 0.5) * width
-    frame = pd.DataFrame({"g": groups[ok], "x": levels[ok], "y": y[ok]})
-    for g, part in frame.groupby("g", sort=True):
-        best = part.groupby("x", sort=True)["y"].agg(["max", "median", "count"])
-        data.curves[str(g)] = [[float(a), float(b), float(c), int(d)]
-                               for a, (b, c, d) in zip(best.index, best.to_numpy(), strict=True)]
-    data.curve_axes = [display_name(xcol, res.aliases), "test_accuracy"]
+    if not ok.any():
+        return
+    ids = _trial_ids(df)
+    for g in sorted(set(groups[ok].tolist())):
+        sel = np.flatnonzero(ok & (groups == g))
+        sel = sel[np.lexsort((-y[sel], -x[sel]))]  # sparsest first, best first among ties
+        best = np.maximum.accumulate(y[sel])
+        sets = np.r_[True, best[1:] > best[:-1]]  # a trial that beats every sparser one
+        data.curves[str(g)] = [[float(x[i]), float(y[i]), str(ids[i])]
+                               for i in sel[sets][::-1]]
+    data.curve_axes = [display_name("sparsity", res.aliases), "test_accuracy"]
 
 
 def _layers(data: ReportData, df: pd.DataFrame, front: np.ndarray, vals: np.ndarray,
@@ -361,10 +394,8 @@ def _parcoords(data: ReportData, df: pd.DataFrame, params: list[str], cols: list
         if is_numeric(col) or c in cols:
             dims.append({"label": label, "values": [json_scalar(v) for v in _num(sub, c)]})
             continue
-        cats = as_category(col)
-        names = sorted(set(cats))
-        code = {name: i for i, name in enumerate(names)}
-        dims.append({"label": label, "values": [code[v] for v in cats], "ticktext": names})
+        codes, names = category_axis(col)
+        dims.append({"label": label, "values": codes, "ticktext": names})
     data.parcoords = {"dims": dims, "color": [json_scalar(v) for v in _num(sub, cols[0])],
                       "color_label": display_name(cols[0], res.aliases),
                       "shown": len(sub), "total": len(df)}
@@ -389,8 +420,11 @@ def _tables(data: ReportData, df: pd.DataFrame, front: np.ndarray, flag_text: np
 
     picked = _priority(front | (flag_text != ""), MAX_TABLE_ROWS)
     picked = picked[np.lexsort((key[picked], ~front[picked]))]  # front first, then best
+    shown = {"trial_id", *([by_full] if by_full else []), *(o.column for o in objs),
+             *TABLE_SHOWN, *[p for p in params if p != by_full][:TABLE_SHOWN_PARAMS]}
     data.trials = {
         "columns": ["front", "flag", *names],
+        "hidden": [False, False, *(c not in shown for c in cols)],
         "rows": [["yes" if front[i] else "", str(flag_text[i]),
                   *(json_scalar(df.at[i, c]) for c in cols)] for i in picked],
         "front": [bool(front[i]) for i in picked],
@@ -404,10 +438,11 @@ def write_report(results: str | Path | Sequence[str | Path], out: Path,
                  objectives: Sequence[str | Objective], by: str | None = None,
                  where: str | None = None, statuses: Sequence[str] | None = DONE_STATUSES,
                  ref: Sequence[float] | None = None, png_dir: Path | None = None,
-                 title: str | None = None) -> ReportData:
+                 title: str | None = None, hide_chance: bool = True) -> ReportData:
     """Build the report from RESULTS and write ``out`` (HTML) and, optionally, PNGs."""
     with Results(results) as res:
-        data = build_report(res, objectives, by, where, statuses, ref, title)
+        data = build_report(res, objectives, by, where, statuses, ref, title,
+                            hide_chance=hide_chance)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render_html(data), encoding="utf-8")
     log.info("report written to %s", out)

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sweeps.results.report_style import number_labels
+
 log = logging.getLogger(__name__)
 
 MAX_CATEGORIES = 30  # a text config column with more distinct values is not a parameter
@@ -65,15 +67,28 @@ def _as_mapping(value: Any) -> dict[str, float]:
     return out
 
 
+def layer_order(df: pd.DataFrame, name: str) -> list[str]:
+    """The layers of ``name``'s per-layer maps in the network's order: a map keeps the order
+    the pruner recorded its layers in (the model's own), the rows' orders are merged, each
+    layer where it was first seen. Empty when there is no map column (only flattened
+    ``name.<layer>`` columns, which the results view orders by name)."""
+    if name not in df.columns:
+        return []
+    return list(dict.fromkeys(k for v in df[name] for k in _as_mapping(v)))
+
+
 def per_layer(df: pd.DataFrame, name: str) -> pd.DataFrame:
     """``name`` per layer: a float frame (same index as ``df``, one column per layer, in the
-    order the layers were recorded). Empty (no columns) when the rows carry none."""
+    network's order when the rows carry the ``name`` map, :func:`layer_order`; otherwise in
+    column order). Empty (no columns) when the rows carry none."""
     prefix = f"{name}."
     dotted = [c for c in df.columns if c.startswith(prefix)]
     if dotted:
         out = pd.DataFrame({c[len(prefix):]: pd.to_numeric(df[c], errors="coerce")
-                            for c in dotted}, index=df.index)
-        return out.astype(np.float64)
+                            for c in dotted}, index=df.index).astype(np.float64)
+        order = layer_order(df, name)
+        known = [layer for layer in order if layer in out.columns]
+        return out[known + [c for c in out.columns if c not in set(known)]]
     if name not in df.columns:
         return pd.DataFrame(index=df.index)
     maps = [_as_mapping(v) for v in df[name]]
@@ -121,3 +136,35 @@ def as_category(col: pd.Series) -> pd.Series:
     """A column as text labels for a categorical axis; missing values read ``(none)``."""
     return col.map(lambda v: "(none)" if v is None or (isinstance(v, float) and math.isnan(v))
                    else str(v)).astype(object)
+
+
+def _number(v: Any) -> float | None:
+    """A cell's value as a finite number (numbers, and text such as ``"0.5"`` from a column
+    stored as text), else None."""
+    if isinstance(v, bool | np.bool_):
+        return None
+    if isinstance(v, int | float | np.integer | np.floating):
+        return float(v) if math.isfinite(float(v)) else None
+    if isinstance(v, str):
+        try:
+            f = float(v)
+        except ValueError:
+            return None
+        return f if math.isfinite(f) else None
+    return None
+
+
+def category_axis(col: pd.Series) -> tuple[list[int], list[str]]:
+    """A column as a categorical axis: each row's code and the axis' tick labels. Numbers come
+    first, in numeric order, as short labels (``report_style.number_labels``: never a raw
+    float such as ``471.89989675277036``), then text in sorted order, then ``(none)``."""
+    cats = as_category(col)
+    nums = {c: f for c, f in ((c, _number(v)) for c, v in zip(cats, col, strict=True))
+            if f is not None}
+    numbers = sorted(set(nums.values()))
+    texts = sorted(set(cats) - set(nums) - {"(none)"}) + (["(none)"] * ("(none)" in set(cats)))
+    labels = [*number_labels(numbers), *texts]
+    code_of_num = {f: i for i, f in enumerate(numbers)}
+    code_of_text = {t: len(numbers) + i for i, t in enumerate(texts)}
+    codes = [code_of_num[nums[c]] if c in nums else code_of_text[c] for c in cats]
+    return codes, labels

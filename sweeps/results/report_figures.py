@@ -6,12 +6,15 @@ into. Group colours and status colours come from ``report_style`` (the PNGs use 
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 from sweeps.results.report_style import (
     FLAG_COLOR,
     FRONT_COLOR,
     OBJECTIVE_COLORS,
+    nice_ticks,
+    number_labels,
     staircase_shape,
     status_color,
 )
@@ -22,6 +25,22 @@ if TYPE_CHECKING:
     from sweeps.results.report import ReportData
 
 HEIGHT = 440
+PARCOORDS_TICKS = 6  # about this many ticks on a numeric parallel-coordinates axis
+LEARNING_NOTE = ("One curve per trial, named by its trial id. Hover a curve to highlight it; "
+                 "click a trial in the legend to hide it, double-click to show it alone.")
+
+
+def chance_note(data: ReportData) -> str:
+    """What the fronts do with trials at chance accuracy (stated on the page)."""
+    if not data.n_chance:
+        return ""
+    if data.hide_chance:
+        return (f"{data.n_chance} trial(s) at chance accuracy are left out of the fronts and "
+                "hypervolumes (the default; --show-chance keeps them); the scatter still "
+                "shows them, flagged.")
+    return (f"{data.n_chance} trial(s) at chance accuracy are kept in the fronts "
+            "(--show-chance, or every trial is at chance; the default, --hide-chance, leaves "
+            "them out).")
 
 
 def _fmt(v: Any) -> str:
@@ -128,26 +147,42 @@ def group_fronts_figure(data: ReportData) -> go.Figure:
 
 
 def curves_figure(data: ReportData) -> go.Figure:
-    """Best test accuracy against sparsity level, per group (median and count on hover)."""
+    """Best test accuracy at achieved sparsity >= x, per group: a staircase through the trials
+    that set it (never a straight line between two trials: no trial reached what is between)."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
     for g, rows in data.curves.items():
         fig.add_trace(go.Scatter(
             x=[r[0] for r in rows], y=[r[1] for r in rows], mode="lines+markers", name=g,
-            line={"color": data.colors.get(g, FRONT_COLOR)},
-            customdata=[[r[2], r[3]] for r in rows],
-            hovertemplate=(f"{g}<br>{data.curve_axes[0]}: %{{x:.4g}}<br>best: %{{y:.4g}}"
-                           "<br>median: %{customdata[0]:.4g}<br>trials: %{customdata[1]}"
-                           "<extra></extra>")))
+            line={"color": data.colors.get(g, FRONT_COLOR), "shape": staircase_shape("max")},
+            marker={"size": 7}, customdata=[r[2] for r in rows],
+            hovertemplate=(f"{g}: trial %{{customdata}}<br>{data.curve_axes[0]}: %{{x:.4g}}"
+                           "<br>test_accuracy: %{y:.4g}<extra></extra>")))
     if data.curve_axes:
         fig.update_xaxes(title_text=data.curve_axes[0])
-        fig.update_yaxes(title_text=f"best {data.curve_axes[1]}")
+        fig.update_yaxes(title_text=f"best {data.curve_axes[1]} at ≥ this sparsity")
     return _layout(fig)
 
 
+def _numeric_ticks(values: list[Any], outer: bool = True) -> dict[str, Any]:
+    """Round tick values and short labels (``report_style.number_labels``) for a numeric
+    axis, so plotly never prints a raw float, and (``outer``) the axis range from a round
+    value below the data to one above it; nothing when there is no finite value."""
+    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not finite:
+        return {}
+    ticks = nice_ticks(min(finite), max(finite), PARCOORDS_TICKS,
+                       integer=all(v.is_integer() for v in finite), outer=outer)
+    out: dict[str, Any] = {"tickvals": ticks, "ticktext": number_labels(ticks)}
+    if outer and len(ticks) > 1:
+        out["range"] = [ticks[0], ticks[-1]]
+    return out
+
+
 def parcoords_figure(data: ReportData) -> go.Figure:
-    """Parallel coordinates over the searched parameters and the objectives."""
+    """Parallel coordinates over the searched parameters and the objectives; every tick is a
+    short label (categories from the data, numbers at round values)."""
     import plotly.graph_objects as go
 
     pc = data.parcoords
@@ -156,11 +191,14 @@ def parcoords_figure(data: ReportData) -> go.Figure:
         dim: dict[str, Any] = {"label": d["label"], "values": d["values"]}
         if "ticktext" in d:
             dim.update(tickvals=list(range(len(d["ticktext"]))), ticktext=d["ticktext"])
+        else:
+            dim.update(_numeric_ticks(d["values"]))
         dims.append(dim)
+    bar = {"title": {"text": pc["color_label"]}, **_numeric_ticks(pc["color"], outer=False)}
     fig = go.Figure(go.Parcoords(
-        dimensions=dims, name="trials",
+        dimensions=dims, name="trials", labelangle=0,
         line={"color": pc["color"], "colorscale": "Viridis", "showscale": True,
-              "colorbar": {"title": {"text": pc["color_label"]}}}))
+              "colorbar": bar}))
     return _layout(fig, height=480, margin={"l": 80, "r": 80, "t": 60, "b": 40})
 
 
@@ -183,33 +221,34 @@ def importance_figure(data: ReportData) -> go.Figure:
 
 
 def learning_figure(data: ReportData) -> go.Figure:
-    """Per-epoch curves, one trace per group (trials separated by gaps), group colours."""
+    """Per-epoch curves, one trace per trial, named by its trial id (hover, legend) and
+    coloured by its group; the legend groups the trials under their group. Clicking a trial
+    in the legend hides it, double-clicking shows it alone; the page highlights the curve under
+    the mouse (``report_html``)."""
     import plotly.graph_objects as go
 
-    by_group: dict[str, list[dict[str, Any]]] = {}
-    for t in data.learning["trials"]:
-        by_group.setdefault(t["g"], []).append(t)
     fig = go.Figure()
-    for g in sorted(by_group, key=lambda g: (g not in data.colors, g)):
-        xs: list[Any] = []
-        ys: list[Any] = []
-        text: list[str] = []
-        for t in by_group[g]:
-            label = f"trial {t['id']} ({t['s']}{', front' if t['f'] else ''})"
-            xs += [*t["epochs"], None]
-            ys += [*t["y"], None]
-            text += [label] * len(t["epochs"]) + [""]
+    titled: set[str] = set()
+    trials = sorted(data.learning["trials"], key=lambda t: (t["g"] not in data.colors, t["g"]))
+    for t in trials:
+        g = t["g"]
+        label = f"trial {t['id']} ({g}; {t['s']}{', front' if t['f'] else ''})"
         fig.add_trace(go.Scatter(
-            x=xs, y=ys, mode="lines", name=f"{g} ({len(by_group[g])} trials)",
+            x=t["epochs"], y=t["y"], mode="lines", name=str(t["id"]), legendgroup=g,
+            legendgrouptitle={"text": g} if g not in titled else None,
             line={"color": data.colors.get(g, FRONT_COLOR), "width": 1.2}, opacity=0.7,
-            text=text, connectgaps=False,
-            hovertemplate="%{text}<br>epoch %{x}: %{y:.4g}<extra></extra>"))
+            hovertemplate=f"{label}<br>epoch %{{x}}: %{{y:.4g}}<extra></extra>"))
+        titled.add(g)
     fig.update_xaxes(title_text="epoch")
     fig.update_yaxes(title_text=data.learning["metric"])
-    return _layout(fig)
+    fig = _layout(fig)
+    fig.update_layout(legend={"groupclick": "toggleitem", "title": {"text": "trial"}},
+                      hovermode="closest")
+    return fig
 
 
 def heatmap_figure(data: ReportData) -> go.Figure:
+    """Per-layer sparsity of the front's trials; layers in the network's order."""
     import plotly.graph_objects as go
 
     h = data.heatmap
@@ -217,6 +256,7 @@ def heatmap_figure(data: ReportData) -> go.Figure:
         z=h["values"], x=h["cols"], y=h["row_labels"], colorscale="Viridis", zmin=0, zmax=1,
         colorbar={"title": {"text": "sparsity"}},
         hovertemplate="%{y}<br>%{x}<br>sparsity %{z:.4g}<extra></extra>"))
+    fig.update_xaxes(type="category", categoryorder="array", categoryarray=h["cols"])
     fig.update_yaxes(autorange="reversed", type="category")
     return _layout(fig, height=max(300, 120 + 18 * len(h["rows"])))
 
@@ -259,11 +299,15 @@ def figures(data: ReportData) -> dict[str, tuple[str, go.Figure | None, str]]:
     """``{div id: (section title, figure or None, note)}`` in page order; a None figure has
     nothing to draw and its note says why."""
     out: dict[str, tuple[str, go.Figure | None, str]] = {}
-    out["front-scatter"] = ("Every trial and the Pareto front", front_figure(data), "")
-    out["group-fronts"] = (f"Fronts per {data.by or 'group'}", group_fronts_figure(data), "")
+    out["front-scatter"] = ("Every trial and the Pareto front", front_figure(data),
+                            chance_note(data))
+    out["group-fronts"] = (f"Fronts per {data.by or 'group'}", group_fronts_figure(data),
+                           chance_note(data))
     out["acc-sparsity"] = ("Best accuracy against sparsity",
                            curves_figure(data) if data.curves else None,
-                           "" if data.curves else "no test_accuracy / sparsity columns")
+                           ("Each step is a trial: the best test accuracy of any trial at "
+                            "this achieved sparsity or sparser. " + chance_note(data)).strip()
+                           if data.curves else "no test_accuracy / sparsity columns")
     out["parcoords"] = ("Parallel coordinates: searched parameters and objectives",
                         parcoords_figure(data) if data.parcoords else None,
                         "" if data.parcoords else "no trials")
@@ -272,7 +316,8 @@ def figures(data: ReportData) -> dict[str, tuple[str, go.Figure | None, str]]:
                          data.importance_note or "")
     out["learning-curves"] = ("Learning curves",
                               learning_figure(data) if data.learning else None,
-                              "" if data.learning else "no history column with epochs")
+                              LEARNING_NOTE if data.learning else
+                              "no history column with epochs")
     out["layer-heatmap"] = ("Per-layer sparsity of the front's trials",
                             heatmap_figure(data) if data.heatmap else None,
                             "" if data.heatmap else "no per-layer sparsity recorded")

@@ -4,7 +4,10 @@ and a filterable, sortable table of the trials.
 Each figure's div gets, once plotly has drawn it, ``data-traces`` (its trace count),
 ``data-trace-names`` and ``data-line-shapes`` (JSON lists). When every figure is drawn and
 no script error or ``console.error`` happened, ``<body>`` gets ``data-rendered="1"``; errors
-are listed in ``<body data-errors>``. Browser tests read these attributes.
+are listed in ``<body data-errors>``. The learning curves highlight the trace under the mouse
+(the others fade) and name its trial in ``data-highlight``. The table shows a few columns
+(``trials["hidden"]`` marks the others, one tick box each), so it fits the page width.
+Browser tests read these attributes.
 """
 
 from __future__ import annotations
@@ -22,11 +25,12 @@ body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1280px;color
 padding:0 16px}
 h1{font-size:22px}h2{font-size:17px;margin:28px 0 6px}
 .meta,.note{color:#555}.empty{color:#888;font-style:italic}
-table{border-collapse:collapse;font-size:12px;margin-top:8px}
-th,td{border:1px solid #ddd;padding:2px 6px;white-space:nowrap}
-th{background:#f3f3f3;cursor:pointer;position:sticky;top:0}
+table{border-collapse:collapse;font-size:12px;margin-top:8px;width:100%}
+th,td{border:1px solid #ddd;padding:2px 5px;overflow-wrap:anywhere}
+th{background:#f3f3f3;cursor:pointer;position:sticky;top:0;vertical-align:bottom}
+.colpick{font-size:12px;margin-top:6px}.colpick label{margin-right:10px;white-space:nowrap}
 th.asc:after{content:" \\25B2"}th.desc:after{content:" \\25BC"}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 tr.front td{font-weight:600}tr.flagged td{background:#fde8e8}
 .tablewrap{max-height:640px;overflow:auto}
 .controls{display:flex;gap:14px;align-items:center}
@@ -86,6 +90,10 @@ TABLE_JS = """
     table.dataset.shown = String(n);
   }
   [box, onlyFront, onlyFlagged].forEach(function (el) { el.addEventListener("input", apply); });
+  document.querySelectorAll("input[data-col]").forEach(function (el) {
+    el.addEventListener("change", function () {
+      table.classList.toggle("hide-" + el.dataset.col, !el.checked); });
+  });
   var m = /[#&]filter=([^&]*)/.exec(location.hash);  // report.html#filter=snip links a view
   if (m) box.value = decodeURIComponent(m[1]);
   Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, j) {
@@ -110,6 +118,28 @@ TABLE_JS = """
 })();
 """
 
+HIGHLIGHT_JS = """
+function __highlightOnHover(id) {  // the trace under the mouse stands out, the others fade
+  var gd = document.getElementById(id);
+  function paint(k) {
+    Array.prototype.forEach.call(gd.querySelectorAll(".scatterlayer .trace"), function (g) {
+      var d = g.__data__, i = d && d[0] && d[0].trace ? d[0].trace.index : -1;
+      if (g.__opacity === undefined) g.__opacity = g.style.opacity;
+      g.style.opacity = k === null ? g.__opacity : (i === k ? "1" : "0.12");
+      var line = g.querySelector("path.js-line");
+      if (line && line.__width === undefined) line.__width = line.style.strokeWidth;
+      if (line) line.style.strokeWidth = k !== null && i === k ? "3px" : line.__width;
+    });
+    gd.dataset.highlight = k === null ? "" : (gd.data[k].name || "");
+  }
+  gd.on("plotly_hover", function (e) { paint(e.points[0].curveNumber); });
+  gd.on("plotly_unhover", function () { paint(null); });
+}
+"""
+
+#: figures whose traces are highlighted on hover (many overlapping lines)
+HIGHLIGHT = ("learning-curves",)
+
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True,
                  "toImageButtonOptions": {"format": "png", "scale": 2}}
 
@@ -132,6 +162,7 @@ def trials_table(data: ReportData) -> str:
     if not t.get("rows"):
         return '<p class="empty">no trials</p>'
     head = "".join(f"<th>{html.escape(c)}</th>" for c in t["columns"])
+    hidden = t.get("hidden") or [False] * len(t["columns"])
     out = []
     for row, front, flagged, status in zip(t["rows"], t["front"], t["flagged"], t["status"],
                                            strict=True):
@@ -153,8 +184,33 @@ def trials_table(data: ReportData) -> str:
             '<label><input id="only-front" type="checkbox"> front only</label>'
             '<label><input id="only-flagged" type="checkbox"> flagged only</label>'
             '<span id="trial-count"></span></div>'
-            f'<div class="tablewrap"><table id="trials" data-n="{shown}"><thead><tr>{head}'
+            f"{_column_picker(t['columns'], hidden)}"
+            f'<div class="tablewrap"><table id="trials" data-n="{shown}" class="'
+            f'{" ".join(f"hide-{j}" for j, h in enumerate(hidden) if h)}"><thead><tr>{head}'
             f"</tr></thead><tbody>{''.join(out)}</tbody></table></div>")
+
+
+def _column_picker(columns: list[str], hidden: list[bool]) -> str:
+    """A tick box per column (hidden ones unticked) and the CSS hiding column j while the
+    table has class ``hide-j``: the table fits the page, every column a tick away."""
+    css = ",".join(f"#trials.hide-{j} tr>:nth-child({j + 1})" for j in range(len(columns)))
+    boxes = "".join(f'<label><input type="checkbox" data-col="{j}"'
+                    f'{"" if h else " checked"}> {html.escape(c)}</label>'
+                    for j, (c, h) in enumerate(zip(columns, hidden, strict=True)))
+    return (f"<style>{css}{{display:none}}</style>"
+            f'<details class="colpick"><summary>columns ({hidden.count(False)} of '
+            f"{len(columns)} shown)</summary>{boxes}</details>")
+
+
+def _chance_text(data: ReportData) -> str:
+    """The page's statement of the chance-accuracy rule for fronts (said even when no trial
+    is at chance)."""
+    if data.hide_chance:
+        return (f"Trials at chance accuracy are left out of the fronts, the hypervolumes and "
+                f"the best-accuracy curve (the default; --show-chance keeps them): "
+                f"{data.n_chance} left out.")
+    return (f"Trials at chance accuracy are kept in the fronts (--show-chance, or every trial "
+            f"is at chance; the default, --hide-chance, leaves them out): {data.n_chance} kept.")
 
 
 def _summary(data: ReportData) -> str:
@@ -169,6 +225,8 @@ def _summary(data: ReportData) -> str:
             f"hypervolume and importance use the {data.n_included} trials of status "
             f"{html.escape(inc)} with every objective. Objectives: {html.escape(objs)}; "
             f"reference point ({ref}); hypervolume {html.escape(hv)}.</p>"
+            f'<p class="meta" id="chance-summary" data-hide="{int(data.hide_chance)}" '
+            f'data-n="{data.n_chance}">{html.escape(_chance_text(data))}</p>'
             f'<p class="meta" id="flags-summary" data-n="{data.n_flagged}">'
             f"{data.n_flagged} trial(s) flagged (marked ✕ in the plots, shaded in the table):"
             f"</p><ul class=\"meta\">{flags}</ul>")
@@ -187,7 +245,8 @@ def render_html(data: ReportData) -> str:
             pio.to_html(fig, full_html=False, include_plotlyjs=first, div_id=div_id,
                         config=PLOTLY_CONFIG, default_width="100%",
                         default_height=f"{fig.layout.height or 440}px",
-                        post_script=f'__plotDone("{div_id}");')
+                        post_script=f'__plotDone("{div_id}");' + (
+                            f'__highlightOnHover("{div_id}");' if div_id in HIGHLIGHT else ""))
         if fig is not None:
             first = False
         extra = f'<p class="note">{html.escape(note)}</p>' if fig is not None and note else ""
@@ -198,7 +257,7 @@ def render_html(data: ReportData) -> str:
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>{CSS}</style></head>
 <body data-rendered="0">
-<script>{ERRORS_JS}
+<script>{ERRORS_JS}{HIGHLIGHT_JS}
 window.__plotsTotal = {n_plots};
 if (window.__plotsTotal === 0) document.body.dataset.rendered = "1";</script>
 <h1>{t}</h1>

@@ -92,11 +92,12 @@ def write_pngs(data: ReportData, out_dir: Path) -> list[Path]:
 
     if data.curves:
         fig, ax = plt.subplots(figsize=(6, 4.5))
-        for g, c in data.curves.items():
-            a = np.array(c)
-            ax.plot(a[:, 0], a[:, 1], "o-", ms=3, c=color(g), label=g)
+        for g, c in data.curves.items():  # a staircase, as on the page
+            a = np.array([r[:2] for r in c], dtype=float).reshape(-1, 2)
+            ax.plot(a[:, 0], a[:, 1], "o-", ms=3, c=color(g), label=g,
+                    drawstyle=MPL_DRAWSTYLE[staircase_shape("max")])
         ax.set_xlabel(data.curve_axes[0])
-        ax.set_ylabel(f"best {data.curve_axes[1]}")
+        ax.set_ylabel(f"best {data.curve_axes[1]} at ≥ this sparsity")
         ax.legend(fontsize=8)
         save(fig, "accuracy_vs_sparsity.png")
 

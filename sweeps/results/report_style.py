@@ -1,5 +1,6 @@
-"""The report's style: one colour per group (criterion), one per trial status, and the
-staircase shape of a front.
+"""The report's style: one colour per group (criterion), one per trial status, the
+staircase shape of a front, and how numbers read on an axis (:func:`number_label`: 3
+significant digits, SI suffixes from 1,000; never a raw float).
 
 Both the plotly page and the matplotlib PNGs take their colours from here, so a criterion has
 the same colour in every plot of a report and in its PNGs. Groups are coloured in sorted
@@ -9,7 +10,8 @@ fixed colours, none of them a group colour (dark grey for ``ok``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Sequence
 
 #: Okabe-Ito (minus black and yellow, hard to see on white), then tab10 hues not in it
 GROUP_COLORS: tuple[str, ...] = (
@@ -60,3 +62,49 @@ def staircase_shape(x_mode: str) -> str:
 
 #: plotly line_shape -> matplotlib drawstyle drawing the same staircase
 MPL_DRAWSTYLE = {"vh": "steps-pre", "hv": "steps-post"}
+
+
+SI_SUFFIXES = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
+
+
+def number_label(v: float, digits: int = 3) -> str:
+    """``v`` as a short label: ``digits`` significant digits, SI suffix from 1,000
+    (``471.89989675277036`` -> ``"472"``, ``2.5e6`` -> ``"2.5M"``, ``0.00123`` -> ``"0.00123"``)."""
+    v = float(v)
+    if not math.isfinite(v):
+        return str(v)
+    r = float(f"{v:.{digits}g}")  # round first: 999,999 reads 1M, not 1e+03k
+    for scale, suffix in SI_SUFFIXES:
+        if abs(r) >= scale:
+            return f"{r / scale:.{digits}g}{suffix}"
+    return f"{r:.{digits}g}"
+
+
+def number_labels(values: Sequence[float], digits: int = 3) -> list[str]:
+    """:func:`number_label` of each value, with more digits (up to 12) where ``digits`` would
+    give two different values the same label."""
+    distinct = len({float(v) for v in values})
+    for d in range(digits, 13):
+        labels = [number_label(v, d) for v in values]
+        if len(set(labels)) == distinct:
+            return labels
+    return labels
+
+
+def nice_ticks(lo: float, hi: float, n: int = 5, integer: bool = False,
+               outer: bool = False) -> list[float]:
+    """Round tick values (steps of 1, 2, 2.5 or 5 times a power of ten, at most ``n - 1`` of
+    them between ``lo`` and ``hi``), whole numbers only when ``integer``: within
+    ``[lo, hi]``, or with ``outer`` from the round value at or below ``lo`` to the one at or
+    above ``hi`` (an axis range covering the data). ``[lo]`` when the range is empty."""
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+        return [lo] if math.isfinite(lo) else []
+    raw = (hi - lo) / max(n - 1, 1)
+    power = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
+    if integer:
+        step = max(1.0, math.ceil(step))
+    first = (math.floor if outer else math.ceil)(lo / step + (1e-9 if outer else -1e-9))
+    last = (math.ceil if outer else math.floor)(hi / step - (1e-9 if outer else -1e-9))
+    ticks = [(first + i) * step for i in range(last - first + 1)]
+    return [float(f"{t:.12g}") for t in ticks]  # 0.30000000000000004 -> 0.3

@@ -3,6 +3,7 @@ rendering the page (plotly inlined, no network)."""
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import re
@@ -16,17 +17,26 @@ import pytest
 
 from sweeps.results.pareto import Results, pareto_front
 from sweeps.results.report import build_report, render_html, write_pngs, write_report
-from sweeps.results.report_columns import history, per_layer, searched_params
+from sweeps.results.report_columns import category_axis, history, per_layer, searched_params
 from sweeps.results.report_figures import figures
 from sweeps.results.report_flags import flag_trials
 from sweeps.results.report_importance import study_from_rows
-from sweeps.results.report_style import STATUS_COLORS, group_colors, hex_to_rgb
+from sweeps.results.report_style import (
+    STATUS_COLORS,
+    group_colors,
+    hex_to_rgb,
+    nice_ticks,
+    number_label,
+    number_labels,
+)
 from sweeps.results.store import STATUSES, TrialStore
 
 OBJS = ["test_accuracy:max", "sparsity:max"]
 CRITERIA = ("magnitude", "snip", "synflow")
-LAYERS = ("conv1.weight", "conv2.weight", "fc.weight")
-SIM_LAYERS = ("conv1", "conv2", "fc")
+# the network's order, which is not alphabetical (classifier.1 comes last, not first)
+LAYERS = ("features.0.weight", "features.3.weight", "classifier.1.weight")
+SIM_LAYERS = ("features.0", "features.3", "classifier.1")
+RAW_FLOAT = 471.89989675277036  # a searched value that must never be an axis label as is
 CHROMIUM = "/usr/bin/chromium"
 # statuses in a cycle of 8 rows: 4 ok, then one of each other status
 CYCLE = ("ok", "ok", "ok", "ok", "stopped_early", "diverged", "error", "interrupted")
@@ -71,7 +81,8 @@ def write_sweep(root: Path, n: int = 48, seed: int = 0) -> pd.DataFrame:
             "config.prune.criterion": CRITERIA[i % 3], "config.prune.sparsity": sp,
             "config.prune.steps": int(1 + i % 4),
             "config.train.lr": float(10 ** rng.uniform(-3, -1)),
-            "config.model.name": "cnn1d", "seed": i,
+            "config.model.name": "cnn1d", "config.model.scale": (RAW_FLOAT, 1.0, None)[i % 3],
+            "seed": i,
         }
         for layer in LAYERS:
             row[f"layer_sparsity.{layer}"] = float(np.clip(sp + rng.normal(0, 0.03), 0, 1))
@@ -106,7 +117,7 @@ def _fig_json(data, div_id: str) -> dict:
 # --------------------------------------------------------------------------- data
 def test_report_data(sweep, data) -> None:
     _, df = sweep
-    ok = df[df.status == "ok"]
+    ok = df[(df.status == "ok") & (df.trial_id != CHANCE_ID)]  # chance: off the fronts
     front_ids = sorted(pareto_front(ok, OBJS)["trial_id"])
     assert data.by == "criterion" and data.groups == sorted(CRITERIA)
     assert sorted(p["id"] for p in data.points if p["f"]) == front_ids
@@ -129,6 +140,7 @@ def test_report_data(sweep, data) -> None:
     hv = np.array(data.history["all"])
     assert hv[-1, 0] == len(df) and (np.diff(hv[:, 1]) >= 0).all()
     assert hv[-1, 1] == pytest.approx(data.hypervolumes["all"])
+    # the network's order, as recorded in the layer_sparsity map (not by name)
     assert data.heatmap["cols"] == list(LAYERS) and len(data.heatmap["rows"]) == n_front
     # learning curves: every trial with a history, its epochs in order
     with_hist = df[df.history.notna()]
@@ -136,15 +148,15 @@ def test_report_data(sweep, data) -> None:
     t = next(t for t in data.learning["trials"] if t["id"] == "t004")  # stopped early
     assert t["epochs"] == [1, 2, 3] and t["s"] == "stopped_early"
     assert data.params[0] == "criterion"  # the --by column first
-    assert sorted(data.params[1:]) == ["prune_sparsity", "steps", "train_lr"]
+    assert sorted(data.params[1:]) == ["model_scale", "prune_sparsity", "steps", "train_lr"]
 
 
 def test_flags_chance_and_collapsed(data) -> None:
     flagged = {p["id"]: p["x"] for p in data.points if p["x"]}
     assert set(flagged) == {CHANCE_ID, COLLAPSED_ID}
     assert "chance accuracy" in flagged[CHANCE_ID] and "collapsed" in flagged[COLLAPSED_ID]
-    # the chance trial is the sparsest: it ends the front, flagged, not hidden
-    assert next(p for p in data.points if p["id"] == CHANCE_ID)["f"] == 1
+    # the chance trial is the sparsest: drawn, flagged, but by default not on any front
+    assert next(p for p in data.points if p["id"] == CHANCE_ID)["f"] == 0
     assert data.n_flagged == 2 and any("K from" in r for r in data.flag_rules)
     flag_col = data.trials["columns"].index("flag")
     by_id = {r[data.trials["columns"].index("trial_id")]: r[flag_col]
@@ -152,8 +164,8 @@ def test_flags_chance_and_collapsed(data) -> None:
     assert by_id[CHANCE_ID].startswith("chance accuracy (≤ 0.12)")
     assert sum(bool(v) for v in by_id.values()) == 2
     page = render_html(data)
-    assert page.count('<tr class="front flagged"') == 1  # the chance trial's row
-    assert page.count('class="flagged"') == 1  # the collapsed one (not on the front)
+    assert page.count('<tr class="front flagged"') == 0  # the chance trial is off the front
+    assert page.count('class="flagged"') == 2  # it and the collapsed one are shaded
 
 
 def test_chance_rule() -> None:
@@ -267,9 +279,6 @@ def test_other_figures(data) -> None:
     assert labels == [*data.params, *data.labels]
     crit = pc[0]["dimensions"][0]
     assert crit["ticktext"] == sorted(CRITERIA)  # categorical axis
-    lc = _fig_json(data, "learning-curves")["data"]
-    assert len(lc) == len(CRITERIA)
-    assert sum(t["x"].count(None) for t in lc) == len(data.learning["trials"])
     sim = _fig_json(data, "layer-similarity")["data"]
     assert len(sim) == len(data.similarity["trials"]) == data.n_front  # all ok: all have it
     assert all(t["x"] == list(SIM_LAYERS) for t in sim)
@@ -299,6 +308,149 @@ def test_one_colour_per_criterion_in_html_and_png(data, tmp_path: Path) -> None:
     for s in ("ok", "stopped_early", "diverged", "interrupted"):  # error: no values to plot
         assert pixels("front.png", STATUS_COLORS[s]) > 5, s
     assert pixels("front.png", colors["snip"]) == 0  # statuses, not groups, colour the scatter
+
+
+# --------------------------------------------------------------------------- readability
+def test_layers_keep_the_networks_order(sweep, data) -> None:
+    """The results view gives one ``layer_sparsity.<layer>`` column per layer sorted by name;
+    the report orders them as the recorded map does: the network's order."""
+    with Results(sweep[0]) as res:
+        view = [c for c in res.raw_columns if c.startswith("layer_sparsity.")]
+    assert view == sorted(f"layer_sparsity.{x}" for x in LAYERS)  # by name: classifier first
+    assert data.heatmap["cols"] == list(LAYERS)
+    assert _fig_json(data, "layer-heatmap")["data"][0]["x"] == list(LAYERS)
+    assert data.similarity["layers"] == list(SIM_LAYERS)
+    # a map per row (network order) next to flattened columns (name order); merged rows
+    df = pd.DataFrame({"layer_sparsity.b": [0.1, 0.2], "layer_sparsity.a": [0.3, 0.4],
+                       "layer_sparsity.c": [0.5, None],
+                       "layer_sparsity": [[("c", 0.5), ("b", 0.1)], '{"b": 0.2, "a": 0.4}']})
+    got = per_layer(df[sorted(df.columns)], "layer_sparsity")
+    assert list(got.columns) == ["c", "b", "a"]
+    assert got.loc[1].tolist() == pytest.approx([np.nan, 0.2, 0.4], nan_ok=True)
+
+
+def test_numbers_read_as_short_labels() -> None:
+    assert number_label(RAW_FLOAT) == "472"
+    assert [number_label(v) for v in (0.00123, 2.5e6, 999_999, 1e3, 3, -12345)] == \
+        ["0.00123", "2.5M", "1M", "1k", "3", "-12.3k"]
+    assert number_labels([0.90121, 0.90124]) == ["0.90121", "0.90124"]  # kept apart
+    assert nice_ticks(0.47, 0.999, 7) == [0.5, 0.6, 0.7, 0.8, 0.9]
+    assert nice_ticks(0.001, 0.1, 5) == [0.025, 0.05, 0.075, 0.1]
+    assert nice_ticks(RAW_FLOAT, RAW_FLOAT) == [RAW_FLOAT]
+    assert nice_ticks(0.47, 0.999, 6, outer=True) == [0.4, 0.6, 0.8, 1.0]
+    assert nice_ticks(0.5, 1.0, 6, outer=True) == [0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+    assert nice_ticks(1, 3, 7, integer=True) == [1, 2, 3]
+    assert nice_ticks(0, 2500, 5, integer=True) == [0, 1000, 2000]
+    codes, labels = category_axis(pd.Series([RAW_FLOAT, 10, "2", None, "x", 2.0]))
+    assert labels == ["2", "10", "472", "x", "(none)"] and codes == [2, 1, 0, 4, 3, 0]
+
+
+def test_parcoords_ticks_are_never_raw_floats(data) -> None:
+    dims = _fig_json(data, "parcoords")["data"][0]["dimensions"]
+    by_label = {d["label"]: d for d in dims}
+    # a searched value with gaps is a categorical axis: numeric order, short labels
+    assert by_label["model_scale"]["ticktext"] == ["1", "472", "(none)"]
+    assert by_label["steps"]["ticktext"] == ["1", "2", "3", "4"]  # whole numbers: no 1.5
+    for d in dims:  # every axis has its ticks written out, as short text
+        assert d["ticktext"] and len(d["ticktext"]) == len(d["tickvals"]), d["label"]
+        for t in d["ticktext"]:
+            assert isinstance(t, str) and not re.search(r"\d\.\d{5,}", t), (d["label"], t)
+        if "ticktext" not in data.parcoords["dims"][dims.index(d)]:  # numeric axis
+            # from a round value below the data to one above it, ticks in between
+            lo, hi = np.nanmin(d["values"]), np.nanmax(d["values"])
+            assert d["range"] == [d["tickvals"][0], d["tickvals"][-1]], d["label"]
+            assert d["range"][0] <= lo < hi <= d["range"][1], d["label"]
+            assert 3 <= len(d["tickvals"]) <= 8, d["label"]
+    assert by_label["train_lr"]["ticktext"] == ["0", "0.02", "0.04", "0.06", "0.08", "0.1"]
+    assert by_label["sparsity"]["ticktext"] == ["0.4", "0.5", "0.6", "0.7", "0.8", "0.9", "1"]
+
+
+def test_learning_curves_name_each_trial(data) -> None:
+    lc = _fig_json(data, "learning-curves")
+    traces = lc["data"]
+    assert len(traces) == len(data.learning["trials"])
+    by_id = {t["id"]: t for t in data.learning["trials"]}
+    assert sorted(t["name"] for t in traces) == sorted(by_id)  # legend: the trial ids
+    for tr in traces:
+        t = by_id[tr["name"]]
+        assert tr["x"] == t["epochs"] and tr["legendgroup"] == t["g"]
+        assert tr["hovertemplate"].startswith(f"trial {t['id']} ({t['g']}; {t['s']}")
+    # one legend title per group; clicking one trial toggles that trial, not its group
+    assert sorted(tr["legendgrouptitle"]["text"] for tr in traces
+                  if tr.get("legendgrouptitle")) == sorted(CRITERIA)
+    assert lc["layout"]["legend"]["groupclick"] == "toggleitem"
+    assert '__highlightOnHover("learning-curves")' in render_html(data)
+
+
+def test_best_accuracy_is_a_staircase_over_achieved_sparsity(sweep, data) -> None:
+    _, df = sweep
+    assert data.curve_axes[0] == "sparsity"
+    ok = df[(df.status == "ok") & (df.trial_id != CHANCE_ID)]
+    traces = _fig_json(data, "acc-sparsity")["data"]
+    assert [t["name"] for t in traces] == list(CRITERIA)
+    for tr in traces:
+        assert tr["line"]["shape"] == "vh" and tr["mode"] == "lines+markers"
+        x, y = np.array(tr["x"]), np.array(tr["y"])
+        assert (np.diff(x) > 0).all() and (np.diff(y) < 0).all()
+        g = ok[ok["config.prune.criterion"] == tr["name"]].set_index("trial_id")
+        # each step is a trial at its achieved sparsity (not the target's 4 levels) and the
+        # best accuracy of every trial at that sparsity or sparser
+        assert x.tolist() == g.loc[tr["customdata"], "sparsity"].tolist()
+        assert not set(x) & {0.5, 0.8, 0.9, 0.95}
+        for xi, yi in zip(x, y, strict=True):
+            assert yi == g[g.sparsity >= xi].test_accuracy.max()
+        assert len(x) >= 2
+
+
+def test_chance_trials_hidden_from_fronts_by_default(sweep, data) -> None:
+    root, df = sweep
+    chance = df.set_index("trial_id").loc[CHANCE_ID]
+    crit = chance["config.prune.criterion"]
+    point = [chance.test_accuracy, chance.sparsity]
+    assert data.hide_chance and data.n_chance == 1
+    assert point not in data.group_fronts[crit]
+    assert max(r[0] for r in data.curves[crit]) < chance.sparsity
+    page = render_html(data)
+    assert re.search(r'id="chance-summary" data-hide="1" data-n="1">Trials at chance '
+                     r"accuracy are left out of the fronts.*the default; --show-chance", page)
+    assert page.count("1 trial(s) at chance accuracy are left out") == 3  # 3 front plots
+    with Results(root) as res:
+        shown = build_report(res, OBJS, hide_chance=False)
+    assert point in shown.group_fronts[crit]  # the long line to chance level is back
+    assert next(p for p in shown.points if p["id"] == CHANCE_ID)["f"] == 1
+    assert shown.curves[crit][-1][2] == CHANCE_ID
+    assert shown.hypervolumes[crit] > data.hypervolumes[crit]
+    assert 'data-hide="0" data-n="1">' in render_html(shown)
+
+
+def test_cli_report_show_chance(sweep, tmp_path: Path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from sweeps.cli.results import register
+
+    app = typer.Typer()
+    register(app)
+    for flag, hide in (("--show-chance", "0"), ("--hide-chance", "1"), (None, "1")):
+        out = tmp_path / f"{flag}.html"
+        args = ["report", str(sweep[0]), "--out", str(out), *([flag] if flag else [])]
+        run = CliRunner().invoke(app, args)
+        assert run.exit_code == 0, run.output
+        assert f'id="chance-summary" data-hide="{hide}"' in out.read_text(), flag
+
+
+def test_trials_table_shows_few_columns_and_lets_the_rest_be_ticked(data) -> None:
+    t = data.trials
+    shown = [c for c, h in zip(t["columns"], t["hidden"], strict=True) if not h]
+    assert shown == ["front", "flag", "trial_id", "criterion", "test_accuracy", "sparsity",
+                     "status", "steps", "epochs", "model_scale", "prune_sparsity", "train_lr"]
+    assert len(t["columns"]) > 20
+    page = render_html(data)
+    hidden = [j for j, h in enumerate(t["hidden"]) if h]
+    assert f'<table id="trials" data-n="{len(t["rows"])}" class="' \
+        + " ".join(f"hide-{j}" for j in hidden) + '">' in page
+    assert page.count('type="checkbox" data-col=') == len(t["columns"])
+    assert page.count('data-col="') - page.count(" checked>") == len(hidden)
 
 
 # --------------------------------------------------------------------------- importance
@@ -415,10 +567,10 @@ def test_page_renders_in_headless_chromium(sweep, tmp_path: Path) -> None:
     assert front["shapes"][front["names"].index("Pareto front")] == "vh"
     assert plot("group-fronts") == {"n": 3, "names": front_names(data),
                                     "shapes": ["vh"] * 3}
-    assert plot("acc-sparsity")["n"] == len(CRITERIA)
+    assert plot("acc-sparsity") == {"n": 3, "names": list(CRITERIA), "shapes": ["vh"] * 3}
     assert plot("parcoords")["n"] == 1
     assert plot("importance")["n"] == len(OBJS)
-    assert plot("learning-curves")["n"] == len(CRITERIA)
+    assert plot("learning-curves")["n"] == len(data.learning["trials"])  # one per trial
     assert plot("layer-heatmap")["n"] == 1
     assert plot("layer-similarity")["n"] == len(data.similarity["trials"])
     assert plot("hv-history")["n"] == 1 + len(CRITERIA)
@@ -426,8 +578,8 @@ def test_page_renders_in_headless_chromium(sweep, tmp_path: Path) -> None:
     assert dom.count('class="main-svg"') >= 9
     assert 'class="trace scatter' in dom and "<canvas" in dom
 
-    table = re.search(r'<table id="trials" data-n="(\d+)" data-shown="(\d+)">(.*?)</table>',
-                      dom, re.S)
+    table = re.search(r'<table id="trials" data-n="(\d+)"[^>]*data-shown="(\d+)"[^>]*>'
+                      r"(.*?)</table>", dom, re.S)
     assert table and int(table.group(1)) == len(df)
     assert table.group(3).count("<tr") == len(df) + 1
     # the filter ran (from the URL): "t04 snip" keeps t040..t047 whose criterion is snip
@@ -449,3 +601,66 @@ def test_page_renders_in_headless_chromium(sweep, tmp_path: Path) -> None:
 
 def front_names(data) -> list[str]:
     return [f"{g} (HV {data.hypervolumes[g]:.4g})" for g in data.group_fronts]
+
+
+PROBE_JS = """<script>
+(function () {  // test-only: measure the table, move the mouse onto a learning curve
+  function probe() {
+    if (document.body.dataset.rendered !== "1") { setTimeout(probe, 50); return; }
+    var wrap = document.querySelector(".tablewrap"), gd = document.getElementById(
+      "learning-curves"), k = 0, j = 0;
+    gd.data.forEach(function (t, i) {  // the highest point of all: nothing else is closer
+      t.y.forEach(function (y, e) { if (y > gd.data[k].y[j]) { k = i; j = e; } }); });
+    var out = {wrap: [wrap.scrollWidth, wrap.clientWidth], name: gd.data[k].name,
+               page: [document.documentElement.scrollWidth,
+                      document.documentElement.clientWidth]};
+    var xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+    var drag = gd.querySelector(".nsewdrag"), box = drag.getBoundingClientRect();
+    drag.dispatchEvent(new MouseEvent("mousemove", {bubbles: true,
+      clientX: box.left + xa.l2p(gd.data[k].x[j]), clientY: box.top + ya.l2p(gd.data[k].y[j])}));
+    setTimeout(function () {
+      out.highlight = gd.dataset.highlight;
+      out.opacity = Array.prototype.map.call(gd.querySelectorAll(".scatterlayer .trace"),
+        function (g) { return [g.__data__[0].trace.index, g.style.opacity]; });
+      out.k = k;
+      document.body.dataset.probe = JSON.stringify(out);
+    }, 300);
+  }
+  probe();
+})();
+</script></body>"""
+
+
+@pytest.mark.slow
+def test_report_reads_well_in_chromium_at_1280px(sweep, tmp_path: Path) -> None:
+    """What only a browser shows: the trials table fits a 1280 px window, hovering a learning
+    curve highlights it (and names its trial), parallel-coordinates ticks are short."""
+    assert Path(CHROMIUM).exists() or shutil.which("chromium"), "needs Debian's chromium"
+    out = tmp_path / "report.html"
+    data = write_report(sweep[0], out, OBJS)
+    out.write_text(out.read_text().replace("</body>", PROBE_JS))
+    run = _chromium(tmp_path, "--window-size=1280,1000", "--virtual-time-budget=15000",
+                    "--dump-dom", out.as_uri())
+    dom = run.stdout
+    body = re.search(r"<body[^>]*>", dom)
+    assert body and 'data-rendered="1"' in body.group(0), run.stderr[-3000:]
+    probe = json.loads(html.unescape(re.search(r'data-probe="([^"]*)"', body.group(0))[1]))
+    wrap_scroll, wrap_client = probe["wrap"]
+    assert 1000 < wrap_client and wrap_scroll <= wrap_client, probe  # no horizontal scroll
+    assert probe["page"][0] <= probe["page"][1], probe
+    last = data.learning["trials"]
+    assert probe["highlight"] == probe["name"] and probe["name"] in {t["id"] for t in last}
+    k = probe["k"]
+    assert len(probe["opacity"]) == len(last) and dict(probe["opacity"])[k] == "1"
+    assert sorted({o for i, o in probe["opacity"] if i != k}) == ["0.12"]
+    legend = re.findall(r'class="legendtext"[^>]*>([^<]*)<', _section(dom, "learning-curves"))
+    assert set(CRITERIA) <= set(legend) and {t["id"] for t in last[:3]} <= set(legend)
+    ticks = re.findall(r"<text[^>]*>([^<]*)</text>", _section(dom, "parcoords"))
+    assert "472" in ticks and "(none)" in ticks
+    assert not [t for t in ticks if re.search(r"\d\.\d{5,}", t)], ticks
+
+
+def _section(dom: str, div_id: str) -> str:
+    start = dom.index(f'<div id="{div_id}"')
+    end = dom.find("<section>", start)
+    return dom[start:end if end > 0 else len(dom)]
