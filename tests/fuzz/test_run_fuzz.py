@@ -284,16 +284,20 @@ def _code_pickle(t: Path) -> Path:
     return t / "code.pt"
 
 
+def _bytes(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
 WEIGHTS_FILES: list[Any] = [
     pytest.param(_raw_pickle, "not a torch checkpoint", id="raw-pickle-protocol-4"),
     pytest.param(_code_pickle, "not a torch checkpoint", id="pickled-function"),
     pytest.param(lambda t: Path("/etc/passwd"), "not a torch checkpoint", id="etc-passwd"),
-    pytest.param(lambda t: (t / "e.pt").write_bytes(b"") and t / "e.pt" or t / "e.pt",
-                 "not a torch checkpoint", id="empty"),
-    pytest.param(lambda t: (t / "r.pt").write_bytes(os.urandom(4096)) and t / "r.pt",
-                 "not a torch checkpoint", id="random-bytes"),
-    pytest.param(lambda t: (t / "x.safetensors").write_text("{}") and t / "x.safetensors",
-                 "not a readable safetensors file", id="bad-safetensors"),
+    pytest.param(lambda t: _bytes(t / "e.pt", b""), "not a torch checkpoint", id="empty"),
+    pytest.param(lambda t: _bytes(t / "r.pt", os.urandom(4096)), "not a torch checkpoint",
+                 id="random-bytes"),
+    pytest.param(lambda t: _bytes(t / "x.safetensors", b"{}"), "not a readable safetensors file",
+                 id="bad-safetensors"),
 ]
 
 
