@@ -30,6 +30,7 @@ from pruning_core.config import NoBoolNumbers, TrialConfig, load_trial_config, r
 from pruning_core.errors import ConfigError
 from pruning_core.factories import is_import_path
 from pruning_core.record import BY_NAME, EPOCH_METRICS, FINAL_METRICS
+from sweeps.tune.option_types import check_options
 from sweeps.tune.yaml_lines import load_with_lines, locate
 
 if TYPE_CHECKING:
@@ -98,9 +99,35 @@ def check_storage_syntax(storage: str) -> str:
     bucket = rest.split("?", 1)[0].split("/", 1)[0]
     if scheme in _BUCKETED and not bucket:
         raise ValueError(f"{scheme}:// needs a bucket, e.g. {scheme}://my-bucket/sweeps")
-    if scheme == "file" and not rest.startswith("/"):
-        raise ValueError("file:// needs an absolute path, e.g. file:///data/sweeps")
+    if "#" in rest:  # pyarrow drops it, so two sweeps told apart by it would share results
+        raise ValueError(f"a URI fragment ({'#' + rest.split('#', 1)[1]!r}) is not used by any "
+                         "storage; remove it")
+    if scheme == "file":
+        if not rest.startswith("/"):
+            raise ValueError("file:// needs an absolute path, e.g. file:///data/sweeps")
+        _check_file_uri(storage, rest)
+    # the query string of a remote URI holds pyarrow's filesystem options (endpoint_override,
+    # region, scheme, ...): pyarrow refuses a key it does not know when validate writes there
     return storage
+
+
+def _check_file_uri(storage: str, rest: str) -> None:
+    """A ``file://`` URI must name the directory pyarrow (so Ray Tune) reads it as: the path
+    after ``file://``, as written (prunetune's own files go there)."""
+    if "?" in rest:
+        raise ValueError(f"file:// takes no query string ({'?' + rest.split('?', 1)[1]!r} "
+                         "would be ignored); remove it")
+    import pyarrow.fs as pafs
+
+    try:
+        _, path = pafs.FileSystem.from_uri(storage)
+    except (ValueError, OSError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ValueError(f"pyarrow cannot read {storage!r} ({first}); give the directory "
+                         "path itself, without file://") from None
+    if path.rstrip("/") != rest.rstrip("/"):
+        raise ValueError(f"pyarrow reads {storage!r} as {path!r} (percent-decoded); give the "
+                         "directory path itself, without file://")
 
 
 #: SQLAlchemy dialects Optuna's RDBStorage is documented and tested with
@@ -114,7 +141,7 @@ def check_study_storage(storage: str) -> str:
     """
     if not storage.strip():
         raise ValueError("empty; give a journal file path or an RDB URL like sqlite:///study.db")
-    scheme, sep, _ = storage.partition("://")
+    scheme, sep, rest = storage.partition("://")
     if not sep:
         return storage
     dialect = scheme.split("+", 1)[0].lower()
@@ -122,7 +149,84 @@ def check_study_storage(storage: str) -> str:
         raise ValueError(f"{scheme + '://'!r} is not an Optuna storage; give a local journal "
                          "file path (e.g. results/study.log) or an RDB URL "
                          f"({', '.join(d + '://' for d in RDB_DIALECTS)})")
+    if "#" in rest:  # SQLAlchemy would make it part of the database name
+        raise ValueError(f"a URL fragment ({'#' + rest.split('#', 1)[1]!r}) is not used by an "
+                         "RDB URL; remove it")
     return storage
+
+
+def check_study_url(url: str) -> None:
+    """An RDB ``study.storage`` as SQLAlchemy reads it, without connecting: its driver is
+    installed, and every query-string argument is one the driver takes (SQLAlchemy only warns,
+    and ignores, one it does not: ``sqlite:///s.db?bogus=1``). ``ConfigError``, one line."""
+    import warnings
+
+    import sqlalchemy
+    from sqlalchemy.exc import ArgumentError, SAWarning
+
+    scheme = url.partition("://")[0]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", SAWarning)
+            sqlalchemy.create_engine(url).dispose()
+    except SAWarning as exc:
+        first = str(exc).split(" (Background", 1)[0].splitlines()[0][:300]
+        raise ConfigError(f"study.storage: {first}") from None
+    except ImportError as exc:
+        raise ConfigError(f"study.storage: {scheme}:// needs its database driver ({exc}); "
+                          "install it, or give a journal file path") from None
+    except (ArgumentError, ValueError, TypeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        first = first.replace(url, "the URL")  # it may hold a password
+        raise ConfigError(f"study.storage: SQLAlchemy cannot read the URL ({first})") from None
+
+
+def check_wandb(spec: WandbSpec) -> None:
+    """``wandb:`` as W&B itself checks it (its public ``wandb.Settings``): a project name W&B
+    refuses (``a/b``, over 128 characters) fails now, in one line, not as a logged error in
+    every trial. Nothing is checked with ``mode: disabled``."""
+    if spec.mode == "disabled":
+        return
+    import wandb
+
+    for field, key, value in (("project", "project", spec.project),
+                              ("entity", "entity", spec.entity),
+                              ("group", "run_group", spec.group)):
+        if value is None:
+            continue
+        try:
+            wandb.Settings(**{key: value})
+        except Exception as exc:  # wandb's UsageError, pydantic's ValidationError
+            errors = getattr(exc, "errors", None)
+            msg = errors()[0]["msg"] if callable(errors) else str(exc)
+            first = (msg.strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise ConfigError(f"wandb.{field}: W&B refuses it ({first})") from None
+
+
+def probe_sampler(space: SearchSpace, sampler: optuna.samplers.BaseSampler) -> None:
+    """A first suggestion from ``sampler`` on a throw-away in-memory study, through the space's
+    define-by-run function (nothing trained, nothing stored): an option Optuna takes at
+    construction but fails on when it first uses it fails here, in one line (the type check of
+    ``make_sampler`` is the first line of defence; this is the second)."""
+    import warnings
+
+    import optuna
+
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    directions = ["minimize" if m == "min" else "maximize" for m in space.modes]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            study = optuna.create_study(sampler=sampler, directions=directions)
+            space.define_by_run()(study.ask())
+    except Exception as exc:  # whatever the sampler raises on its options
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        what = "sampler.options" if space.sampler.options else "sampler"
+        raise ConfigError(f"{what}: the {space.sampler.name} sampler failed on a first "
+                          f"suggestion ({type(exc).__name__}: {first})") from None
+    finally:
+        optuna.logging.set_verbosity(verbosity)
 
 
 class _Strict(NoBoolNumbers):
@@ -227,6 +331,20 @@ Param = Annotated[
 class Objective(_Strict):
     metric: str
     mode: Literal["min", "max"]
+
+
+#: the Optuna sampler class of each ``sampler.name``
+SAMPLERS = {"tpe": "TPESampler", "nsga2": "NSGAIISampler", "gp": "GPSampler",
+            "random": "RandomSampler", "grid": "GridSampler"}
+#: sampler constructor arguments set elsewhere in the space -> where
+SAMPLER_RESERVED = {"seed": "sampler.seed", "search_space": "params (the grid sampler's grid)"}
+
+
+def sampler_class(name: str) -> type[optuna.samplers.BaseSampler]:
+    """The Optuna sampler class ``sampler.name`` stands for."""
+    import optuna
+
+    return getattr(optuna.samplers, SAMPLERS[name])  # type: ignore[no-any-return]
 
 
 class SamplerSpec(_Strict):
@@ -513,8 +631,6 @@ class SearchSpace(_Strict):
         return DefineByRun(self)
 
     def make_sampler(self) -> optuna.samplers.BaseSampler:
-        import optuna
-
         s = self.sampler
         opts = dict(s.options)
         if self.budget.num_samples > LARGE_SWEEP and not s.model_fields_set & {"name", "options"}:
@@ -522,16 +638,15 @@ class SearchSpace(_Strict):
                         "per trial stays flat, TPE's grows); name one to choose",
                         self.budget.num_samples, LARGE_SWEEP)
             s = s.model_copy(update={"name": "nsga2"})
+        cls = sampler_class(s.name)
+        # each option's type against the constructor's signature: a value Optuna only stores
+        # (n_startup_trials: "ten") would otherwise fail inside the sweep
+        check_options(cls, opts, where="sampler.options", owner=s.name,
+                      reserved=SAMPLER_RESERVED)
         try:
-            if s.name == "tpe":
-                return optuna.samplers.TPESampler(seed=s.seed, **opts)
-            if s.name == "nsga2":
-                return optuna.samplers.NSGAIISampler(seed=s.seed, **opts)
-            if s.name == "gp":
-                return optuna.samplers.GPSampler(seed=s.seed, **opts)
-            if s.name == "random":
-                return optuna.samplers.RandomSampler(seed=s.seed, **opts)
-            return optuna.samplers.GridSampler(self.grid(), seed=s.seed, **opts)
+            if s.name == "grid":
+                return cls(self.grid(), seed=s.seed, **opts)
+            return cls(seed=s.seed, **opts)
         except (TypeError, ValueError, OverflowError) as exc:
             what = "sampler.options" if opts else "sampler"
             raise ConfigError(f"{what}: {s.name} sampler refused it: {exc}".replace("\n", " ")) \
@@ -792,8 +907,11 @@ def validate_space(space: SearchSpace, n: int = 32, seed: int = 0) -> list[Trial
     """Sample ``n`` configs (plus one per unseen choice value) and validate each as a TrialConfig.
 
     This is the pre-launch validation ``prunetune validate`` and ``prunetune sweep`` share:
-    it also builds the sampler with its ``sampler.options``, checks that the results storage
-    can be written, and that trials asking for a GPU device get one (``resources.gpu``).
+    it also builds the sampler with its ``sampler.options`` (each checked against the sampler's
+    signature) and asks it for a first suggestion on a throw-away study, checks that the
+    results storage can be written, that an RDB ``study.storage`` has its driver and no query
+    argument SQLAlchemy ignores, the ``wandb:`` settings as W&B checks them, and that trials
+    asking for a GPU device get one (``resources.gpu``).
     Raises ``ConfigError`` naming the first config that fails and the params it drew.
     """
     base = space.base_config()
@@ -817,9 +935,12 @@ def validate_space(space: SearchSpace, n: int = 32, seed: int = 0) -> list[Trial
         from sweeps.tune.launch import scheduler_clock
 
         scheduler_clock(space.scheduler, base)
-    space.make_sampler()
+    sampler = space.make_sampler()  # its options checked against the sampler's signature
     # no storage: results/<name>, so a bad directory is the name's fault
     check_storage(space.results_dir, "storage" if space.storage else "name")
+    if space.study.storage is not None and "://" in space.study.storage:
+        check_study_url(space.study.storage)
+    check_wandb(space.wandb)
     out = []
     for sampled in space.sample(n, seed=seed):
         try:
@@ -833,6 +954,7 @@ def validate_space(space: SearchSpace, n: int = 32, seed: int = 0) -> list[Trial
                               "trials get no GPU; set resources.gpu (e.g. 1 or 0.5) or "
                               "train.device: auto")
         out.append(cfg)
+    probe_sampler(space, sampler)
     return out
 
 
@@ -867,6 +989,9 @@ def _probe_remote(uri: str) -> None:
         fs.delete_file(probe)
     except (OSError, ValueError) as exc:  # pyarrow's ArrowException subclasses are among these
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        if "query parameter" in first:  # pyarrow's "Unexpected query parameter in S3 URI"
+            raise ConfigError(f"storage: {first}; the query string holds pyarrow's filesystem "
+                              "options only (docs/sweeps.md): remove it") from None
         raise ConfigError(f"storage: cannot write to {uri.split('?', 1)[0]} ({first}); check "
                           "that the bucket exists and the credentials may write to it") from None
 

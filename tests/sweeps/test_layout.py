@@ -128,7 +128,9 @@ def test_a_sweep_pickled_under_the_old_module_names_still_loads() -> None:
     assert type(back) is DominatedStopper and back.rungs == [500]
     for name, new in sweeps.MOVED.items():
         assert importlib.import_module(f"sweeps.{name}") is importlib.import_module(new)
-    # every moved module is in the map, and nothing else is
+    # every moved module is in the map, and nothing else is (modules written after the split
+    # never had an old name)
+    added_since = {"option_types"}
     moved = {p.stem for pkg in ("tune", "results") for p in (REPO / "sweeps" / pkg).glob("*.py")
-             if p.stem != "__init__"}
+             if p.stem != "__init__"} - added_since
     assert moved == {k for k, v in sweeps.MOVED.items() if not v.startswith("sweeps.cli")}
