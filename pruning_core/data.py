@@ -36,6 +36,7 @@ from torch.utils.data import Dataset, Subset, TensorDataset
 from .errors import ConfigError, DataError
 from .factories import is_import_path, load_data
 from .registry import Registry
+from .suggest import with_hint
 
 log = logging.getLogger(__name__)
 
@@ -503,10 +504,9 @@ def _check_options(name: str, loader: DatasetLoader, options: dict[str, Any]) ->
     valid = [p for p in inspect.signature(loader).parameters if p not in ("root", "seed")]
     unknown = sorted(set(options) - set(valid))
     if unknown:
-        raise ConfigError(
+        raise ConfigError(with_hint(
             f"dataset {name!r} got unknown option(s) {', '.join(unknown)}; "
-            f"valid: {', '.join(valid) or '(none)'}"
-        )
+            f"valid: {', '.join(valid) or '(none)'}", unknown[0], valid))
 
 
 def _take(ds: Dataset, limit: int | None, what: str) -> Dataset:

@@ -28,7 +28,6 @@ re-draws with the same init later (the WACV re-initialisation variants call it).
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import logging
 import math
@@ -43,6 +42,7 @@ from torch import nn
 from .errors import ConfigError
 from .factories import build_model, is_import_path
 from .registry import Registry
+from .suggest import did_you_mean, with_hint
 
 log = logging.getLogger(__name__)
 
@@ -534,10 +534,9 @@ def _check_options(name: str, builder: ModelBuilder, options: dict[str, Any]) ->
     valid = [p.name for p in params]
     unknown = sorted(set(options) - set(valid))
     if unknown:
-        raise ConfigError(
+        raise ConfigError(with_hint(
             f"model {name!r} got unknown option(s) {', '.join(unknown)}; "
-            f"valid: {', '.join(valid) or '(none)'}"
-        )
+            f"valid: {', '.join(valid) or '(none)'}", unknown[0], valid))
 
 
 def _torchvision_classifiers() -> list[str]:
@@ -587,8 +586,8 @@ def _create_torchvision(
     arch = name[len(TV_PREFIX) :]
     valid = _torchvision_classifiers()
     if arch not in valid:
-        close = difflib.get_close_matches(arch, valid, n=3)
-        hint = f"did you mean {', '.join(close)}? " if close else ""
+        hint = did_you_mean(arch, valid)
+        hint = f"{hint} " if hint else ""
         shown = ", ".join(valid[:20]) + (", …" if len(valid) > 20 else "")
         raise ConfigError(
             f"unknown torchvision classifier {arch!r}; {hint}{len(valid)} available: {shown}"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from .allocation import ALLOCATIONS
 from .criteria import CRITERIA
 from .data import DATASETS
@@ -12,6 +14,7 @@ from .factories import is_import_path, resolve
 from .models import MODELS
 from .registry import Registry
 from .schedules import SCHEDULES
+from .suggest import with_hint
 from .timing import TIMINGS
 from .variants import VARIANTS
 
@@ -65,11 +68,16 @@ def check_names(cfg: TrialConfig) -> None:
     try:
         options.model_validate(cfg.prune.criterion_options)
     except ValueError as exc:
-        raise ConfigError(
-            f"prune.criterion_options: invalid for {cfg.prune.criterion!r} "
-            f"(accepted: {sorted(options.model_fields) or 'none'}): "
-            + str(exc).splitlines()[1 if len(str(exc).splitlines()) > 1 else 0].strip()
-        ) from None
+        msg = (f"prune.criterion_options: invalid for {cfg.prune.criterion!r} "
+               f"(accepted: {sorted(options.model_fields) or 'none'}): "
+               + str(exc).splitlines()[1 if len(str(exc).splitlines()) > 1 else 0].strip())
+        errors = exc.errors() if isinstance(exc, ValidationError) else []
+        misspelt = [str(e["loc"][-1]) for e in errors
+                    if e["type"] == "extra_forbidden" and e["loc"]]
+        if misspelt:  # an option name: the nearest accepted one
+            msg = with_hint(msg, misspelt[0], options.model_fields,
+                            "prune.criterion_options.")
+        raise ConfigError(msg) from None
     if ALLOCATIONS.get(cfg.prune.allocation.name).needs_unsigned_scores \
             and criteria.get(cfg.prune.criterion).signed:
         raise ConfigError(

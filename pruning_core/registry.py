@@ -9,12 +9,14 @@ from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 from .errors import ConfigError
+from .suggest import with_hint
 
 T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """Name -> object. ``get`` on an unknown name raises ``ConfigError`` listing the valid names."""
+    """Name -> object. ``get`` on an unknown name raises ``ConfigError`` listing the valid names
+    (and the nearest ones: ``did you mean ...?``)."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
@@ -36,9 +38,9 @@ class Registry(Generic[T]):
         try:
             return self._items[name]
         except KeyError:
-            raise ConfigError(
-                f"unknown {self.kind} {name!r}; valid: {', '.join(self.names())}"
-            ) from None
+            raise ConfigError(with_hint(
+                f"unknown {self.kind} {name!r}; valid: {', '.join(self.names())}",
+                name, self.names())) from None
 
     def names(self) -> list[str]:
         return sorted(self._items)

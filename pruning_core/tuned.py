@@ -165,6 +165,16 @@ class Schedule(NoBoolNumbers):
         total = sum(entry.numel for entry in self.layers)
         return sum(entry.sparsity * entry.numel for entry in self.layers) / total
 
+    def target_text(self) -> str:
+        """The target as messages print it, naming the kind of sparsity: ``target weight
+        sparsity 0.8606``; for channel pruning the target is node sparsity (cnip: weights and
+        nodes together), with the weight sparsity the source trial reached."""
+        if self.prune.granularity == "channel":
+            kind = "weight+node" if self.prune.criterion == "cnip" else "node"
+            return (f"target {kind} sparsity {self.prune.sparsity:.4f} (weight sparsity "
+                    f"{self.target_sparsity:.4f} reached)")
+        return f"target weight sparsity {self.target_sparsity:.4f}"
+
     def matches(self, layers: list[LayerInfo]) -> bool:
         return [(i.name, list(i.shape)) for i in layers] == [(e.name, e.shape)
                                                              for e in self.layers]

@@ -11,6 +11,7 @@ FILE`` in a trial config reads it too (the run then starts from the smaller netw
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,30 +91,87 @@ def _checked_indices(raw: Any) -> KeepIndices:
     return out
 
 
-def load_compact(path: str | Path) -> nn.Module:
-    """The compact model of a file :func:`save_compact` wrote (a registered built-in model;
-    for the user's own factory build the dense model yourself and use ``model.weights``)."""
-    from ..checkpoints import load_weights
-    from ..factories import is_import_path
-    from ..models import create_model
-
-    meta = _metadata(path)
+def compact_spec(path: str | Path) -> dict[str, Any]:
+    """What a compact file says about its model: ``{"model": {"name", "options"},
+    "input_shape", "num_classes"}`` (checked types; ``ConfigError`` for any other file)."""
+    meta = _metadata(path, "load_compact")
     if meta.get("format") != COMPACT_FORMAT:
         raise ConfigError(f"{path}: not a prunetune compact model (write one with "
                           "`prunetune run CONFIG --export-compact FILE`)")
     try:
         spec = json.loads(meta.get("spec", ""))
         name, options = str(spec["model"]["name"]), dict(spec["model"].get("options") or {})
-        shape = tuple(int(d) for d in spec["input_shape"])
+        shape = [int(d) for d in spec["input_shape"]]
         classes = int(spec["num_classes"])
-    except (ValueError, TypeError, KeyError) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise ConfigError(f"{path}: bad model spec in the metadata ({exc})") from None
-    if is_import_path(name) or name.startswith("tv:"):
-        raise ConfigError(f"{path}: model {name!r} is not a built-in one; build it yourself "
-                          "and load the file with model.weights (or load_weights)")
-    model = create_model(name, shape, classes, **options)
-    load_weights(model, path, strict=True, field=str(path))
-    return model
+    return {"model": {"name": name, "options": options}, "input_shape": shape,
+            "num_classes": classes}
+
+
+def load_compact(path: str | Path, *, factory: Callable[..., nn.Module] | str | None = None,
+                 model: nn.Module | None = None, input_shape: Sequence[int] | None = None,
+                 num_classes: int | None = None,
+                 options: Mapping[str, Any] | None = None) -> nn.Module:
+    """The compact (smaller, dense) model of a file :func:`save_compact` wrote
+    (``prunetune run CONFIG --export-compact FILE``), with its weights, ready to run.
+
+    How the dense architecture is had, which is then sliced to the file's kept channels:
+
+    - nothing: the file's own model, a built-in one (``mlp``, ``resnet20``, ``tv:resnet18``);
+    - ``factory``: your model factory, ``build(input_shape, num_classes, **options)``, as the
+      callable or its import path ``"my_pkg.nets:build"`` (imported through
+      :func:`pruning_core.factories.resolve`: your own code only, see SECURITY.md). A file
+      never chooses code to import: a file of a factory model needs this argument;
+    - ``model``: the dense model already built (sliced in place and returned).
+
+    ``input_shape``, ``num_classes`` and ``options`` (the factory's keyword arguments) default
+    to the file's. Nothing in the file is executed or unpickled; a mismatch between the file
+    and the architecture is one ``ConfigError`` line naming the first bad tensor.
+    """
+    from ..checkpoints import load_weights
+    from ..factories import build_model, is_import_path, resolve
+    from ..models import create_model
+
+    spec = compact_spec(path)
+    name = spec["model"]["name"]
+    shape = tuple(int(d) for d in (input_shape if input_shape is not None
+                                   else spec["input_shape"]))
+    classes = int(num_classes if num_classes is not None else spec["num_classes"])
+    opts = dict(options if options is not None else spec["model"]["options"])
+    if model is not None and factory is not None:
+        raise ConfigError("load_compact: give factory= or model=, not both")
+    if model is not None:
+        if not isinstance(model, nn.Module):
+            raise ConfigError(f"load_compact: model= is a {type(model).__name__}; give the "
+                              "dense nn.Module (or factory=)")
+        built = model
+    elif factory is not None:
+        if isinstance(factory, str):
+            fn = resolve(factory, "factory")
+            label = factory
+        else:
+            fn, label = factory, getattr(factory, "__qualname__", repr(factory))
+        if not callable(fn):
+            raise ConfigError(f"load_compact: factory= is a {type(fn).__name__}; give a model "
+                              "factory (a callable or 'my_pkg.nets:build')")
+        built = build_model(label, shape, classes, opts, fn=fn)
+    elif is_import_path(name):
+        raise ConfigError(
+            f"{path}: model {name!r} is your own factory, and a file never chooses code to "
+            f"import: pass it, load_compact(path, factory={name!r}) (or the callable, or "
+            "model=<the dense model>)")
+    else:
+        if name.startswith("tv:"):
+            opts.pop("weights", None)  # the file holds the weights: nothing to read first
+        built = create_model(name, shape, classes, **opts)
+    try:
+        load_weights(built, path, strict=True, field=str(path))
+    except ConfigError as exc:  # the file and the architecture disagree: name the file
+        msg = str(exc)
+        raise ConfigError(msg if str(path) in msg else
+                          f"{path}: {msg} (a compact file of another model?)") from None
+    return built
 
 
 @torch.no_grad()

@@ -34,7 +34,6 @@ setting can be changed back.
 
 from __future__ import annotations
 
-import difflib
 import glob
 import json
 import logging
@@ -49,6 +48,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from pruning_core.suggest import did_you_mean
 from sweeps.results.schema import PER_LAYER
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,8 @@ PART_PREFIX = "part-"  # compacted files (sweeps/results/store.py)
 
 Mode = Literal["max", "min"]
 DONE_STATUSES: tuple[str, ...] = ("ok",)
-ALL_STATUSES: tuple[str, ...] = ("ok", "error", "diverged", "stopped_early", "interrupted")
+ALL_STATUSES: tuple[str, ...] = ("ok", "error", "diverged", "doomed", "stopped_early",
+                                 "interrupted")
 _ALIAS_PREFIXES = ("config.prune.", "config.")
 
 
@@ -403,8 +404,7 @@ def short_aliases(columns: Sequence[str]) -> dict[str, str]:
 
 
 def _unknown_column_msg(name: str, columns: Sequence[str]) -> str:
-    near = difflib.get_close_matches(name, list(columns), n=3, cutoff=0.5)
-    hint = f"did you mean {', '.join(near)}?" if near else \
+    hint = did_you_mean(name, columns) or \
         "see the columns with: prunetune query RESULTS \"DESCRIBE trials\""
     return f"unknown column {name!r}; {hint}"
 

@@ -394,7 +394,10 @@ class SchedulerSpec(_Strict):
     def _per_epoch(cls, v: str | None) -> str | None:
         if v is not None and v not in EPOCH_METRICS:
             valid = ", ".join(sorted(EPOCH_METRICS))
-            raise ValueError(f"ASHA acts on per-epoch metrics; got {v!r}, valid: {valid}")
+            from pruning_core.suggest import with_hint
+
+            raise ValueError(with_hint(f"ASHA acts on per-epoch metrics; got {v!r}, valid: {valid}",
+                                       str(v), EPOCH_METRICS))
         return v
 
     def describe(self) -> str:
@@ -462,7 +465,10 @@ class SearchSpace(_Strict):
         names = [o.metric for o in v]
         for n in names:
             if n not in FINAL_METRICS:
-                raise ValueError(f"unknown metric {n!r}; valid: {', '.join(sorted(FINAL_METRICS))}")
+                from pruning_core.suggest import with_hint
+
+                raise ValueError(with_hint(f"unknown metric {n!r}; valid: "
+                                           f"{', '.join(sorted(FINAL_METRICS))}", n, FINAL_METRICS))
         if len(set(names)) != len(names):
             raise ValueError("an objective metric is listed twice")
         return v
@@ -864,7 +870,9 @@ def _format_errors(exc: ValidationError, lines: dict[Any, int]) -> str:
     for err in exc.errors():
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling)"
+            from pruning_core.config import unknown_key
+
+            msg = unknown_key(tuple(err["loc"]), SearchSpace)
         elif err["type"] == "union_tag_invalid":
             msg = f"type must be one of: {', '.join(sorted(_PARAM_TAGS))}"
         elif msg.startswith("Value error, "):
