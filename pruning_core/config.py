@@ -227,6 +227,18 @@ class TimingConfig(_Strict):
     rewind_epoch: int = Field(0, ge=0)
 
 
+class ScreenConfig(_Strict):
+    """Doomed trials, ended before they train (``pruning_core/effective.py``): the masks leave
+    no input -> output path (the output cannot depend on the input: chance accuracy whatever
+    the training), or an effective density below ``min_density``. The default (no path,
+    ``min_density`` 0) never ends a trainable network; an empty layer on a residual branch is
+    not doomed (the skip path still trains)."""
+
+    enabled: bool = True
+    #: also doomed: fewer than this fraction of the prunable weights on some path
+    min_density: float = Field(0.0, ge=0.0, lt=1.0)
+
+
 class PruneConfig(_Strict):
     criterion: str = "snip"
     #: criterion-specific options, validated by the criterion's own options model
@@ -256,6 +268,12 @@ class PruneConfig(_Strict):
     #: ``channel`` only: after the last prune event, rebuild the network without the removed
     #: channels (a smaller dense model that trains and runs faster); false keeps masks
     compact: bool = True
+    #: after each prune event, also prune the kept weights that lie on no input -> output path
+    #: (``pruning_core/effective.py``): they carry no input-dependent signal, and the
+    #: reported sparsity becomes the effective one
+    remove_disconnected: bool = False
+    #: end a trial whose masks leave it untrainable right after they are made (status doomed)
+    screen: ScreenConfig = Field(default_factory=lambda: ScreenConfig())
 
     @field_validator("steps")
     @classmethod
@@ -297,11 +315,32 @@ class SpeedConfig(_Strict):
     repeats: int = Field(10, ge=1, le=10_000)
 
 
+class AdversarialConfig(_Strict):
+    """Adversarial accuracy of the final network on a fixed, seeded test subset
+    (``pruning_core/adversarial.py``)."""
+
+    attack: Literal["fgsm", "pgd", "carlini_wagner"] = "pgd"
+    #: perturbation budget in units of the valid input range (pixel units for normalised
+    #: images; linf: per element, l2: per example); None: 8/255 for linf, 0.5 for l2
+    eps: float | None = Field(None, gt=0)
+    #: iterations; None: pgd 10 (HYDRA), carlini_wagner 10,000 per binary-search step
+    #: (foolbox's default, which SNIP-it runs)
+    steps: int | None = Field(None, ge=1, le=100_000)
+    #: step size (pgd: default eps / 4; carlini_wagner: its Adam learning rate, default 0.01)
+    step_size: float | None = Field(None, gt=0)
+    #: carlini_wagner is always l2
+    norm: Literal["linf", "l2"] = "linf"
+    #: test examples attacked (the first ``samples`` of a seeded permutation)
+    samples: int = Field(512, ge=1)
+
+
 class MetricsConfig(_Strict):
     #: extra, costlier metrics computed at the end of a trial
     similarity: SimilarityConfig | None = None
     #: latency_ms, latency_ms_batch1, train_step_ms (final and dense) and speedup
     speed: SpeedConfig | None = None
+    #: adv_accuracy: accuracy under attack (FGSM, PGD or Carlini-Wagner) of the final network
+    adversarial: AdversarialConfig | None = None
     #: in a sweep, keep every trial's final weights as <results>/weights/<trial_id>.safetensors
     #: (``prunetune similarity --results`` compares two trials by id; local results only)
     keep_weights: bool = False

@@ -164,3 +164,28 @@ def remove_disconnected(model: nn.Module, masks: MaskSet, input_shape: tuple[int
     masks.update(conn.masks)
     masks.apply()
     return conn
+
+
+def effective_record(model: nn.Module, masks: MaskSet, input_shape: tuple[int, ...],
+                     record_masks: MaskSet | None = None) -> dict[str, object]:
+    """The trial record's connectivity fields. ``model``/``masks``: the network as it runs
+    (a compact model and its leftover masks); ``record_masks``: the full-size masks the
+    reported sparsity is counted on (default ``masks``)."""
+    from .metrics import flops
+
+    record_masks = record_masks or masks
+    conn = connectivity(model, masks, input_shape)
+    live = MaskSet(masks.params, conn.masks)
+    effective = record_masks.kept() - conn.disconnected
+    layer = {n: 1.0 - (int(record_masks[n].sum()) - (int(masks[n].sum()) - int(m.sum())))
+             / record_masks[n].numel() for n, m in conn.masks.items() if n in record_masks.masks}
+    total_params = sum(p.numel() for p in model.parameters())
+    return {
+        "effective_sparsity": 1.0 - effective / record_masks.numel() if record_masks.numel()
+        else 0.0,
+        "disconnected_weights": conn.disconnected,
+        "dead_units": sum(conn.dead_units.values()),
+        "effective_params": total_params - (live.numel() - live.kept()),
+        "effective_flops": flops(model, input_shape, live)[1],
+        "layer_effective_sparsity": layer,
+    }

@@ -26,6 +26,7 @@ from .checkpoints import load_weights
 from .config import TrialConfig
 from .data import DataBundle, black_pixel, dataset_spec, load_dataset
 from .dense_cache import DenseCache, cache_key, dense_prefix
+from .effective import Connectivity, connectivity, effective_record
 from .engine import Pruner
 from .errors import ConfigError
 from .loader import DeviceLoader, on_device
@@ -92,6 +93,19 @@ class TrialResult:
     #: median over alternating (dense, final) pairs of dense / final time (training step)
     speedup: float | None = None
     inference_speedup: float | None = None  # the same for inference (training-size batch)
+    #: generalisation gap at the end: train - test accuracy, test - train loss
+    gap_accuracy: float | None = None
+    gap_loss: float | None = None
+    #: pruning_core/effective.py: kept weights on some input -> output path, and the rest
+    effective_sparsity: float | None = None
+    disconnected_weights: int | None = None
+    dead_units: int | None = None
+    effective_params: int | None = None
+    effective_flops: int | None = None
+    layer_effective_sparsity: dict[str, float] = field(default_factory=dict)
+    #: metrics.adversarial: accuracy under attack on the seeded test subset, and its settings
+    adv_accuracy: float | None = None
+    adversarial: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -299,6 +313,7 @@ class _Trial:
         if isinstance(action, Prune):
             self.pruner.step(action.sparsity)
             self._flops_now = None
+            self._after_prune()
         elif isinstance(action, Compact):
             self._compact(carry_optimizer=True)
         elif isinstance(action, NewOptimizer):
@@ -313,6 +328,21 @@ class _Trial:
             VARIANTS.get(self.cfg.prune.variant)(self.model, self.masks, self.cfg.seed)
         elif isinstance(action, Train):
             self._train(action, on_epoch)
+
+    def _after_prune(self) -> None:
+        """``prune.remove_disconnected`` and the doomed-trial screen, on the masks just made."""
+        screen, remove = self.cfg.prune.screen, self.cfg.prune.remove_disconnected
+        if not (screen.enabled or remove) or self.compacted:
+            return
+        conn = connectivity(self.model, self.masks, self.data.input_shape)
+        if remove and conn.disconnected:
+            log.info("removing %d disconnected weights", conn.disconnected)
+            self.masks.update(conn.masks)
+            self.masks.apply()
+        if screen.enabled:
+            reason = doomed_reason(conn, self.masks, screen.min_density)
+            if reason is not None:
+                raise _Doomed(reason)
 
     # ---- structure ---------------------------------------------------------------------------
     def active_masks(self) -> MaskSet:
@@ -381,6 +411,8 @@ class _Trial:
             "train_loss": self.last_train.loss, "train_accuracy": self.last_train.accuracy,
             "test_loss": self.last_test.loss, "test_accuracy": self.last_test.accuracy,
             "sparsity": self.masks.sparsity(),
+            "gap_accuracy": self.last_train.accuracy - self.last_test.accuracy,
+            "gap_loss": self.last_test.loss - self.last_train.loss,
         }
         self.history.append(metrics)
         if on_epoch is not None:  # the state a report carries is *after* this action
@@ -435,6 +467,25 @@ class _DivergedAt(Diverged):
         self.epoch = epoch
 
 
+class _Doomed(Exception):
+    """The screen found masks no training can rescue (``prune.screen``)."""
+
+
+def doomed_reason(conn: Connectivity, masks: MaskSet, min_density: float) -> str | None:
+    """Why masks are doomed (``prune.screen``), or None: no input -> output path, or an
+    effective density below ``min_density``."""
+    if not conn.has_path:
+        empty = masks.collapsed()
+        where = f" ({len(empty)} empty: {', '.join(empty[:3])}{'...' if len(empty) > 3 else ''})" \
+            if empty else ""
+        return f"doomed: no input->output path{where}"
+    density = 1.0 - conn.effective_sparsity
+    if density < min_density:
+        return (f"doomed: effective density {density:.4g} below "
+                f"prune.screen.min_density {min_density:g}")
+    return None
+
+
 def _start_from_dense(trial: _Trial, cache: DenseCache,
                       on_epoch: Callable[[EpochReport], None] | None) -> None:
     """Run the plan's dense prefix once per cache key, or load the state another trial left."""
@@ -487,6 +538,9 @@ def run(cfg: TrialConfig, on_epoch: Callable[[EpochReport], None] | None = None,
     except _DivergedAt as exc:
         status, diverged_epoch, error = "diverged", exc.epoch, f"epoch {exc.epoch}: {exc}"
         log.warning("trial diverged at epoch %d", exc.epoch)
+    except _Doomed as exc:
+        status, error = "doomed", str(exc)
+        log.warning("trial ended before training: %s", exc)
     if masks_out is not None:
         Path(masks_out).parent.mkdir(parents=True, exist_ok=True)  # as --json: parents made
         trial.masks.save(masks_out)
@@ -508,6 +562,41 @@ def run(cfg: TrialConfig, on_epoch: Callable[[EpochReport], None] | None = None,
     if cfg.metrics.speed is not None and status == "ok":
         _measure_speed(trial, result)
     return result
+
+
+@dataclass
+class ScreenOutcome:
+    """What the screen says of a config before any training (``screen_config``)."""
+
+    verdict: str  # "doomed" | "ok" | "unscreened" (its masks are made after training starts)
+    reason: str | None
+    effective_sparsity: float | None
+    sparsity: float | None
+
+
+def screen_config(cfg: TrialConfig) -> ScreenOutcome:
+    """Build ``cfg``'s masks without training and apply the doomed-trial screen to them (with
+    ``prune.screen`` on whatever the config says). Plans that train before their first prune
+    (``after``, ``imp``, ``during`` past epoch 0) are ``unscreened``: their masks depend on
+    the training."""
+    cfg = cfg.model_copy(update={"prune": cfg.prune.model_copy(
+        update={"screen": cfg.prune.screen.model_copy(update={"enabled": True})})})
+    trial = _Trial(cfg)
+    try:
+        for action in trial.plan:
+            if isinstance(action, Train):
+                break
+            trial.execute(action, None)
+    except _Doomed as exc:
+        return ScreenOutcome("doomed", str(exc), 1.0, trial.masks.sparsity())
+    if not any(isinstance(a, Prune) for a in trial.plan[: _first_train(trial.plan)]):
+        return ScreenOutcome("unscreened", "prunes after training starts", None, None)
+    conn = connectivity(trial.model, trial.masks, trial.data.input_shape)
+    return ScreenOutcome("ok", None, conn.effective_sparsity, trial.masks.sparsity())
+
+
+def _first_train(plan: list[Any]) -> int:
+    return next((i for i, a in enumerate(plan) if isinstance(a, Train)), len(plan))
 
 
 def _check_export(cfg: TrialConfig, compact_file: bool) -> None:
@@ -587,7 +676,25 @@ def _result(trial: _Trial, status: str, diverged_epoch: int | None,
         node_sparsity=trial.pruner.node_sparsity()
         if isinstance(trial.pruner, ChannelPruner) else None,
         train_flops=trial.train_flops,
+        gap_accuracy=train.accuracy - test.accuracy, gap_loss=test.loss - train.loss,
+        **_connectivity_fields(trial),
     )
+
+
+def _connectivity_fields(trial: _Trial) -> dict[str, Any]:
+    """Effective sparsity and the rest (``effective.effective_record``) of the final
+    network: the compact model with its leftover masks once compacted."""
+    if not trial.compacted:
+        return effective_record(trial.model, trial.masks, trial.data.input_shape)
+    params = prunable_parameters(trial.model)
+    cm = trial.compact_masks
+    live = MaskSet(params, {n: cm[n] if n in cm.masks else torch.ones_like(p, dtype=torch.bool)
+                            for n, p in params.items()})
+    out = effective_record(trial.model, live, trial.data.input_shape)
+    out["effective_sparsity"] = 1.0 - (trial.masks.kept() - out["disconnected_weights"]) \
+        / trial.masks.numel()
+    out["layer_effective_sparsity"] = {}  # compact shapes: per-layer figures would mislead
+    return out
 
 
 def _finite_mean(values: Any) -> float | None:

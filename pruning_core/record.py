@@ -68,6 +68,22 @@ METRICS: tuple[Metric, ...] = (
            doc="dense / final training-step time (median over alternating pairs)"),
     Metric("inference_speedup", better="max", needs="metrics.speed",
            doc="dense / final inference time, training-size batch (median over pairs)"),
+    Metric("gap_accuracy", better="min", per_epoch=True,
+           doc="generalisation gap: train accuracy - test accuracy"),
+    Metric("gap_loss", better="min", per_epoch=True,
+           doc="generalisation gap: test loss - train loss"),
+    Metric("effective_sparsity", better="max",
+           doc="fraction of prunable weights on no input->output path or removed"),
+    Metric("disconnected_weights", "int64", better="min",
+           doc="kept weights that lie on no input->output path"),
+    Metric("dead_units", "int64", better="min",
+           doc="output units/channels of prunable layers with no live weight"),
+    Metric("effective_params", "int64", better="min",
+           doc="parameters left once disconnected weights are discounted"),
+    Metric("effective_flops", "int64", better="min", unit="FLOPs",
+           doc="forward FLOPs per example counting only connected weights"),
+    Metric("adv_accuracy", better="max", needs="metrics.adversarial",
+           doc="accuracy under the configured attack on a seeded test subset"),
 )
 
 BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}

@@ -14,7 +14,8 @@ from sweeps.results.store import _TYPES
 from sweeps.tune.recorder import _METRIC_KEYS
 from sweeps.tune.trainable import final_metrics
 
-_NOT_SCALAR = {"status", "error", "layer_sparsity", "collapsed_layers", "history", "similarity"}
+_NOT_SCALAR = {"status", "error", "layer_sparsity", "collapsed_layers", "history", "similarity",
+               "layer_effective_sparsity", "adversarial"}
 
 
 def _result(**kw: object) -> TrialResult:
@@ -45,6 +46,6 @@ def test_final_report_has_every_declared_float_metric_nan_when_unmeasured() -> N
 def test_epoch_metrics_are_final_metrics_and_directions_are_valid() -> None:
     assert EPOCH_METRICS < FINAL_METRICS
     assert EPOCH_METRICS == {"train_loss", "train_accuracy", "test_loss", "test_accuracy",
-                             "sparsity"}
+                             "sparsity", "gap_accuracy", "gap_loss"}
     assert all(m.better in ("max", "min", "") for m in METRICS)
     assert len(BY_NAME) == len(METRICS)  # no name declared twice

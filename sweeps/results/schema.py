@@ -46,7 +46,7 @@ META_SPACE = b"prunetune.space"
 TIMESTAMP = pa.timestamp("ms", tz="UTC")
 LAYER_MAP = pa.map_(pa.string(), pa.float64())
 #: per-layer values, one ``map<string, double>`` column each
-PER_LAYER = ("layer_sparsity", "similarity")
+PER_LAYER = ("layer_sparsity", "similarity", "layer_effective_sparsity")
 HISTORY_FIELDS: tuple[tuple[str, pa.DataType], ...] = (
     ("epoch", pa.int64()), ("train_loss", pa.float64()), ("train_accuracy", pa.float64()),
     ("test_loss", pa.float64()), ("test_accuracy", pa.float64()), ("sparsity", pa.float64()),
@@ -77,6 +77,7 @@ STRUCTURED: tuple[tuple[str, pa.DataType], ...] = (
     ("collapsed_layers", pa.list_(pa.string())),
     ("layer_sparsity", LAYER_MAP),
     ("similarity", LAYER_MAP),
+    ("layer_effective_sparsity", LAYER_MAP),
     ("history", HISTORY),
     (EXTRA, pa.string()),
 )

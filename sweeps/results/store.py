@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 TRIALS_DIR = "trials"
 ORPHANS_DIR = "trials_orphaned"
 PART_PREFIX = "part-"
-STATUSES = ("ok", "error", "diverged", "stopped_early", "interrupted")
+STATUSES = ("ok", "error", "diverged", "doomed", "stopped_early", "interrupted")
 
 #: the fixed and metric columns with their declared types (sweeps/results/schema.py)
 _TYPES: dict[str, pa.DataType] = dict((*FIXED, *METRIC_COLUMNS))

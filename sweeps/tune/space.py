@@ -26,7 +26,13 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pruning_core.config import NoBoolNumbers, TrialConfig, load_trial_config, read_text_file
+from pruning_core.config import (
+    NoBoolNumbers,
+    ScreenConfig,
+    TrialConfig,
+    load_trial_config,
+    read_text_file,
+)
 from pruning_core.errors import ConfigError
 from pruning_core.factories import is_import_path
 from pruning_core.record import BY_NAME, EPOCH_METRICS, FINAL_METRICS
@@ -364,6 +370,10 @@ class Budget(_Strict):
     #: seconds a trial keeps retrying (with backoff) a report its results storage refused
     #: (an S3 outage) before the report fails the trial; 0: fail at once
     storage_retry_s: float = Field(120.0, ge=0)
+    #: end doomed trials before they train (``prune.screen`` of every trial; ``enabled:
+    #: false`` turns it off): no input -> output path, or an effective density below
+    #: ``min_density``; Optuna is told they are infeasible (``sweeps/tune/screen.py``)
+    screen: ScreenConfig = Field(default_factory=ScreenConfig)
 
 
 class Resources(_Strict):
@@ -619,6 +629,9 @@ class SearchSpace(_Strict):
         """The fixed settings as a nested dict (dotted keys in ``fixed`` expanded)."""
         out: dict[str, Any] = {}
         _merge(out, _expand(self.fixed))
+        prune = out.setdefault("prune", {})
+        if isinstance(prune, dict) and "screen" not in prune:  # fixed.prune.screen wins
+            prune["screen"] = self.budget.screen.model_dump()
         return out
 
     @cached_property

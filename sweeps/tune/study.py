@@ -12,9 +12,10 @@ trials the sweep ran, while it runs and after.
   rows' key), so the study and the results join;
 - a trial that ended without the trainable's final report (stopped early by the scheduler) is
   told ``PRUNED``, and a trial whose final report says it did not finish well (``diverged``) is
-  told ``FAIL``; only a trial recorded ``ok`` is ``COMPLETE``. The states then mirror the rows'
-  ``status``: ``ok`` -> COMPLETE, ``stopped_early`` -> PRUNED, ``error`` / ``diverged`` ->
-  FAIL, ``interrupted`` -> RUNNING until ``--resume`` finishes it.
+  told ``FAIL``; a ``doomed`` trial is ``COMPLETE`` with the constraint ``doomed`` violated
+  (``sweeps/tune/screen.py``). The states then mirror the rows' ``status``: ``ok`` ->
+  COMPLETE, ``doomed`` -> COMPLETE and infeasible, ``stopped_early`` -> PRUNED, ``error`` /
+  ``diverged`` -> FAIL, ``interrupted`` -> RUNNING until ``--resume`` finishes it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from ray.tune.search.optuna import OptunaSearch
 
 from pruning_core.errors import ConfigError
+from sweeps.tune.screen import TRIAL_ID_ATTR, forget, mark_doomed, remember
 from sweeps.tune.space import SearchSpace
 from sweeps.tune.trainable import FINAL_FLAG, RESULT_STATUS
 
@@ -37,7 +39,6 @@ log = logging.getLogger(__name__)
 #: the default journal file's name, under the results directory
 STUDY_FILE = "study.log"
 #: the Optuna user attribute holding the Ray trial id (the Parquet rows' ``trial_id``)
-TRIAL_ID_ATTR = "trial_id"
 
 
 def study_name(space: SearchSpace) -> str:
@@ -154,6 +155,7 @@ class TaggedSpace:
     def __call__(self, trial: optuna.trial.Trial) -> dict[str, Any] | None:
         if self.trial_id is not None:
             trial.set_user_attr(TRIAL_ID_ATTR, self.trial_id)
+            remember(self.trial_id, trial)  # a doomed trial gets its constraint on it
         return self.fn(trial)
 
 
@@ -205,9 +207,12 @@ class StudySearch(OptunaSearch):
             if not result.get(FINAL_FLAG):
                 log.debug("trial %s ended before its final report: PRUNED", trial_id)
                 result = None
+            elif result.get(RESULT_STATUS) == "doomed" and mark_doomed(trial_id):
+                log.debug("trial %s doomed: COMPLETE, infeasible", trial_id)
             elif result.get(RESULT_STATUS, "ok") != "ok":
                 log.debug("trial %s ended %s: FAIL", trial_id, result.get(RESULT_STATUS))
                 result, error = None, True
+        forget(trial_id)
         super().on_trial_complete(trial_id, result=result, error=error)
 
 

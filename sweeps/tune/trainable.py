@@ -195,8 +195,8 @@ def final_metrics(result: Any) -> dict[str, Any]:
     """A ``TrialResult`` -> the flat dict of the final report."""
     metrics = {k: v for k, v in result.metrics().items() if k not in ("status", "error")}
     for m in METRICS:  # a metric the trial could not measure: NaN, not absent (objectives)
-        if m.type == "float64" and m.name not in metrics and hasattr(result, m.name):
-            metrics[m.name] = math.nan
+        if m.name not in metrics and hasattr(result, m.name):
+            metrics[m.name] = math.nan if m.type == "float64" else None
     last_epoch = result.history[-1]["epoch"] if result.history else 0
     return {
         **metrics,
@@ -209,6 +209,7 @@ def final_metrics(result: Any) -> dict[str, Any]:
         "collapsed_layers": json.dumps(result.collapsed_layers),
         "layer_sparsity": json.dumps(result.layer_sparsity),
         "similarity": json.dumps(result.similarity),
+        "layer_effective_sparsity": json.dumps(result.layer_effective_sparsity),
         # NaN, not absent, when it could not be measured (a diverged trial): objectives need it
         "similarity_mean": math.nan if result.similarity_mean is None
         else result.similarity_mean,

@@ -1,0 +1,71 @@
+"""Disconnection and overfitting in a real trial (issue 18): effective sparsity in the record,
+``prune.remove_disconnected``, doomed trials ended before training, the generalisation gap."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pruning_core.config import load_trial_config
+from pruning_core.experiment import run
+
+# digits (8x8), an MLP 64 -> 16 -> 10: 1,024 + 160 prunable weights
+BASE: dict[str, Any] = {
+    "seed": 0, "model": {"name": "mlp", "options": {"hidden": [16]}},
+    "data": {"name": "digits", "batch_size": 64, "train_limit": 256, "test_limit": 128},
+    "train": {"epochs": 2, "lr": 0.05, "device": "cpu"},
+    "prune": {"criterion": "random", "sparsity": 0.5,
+              "allocation": {"name": "explicit", "layer_sparsity": [0.5, 0.999]}},
+}
+
+
+def _cfg(**prune: Any) -> Any:
+    return load_trial_config({**BASE, "prune": {**BASE["prune"], **prune}})
+
+
+def test_a_trial_without_a_path_is_doomed_before_it_trains() -> None:
+    # 0.999 of 160 weights keeps round(0.16) = 0: the classifier is empty, no path is left
+    res = run(_cfg())
+    assert res.status == "doomed" and res.epochs == 0 and res.history == []
+    assert res.error is not None and res.error.startswith("doomed: no input->output path")
+    assert "3.weight" in res.error and res.collapsed_layers == ["3.weight"]
+    assert res.effective_sparsity == 1.0 and res.disconnected_weights == 512
+    assert res.train_time_s == 0.0
+
+
+def test_the_screen_is_off_with_one_line_and_the_same_trial_trains() -> None:
+    res = run(_cfg(screen={"enabled": False}))
+    assert res.status == "ok" and res.epochs == 2
+    assert res.effective_sparsity == 1.0  # trained, still disconnected: the record says so
+
+
+def test_a_min_density_threshold_dooms_a_connected_but_too_sparse_trial() -> None:
+    layer = [0.5, 0.5]
+    res = run(_cfg(allocation={"name": "explicit", "layer_sparsity": layer},
+                   screen={"min_density": 0.6}))
+    assert res.status == "doomed" and "below prune.screen.min_density 0.6" in str(res.error)
+
+
+def test_remove_disconnected_makes_the_reported_sparsity_the_effective_one() -> None:
+    alloc = {"name": "explicit", "layer_sparsity": [0.9, 0.9]}
+    plain = run(_cfg(allocation=alloc))
+    assert plain.status == "ok" and plain.disconnected_weights is not None
+    assert plain.disconnected_weights > 0  # random 90 % leaves hidden units fed or feeding nothing
+    assert plain.effective_sparsity > plain.sparsity
+    assert plain.effective_params == plain.params_kept - plain.disconnected_weights
+    assert plain.effective_flops <= plain.flops
+    removed = run(_cfg(allocation=alloc, remove_disconnected=True))
+    assert removed.disconnected_weights == 0
+    assert removed.sparsity == pytest.approx(plain.effective_sparsity)
+    assert removed.effective_sparsity == pytest.approx(removed.sparsity)
+    assert removed.layer_effective_sparsity == pytest.approx(removed.layer_sparsity)
+
+
+def test_the_generalisation_gap_is_recorded_at_the_end_and_per_epoch() -> None:
+    res = run(_cfg(allocation={"name": "explicit", "layer_sparsity": [0.5, 0.5]}))
+    assert res.gap_accuracy == pytest.approx(res.train_accuracy - res.test_accuracy)
+    assert res.gap_loss == pytest.approx(res.test_loss - res.train_loss)
+    for h in res.history:
+        assert h["gap_accuracy"] == pytest.approx(h["train_accuracy"] - h["test_accuracy"])
+        assert h["gap_loss"] == pytest.approx(h["test_loss"] - h["train_loss"])
