@@ -73,6 +73,11 @@ def sweep_cmd(
         "with the job, results/.venv/.git left out [default: the current directory]",
         show_default=False)] = None,
     allow_import: AllowImport = None,
+    log_interval_s: Annotated[float | None, typer.Option(
+        "--log-interval", metavar="SECONDS",
+        help="where the output is not a terminal (a log, a pipe): a plain status line this "
+        "often, besides one line per finished trial; 0: none (default: PRUNETUNE_LOG_INTERVAL, "
+        "else 30)", show_default=False)] = None,
 ) -> None:
     """Run a sweep: Ray Tune + OptunaSearch; one Parquet row per trial; Pareto front at the end."""
     import os
@@ -80,6 +85,9 @@ def sweep_cmd(
 
     from pruning_core.code_trust import add_code_root
 
+    finish = resume_command(space_path, name=name, num_samples=num_samples, address=address,
+                            working_dir=working_dir, allow_import=allow_import,
+                            num_cpus=num_cpus)
     working_dir = working_dir or os.getcwd()
     if not os.path.isdir(working_dir):
         fail(f"--working-dir: {working_dir!r} is not a directory")
@@ -96,9 +104,10 @@ def sweep_cmd(
     else:
         embedded_auth_defaults()
     from sweeps.results.store import TrialStore
-    from sweeps.tune.launch import environment_defaults, run_sweep, with_overrides
+    from sweeps.tune.driver_log import driver_log, driver_log_path
+    from sweeps.tune.launch import environment_defaults, results_root, run_sweep, with_overrides
     from sweeps.tune.preflight import check_address, connect_deadline
-    from sweeps.tune.progress import Progress
+    from sweeps.tune.progress import Progress, log_interval
     from sweeps.tune.space import load_space, validate_space
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -106,6 +115,7 @@ def sweep_cmd(
     if num_cpus is not None and num_cpus < 1:
         fail(f"--num-cpus {num_cpus}: give at least 1 (trials need a CPU)")
     try:
+        interval = log_interval(log_interval_s)
         space = with_overrides(load_space(space_path), name=name, num_samples=num_samples)
         validate_space(space)  # the checks `prunetune validate` runs, before anything starts
         check_address(address)
@@ -113,12 +123,16 @@ def sweep_cmd(
         fail(str(exc))
         return
     console = output_console()  # not a terminal (a log): wide, the front table is not cut
-    progress = Progress(space.name, space.budget.num_samples, space.metrics, space.modes)
+    # where the live table cannot draw (a log, a pipe): plain lines, one per finished trial
+    progress = Progress(space.name, space.budget.num_samples, space.metrics, space.modes,
+                        emit=None if console.is_terminal else typer.echo, interval=interval)
+    log_path = driver_log_path(results_root(space), space.name)
     try:
         # transient: an error leaves nothing but its one line; the final table is printed below
-        with connect_deadline(address), Live(get_renderable=progress.renderable,
-                                             console=console, refresh_per_second=2,
-                                             transient=True):
+        # driver_log: messages about trials a stop cut short go to the log file only
+        with connect_deadline(address), driver_log(log_path, lambda: progress.stopped_on_purpose), \
+                Live(get_renderable=progress.renderable, console=console, refresh_per_second=2,
+                     transient=True):
             outcome = run_sweep(space, address=address, resume=resume, callbacks=[progress],
                                 working_dir=working_dir,
                                 num_cpus=num_cpus, warm_start=warm_start or ())
@@ -140,11 +154,19 @@ def sweep_cmd(
         fail(version_mismatch(address, str(exc)))
         return
 
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(outcome.counts.items())) or "none"
+    interrupted = outcome.counts.get("interrupted", 0)
+    if progress.user_stopped and (not outcome.complete or interrupted):
+        # Ctrl-C: what was saved and how to go on, in one line
+        logged = f"; Ray's and W&B's messages: {log_path}" if log_path.is_file() else ""
+        console.print(f"[yellow]incomplete[/] (stopped with Ctrl-C): {outcome.rows} trial rows "
+                      f"saved ({counts}) in {outcome.results_dir}/trials; finish with: "
+                      f"{finish}{logged}", soft_wrap=True)
+        raise typer.Exit(130)
     console.print(progress.renderable())
     console.print()
     rows = TrialStore(outcome.results_dir).dataframe().to_dict("records")
     _print_front(console, rows, space.metrics, space.modes)
-    counts = ", ".join(f"{v} {k}" for k, v in sorted(outcome.counts.items())) or "none"
     console.print(f"trials: {outcome.rows}/{outcome.num_samples} recorded ({counts})")
     if outcome.warm_started:
         console.print(f"warm start: the study began with {outcome.warm_started} known front "
@@ -152,18 +174,33 @@ def sweep_cmd(
     console.print(f"results: {outcome.results_dir}/trials/*.parquet")
     if space.wandb.mode == "offline":
         console.print(f"W&B (offline): wandb sync {outcome.results_dir}/wandb/offline-run-*")
-    interrupted = outcome.counts.get("interrupted", 0)
     if not outcome.complete or interrupted:
-        finish = f"prunetune sweep {space_path} --resume" + (f" --name {name}" if name else "")
         budget_s = space.budget.time_budget_s
         if budget_s is not None and not progress.user_stopped:
             # the sweep did what it was told: stop when its time budget is spent (exit 0)
             console.print(f"[yellow]time budget reached[/] (budget.time_budget_s = "
                           f"{budget_s:g} s): {finish} runs the rest, with a new budget")
             return
-        console.print(f"[yellow]incomplete[/]: finish with {finish}")
-        raise typer.Exit(130 if progress.user_stopped
-                         or outcome.rows - interrupted < outcome.num_samples else 0)
+        console.print(f"[yellow]incomplete[/]: finish with {finish}", soft_wrap=True)
+        raise typer.Exit(130 if outcome.rows - interrupted < outcome.num_samples else 0)
+
+
+def resume_command(space_path: Path, *, name: str | None, num_samples: int | None,
+                   address: str | None, working_dir: str | None,
+                   allow_import: list[str] | None, num_cpus: int | None) -> str:
+    """The exact command that finishes this sweep: the same space, name, budget, cluster,
+    code and allowances (shell-quoted), plus ``--resume``."""
+    import shlex
+
+    args = ["prunetune", "sweep", str(space_path), "--resume"]
+    for flag, value in (("--name", name), ("--num-samples", num_samples),
+                        ("--address", address), ("--working-dir", working_dir),
+                        ("--num-cpus", num_cpus)):
+        if value is not None:
+            args += [flag, str(value)]
+    for package in allow_import or ():
+        args += ["--allow-import", package]
+    return shlex.join(args)
 
 
 def _print_front(console: Console, rows: list[dict], metrics: list[str],

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sweeps.tune.driver_log import CUT_SHORT
+
 log = logging.getLogger(__name__)
 
 _SUMMARY_COLUMNS = ("trial_id", "status", "test_accuracy", "sparsity", "flops", "params_kept",
@@ -354,16 +356,21 @@ class WandbSink:
                 log.warning("W&B: could not rank the trials (no Pareto flags)", exc_info=True)
         self.flags = flags
         existing = self.target.offline_runs() if self.target.mode == "offline" else None
-        missing = []
+        missing, cut_short = [], []
         for row in rows:
             trial_id = str(row["trial_id"])
             if existing is not None and self.target.run_id(trial_id) not in existing:
-                missing.append(trial_id)  # W&B failed in its worker: no run to flag
+                # no run to flag: W&B failed in its worker, or the stop came first
+                (cut_short if row.get("status") == "interrupted" else missing).append(trial_id)
                 continue
             self._put(("flags", trial_id, {**summary_values(row), **flags.for_trial(trial_id)}))
         if missing:
             log.warning("W&B: no run for %d trial(s) (W&B failed in their workers): %s",
                         len(missing), ", ".join(missing))
+        if cut_short:  # stopped before W&B started: the driver log only (driver_log.py)
+            log.warning("W&B: no run for %d interrupted trial(s) (stopped before their W&B run "
+                        "started; --resume runs them): %s", len(cut_short), ", ".join(cut_short),
+                        extra={CUT_SHORT: True})
         table = [{**r, **flags.for_trial(str(r["trial_id"]))} for r in rows]
         self._put(("summary", table, {"hypervolume": flags.hypervolume,
                                       "reference_point": flags.reference_point}))

@@ -339,8 +339,8 @@ def test_unknown_init_is_one_line_naming_the_field(bad: object) -> None:
 
 
 def test_init_is_a_listed_option() -> None:
-    with pytest.raises(ConfigError,
-                       match=r"unknown option\(s\) innit; valid: hidden, init; did you mean init\?$"):
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) innit; valid: hidden, init; "
+                                          r"did you mean init\?$"):
         create_model("mlp", (1, 8, 8), 10, innit="torch")
 
 

@@ -118,7 +118,7 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, str, 
     space = write_space(tmp / "space.yaml", SPACE)
     saved = {k: os.environ.pop(k) for k in ("COLUMNS", "RAY_AUTH_MODE") if k in os.environ}
     try:
-        proc = cli("sweep", str(space), "--num-cpus", "2", cwd=tmp)
+        proc = cli("sweep", str(space), "--num-cpus", "2", "--log-interval", "1", cwd=tmp)
     finally:
         os.environ.update(saved)
     try:
@@ -149,6 +149,31 @@ def test_sweep_table_in_a_pipe_is_whole_and_flags_the_chance_trial(
     for tid in df.trial_id[df.trial_id != worst.trial_id]:
         assert "chance" not in rows[tid] and "collapsed" not in rows[tid]
     assert LEGEND in " ".join(out.split())
+
+
+@pytest.mark.slow
+def test_sweep_in_a_pipe_prints_plain_progress_lines(small: tuple[int, str, Path]) -> None:
+    """Issue 22, item 1: where the live table cannot draw, one line per finished trial and a
+    status line every --log-interval seconds, greppable, without cursor moves or colours."""
+    rc, out, res = small
+    assert rc == 0, out
+    assert "\x1b" not in out, out  # no ANSI: no cursor movement, no colour
+    trials = [x for x in out.splitlines() if x.startswith("[prunetune] trial ")]
+    df = TrialStore(str(res)).dataframe().set_index("trial_id")
+    assert len(trials) == 3 and {x.split()[2] for x in trials} == set(df.index), out
+    for line in trials:
+        tid, status = line.split()[2:4]
+        assert status == df.loc[tid, "status"], line
+        assert f"test_accuracy={df.loc[tid, 'test_accuracy']:.4g} " in line, line
+        assert f"sparsity={df.loc[tid, 'sparsity']:.4g} " in line, line
+        assert re.search(r" elapsed=\d+\.\ds$", line), line
+    status = [x for x in out.splitlines() if x.startswith("[prunetune] status ")]
+    assert status, out  # the sweep runs for seconds: at --log-interval 1, several
+    seconds = [int(re.search(r", (\d+)s;", x).group(1)) for x in status]  # type: ignore[union-attr]
+    assert seconds == sorted(seconds) and all(
+        re.match(r"\[prunetune\] status \d/3 done.*, \d+ running, \d+ pending, \d+s; best ", x)
+        for x in status), status
+    assert out.index(trials[-1]) < out.index("Pareto front")  # live, before the end
 
 
 @pytest.mark.slow
