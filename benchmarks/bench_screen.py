@@ -5,10 +5,10 @@ accuracy-sparsity front of the trials above chance, which must be the same.
 Two config sets:
 - ``demo``: ``--samples`` configs drawn from ``search_spaces/demo_mnist1d.yaml`` (random draws
   plus every choice value and range end, as ``prunetune validate`` draws them);
-- ``table``: the MNIST-1D table's methods (benchmarks/RESULTS.md): magnitude, snip, grasp,
-  synflow and random, global allocation, pruned at initialisation, at 0.9 / 0.95 / 0.98.
+- ``table``: the MNIST-1D table's methods (benchmarks/RESULTS.md, ``accuracy_mnist1d.py``):
+  magnitude, random, snip, snip-it, grasp, synflow at 0.9 / 0.95 / 0.98, seed 0.
 
-    python benchmarks/bench_screen.py                 # both sets, --epochs 5
+    python benchmarks/bench_screen.py --epochs 40     # both sets (the demo space trains 40)
     python benchmarks/bench_screen.py --quick         # 4 demo configs, 1 epoch (smoke test)
 
 Training is shortened (``--epochs``) for both arms alike: a doomed trial costs its whole plan
@@ -47,15 +47,15 @@ def demo_configs(samples: int, epochs: int) -> list[TrialConfig]:
 
 
 def table_configs(epochs: int) -> list[TrialConfig]:
-    out = []
-    for criterion in ("magnitude", "snip", "grasp", "synflow", "random"):
-        for sparsity in (0.9, 0.95, 0.98):
-            out.append(load_trial_config({
-                "seed": 0, "model": {"name": "cnn1d"},
-                "data": {"name": "mnist1d", "batch_size": 128},
-                "train": {"epochs": epochs, "optimizer": "adam", "lr": 0.01, "device": "cpu"},
-                "prune": {"criterion": criterion, "sparsity": sparsity}}))
-    return out
+    """The MNIST-1D table's rows at seed 0 (``accuracy_mnist1d.trial_config``: SNIP-it 5
+    steps, SynFlow 100 steps, 4 scoring batches, global, before training)."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from accuracy_mnist1d import DEFAULT_METHODS, trial_config
+
+    return [load_trial_config(trial_config(m, s, 0, epochs))
+            for m in DEFAULT_METHODS for s in (0.9, 0.95, 0.98)]
 
 
 def one(cfg: TrialConfig, screen: bool) -> dict[str, Any]:
@@ -99,7 +99,7 @@ def compare(name: str, configs: list[TrialConfig]) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--samples", type=int, default=16)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "screen.json")
