@@ -253,7 +253,7 @@ class Progress(tune.Callback):
     def renderable(self) -> Table:
         with self._lock:
             counts, best = dict(self.counts), dict(self.best)
-        finished = sum(counts.get(k, 0) for k in ("ok", "diverged", "stopped_early", "error"))
+        finished = sum(n for k, n in counts.items() if k not in NOT_DONE)  # doomed too
         table = Table(title=f"sweep {self.name}: {finished}/{self.num_samples} finished, "
                             f"{time.time() - self.started:.0f} s", title_justify="left")
         for col in ("running", "pending", "ok", "stopped early", "diverged", "failed"):

@@ -137,3 +137,12 @@ def test_without_emit_the_callback_prints_nothing_and_pickles() -> None:
     p = Progress("s", 1, ["test_accuracy"], ["max"], emit=print, interval=1)
     q = pickle.loads(pickle.dumps(p))  # tuner.pkl of an older run: no sink comes back
     assert q.emit is None and q.num_samples == 1
+
+
+def test_every_ended_status_counts_as_finished_in_the_table() -> None:
+    p = Progress("s", 3, ["test_accuracy"], ["max"])
+    trials = [_trial("a", Trial.TERMINATED, {FINAL_FLAG: True, RESULT_STATUS: "ok"}),
+              _trial("b", Trial.TERMINATED, {FINAL_FLAG: True, RESULT_STATUS: "doomed"}),
+              _trial("c", Trial.RUNNING)]
+    p.on_step_end(iteration=1, trials=trials)
+    assert p.renderable().title.startswith("sweep s: 2/3 finished")  # a doomed trial ended
