@@ -13,6 +13,11 @@ numbers); parameter importance per objective (``report_importance``); learning c
 of the front's trials, layers in the network's order; hypervolume against trial count; a
 filterable table of the trials. Trials at chance accuracy or with a collapsed layer are flagged
 (``report_flags``); by default (``hide_chance``) the fronts leave out those at chance accuracy.
+
+Robustness (issue 18): best adversarial accuracy against sparsity (a staircase, when some trial
+has ``adv_accuracy``), the generalisation gap against sparsity, effective against nominal
+sparsity. Doomed trials (status ``doomed``: ended before training, no input->output path) never
+enter a front, a curve or importance, whatever ``statuses`` says; they are listed apart.
 """
 
 from __future__ import annotations
@@ -61,11 +66,14 @@ HOVER_COLUMNS = ("trial_id", "status", "config.prune.criterion", "config.prune.s
                  "config.model.name", "test_accuracy", "sparsity", "target_sparsity",
                  "params_kept", "flops", "n_collapsed", "epochs")
 TABLE_COLUMNS = (*HOVER_COLUMNS, "test_loss", "train_accuracy", "similarity_mean",
-                 "prune_time_s", "train_time_s", "end_time")
+                 "adv_accuracy", "gap_accuracy", "effective_sparsity", "disconnected_weights",
+                 "dead_units", "prune_time_s", "train_time_s", "end_time")
 #: the table's columns shown at first (with trial_id, --by, the objectives and the first
 #: TABLE_SHOWN_PARAMS searched parameters); the others are a tick away, so the table fits
 TABLE_SHOWN = ("status", "sparsity", "test_accuracy", "epochs")
 TABLE_SHOWN_PARAMS = 4
+#: the status of a trial ended before training (no input->output path): never on a front
+DOOMED = "doomed"
 
 
 @dataclass
@@ -94,6 +102,17 @@ class ReportData:
     #: per group: the trials setting the best accuracy, [sparsity, accuracy, trial id]
     curves: dict[str, list[list[Any]]] = field(default_factory=dict)
     curve_axes: list[str] = field(default_factory=list)
+    #: per group: the trials setting the best adv_accuracy, [sparsity, adv_accuracy, trial id]
+    adv_curves: dict[str, list[list[Any]]] = field(default_factory=dict)
+    #: per group: [sparsity, gap_accuracy, trial id] of the included trials
+    gap: dict[str, list[list[Any]]] = field(default_factory=dict)
+    gap_derived: int = 0  # gap points taken as train_accuracy - test_accuracy (not recorded)
+    #: "groups": per group [sparsity, effective_sparsity, trial id, disconnected_weights,
+    #: dead_units] of every trial but the doomed; "doomed": the same of the doomed ones;
+    #: "above": how many lie above the diagonal (disconnected weights)
+    effective: dict[str, Any] = field(default_factory=dict)
+    #: the doomed trials: columns, rows (trial id, group, sparsity, reason), total
+    doomed: dict[str, Any] = field(default_factory=dict)
     heatmap: dict[str, Any] = field(default_factory=dict)
     similarity: dict[str, Any] = field(default_factory=dict)
     history: dict[str, list[list[float]]] = field(default_factory=dict)
@@ -124,10 +143,11 @@ def build_report(res: Results, objectives: Sequence[str | Objective], by: str | 
                  max_points: int = MAX_POINTS, hide_chance: bool = True) -> ReportData:
     """Collect the report's data from a :class:`Results` (reads all rows passing ``where``).
 
-    Fronts, hypervolumes, curves and importance use the rows of ``statuses`` (all when None);
-    the scatter, learning curves and the table show every status. ``hide_chance`` (default)
-    leaves trials at chance accuracy (``report_flags``) out of the fronts, the hypervolumes
-    and the best-accuracy curve; they stay in the scatter (flagged), the table and importance.
+    Fronts, hypervolumes, curves and importance use the rows of ``statuses`` (all when None),
+    never doomed ones (listed apart: ``ReportData.doomed``); the scatter, learning curves and
+    the table show every status. ``hide_chance`` (default) leaves trials at chance accuracy
+    (``report_flags``) out of the fronts, the hypervolumes and the best-accuracy curve; they
+    stay in the scatter (flagged), the table and importance.
     """
     objs = parse_objectives(objectives)
     objs = [Objective(res.resolve(o.column), o.mode) for o in objs]
@@ -140,7 +160,9 @@ def build_report(res: Results, objectives: Sequence[str | Objective], by: str | 
     n = len(df)
     status = (df["status"].astype(object).where(df["status"].notna(), "(none)").astype(str)
               .to_numpy() if "status" in df.columns else np.full(n, "ok", dtype=object))
-    inc = np.isin(status, list(statuses)) if statuses is not None else np.ones(n, dtype=bool)
+    doomed = status == DOOMED  # never on a front, whatever statuses says
+    inc = (np.isin(status, list(statuses)) if statuses is not None
+           else np.ones(n, dtype=bool)) & ~doomed
     vals = np.column_stack([_num(df, c) for c in cols]) if n else np.empty((0, len(objs)))
     finite = np.isfinite(vals).all(axis=1)
     if not (finite & inc).any():
@@ -156,9 +178,12 @@ def build_report(res: Results, objectives: Sequence[str | Objective], by: str | 
         labels=[display_name(c, res.aliases) for c in cols], ref=[float(x) for x in ref_arr],
         by=display_name(by_full, res.aliases) if by_full else None, n_rows=n,
         n_included=int((finite & inc).sum()),
-        included_statuses=list(statuses) if statuses is not None else None,
+        included_statuses=[s for s in statuses if s != DOOMED] if statuses is not None
+        else None,
         groups=groups, colors=group_colors(groups), hide_chance=hide_chance)
     flags = flag_trials(df)
+    flags.chance &= ~doomed  # listed apart: the reason says more than a flag
+    flags.collapsed &= ~doomed
     eligible = _front_rows(data, inc & finite, flags.chance)
     front, gfront = _fronts(data, vals, eligible, modes, ref_arr, groups_arr)
     data.flag_rules = flags.rules
@@ -172,6 +197,7 @@ def build_report(res: Results, objectives: Sequence[str | Objective], by: str | 
     _points(data, df, vals, finite, front, gfront, status, groups_arr, flag_text, res,
             max_points, cols)
     _curves(data, df[eligible].reset_index(drop=True), groups_arr[eligible], res)
+    _robustness(data, df, eligible, inc, doomed, groups_arr, by_full, max_points)
     _layers(data, df, front, vals, objs, groups_arr)
     _hv_history(data, df, vals, modes, ref_arr, eligible, groups_arr, groups)
     _learning(data, df, front, flags.any, status, groups_arr)
@@ -221,7 +247,7 @@ def _fronts(data: ReportData, vals: np.ndarray, eligible: np.ndarray, modes: lis
     return front, gfront
 
 
-_STATUS_ORDER = ("ok", "stopped_early", "diverged", "error", "interrupted")
+_STATUS_ORDER = ("ok", "stopped_early", "diverged", DOOMED, "error", "interrupted")
 
 
 def _status_order(s: str) -> tuple[int, str]:
@@ -260,24 +286,103 @@ def _points(data: ReportData, df: pd.DataFrame, vals: np.ndarray, finite: np.nda
 
 
 def _curves(data: ReportData, df: pd.DataFrame, groups: np.ndarray, res: Results) -> None:
-    """Per group, the best test accuracy at achieved sparsity >= x (the ``sparsity`` column,
+    """Per group, the best test accuracy at achieved sparsity >= x (:func:`_staircases`)."""
+    data.curves = _staircases(df, groups, "test_accuracy")
+    if data.curves:
+        data.curve_axes = [display_name("sparsity", res.aliases), "test_accuracy"]
+
+
+def _staircases(df: pd.DataFrame, groups: np.ndarray, metric: str) -> dict[str, list[list[Any]]]:
+    """Per group, the best ``metric`` at achieved sparsity >= x (the ``sparsity`` column,
     the one every other plot uses): the trials that set it, sparsest last, as
-    ``[sparsity, accuracy, trial id]``. Drawn as a staircase, like a front."""
-    if "test_accuracy" not in df.columns or "sparsity" not in df.columns:
-        return
-    x, y = _num(df, "sparsity"), _num(df, "test_accuracy")
+    ``[sparsity, metric, trial id]``. Drawn as a staircase, like a front. Empty when no row
+    has both values (the column absent or all null: older results)."""
+    if metric not in df.columns or "sparsity" not in df.columns:
+        return {}
+    x, y = _num(df, "sparsity"), _num(df, metric)
     ok = np.isfinite(x) & np.isfinite(y)
-    if not ok.any():
-        return
     ids = _trial_ids(df)
+    out: dict[str, list[list[Any]]] = {}
     for g in sorted(set(groups[ok].tolist())):
         sel = np.flatnonzero(ok & (groups == g))
         sel = sel[np.lexsort((-y[sel], -x[sel]))]  # sparsest first, best first among ties
         best = np.maximum.accumulate(y[sel])
         sets = np.r_[True, best[1:] > best[:-1]]  # a trial that beats every sparser one
-        data.curves[str(g)] = [[float(x[i]), float(y[i]), str(ids[i])]
-                               for i in sel[sets][::-1]]
-    data.curve_axes = [display_name("sparsity", res.aliases), "test_accuracy"]
+        out[str(g)] = [[float(x[i]), float(y[i]), str(ids[i])] for i in sel[sets][::-1]]
+    return out
+
+
+def _robustness(data: ReportData, df: pd.DataFrame, eligible: np.ndarray, inc: np.ndarray,
+                doomed: np.ndarray, groups: np.ndarray, by_full: str | None,
+                limit: int) -> None:
+    """Adversarial accuracy (from the front's rows), gap, effective sparsity, doomed table."""
+    data.adv_curves = _staircases(df[eligible].reset_index(drop=True), groups[eligible],
+                                  "adv_accuracy")
+    _gap(data, df, inc, groups, limit)
+    _effective(data, df, doomed, groups, limit)
+    _doomed(data, df, doomed, by_full)
+
+
+def _col(df: pd.DataFrame, col: str) -> np.ndarray:
+    """``col`` as floats, all NaN when the frame has no such column (older results)."""
+    return _num(df, col) if col in df.columns else np.full(len(df), np.nan)
+
+
+def _count(v: float) -> int | None:
+    return int(v) if np.isfinite(v) else None
+
+
+def _gap(data: ReportData, df: pd.DataFrame, inc: np.ndarray, groups: np.ndarray,
+         limit: int) -> None:
+    """Generalisation gap (``gap_accuracy``) against sparsity of the included trials, per
+    group; where the gap is not recorded (older results), train_accuracy - test_accuracy,
+    which is how it is recorded."""
+    x, gap = _col(df, "sparsity"), _col(df, "gap_accuracy")
+    derived = ~np.isfinite(gap)
+    gap = np.where(derived, _col(df, "train_accuracy") - _col(df, "test_accuracy"), gap)
+    ok = inc & np.isfinite(x) & np.isfinite(gap)
+    pick = np.flatnonzero(ok)[_priority(np.zeros(int(ok.sum()), dtype=bool), limit)]
+    data.gap_derived = int(derived[pick].sum())
+    ids = _trial_ids(df)
+    for i in np.sort(pick):
+        data.gap.setdefault(str(groups[i]), []).append(
+            [float(x[i]), float(gap[i]), str(ids[i])])
+
+
+def _effective(data: ReportData, df: pd.DataFrame, doomed: np.ndarray, groups: np.ndarray,
+               limit: int) -> None:
+    """Effective against nominal (achieved) sparsity of every trial recording both, per group,
+    the doomed apart. A point above the diagonal has weights on no input->output path."""
+    x, y = _col(df, "sparsity"), _col(df, "effective_sparsity")
+    disc, dead = _col(df, "disconnected_weights"), _col(df, "dead_units")
+    ok = np.isfinite(x) & np.isfinite(y)
+    if not ok.any():
+        return
+    pick = np.flatnonzero(ok)[_priority(doomed[ok], limit)]
+    ids = _trial_ids(df)
+    out: dict[str, Any] = {"groups": {}, "doomed": [],
+                           "above": int((y[ok] > x[ok] + 1e-9).sum())}
+    for i in np.sort(pick):
+        row = [float(x[i]), float(y[i]), str(ids[i]), _count(disc[i]), _count(dead[i])]
+        (out["doomed"] if doomed[i] else out["groups"].setdefault(str(groups[i]), [])
+         ).append(row)
+    data.effective = out
+
+
+def _doomed(data: ReportData, df: pd.DataFrame, doomed: np.ndarray, by_full: str | None
+            ) -> None:
+    """The doomed trials' table: trial id, group, achieved sparsity and the reason (the
+    ``error`` text less its ``doomed: `` prefix); at most MAX_TABLE_ROWS rows."""
+    idx = np.flatnonzero(doomed)
+    ids, sp = _trial_ids(df), _col(df, "sparsity")
+    err = df["error"] if "error" in df.columns else pd.Series([None] * len(df))
+    rows = []
+    for i in idx[:MAX_TABLE_ROWS]:
+        reason = "" if pd.isna(err.iat[i]) else str(err.iat[i])
+        rows.append([str(ids[i]), None if by_full is None else json_scalar(df.at[i, by_full]),
+                     json_scalar(sp[i]), reason.removeprefix(f"{DOOMED}: ")])
+    data.doomed = {"columns": ["trial_id", data.by or "group", "sparsity", "reason"],
+                   "rows": rows, "total": len(idx)}
 
 
 def _layers(data: ReportData, df: pd.DataFrame, front: np.ndarray, vals: np.ndarray,

@@ -10,6 +10,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from sweeps.results.report_style import (
+    DIAGONAL_COLOR,
     FLAG_COLOR,
     FRONT_COLOR,
     OBJECTIVE_COLORS,
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 
 HEIGHT = 440
 PARCOORDS_TICKS = 6  # about this many ticks on a numeric parallel-coordinates axis
+ADV_OFF_NOTE = ("no trial has an adversarial accuracy: set metrics.adversarial in the config "
+                "(an attack and its budget; see docs/robustness.md) to measure adv_accuracy")
 LEARNING_NOTE = ("One curve per trial, named by its trial id. Hover a curve to highlight it; "
                  "click a trial in the legend to hide it, double-click to show it alone.")
 
@@ -149,19 +152,81 @@ def group_fronts_figure(data: ReportData) -> go.Figure:
 def curves_figure(data: ReportData) -> go.Figure:
     """Best test accuracy at achieved sparsity >= x, per group: a staircase through the trials
     that set it (never a straight line between two trials: no trial reached what is between)."""
+    return _best_figure(data, data.curves, "test_accuracy")
+
+
+def adv_figure(data: ReportData) -> go.Figure:
+    """Best adversarial accuracy at achieved sparsity >= x, per group: a staircase."""
+    return _best_figure(data, data.adv_curves, "adv_accuracy")
+
+
+def _best_figure(data: ReportData, curves: dict[str, list[list[Any]]], metric: str
+                 ) -> go.Figure:
     import plotly.graph_objects as go
 
+    x_name = data.curve_axes[0] if data.curve_axes else "sparsity"
     fig = go.Figure()
-    for g, rows in data.curves.items():
+    for g, rows in curves.items():
         fig.add_trace(go.Scatter(
             x=[r[0] for r in rows], y=[r[1] for r in rows], mode="lines+markers", name=g,
             line={"color": data.colors.get(g, FRONT_COLOR), "shape": staircase_shape("max")},
             marker={"size": 7}, customdata=[r[2] for r in rows],
-            hovertemplate=(f"{g}: trial %{{customdata}}<br>{data.curve_axes[0]}: %{{x:.4g}}"
-                           "<br>test_accuracy: %{y:.4g}<extra></extra>")))
-    if data.curve_axes:
-        fig.update_xaxes(title_text=data.curve_axes[0])
-        fig.update_yaxes(title_text=f"best {data.curve_axes[1]} at ≥ this sparsity")
+            hovertemplate=(f"{g}: trial %{{customdata}}<br>{x_name}: %{{x:.4g}}"
+                           f"<br>{metric}: %{{y:.4g}}<extra></extra>")))
+    fig.update_xaxes(title_text=x_name)
+    fig.update_yaxes(title_text=f"best {metric} at ≥ this sparsity")
+    return _layout(fig)
+
+
+def gap_figure(data: ReportData) -> go.Figure:
+    """Generalisation gap (train - test accuracy) against achieved sparsity, one marker per
+    trial in its group's colour; hover names the trial."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for g, rows in data.gap.items():
+        fig.add_trace(go.Scatter(
+            x=[r[0] for r in rows], y=[r[1] for r in rows], mode="markers", name=g,
+            marker={"color": data.colors.get(g, FRONT_COLOR), "size": 7, "opacity": 0.8},
+            customdata=[r[2] for r in rows],
+            hovertemplate=(f"trial %{{customdata}} ({g})<br>sparsity: %{{x:.4g}}<br>"
+                           "gap_accuracy: %{y:.4g}<extra></extra>")))
+    fig.add_hline(y=0, line={"color": DIAGONAL_COLOR, "width": 1, "dash": "dot"})
+    fig.update_xaxes(title_text="sparsity")
+    fig.update_yaxes(title_text="gap_accuracy (train − test accuracy)")
+    return _layout(fig)
+
+
+def _effective_trace(name: str, rows: list[list[Any]], marker: dict[str, Any]) -> Any:
+    import plotly.graph_objects as go
+
+    return go.Scatter(
+        x=[r[0] for r in rows], y=[r[1] for r in rows], mode="markers", name=name,
+        marker=marker, customdata=[[r[2], _fmt(r[3]), _fmt(r[4])] for r in rows],
+        hovertemplate=(f"trial %{{customdata[0]}} ({name})<br>sparsity: %{{x:.4g}}<br>"
+                       "effective_sparsity: %{y:.4g}<br>disconnected weights: "
+                       "%{customdata[1]}<br>dead units: %{customdata[2]}<extra></extra>"))
+
+
+def effective_figure(data: ReportData) -> go.Figure:
+    """Effective against nominal (achieved) sparsity, per group, the doomed trials apart, and
+    the diagonal: a point above it has kept weights on no input->output path."""
+    import plotly.graph_objects as go
+
+    eff = data.effective
+    rows = [r for g in eff["groups"].values() for r in g] + eff["doomed"]
+    lo = min(min(r[0], r[1]) for r in rows)
+    fig = go.Figure(go.Scatter(
+        x=[lo, 1.0], y=[lo, 1.0], mode="lines", name="effective = nominal",
+        line={"color": DIAGONAL_COLOR, "width": 1.2, "dash": "dash"}, hoverinfo="skip"))
+    for g, pts in eff["groups"].items():
+        fig.add_trace(_effective_trace(g, pts, {"color": data.colors.get(g, FRONT_COLOR),
+                                                "size": 7, "opacity": 0.8}))
+    if eff["doomed"]:
+        fig.add_trace(_effective_trace("doomed", eff["doomed"], {
+            "color": status_color("doomed"), "size": 10, "symbol": "x"}))
+    fig.update_xaxes(title_text="sparsity (nominal: weights pruned)")
+    fig.update_yaxes(title_text="effective_sparsity (also weights on no path)")
     return _layout(fig)
 
 
@@ -308,6 +373,7 @@ def figures(data: ReportData) -> dict[str, tuple[str, go.Figure | None, str]]:
                            ("Each step is a trial: the best test accuracy of any trial at "
                             "this achieved sparsity or sparser. " + chance_note(data)).strip()
                            if data.curves else "no test_accuracy / sparsity columns")
+    out.update(robustness_figures(data))
     out["parcoords"] = ("Parallel coordinates: searched parameters and objectives",
                         parcoords_figure(data) if data.parcoords else None,
                         "" if data.parcoords else "no trials")
@@ -327,3 +393,30 @@ def figures(data: ReportData) -> dict[str, tuple[str, go.Figure | None, str]]:
                                "(metrics.similarity in the space)")
     out["hv-history"] = ("Hypervolume against trial count", hv_figure(data), "")
     return out
+
+
+def robustness_figures(data: ReportData) -> dict[str, tuple[str, go.Figure | None, str]]:
+    """Adversarial accuracy, generalisation gap, effective sparsity (``figures``' entries)."""
+    eff = data.effective
+    derived = (f" For {data.gap_derived} trial(s) without a recorded gap_accuracy it is "
+               "train_accuracy − test_accuracy." if data.gap_derived else "")
+    return {
+        "adv-sparsity": ("Adversarial accuracy against sparsity",
+                         adv_figure(data) if data.adv_curves else None,
+                         ("Each step is a trial: the best adversarial accuracy (adv_accuracy) "
+                          "of any trial at this achieved sparsity or sparser. "
+                          + chance_note(data)).strip() if data.adv_curves else ADV_OFF_NOTE),
+        "gap-sparsity": ("Generalisation gap against sparsity",
+                         gap_figure(data) if data.gap else None,
+                         ("One point per trial: train accuracy − test accuracy (above 0: "
+                          "the network fits its training set better than it generalises)."
+                          + derived) if data.gap else
+                         "no gap_accuracy (nor train_accuracy and test_accuracy) recorded"),
+        "effective-sparsity": ("Effective against nominal sparsity",
+                               effective_figure(data) if eff else None,
+                               (f"{eff['above']} trial(s) above the diagonal: their kept "
+                                "weights include some on no input→output path, which count "
+                                "as removed in effective_sparsity. Doomed trials are marked ✕."
+                                ) if eff else "no effective_sparsity recorded (results "
+                               "written before effective sparsity was measured)"),
+    }

@@ -190,6 +190,26 @@ def trials_table(data: ReportData) -> str:
             f"</tr></thead><tbody>{''.join(out)}</tbody></table></div>")
 
 
+def doomed_table(data: ReportData) -> str:
+    """The doomed trials (ended before training), apart from the rest: id, group, sparsity,
+    reason. ``<table id="doomed" data-n>`` (rows shown) or a line saying there were none."""
+    d = data.doomed
+    if not d.get("total"):
+        return ('<p class="empty" id="doomed" data-n="0">no doomed trial (prune.screen ends a '
+                "trial whose masks leave no input→output path before it trains)</p>")
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in d["columns"])
+    body = "".join("<tr>" + "".join(f"<td>{_cell(v)[0]}</td>" for v in row) + "</tr>"
+                   for row in d["rows"])
+    more = (f" Showing {len(d['rows'])} of {d['total']}." if len(d["rows"]) < d["total"]
+            else "")
+    return (f'<p class="note">{d["total"]} trial(s) ended before training: their masks left '
+            "no input→output path, or too few weights on one (prune.screen). They never "
+            "enter the fronts, hypervolumes, curves or importance; the scatter and the trials "
+            f"table show them with status doomed.{more}</p>"
+            f'<table id="doomed" data-n="{len(d["rows"])}"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{body}</tbody></table>")
+
+
 def _column_picker(columns: list[str], hidden: list[bool]) -> str:
     """A tick box per column (hidden ones unticked) and the CSS hiding column j while the
     table has class ``hide-j``: the table fits the page, every column a tick away."""
@@ -218,7 +238,8 @@ def _summary(data: ReportData) -> str:
                                                             strict=True))
     hv = ", ".join(f"{g}: {v:.6g}" for g, v in data.hypervolumes.items())
     ref = ", ".join(f"{x:.6g}" for x in data.ref)
-    inc = ", ".join(data.included_statuses) if data.included_statuses else "every status"
+    inc = ", ".join(data.included_statuses) if data.included_statuses else \
+        "every status but doomed"
     counts = ", ".join(f"{s} {c['rows']}" for s, c in data.status_counts.items())
     flags = "".join(f"<li>{html.escape(r)}</li>" for r in data.flag_rules)
     return (f'<p class="meta">{data.n_rows} trials ({html.escape(counts)}); fronts, '
@@ -263,6 +284,7 @@ if (window.__plotsTotal === 0) document.body.dataset.rendered = "1";</script>
 <h1>{t}</h1>
 {_summary(data)}
 {"".join(sections)}
+<section><h2>Doomed trials ({data.doomed.get("total", 0)})</h2>{doomed_table(data)}</section>
 <section><h2>Trials</h2>{trials_table(data)}</section>
 <script>{TABLE_JS}</script>
 </body></html>

@@ -2,19 +2,22 @@
 
 Same data, colours (``report_style``) and staircase fronts as the HTML page. Written:
 ``front.png``, ``fronts_by_group.png``, ``hypervolume.png`` always; ``accuracy_vs_sparsity.png``,
-``importance.png``, ``learning_curves.png``, ``layer_sparsity.png`` and ``layer_similarity.png``
+``importance.png``, ``learning_curves.png``, ``layer_sparsity.png``, ``layer_similarity.png``,
+``adv_accuracy_vs_sparsity.png``, ``gap_vs_sparsity.png`` and ``effective_vs_nominal.png``
 when the rows have what they show. Parallel coordinates stay interactive-only.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sweeps.results.report_style import (
+    DIAGONAL_COLOR,
     FLAG_COLOR,
     FRONT_COLOR,
     MPL_DRAWSTYLE,
@@ -166,5 +169,50 @@ def write_pngs(data: ReportData, out_dir: Path) -> list[Path]:
         ax.set_ylabel("similarity to the dense network")
         ax.legend(fontsize=8)
         save(fig, "layer_similarity.png")
+    _robustness_pngs(data, plt, save, color)
     log.info("%d PNGs written to %s", len(written), out_dir)
     return written
+
+
+def _robustness_pngs(data: ReportData, plt: Any, save: Callable[[Any, str], None],
+                     color: Callable[[str], str]) -> None:
+    """Adversarial accuracy (staircases), generalisation gap and effective against nominal
+    sparsity (diagonal drawn, doomed trials as ✕), each when the rows have it."""
+    if data.adv_curves:
+        fig, ax = plt.subplots(figsize=(6, 4.5))
+        for g, c in data.adv_curves.items():
+            a = np.array([r[:2] for r in c], dtype=float).reshape(-1, 2)
+            ax.plot(a[:, 0], a[:, 1], "o-", ms=3, c=color(g), label=g,
+                    drawstyle=MPL_DRAWSTYLE[staircase_shape("max")])
+        ax.set_xlabel("sparsity")
+        ax.set_ylabel("best adv_accuracy at ≥ this sparsity")
+        ax.legend(fontsize=8)
+        save(fig, "adv_accuracy_vs_sparsity.png")
+    if data.gap:
+        fig, ax = plt.subplots(figsize=(6, 4.5))
+        for g, rows in data.gap.items():
+            a = np.array([r[:2] for r in rows], dtype=float).reshape(-1, 2)
+            ax.scatter(a[:, 0], a[:, 1], s=14, c=color(g), label=g, linewidths=0)
+        ax.axhline(0, c=DIAGONAL_COLOR, lw=0.8, ls=":")
+        ax.set_xlabel("sparsity")
+        ax.set_ylabel("gap_accuracy (train − test accuracy)")
+        ax.legend(fontsize=8)
+        save(fig, "gap_vs_sparsity.png")
+    if data.effective:
+        eff = data.effective
+        fig, ax = plt.subplots(figsize=(6, 4.5))
+        rows = [r for g in eff["groups"].values() for r in g] + eff["doomed"]
+        lo = min(min(r[0], r[1]) for r in rows)
+        ax.plot([lo, 1.0], [lo, 1.0], c=DIAGONAL_COLOR, lw=1, ls="--",
+                label="effective = nominal")
+        for g, pts in eff["groups"].items():
+            a = np.array([r[:2] for r in pts], dtype=float).reshape(-1, 2)
+            ax.scatter(a[:, 0], a[:, 1], s=14, c=color(g), label=g, linewidths=0)
+        if eff["doomed"]:
+            a = np.array([r[:2] for r in eff["doomed"]], dtype=float).reshape(-1, 2)
+            ax.scatter(a[:, 0], a[:, 1], s=40, marker="x", c=status_color("doomed"),
+                       label="doomed")
+        ax.set_xlabel("sparsity (nominal)")
+        ax.set_ylabel("effective_sparsity")
+        ax.legend(fontsize=8)
+        save(fig, "effective_vs_nominal.png")

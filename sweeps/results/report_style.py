@@ -23,6 +23,7 @@ STATUS_COLORS: dict[str, str] = {
     "ok": "#4d4d4d",
     "stopped_early": "#ff7f0e",
     "diverged": "#e377c2",
+    "doomed": "#7b4173",  # ended before training: no input->output path
     "error": "#d62728",
     "interrupted": "#1f77b4",
 }
@@ -31,6 +32,7 @@ UNKNOWN_STATUS_COLOR = "#bcbd22"
 OBJECTIVE_COLORS: tuple[str, ...] = ("#332288", "#88ccee", "#117733")
 FRONT_COLOR = "#000000"  # the overall front's staircase
 FLAG_COLOR = "#d62728"  # the ring around a flagged trial (chance accuracy / collapsed layer)
+DIAGONAL_COLOR = "#888888"  # effective = nominal sparsity (no disconnected weight)
 
 
 def group_colors(groups: Iterable[str]) -> dict[str, str]:

@@ -41,12 +41,54 @@ CHROMIUM = "/usr/bin/chromium"
 # statuses in a cycle of 8 rows: 4 ok, then one of each other status
 CYCLE = ("ok", "ok", "ok", "ok", "stopped_early", "diverged", "error", "interrupted")
 CHANCE_ID, COLLAPSED_ID = "t001", "t002"
+#: trials ended before training (status doomed), appended after the cycle: id, criterion,
+#: sparsity, reason (as pruning_core.experiment.doomed_reason words it)
+DOOMED = (("t050", "snip", 0.99, "doomed: no input->output path (1 empty: features.3.weight)"),
+          ("t051", "synflow", 0.97,
+           "doomed: effective density 0.0004 below prune.screen.min_density 0.001"))
+#: rows whose masks leave some kept weights on no input->output path (every 5th)
+DISCONNECTED_EVERY = 5
 
 
-def write_sweep(root: Path, n: int = 48, seed: int = 0) -> pd.DataFrame:
+def robustness_columns(i: int, sp: float, acc: float | None) -> dict:
+    """The issue-18 columns of row ``i``: effective sparsity above the nominal one for every
+    DISCONNECTED_EVERY-th row, the gap, and adv_accuracy for magnitude and snip only."""
+    off = 0.01 if i % DISCONNECTED_EVERY == 0 else 0.0
+    out = {"effective_sparsity": sp + off, "disconnected_weights": int(off * 1000),
+           "dead_units": 2 if off else 0, "effective_params": int(1000 * (1 - sp - off)),
+           "effective_flops": int(10**6 * (1 - sp - off))}
+    if acc is not None:
+        out.update(gap_accuracy=0.95 - acc, gap_loss=0.2)
+        if CRITERIA[i % 3] != "synflow":
+            out["adv_accuracy"] = acc - 0.5 * sp + 0.02 * (i % 4)
+    return out
+
+
+def doomed_rows(t0: pd.Timestamp, start: int) -> list[dict]:
+    """DOOMED as the trainable records them: evaluated untrained (chance accuracy), no
+    epoch, every weight off a path; the first has a collapsed layer."""
+    rows = []
+    for k, (tid, crit, sp, reason) in enumerate(DOOMED):
+        rows.append({
+            "sweep": "demo", "trial_id": tid, "status": "doomed", "error": reason,
+            "start_time": t0 + pd.Timedelta(minutes=start + k),
+            "end_time": t0 + pd.Timedelta(minutes=start + k + 1),
+            "test_accuracy": 0.1, "test_loss": 2.3, "sparsity": sp, "target_sparsity": sp,
+            "params": 1000, "params_kept": int(1000 * (1 - sp)), "epochs": 0,
+            "n_collapsed": 1 - k, "effective_sparsity": 1.0,
+            "disconnected_weights": int(1000 * (1 - sp)), "dead_units": 7,
+            "effective_params": 0, "effective_flops": 0,
+            "config.data.name": "mnist1d", "config.prune.criterion": crit,
+            "config.prune.sparsity": sp, "config.prune.steps": 1, "config.train.lr": 0.01,
+            "config.model.name": "cnn1d", "seed": 100 + k})
+    return rows
+
+
+def write_sweep(root: Path, n: int = 48, seed: int = 0, robust: bool = True) -> pd.DataFrame:
     """A sweep through the real store: every status, histories, per-layer sparsity and
     similarity, one trial at chance accuracy (on the front: the sparsest) and one with a
-    collapsed layer."""
+    collapsed layer. ``robust``: also the issue-18 columns (effective sparsity, gap, some
+    adv_accuracy) and two doomed trials; without, results as written before them."""
     rng = np.random.default_rng(seed)
     store = TrialStore(str(root))
     t0 = pd.Timestamp("2026-01-01", tz="UTC")
@@ -91,6 +133,11 @@ def write_sweep(root: Path, n: int = 48, seed: int = 0) -> pd.DataFrame:
                 row[f"similarity.{layer}"] = float(1.0 - sp * (j + 1) / 4)
             row["similarity_mean"] = float(np.mean([row[f"similarity.{s}"]
                                                     for s in SIM_LAYERS]))
+        if robust:
+            row.update(robustness_columns(i, row["sparsity"], acc))
+        store.write(row)
+        rows.append(row)
+    for row in doomed_rows(t0, n) if robust else []:
         store.write(row)
         rows.append(row)
     return pd.DataFrame(rows)
@@ -413,7 +460,8 @@ def test_chance_trials_hidden_from_fronts_by_default(sweep, data) -> None:
     page = render_html(data)
     assert re.search(r'id="chance-summary" data-hide="1" data-n="1">Trials at chance '
                      r"accuracy are left out of the fronts.*the default; --show-chance", page)
-    assert page.count("1 trial(s) at chance accuracy are left out") == 3  # 3 front plots
+    # the 3 front plots and the adversarial-accuracy front
+    assert page.count("1 trial(s) at chance accuracy are left out") == 4
     with Results(root) as res:
         shown = build_report(res, OBJS, hide_chance=False)
     assert point in shown.group_fronts[crit]  # the long line to chance level is back
@@ -451,6 +499,140 @@ def test_trials_table_shows_few_columns_and_lets_the_rest_be_ticked(data) -> Non
         + " ".join(f"hide-{j}" for j in hidden) + '">' in page
     assert page.count('type="checkbox" data-col=') == len(t["columns"])
     assert page.count('data-col="') - page.count(" checked>") == len(hidden)
+
+
+# --------------------------------------------------------------------------- robustness
+def _ok_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows the fronts are made of: ok, not at chance (hidden by default)."""
+    return df[(df.status == "ok") & (df.trial_id != CHANCE_ID)]
+
+
+def test_doomed_trials_are_listed_apart_and_never_on_a_front(sweep, data) -> None:
+    _, df = sweep
+    doomed = {d[0] for d in DOOMED}
+    assert data.status_counts["doomed"] == {"rows": 2, "plotted": 2}
+    assert list(data.status_counts).index("doomed") == 3  # after diverged, before error
+    pts = {p["id"]: p for p in data.points}
+    for tid in doomed:  # in the scatter, in their status colour, never on a front, no flag
+        assert pts[tid]["s"] == "doomed" and (pts[tid]["f"], pts[tid]["gf"], pts[tid]["x"]) \
+            == (0, 0, "")
+    scatter = _fig_json(data, "front-scatter")["data"]
+    tr = next(t for t in scatter if t["name"].startswith("doomed ("))
+    assert tr["marker"]["color"] == STATUS_COLORS["doomed"] and sorted(tr["x"]) == [0.97, 0.99]
+    on_curves = {r[2] for c in (data.curves, data.adv_curves, data.gap) for g in c.values()
+                 for r in g}
+    assert on_curves and not on_curves & doomed
+    assert not {r[0] for r in data.table["rows"]} & doomed
+    assert data.parcoords["total"] == int(_ok_rows(df).shape[0]) + 1  # + the chance trial
+    # the table of doomed trials: both, with their group, sparsity and reason
+    assert data.doomed["total"] == 2 and data.doomed["rows"] == [
+        [tid, crit, sp, reason.removeprefix("doomed: ")] for tid, crit, sp, reason in DOOMED]
+    page = render_html(data)
+    assert "<h2>Doomed trials (2)</h2>" in page and '<table id="doomed" data-n="2">' in page
+    section = page[page.index('<table id="doomed"'):page.index("<h2>Trials</h2>")]
+    for tid, crit, sp, reason in DOOMED:
+        assert (f"<td>{tid}</td><td>{crit}</td><td>{sp:.6g}</td>"
+                f"<td>{html.escape(reason.removeprefix('doomed: '))}</td>") in section
+    assert re.search(r"\d+ trials \([^)]*doomed 2", page)  # the status summary counts them
+    # asked for explicitly, doomed trials still stay off every front
+    with Results(sweep[0]) as res:
+        every = build_report(res, OBJS, statuses=None)
+    assert not [p for p in every.points if p["id"] in doomed and (p["f"] or p["gf"])]
+    assert every.n_included == data.n_included + int((
+        df.status.isin(["stopped_early", "diverged", "interrupted"])
+        & df.test_accuracy.notna()).sum())
+    assert "every status but doomed" in render_html(every)
+
+
+def _staircase(g: pd.DataFrame, col: str) -> list[list]:
+    """The trials whose ``col`` beats that of every sparser trial, least sparse first."""
+    g = g[g[col].notna()].sort_values("sparsity")
+    return [[r.sparsity, getattr(r, col), r.trial_id] for r in g.itertuples()
+            if getattr(r, col) > g.loc[g.sparsity > r.sparsity, col].max(skipna=True)
+            or not (g.sparsity > r.sparsity).any()]
+
+
+def test_adversarial_accuracy_front_is_a_staircase(sweep, data) -> None:
+    _, df = sweep
+    ok = _ok_rows(df)
+    traces = _fig_json(data, "adv-sparsity")["data"]
+    assert [t["name"] for t in traces] == ["magnitude", "snip"]  # synflow: not measured
+    for tr in traces:
+        assert tr["line"]["shape"] == "vh" and tr["mode"] == "lines+markers"
+        assert tr["line"]["color"] == data.colors[tr["name"]]
+        want = _staircase(ok[ok["config.prune.criterion"] == tr["name"]], "adv_accuracy")
+        assert len(want) >= 2
+        assert [list(p) for p in zip(tr["x"], tr["y"], tr["customdata"], strict=True)] == want
+        assert "adv_accuracy: %{y" in tr["hovertemplate"]
+    note = figures(data)["adv-sparsity"][2]
+    assert note.startswith("Each step is a trial: the best adversarial accuracy")
+
+
+def test_generalisation_gap_against_sparsity(sweep, data) -> None:
+    _, df = sweep
+    ok = df[(df.status == "ok")].set_index("trial_id")
+    traces = _fig_json(data, "gap-sparsity")["data"]
+    assert sorted(t["name"] for t in traces) == sorted(CRITERIA)
+    for tr in traces:
+        assert tr["mode"] == "markers" and "trial %{customdata}" in tr["hovertemplate"]
+        rows = ok.loc[tr["customdata"]]
+        assert (rows["config.prune.criterion"] == tr["name"]).all()
+        assert tr["x"] == rows.sparsity.tolist() and tr["y"] == rows.gap_accuracy.tolist()
+    assert sum(len(t["x"]) for t in traces) == len(ok) and data.gap_derived == 0
+
+
+def test_effective_against_nominal_sparsity(sweep, data) -> None:
+    _, df = sweep
+    fig = _fig_json(data, "effective-sparsity")
+    diag = next(t for t in fig["data"] if t["name"] == "effective = nominal")
+    assert diag["mode"] == "lines" and diag["x"] == diag["y"] and diag["x"][-1] == 1.0
+    assert diag["x"][0] <= df.sparsity.min()
+    pts = {c[0]: (x, y, c) for t in fig["data"] if t["name"] != diag["name"]
+           for x, y, c in zip(t["x"], t["y"], t["customdata"], strict=True)}
+    assert set(pts) == set(df.trial_id)  # every trial, any status
+    above = {tid for tid, (x, y, _) in pts.items() if y > x + 1e-9}
+    by_id = df.set_index("trial_id")
+    assert above == set(by_id.index[by_id.disconnected_weights > 0])
+    assert above == {f"t{i:03d}" for i in range(0, 48, DISCONNECTED_EVERY)} | {"t050", "t051"}
+    for tid in above:  # hover: how many weights are disconnected, how many units dead
+        assert pts[tid][2][1:] == [str(int(by_id.at[tid, "disconnected_weights"])),
+                                   str(int(by_id.at[tid, "dead_units"]))]
+    doomed = next(t for t in fig["data"] if t["name"] == "doomed")
+    assert sorted(c[0] for c in doomed["customdata"]) == ["t050", "t051"]
+    assert doomed["y"] == [1.0, 1.0] and doomed["marker"]["symbol"] == "x"
+    assert "disconnected weights: %{customdata[1]}" in doomed["hovertemplate"]
+    assert figures(data)["effective-sparsity"][2].startswith(f"{len(above)} trial(s) above")
+
+
+def test_older_results_without_the_robustness_columns_render(tmp_path: Path) -> None:
+    # written through the store before these metrics: the columns are there, all null
+    write_sweep(tmp_path / "null", n=16, robust=False)
+    # a plain Parquet file from an older writer: the columns are absent
+    pd.DataFrame({"trial_id": ["a", "b", "c"], "status": ["ok"] * 3,
+                  "test_accuracy": [0.9, 0.8, 0.7], "sparsity": [0.5, 0.8, 0.9],
+                  "config.prune.criterion": ["snip", "snip", "magnitude"]}
+                 ).to_parquet(tmp_path / "old.parquet")
+    for path in (tmp_path / "null", tmp_path / "old.parquet"):
+        with Results(path) as res:
+            d = build_report(res, OBJS)
+        assert (d.adv_curves, d.effective, d.doomed["total"]) == ({}, {}, 0)
+        figs = figures(d)
+        assert figs["adv-sparsity"][1] is None and figs["effective-sparsity"][1] is None
+        assert "metrics.adversarial" in figs["adv-sparsity"][2]
+        assert "docs/robustness.md" in figs["adv-sparsity"][2]
+        page = render_html(d)
+        assert re.search(r'<p class="empty" id="adv-sparsity">no trial has an adversarial '
+                         r"accuracy: set metrics.adversarial", page)
+        assert '<p class="empty" id="doomed" data-n="0">' in page
+        write_pngs(d, tmp_path / path.stem)
+        assert not (tmp_path / path.stem / "effective_vs_nominal.png").exists()
+    # the null-column sweep has train and test accuracy: its gap is derived, and said so
+    assert d.gap == {}  # (the absent-column file has no train_accuracy)
+    with Results(tmp_path / "null") as res:
+        d = build_report(res, OBJS)
+    assert d.gap and d.gap_derived == sum(len(v) for v in d.gap.values())
+    assert f"For {d.gap_derived} trial(s) without a recorded gap_accuracy" in \
+        figures(d)["gap-sparsity"][2]
 
 
 # --------------------------------------------------------------------------- importance
@@ -508,9 +690,10 @@ def test_pngs(sweep, tmp_path: Path) -> None:
     root, _ = sweep
     write_report(root, tmp_path / "r.html", [*OBJS, "flops:min"], png_dir=tmp_path / "png")
     names = sorted(p.name for p in (tmp_path / "png").iterdir())
-    assert names == ["accuracy_vs_sparsity.png", "front.png", "fronts_by_group.png",
-                     "hypervolume.png", "importance.png", "layer_similarity.png",
-                     "layer_sparsity.png", "learning_curves.png"]
+    assert names == ["accuracy_vs_sparsity.png", "adv_accuracy_vs_sparsity.png",
+                     "effective_vs_nominal.png", "front.png", "fronts_by_group.png",
+                     "gap_vs_sparsity.png", "hypervolume.png", "importance.png",
+                     "layer_similarity.png", "layer_sparsity.png", "learning_curves.png"]
     for p in (tmp_path / "png").iterdir():
         assert p.read_bytes()[:4] == b"\x89PNG" and p.stat().st_size > 5000
 
@@ -574,6 +757,11 @@ def test_page_renders_in_headless_chromium(sweep, tmp_path: Path) -> None:
     assert plot("layer-heatmap")["n"] == 1
     assert plot("layer-similarity")["n"] == len(data.similarity["trials"])
     assert plot("hv-history")["n"] == 1 + len(CRITERIA)
+    assert plot("adv-sparsity") == {"n": 2, "names": ["magnitude", "snip"],
+                                    "shapes": ["vh"] * 2}
+    assert plot("gap-sparsity")["n"] == len(CRITERIA)
+    assert plot("effective-sparsity")["names"] == ["effective = nominal", *CRITERIA, "doomed"]
+    assert re.search(r'<table id="doomed" data-n="2">', dom)
     # plotly drew them: one SVG per cartesian plot, a WebGL canvas for parcoords
     assert dom.count('class="main-svg"') >= 9
     assert 'class="trace scatter' in dom and "<canvas" in dom
