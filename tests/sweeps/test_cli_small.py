@@ -31,7 +31,9 @@ SPACE = """\
 name: small
 objectives: [{metric: test_accuracy, mode: max}, {metric: sparsity, mode: max}]
 sampler: {name: grid, seed: 0}
-budget: {num_samples: 3, max_concurrent: 2}
+# the screen off: this sweep trains its collapsed trial to show how the table flags it (a
+# screened sweep ends it as doomed instead: tests/sweeps/test_screen.py)
+budget: {num_samples: 3, max_concurrent: 2, screen: {enabled: false}}
 fixed:
   seed: 0
   model: {name: mlp}
