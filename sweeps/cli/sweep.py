@@ -22,10 +22,16 @@ SpaceArg = Annotated[Path, typer.Argument(help="search-space YAML (see search_sp
 def validate_cmd(
     space_path: SpaceArg,
     samples: Annotated[int, typer.Option("--samples", help="configs to sample and check")] = 32,
+    screen: Annotated[int, typer.Option(
+        "--screen", metavar="N", help="also build N sampled configs' masks without training "
+        "and print the share that is doomed (no input->output path), by criterion and "
+        "sparsity")] = 0,
     allow_import: AllowImport = None,
 ) -> None:
     """Load a search space, sample configurations and validate each as a TrialConfig."""
     allow_imports(allow_import)
+    if screen < 0:
+        fail(f"--screen {screen}: give a number of configs (0: no screen)")
     from sweeps.tune.space import load_space, validate_space
 
     try:
@@ -51,6 +57,30 @@ def validate_cmd(
     table.add_row("results", space.results_dir)
     console.print(table)
     console.print(f"ok: {len(configs)} sampled configurations are valid TrialConfigs")
+    if screen:
+        _print_screen(space, screen, console)
+
+
+def _print_screen(space: object, n: int, console: Console) -> None:
+    """``validate --screen N``: the doomed share of the space, by criterion and sparsity."""
+    from sweeps.tune.screen import doomed_share, screen_space
+
+    try:
+        rows = screen_space(space, n)
+    except ConfigError as exc:
+        fail(str(exc))
+    table = Table(title=f"screen: {len(rows)} configs, masks built without training",
+                  title_justify="left")
+    for col in ("criterion", "sparsity", "screened", "doomed", "share"):
+        table.add_column(col, justify="left" if col == "criterion" else "right")
+    for criterion, sparsity, screened, doomed in doomed_share(rows):
+        table.add_row(criterion, f"{sparsity:g}", str(screened), str(doomed),
+                      f"{doomed / screened:.0%}")
+    console.print(table)
+    doomed = sum(r["verdict"] == "doomed" for r in rows)
+    later = sum(r["verdict"] == "unscreened" for r in rows)
+    console.print(f"doomed: {doomed} of {len(rows) - later} screened configs"
+                  + (f"; {later} prune after training starts (not screened)" if later else ""))
 
 
 def sweep_cmd(
