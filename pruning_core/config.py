@@ -133,6 +133,9 @@ class DataConfig(_Strict):
     #: keep only the first N training examples (quick runs); None = all
     train_limit: int | None = Field(None, ge=1)
     test_limit: int | None = Field(None, ge=1)
+    #: overfitting studies: this fraction of the training labels replaced by another class,
+    #: drawn uniformly, seeded by ``seed`` (test labels are never touched)
+    label_noise: float = Field(0.0, ge=0.0, lt=1.0)
     #: dataset-specific keyword arguments (e.g. ``num_train`` for synthetic)
     options: dict[str, Any] = Field(default_factory=dict)
     #: training-set augmentation on the device: none, or crop_flip (the CIFAR recipe: random

@@ -24,7 +24,7 @@ from .allocation import ALLOCATIONS
 from .augment import CropFlip
 from .checkpoints import load_weights
 from .config import TrialConfig
-from .data import DataBundle, black_pixel, dataset_spec, load_dataset
+from .data import DataBundle, black_pixel, dataset_spec, load_dataset, with_label_noise
 from .dense_cache import DenseCache, cache_key, dense_prefix
 from .effective import Connectivity, connectivity, effective_record
 from .engine import Pruner
@@ -147,8 +147,11 @@ def prunable_layers(cfg: TrialConfig) -> list[LayerInfo]:
 
 def _bundle(cfg: TrialConfig) -> DataBundle:
     d = cfg.data
-    return load_dataset(d.name, root=d.root, seed=cfg.seed, train_limit=d.train_limit,
-                        test_limit=d.test_limit, **d.options)
+    bundle = load_dataset(d.name, root=d.root, seed=cfg.seed, train_limit=d.train_limit,
+                          test_limit=d.test_limit, **d.options)
+    if d.label_noise:
+        bundle = with_label_noise(bundle, d.label_noise, cfg.seed)
+    return bundle
 
 
 def _loaders(cfg: TrialConfig, data: DataBundle, device: torch.device,

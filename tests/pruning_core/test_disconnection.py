@@ -69,3 +69,41 @@ def test_the_generalisation_gap_is_recorded_at_the_end_and_per_epoch() -> None:
     for h in res.history:
         assert h["gap_accuracy"] == pytest.approx(h["train_accuracy"] - h["test_accuracy"])
         assert h["gap_loss"] == pytest.approx(h["test_loss"] - h["train_loss"])
+
+
+def test_label_noise_flips_exactly_that_share_of_training_labels_to_other_classes() -> None:
+    import torch
+    from torch.utils.data import Dataset, TensorDataset
+
+    from pruning_core.data import DataBundle, with_label_noise
+
+    y = torch.arange(200) % 10
+    bundle = DataBundle(train=TensorDataset(torch.zeros(200, 3), y.clone()),
+                        test=TensorDataset(torch.zeros(5, 3), torch.zeros(5, dtype=torch.long)),
+                        input_shape=(3,), num_classes=10, name="t")
+    noisy = with_label_noise(bundle, 0.25, seed=4)
+    new = noisy.train.tensors[1]
+    assert int((new != y).sum()) == 50  # round(0.25 * 200), each moved to another class
+    assert torch.equal(with_label_noise(bundle, 0.25, seed=4).train.tensors[1], new)
+    assert not torch.equal(with_label_noise(bundle, 0.25, seed=5).train.tensors[1], new)
+    assert noisy.test is bundle.test and torch.equal(bundle.train.tensors[1], y)
+
+    class Plain(Dataset):  # a user's dataset: relabelled on access, same choice of examples
+        def __len__(self) -> int:
+            return 200
+
+        def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+            return torch.zeros(3), int(y[i])
+
+    lazy = with_label_noise(DataBundle(train=Plain(), test=bundle.test, input_shape=(3,),
+                                       num_classes=10, name="t"), 0.25, seed=4)
+    assert [lazy.train[i][1] for i in range(200)] == new.tolist()
+
+
+def test_a_trial_with_label_noise_fits_its_noisy_labels_worse_than_clean_ones() -> None:
+    clean = run(_cfg(allocation={"name": "explicit", "layer_sparsity": [0.5, 0.5]}))
+    noisy = run(load_trial_config({**BASE, "data": {**BASE["data"], "label_noise": 0.5},
+                                   "prune": {**BASE["prune"], "allocation": {
+                                       "name": "explicit", "layer_sparsity": [0.5, 0.5]}}}))
+    assert noisy.status == clean.status == "ok"
+    assert noisy.train_accuracy < clean.train_accuracy  # half the labels are now arbitrary
