@@ -564,7 +564,23 @@ def run(cfg: TrialConfig, on_epoch: Callable[[EpochReport], None] | None = None,
     result = _result(trial, status, diverged_epoch, error, similarity)
     if cfg.metrics.speed is not None and status == "ok":
         _measure_speed(trial, result)
+    if cfg.metrics.adversarial is not None and status == "ok":
+        _measure_adversarial(trial, result)
     return result
+
+
+def _measure_adversarial(trial: _Trial, result: TrialResult) -> None:
+    """metrics.adversarial: accuracy under attack on the seeded test subset (the same
+    examples for every trial of a seed), in the data's valid input range."""
+    from .adversarial import adversarial_accuracy, input_bounds
+
+    cfg = trial.cfg
+    bounds = input_bounds(trial.data.test, cfg.data.name, **cfg.data.options)
+    adv = adversarial_accuracy(trial.model, trial.data.test, cfg.metrics.adversarial,
+                               seed=cfg.seed, device=trial.device, bounds=bounds)
+    result.adv_accuracy = adv.adv_accuracy
+    result.adversarial = {**adv.settings, "clean_accuracy": adv.clean_accuracy,
+                          "time_s": adv.time_s}
 
 
 @dataclass

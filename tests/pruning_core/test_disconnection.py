@@ -107,3 +107,19 @@ def test_a_trial_with_label_noise_fits_its_noisy_labels_worse_than_clean_ones() 
                                        "name": "explicit", "layer_sparsity": [0.5, 0.5]}}}))
     assert noisy.status == clean.status == "ok"
     assert noisy.train_accuracy < clean.train_accuracy  # half the labels are now arbitrary
+
+
+def test_adversarial_accuracy_is_measured_at_the_end_of_a_trial() -> None:
+    cfg = _cfg(allocation={"name": "explicit", "layer_sparsity": [0.5, 0.5]})
+    plain = run(cfg)
+    assert plain.adv_accuracy is None and plain.adversarial == {}
+    data = cfg.model_dump()
+    data["metrics"]["adversarial"] = {"attack": "pgd", "samples": 64, "eps": 0.25}
+    res = run(load_trial_config(data))
+    assert res.status == "ok" and res.test_accuracy == plain.test_accuracy  # same training
+    assert res.adversarial["samples"] == 64 and res.adversarial["attack"] == "pgd"
+    assert res.adversarial["eps"] == 0.25 and res.adversarial["steps"] == 10
+    assert 0.0 <= res.adv_accuracy <= res.adversarial["clean_accuracy"]
+    assert res.adv_accuracy < res.adversarial["clean_accuracy"]  # 0.25 of digits' [0, 1] range
+    again = run(load_trial_config(data))
+    assert again.adv_accuracy == res.adv_accuracy  # the seeded subset and start: repeatable
