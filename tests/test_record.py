@@ -49,3 +49,11 @@ def test_epoch_metrics_are_final_metrics_and_directions_are_valid() -> None:
                              "sparsity", "gap_accuracy", "gap_loss"}
     assert all(m.better in ("max", "min", "") for m in METRICS)
     assert len(BY_NAME) == len(METRICS)  # no name declared twice
+
+
+def test_every_metric_need_is_checked_by_the_space() -> None:
+    """A metric that only some configs produce names its need; the space's objective check
+    knows every such need (an unknown one crashed validate with a KeyError)."""
+    from sweeps.tune.space import _NEEDS
+
+    assert {m.needs for m in METRICS if m.needs} <= set(_NEEDS)

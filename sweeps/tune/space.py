@@ -63,6 +63,8 @@ _NEEDS: dict[str, tuple[Callable[[Any], bool], str]] = {
                       "fixed.metrics.speed: {repeats: 10}"),
     "prune.granularity: channel": (lambda f: f.prune.granularity == "channel",
                                    "fixed.prune.granularity: channel"),
+    "metrics.adversarial": (lambda f: f.metrics.adversarial is not None,
+                            "fixed.metrics.adversarial: {attack: pgd}"),
 }
 
 

@@ -123,3 +123,16 @@ def test_validate_screen_prints_the_doomed_share_by_criterion_and_sparsity(
         in res.output
     bad = CliRunner().invoke(app, ["validate", str(path), "--screen", "-1"])
     assert bad.exit_code == 2 and "--screen -1" in bad.output
+
+
+def test_the_shipped_robustness_space_validates_with_its_objectives() -> None:
+    from typer.testing import CliRunner
+
+    from sweeps.cli import app
+
+    from .conftest import REPO
+
+    res = CliRunner().invoke(app, ["validate", str(REPO / "search_spaces" /
+                                                   "robustness_mnist1d.yaml"), "--samples", "2"])
+    assert res.exit_code == 0, res.output
+    assert "adv_accuracy (max)" in res.output and "gap_loss (min)" in res.output
