@@ -59,3 +59,25 @@ def test_names_lists_registries():
     assert p.returncode == 0
     for word in ("snip", "synflow", "snip_it", "erk", "imp", "random_sparse", "cnn1d", "mnist1d"):
         assert word in p.stdout
+
+
+def test_run_prints_the_robustness_lines_and_a_doomed_trial_with_its_reason(tmp_path):
+    """Issue 18 in `prunetune run`: effective sparsity, the gap and adversarial accuracy in the
+    summary and the JSON; a doomed trial says why, exit 0 (it is a result, not an error)."""
+    out = tmp_path / "r.json"
+    base = ["run", "configs/digits_snip.yaml", "--set", "train.epochs=1",
+            "--set", "data.train_limit=256", "--set", "data.test_limit=128"]
+    p = prunetune(*base, "--set", "metrics.adversarial={attack: fgsm, samples: 32}",
+                  "--json", str(out))
+    assert p.returncode == 0, p.stderr
+    r = json.loads(out.read_text())
+    assert "effective sparsity (disconnected)" in p.stdout and "adversarial accuracy" in p.stdout
+    assert r["effective_sparsity"] >= r["sparsity"] and r["adversarial"]["samples"] == 32
+    assert abs(r["gap_accuracy"] - (r["train_accuracy"] - r["test_accuracy"])) < 1e-12
+    doomed = prunetune(*base, "--set", "prune.criterion=magnitude", "--set",
+                       "prune.sparsity=0.9999", "--json", str(out))
+    assert doomed.returncode == 0, doomed.stderr
+    r = json.loads(out.read_text())
+    assert r["status"] == "doomed" and r["epochs"] == 0
+    assert "doomed: no input->output path" in r["error"]
+    assert "no input->output path" in doomed.stdout

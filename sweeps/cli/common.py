@@ -129,7 +129,8 @@ def print_summary(result) -> None:
     table = Table(title="trial result", show_header=False)
     rows = [
         ("status", result.status + (f" (epoch {result.diverged_epoch})"
-                                    if result.diverged_epoch else "")),
+                                    if result.diverged_epoch else "")
+         + (f": {result.error.removeprefix('doomed: ')}" if result.status == "doomed" else "")),
         ("test accuracy", f"{result.test_accuracy:.4f}"),
         ("test loss", f"{result.test_loss:.4f}"),
         ("train accuracy", f"{result.train_accuracy:.4f}"),
@@ -142,6 +143,16 @@ def print_summary(result) -> None:
             f"{result.speedup:.2f}x / {result.inference_speedup:.2f}x "
             f"({result.train_step_ms:.2f} ms vs {result.train_step_ms_dense:.2f} ms dense)")]
           if result.speedup is not None else []),
+        *([("effective sparsity (disconnected)",
+            f"{result.effective_sparsity:.4f} ({result.disconnected_weights:,} weights, "
+            f"{result.dead_units:,} dead units)")]
+          if result.effective_sparsity is not None else []),
+        *([("gap train - test accuracy", f"{result.gap_accuracy:+.4f}")]
+          if result.gap_accuracy is not None and result.gap_accuracy == result.gap_accuracy
+          else []),
+        *([("adversarial accuracy", f"{result.adv_accuracy:.4f} ({result.adversarial['attack']}"
+            f", eps {result.adversarial['eps']:.4g}, {result.adversarial['samples']} examples)")]
+          if result.adv_accuracy is not None else []),
         ("collapsed layers", ", ".join(result.collapsed_layers) or "none"),
         ("prune / train time", f"{result.prune_time_s:.2f} s / {result.train_time_s:.2f} s"),
     ]
