@@ -27,7 +27,8 @@ SPACE: dict[str, Any] = {
               "data": {"name": "digits", "batch_size": 64, "train_limit": 512,
                        "test_limit": 256},
               "train": {"epochs": 2, "lr": 0.05, "device": "cpu"},
-              "prune": {"criterion": "magnitude"}},
+              "prune": {"criterion": "magnitude"},
+              "metrics": {"adversarial": {"attack": "fgsm", "samples": 64}}},
     "params": {"prune.sparsity": {"type": "choice", "values": [0.3, 0.6, 0.99]}},
 }
 
@@ -54,6 +55,13 @@ def test_doomed_trials_end_before_training_and_leave_the_front_unchanged(
     assert (wasted["status"] == "ok").all() and (wasted["train_time_s"] > 0).all()
     assert (wasted["test_accuracy"] <= 0.2).all()
     assert screened.counts.get("doomed") == len(doomed) and plain.counts == {"ok": 6}
+    # the robustness columns of every trained trial (issue 18: all parts run in a sweep)
+    trained = on[on["status"] == "ok"]
+    assert trained["adv_accuracy"].between(0, 1).all() and trained["gap_accuracy"].notna().all()
+    assert (trained["gap_accuracy"] - (trained["train_accuracy"] - trained["test_accuracy"])
+            ).abs().max() < 1e-9
+    assert (trained["effective_sparsity"] >= trained["sparsity"] - 1e-12).all()
+    assert trained["layer_effective_sparsity"].map(len).eq(2).all()
     # the front of the trials above chance (1/10 + 0.02, the CLI's rule) is the same
     objs = ["test_accuracy:max", "sparsity:max"]
     fronts = [pareto_front(load_results(str(tmp_path / n), where="test_accuracy > 0.12"), objs)
