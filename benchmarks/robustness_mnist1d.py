@@ -29,10 +29,11 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 COLUMNS = ("test_accuracy", "adv_accuracy", "gap_accuracy", "effective_sparsity")
 
 
-def config(method: str | None, sparsity: float, seed: int, epochs: int) -> dict[str, Any]:
+def config(method: str | None, sparsity: float, seed: int, epochs: int,
+           eps: float | None = None) -> dict[str, Any]:
     cfg = trial_config(method, sparsity, seed, epochs)
     cfg["prune"]["screen"] = {"enabled": False}
-    cfg["metrics"] = {"adversarial": {"attack": "pgd", "samples": 512}}
+    cfg["metrics"] = {"adversarial": {"attack": "pgd", "samples": 512, "eps": eps}}
     return cfg
 
 
@@ -90,11 +91,13 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--methods", nargs="+", choices=list(METHODS), default=DEFAULT_METHODS)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--eps", type=float, default=None,
+                   help="PGD budget in units of the valid input range (default 8/255)")
     p.add_argument("--out", type=Path, default=RESULTS_DIR / "robustness_mnist1d.json")
     args = p.parse_args()
-    jobs = [{"method": "dense", "sparsity": 0.0, "config": config(None, 0.0, s, args.epochs)}
-            for s in args.seeds]
-    jobs += [{"method": m, "sparsity": sp, "config": config(m, sp, seed, args.epochs)}
+    jobs = [{"method": "dense", "sparsity": 0.0,
+             "config": config(None, 0.0, s, args.epochs, args.eps)} for s in args.seeds]
+    jobs += [{"method": m, "sparsity": sp, "config": config(m, sp, seed, args.epochs, args.eps)}
              for m in args.methods for sp in args.sparsities for seed in args.seeds]
     print(f"{len(jobs)} runs on {args.workers} worker(s)", flush=True)
     start = time.perf_counter()
