@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
-from .config import AllocationConfig
 from .errors import ConfigError
 from .registry import Registry
 from .select import ranked, top_mask
+
+if TYPE_CHECKING:  # a type only: config validates names through registries, which import this
+    from .config import AllocationConfig
 
 
 @dataclass

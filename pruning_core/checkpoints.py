@@ -87,9 +87,9 @@ def load_weights(model: nn.Module, path: str | Path, strict: bool = True,
                  field: str = "model.weights") -> None:
     """Copy the tensors of ``path`` into ``model`` after checking keys and shapes.
 
-    A compact-model file (``pruning_core.structured.export``) first slices ``model`` in place
+    A compact-model file (``pruning_core.structured.compact_file``) first slices ``model`` in place
     to the file's kept channels, so the smaller network is what gets loaded."""
-    from .structured.export import compact_indices, make_compact
+    from .structured.compact_file import compact_indices, make_compact
 
     indices = compact_indices(path, field)
     if indices is not None:

@@ -33,23 +33,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 
+from .bundle import DataBundle
 from .errors import ConfigError, DataError
 from .factories import is_import_path, load_data
 from .registry import Registry
 from .suggest import with_hint
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class DataBundle:
-    """Train and test splits plus what a model builder needs to know about them."""
-
-    train: Dataset
-    test: Dataset
-    input_shape: tuple[int, ...]  # one example, without the batch axis
-    num_classes: int
-    name: str
 
 
 DatasetLoader = Callable[..., DataBundle]

@@ -27,6 +27,7 @@ from typing import Any
 from torch import nn
 from torch.utils.data import Dataset
 
+from .bundle import DataBundle
 from .code_trust import check_import
 from .errors import ConfigError
 
@@ -111,8 +112,6 @@ def load_data(path: str, seed: int = 0, root: str | None = None,
               options: Mapping[str, Any] | None = None,
               fn: Callable[..., Any] | None = None) -> Any:
     """Call the data factory ``path`` (or ``fn``); a checked ``DataBundle``."""
-    from .data import DataBundle
-
     factory = fn if fn is not None else resolve(path, "data.name")
     kwargs = _accepted(factory, {"seed": seed, "root": root, **dict(options or {})})
     try:

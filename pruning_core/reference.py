@@ -52,11 +52,11 @@ def dense_config(cfg: TrialConfig) -> TrialConfig:
     return dense
 
 
-def dense_reference(cfg: TrialConfig, cache: DenseCache | None) -> nn.Module:
-    """The trained dense twin of ``cfg`` (trained here once per cache key)."""
-    from .experiment import _Trial
-
-    twin = _Trial(dense_config(cfg))
+def dense_reference(cfg: TrialConfig, cache: DenseCache | None,
+                    trial_type: type[_Trial]) -> nn.Module:
+    """The trained dense twin of ``cfg`` (trained here once per cache key), a ``trial_type``
+    (``experiment._Trial``, passed in: the experiment calls this module, not the reverse)."""
+    twin = trial_type(dense_config(cfg))
 
     def create() -> dict[str, Any]:
         log.info("training the dense reference (%d epochs)", twin.total_epochs)
@@ -77,7 +77,7 @@ def similarity_to_dense(trial: _Trial, cache: DenseCache | None) -> dict[str, fl
 
     spec = trial.cfg.metrics.similarity
     assert spec is not None
-    reference = dense_reference(trial.cfg, cache).to(trial.device)
+    reference = dense_reference(trial.cfg, cache, type(trial)).to(trial.device)
     pairs = None if spec.layers == "all" else [(name, name) for name in spec.layers]
     batches, seen = [], 0
     for x, _y in trial.test_loader:

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .config import TrialConfig
 from .errors import ConfigError
 from .registry import Registry
+
+if TYPE_CHECKING:  # a type only: config validates names through registries, which import this
+    from .config import TrialConfig
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ class Compact:
 
 
 Action = Prune | Train | NewOptimizer | Snapshot | Rewind | ApplyVariant | Compact
-Timing = Callable[[TrialConfig, list[float]], list[Action]]
+Timing = Callable[["TrialConfig", list[float]], list[Action]]
 TIMINGS: Registry[Timing] = Registry("timing")
 
 

@@ -30,8 +30,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from sweeps.results.parts import PART_PREFIX, is_part
 from sweeps.results.schema import BASE, META_VERSION, schema_version, sweep_schema
-from sweeps.results.store import PART_PREFIX, is_part
 
 if TYPE_CHECKING:
     from sweeps.results.store import TrialStore

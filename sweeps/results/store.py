@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from sweeps.results.parts import PART_PREFIX, is_part
 from sweeps.results.schema import BASE, FIXED, METRIC_COLUMNS, row_table, schema_version
 from sweeps.results.schema_read import newest_rows, unify, upgrade, with_layer_columns
 
@@ -36,7 +37,6 @@ log = logging.getLogger(__name__)
 
 TRIALS_DIR = "trials"
 ORPHANS_DIR = "trials_orphaned"
-PART_PREFIX = "part-"
 STATUSES = ("ok", "error", "diverged", "doomed", "stopped_early", "interrupted")
 
 #: the fixed and metric columns with their declared types (sweeps/results/schema.py)
@@ -55,11 +55,6 @@ def join_path(root: str, *parts: str) -> str:
     base, sep, query = root.partition("?")
     joined = "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
     return f"{joined}{sep}{query}"
-
-
-def is_part(path: str) -> bool:
-    """A compacted file (many trials), as opposed to a per-trial file."""
-    return Path(path).name.startswith(PART_PREFIX)
 
 
 class TrialStore:

@@ -19,19 +19,20 @@ from typing import Any, ClassVar
 
 from ray import tune
 
-from pruning_core.config import MAX_THREADS, TrialConfig, load_trial_config
+from pruning_core.config import MAX_THREADS, load_trial_config
 from pruning_core.errors import ConfigError
 from sweeps.results.store import TrialStore, _is_uri, join_path
+from sweeps.tune.plan_clock import plan_epochs as plan_epochs  # moved there; old name kept
+from sweeps.tune.plan_clock import scheduler_clock
 from sweeps.tune.ray_env import client_auth_defaults, fate_shared, loopback_only
 from sweeps.tune.recorder import Recorder
-from sweeps.tune.space import EPOCH_METRICS, SchedulerSpec, SearchSpace
+from sweeps.tune.space import EPOCH_METRICS, SearchSpace
 from sweeps.tune.trainable import (
     FINAL_FLAG,
     PLAN_SCALE,
     PROGRESS,
     RunFn,
     make_trainable,
-    plan_progress,
 )
 from sweeps.tune.wandb_log import WandbSink, target_for
 
@@ -88,53 +89,6 @@ def init_ray(address: str | None = None, num_cpus: int | None = None,
     else:
         ray.init(address=address, **quiet)
     return True
-
-
-def plan_epochs(cfg: TrialConfig) -> int:
-    """Training epochs in ``cfg``'s plan, the plan built as ``experiment.run`` builds it.
-
-    Builds the model on CPU for its layer shapes (the target sparsity, so the number of
-    schedule steps, can depend on them); reads no data.
-    """
-    from pruning_core.registries import TIMINGS
-    from pruning_core.schedules import sparsity_steps
-    from pruning_core.timing import Train
-    from sweeps.tune.schedulers import layer_shapes, target_sparsity
-
-    target = target_sparsity(cfg, layer_shapes(cfg))
-    steps = sparsity_steps(cfg.prune.schedule, target, cfg.prune.steps) if target > 0 else []
-    return sum(isinstance(a, Train) for a in TIMINGS.get(cfg.prune.timing.name)(cfg, steps))
-
-
-def scheduler_clock(s: SchedulerSpec, base: dict[str, Any]) -> tuple[int, int, int]:
-    """The scheduler's ``(grace_period, max_t, reference epochs)`` in per-mille of each trial's
-    plan (ASHA's and the dominated rule's rungs alike).
-
-    ``scheduler.grace_period`` / ``max_t`` are epochs of the fixed config's plan (searched keys
-    at their defaults; ``reference`` = its training epochs); each becomes the same share of
-    every trial's own plan. ``max_t`` unset (or the whole plan) is one past the plan's end:
-    ASHA stops a trial *at* ``max_t``, and a trial's last report (``PLAN_SCALE``) must not be
-    swallowed; past it, every trial ends on its own.
-    """
-    reference = plan_epochs(load_trial_config(base))
-    if reference == 0:
-        raise ConfigError("scheduler: the fixed config's plan trains no epoch (train.epochs: 0); "
-                          "set train.epochs in fixed, or remove the scheduler")
-    if s.grace_period > reference:
-        raise ConfigError(
-            f"scheduler.grace_period: {s.grace_period} epochs is past the fixed config's plan "
-            f"({reference} training epochs); give at most {reference}")
-    if s.max_t is not None and s.max_t < s.grace_period:
-        raise ConfigError(f"scheduler.max_t: {s.max_t} is below grace_period="
-                          f"{s.grace_period}; give max_t >= grace_period")
-    # rounded down: the rungs grace * rf**k then never sit above the progress a trial reports
-    # at that exact share of its plan (reports are rounded to the nearest per-mille)
-    grace = max(1, PLAN_SCALE * s.grace_period // reference)
-    if s.max_t is None or s.max_t >= reference:
-        max_t = PLAN_SCALE + 1
-    else:
-        max_t = plan_progress(s.max_t, reference)
-    return grace, max_t, reference
 
 
 def _scheduler(space: SearchSpace, base: dict[str, Any]) -> Any:

@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
+from sweeps.tune.plan_clock import layer_shapes, target_sparsity
+
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
 
-    from pruning_core.config import TrialConfig
 
 log = logging.getLogger(__name__)
 
@@ -164,18 +165,3 @@ class TargetSparsity:
         if key not in self._shapes:
             self._shapes[key] = layer_shapes(cfg)
         return {"sparsity": target_sparsity(cfg, self._shapes[key])}
-
-
-def layer_shapes(cfg: TrialConfig) -> dict[str, tuple[int, ...]]:
-    """The prunable layers' weight shapes (the model built on CPU; no data read)."""
-    from pruning_core.experiment import prunable_layers
-
-    return {info.name: tuple(info.shape) for info in prunable_layers(cfg)}
-
-
-def target_sparsity(cfg: TrialConfig, shapes: dict[str, tuple[int, ...]]) -> float:
-    """The sparsity ``cfg``'s allocation reaches over ``shapes`` at the end of its plan."""
-    from pruning_core.registries import ALLOCATIONS
-
-    alloc = cfg.prune.allocation
-    return float(ALLOCATIONS.get(alloc.name)().target_sparsity(shapes, alloc, cfg.prune.sparsity))

@@ -953,9 +953,8 @@ def validate_space(space: SearchSpace, n: int = 32, seed: int = 0) -> list[Trial
     for metric in space.metrics:
         _check_metric_needs(metric, fixed, space)
     if space.scheduler is not None:
-        # the ASHA-vs-plan check sweep runs as it builds the scheduler (imported here: launch
-        # imports this module)
-        from sweeps.tune.launch import scheduler_clock
+        # the ASHA-vs-plan check sweep runs as it builds the scheduler
+        from sweeps.tune.plan_clock import scheduler_clock
 
         scheduler_clock(space.scheduler, base)
     sampler = space.make_sampler()  # its options checked against the sampler's signature

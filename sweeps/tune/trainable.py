@@ -24,6 +24,7 @@ from typing import Any
 
 from pruning_core.config import load_trial_config
 from pruning_core.record import METRICS
+from sweeps.tune.plan_clock import PLAN_SCALE, plan_progress
 from sweeps.tune.space import trial_dict
 from sweeps.tune.wandb_log import TrialRun, WandbTarget
 
@@ -33,7 +34,6 @@ FINAL_FLAG = "final"
 RESULT_STATUS = "result_status"
 #: ASHA's ``time_attr``: per-mille of the trial's plan trained (``PLAN_SCALE`` = plan done)
 PROGRESS = "progress"
-PLAN_SCALE = 1000
 #: epoch reports carry the network's size as it trains (``EpochReport.sizes``) under this
 #: prefix: what a trial stopped early keeps (its FLOPs, parameters, target sparsity), while
 #: schedulers and the searcher see the final-only objectives as NaN until the end, as before
@@ -180,15 +180,6 @@ def trial_weights_path(dense_dir: str | None, trial_id: str) -> str | None:
         return None
     return str(Path(dense_dir.removeprefix("file://")).parent / WEIGHTS_DIR
                / f"{trial_id}.safetensors")
-
-
-def plan_progress(epochs: int, plan_epochs: int) -> int:
-    """``epochs`` of a plan of ``plan_epochs`` training epochs, in per-mille of the plan.
-
-    Rounded to the nearest per-mille, so equal fractions of different plans give equal values
-    (``2/4`` and ``5/10`` are both 500): the scheduler compares trials at the same share.
-    """
-    return round(PLAN_SCALE * epochs / plan_epochs)
 
 
 def final_metrics(result: Any) -> dict[str, Any]:
