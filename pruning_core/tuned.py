@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 import yaml
-from pydantic import ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 from torch import nn
 
 from .allocation import ALLOCATIONS, water_fill
@@ -58,13 +58,25 @@ VERSION = 1
 
 
 class LayerEntry(NoBoolNumbers):  # a boolean is not a depth, a size or a sparsity
+    """One prunable layer of the source model. ``kind``, ``numel`` and ``shape`` are all null
+    in a names-only schedule: exported where the model's code was not importable, from the
+    layer names and sparsities of the results row alone (see :attr:`Schedule.names_only`)."""
+
     model_config = ConfigDict(extra="forbid")
     name: str
-    kind: str
+    kind: str | None
     depth: float = Field(ge=0, le=1)
-    numel: int = Field(ge=1)
-    shape: list[int]
+    numel: int | None = Field(ge=1)
+    shape: list[int] | None
     sparsity: float = Field(ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _geometry_all_or_none(self) -> LayerEntry:
+        known = [v is not None for v in (self.kind, self.numel, self.shape)]
+        if any(known) and not all(known):
+            raise ValueError("kind, numel and shape are given together, or all null (a "
+                             "names-only schedule); fill in all three or set all three to null")
+        return self
 
 
 class Provenance(NoBoolNumbers):
@@ -147,8 +159,22 @@ class Schedule(NoBoolNumbers):
 
     # ---- construction ----------------------------------------------------------------------
     @classmethod
-    def from_trial(cls, cfg: TrialConfig, layers: list[LayerInfo],
+    def from_trial(cls, cfg: TrialConfig, layers: list[LayerInfo] | None,
                    layer_sparsity: dict[str, float], provenance: dict[str, Any]) -> Schedule:
+        """``layers``: the source model's prunable layers; ``None`` where the model cannot be
+        built (its code is not importable here): a names-only schedule, its layers taken from
+        ``layer_sparsity`` in order (the network's order), without kinds or shapes."""
+        if layers is None:
+            if not layer_sparsity:
+                raise ConfigError("trial has no per-layer sparsity (layer_sparsity is empty); "
+                                  "export a trial that finished pruning")
+            n = len(layer_sparsity)
+            entries = [LayerEntry(name=name, kind=None, depth=i / (n - 1) if n > 1 else 0.0,
+                                  numel=None, shape=None, sparsity=float(sp))
+                       for i, (name, sp) in enumerate(layer_sparsity.items())]
+            trial = {k: v for k, v in cfg.model_dump(mode="json").items() if k != "prune"}
+            return cls(prune=cfg.prune, layers=entries, trial=trial,
+                       provenance=Provenance(**provenance))
         missing = [info.name for info in layers if info.name not in layer_sparsity]
         if missing:
             raise ConfigError(f"trial has no per-layer sparsity for {missing}")
@@ -161,9 +187,21 @@ class Schedule(NoBoolNumbers):
 
     # ---- application -----------------------------------------------------------------------
     @property
+    def names_only(self) -> bool:
+        """Exported without the model (its code was not importable): layer names and
+        sparsities, no kinds or shapes. Applies to a model with the same prunable layers only."""
+        return any(entry.numel is None for entry in self.layers)
+
+    @property
     def target_sparsity(self) -> float:
-        total = sum(entry.numel for entry in self.layers)
-        return sum(entry.sparsity * entry.numel for entry in self.layers) / total
+        if self.names_only:  # no sizes to weigh by: the sparsity the source trial reached
+            reached = self.provenance.metrics.get("sparsity")
+            if isinstance(reached, int | float) and not isinstance(reached, bool) \
+                    and 0 <= reached <= 1:
+                return float(reached)
+            return self.prune.sparsity
+        sizes = [entry.numel or 0 for entry in self.layers]
+        return sum(e.sparsity * n for e, n in zip(self.layers, sizes, strict=True)) / sum(sizes)
 
     def target_text(self) -> str:
         """The target as messages print it, naming the kind of sparsity: ``target weight
@@ -176,14 +214,27 @@ class Schedule(NoBoolNumbers):
         return f"target weight sparsity {self.target_sparsity:.4f}"
 
     def matches(self, layers: list[LayerInfo]) -> bool:
+        """The same prunable layers: names and shapes (names only in a names-only schedule)."""
+        if self.names_only:
+            return [i.name for i in layers] == [e.name for e in self.layers]
         return [(i.name, list(i.shape)) for i in layers] == [(e.name, e.shape)
                                                              for e in self.layers]
 
     def map_to(self, layers: list[LayerInfo]) -> dict[str, float]:
         """Per-layer sparsities for another model's layers, hitting the same total sparsity."""
+        if self.names_only:
+            own = {e.name for e in self.layers}
+            other = next((i.name for i in layers if i.name not in own), None)
+            differ = (f"{other} is not one of its {len(own)} layers" if other else
+                      f"{len(layers)} layers, not its {len(own)}")
+            raise ConfigError(
+                f"schedule: layers hold names only (exported where {self.provenance.model} "
+                f"was not importable) and the target model's prunable layers differ ({differ}): "
+                "apply it to the source model, or export it again where the model's code "
+                "imports to map it onto another model")
         by_kind: dict[str, list[LayerEntry]] = {}
         for e in self.layers:
-            by_kind.setdefault(e.kind, []).append(e)
+            by_kind.setdefault(e.kind or "other", []).append(e)
         raw: dict[str, float] = {}
         for info in layers:
             src = sorted(by_kind.get(info.kind, []), key=lambda e: e.depth)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -87,7 +88,13 @@ def select_row(results: str | Path, trial: str | None, best: str | None, where: 
 def export_schedule(results: str | Path, out: Path, trial: str | None = None,
                     best: str | None = None, where: str | None = None,
                     mode: str = "max") -> Any:
-    from pruning_core.config import load_trial_config
+    """Write trial ``trial`` (or the best by ``best``) of ``results`` as a schedule to ``out``.
+
+    The layers' kinds and shapes come from building the trial's model. Where a factory the
+    trial names by import path is absent here (results read on a laptop without the sweep's
+    code), nothing is imported: the schedule takes the layer names and sparsities of the row
+    (a names-only schedule, :attr:`Schedule.names_only`) and a warning line says so."""
+    from pruning_core.config import load_trial_config, set_dotted
     from pruning_core.experiment import prunable_layers
     from pruning_core.tuned import Schedule
 
@@ -95,20 +102,89 @@ def export_schedule(results: str | Path, out: Path, trial: str | None = None,
     if row.get("status") != "ok":
         raise ConfigError(f"trial {row.get('trial_id')}: status {row.get('status')!r}, "
                           "only completed (ok) trials can be exported")
-    cfg = load_trial_config(_trial_dict(row))
-    layers = prunable_layers(cfg)
-    per_layer = {c.removeprefix("layer_sparsity."): float(v) for c, v in row.items()
-                 if c.startswith("layer_sparsity.") and v is not None and v == v}
+    data = _trial_dict(row)
+    absent = {f"{section}.name": name for section, name in _factory_names(data).items()
+              if _absent(name)}
+    if absent:  # validate the rest with registered stand-ins; the real names go back after
+        probe = json.loads(json.dumps(data))
+        for key in absent:
+            set_dotted(probe, key, _STAND_IN[key])
+        cfg = load_trial_config(probe)
+        layers = None
+    else:
+        cfg = load_trial_config(data)
+        layers = prunable_layers(cfg)
+    per_layer = _layer_sparsity(row)
     metrics = {k: _plain(row[k]) for k in ("test_accuracy", "test_loss", "sparsity", "flops",
                                            "flops_dense", "params_kept", "params")
                if k in row and row[k] is not None}
+    names = {"model.name": cfg.model.name, "data.name": cfg.data.name, **absent}
     schedule = Schedule.from_trial(cfg, layers, per_layer, {
         "sweep": _text(row.get("sweep")), "trial_id": _text(row.get("trial_id")),
-        "model": cfg.model.name, "dataset": cfg.data.name, "seed": cfg.seed, "metrics": metrics,
-        "prunetune_version": _text(row.get("prunetune_version")),
+        "model": names["model.name"], "dataset": names["data.name"], "seed": cfg.seed,
+        "metrics": metrics, "prunetune_version": _text(row.get("prunetune_version")),
     })
+    for key, name in absent.items():
+        set_dotted(schedule.trial, key, name)
+    if absent:
+        code = ", ".join(f"{k} {v}" for k, v in absent.items())
+        warn(f"{code}: not importable here, so the schedule holds the trial's layer names and "
+             "sparsities without kinds or shapes; it applies to the same model (apply --model/"
+             "--data naming it); export where that code imports to map it onto another model")
     schedule.save(out)
     return schedule
+
+
+#: registered names that stand in for absent factories while the rest of the config validates
+_STAND_IN = {"model.name": "mlp", "data.name": "digits"}
+
+
+def _factory_names(data: dict[str, Any]) -> dict[str, str]:
+    """``{"model": "pkg.nets:build", ...}``: the trial's factories named by import path."""
+    from pruning_core.factories import is_import_path
+
+    out: dict[str, str] = {}
+    for section in ("model", "data"):
+        part = data.get(section)
+        name = part.get("name") if isinstance(part, dict) else None
+        if isinstance(name, str) and is_import_path(name):
+            out[section] = name
+    return out
+
+
+def _absent(path: str) -> bool:
+    """Whether the top-level package of the factory ``path`` is absent from this Python.
+    ``find_spec`` of a top-level name locates it without running any of its code; a package
+    that is here (the user's own or not) goes through ``TrialConfig``'s checks as before
+    (``pruning_core.code_trust``: a results file never makes export import other code)."""
+    module = path.split(":", 1)[0]
+    top = module.split(".")[0]
+    if not all(part.isidentifier() for part in module.split(".")):
+        return False  # not an import path: TrialConfig says so
+    try:
+        return importlib.util.find_spec(top) is None
+    except ImportError:  # no finder can locate it: absent too
+        return True
+    except ValueError:  # in sys.modules without a spec: here
+        return False
+
+
+def _layer_sparsity(row: dict[str, Any]) -> dict[str, float]:
+    """``{layer: sparsity}`` of a results row in the network's order: the row's own
+    ``layer_sparsity`` map (``(layer, value)`` pairs as written), else its ``layer_sparsity.*``
+    columns (results written before the map)."""
+    pairs = row.get("layer_sparsity")
+    if isinstance(pairs, list | tuple) and pairs:
+        out: dict[str, float] = {}
+        for item in pairs:
+            if isinstance(item, list | tuple) and len(item) == 2:
+                name, value = item
+                if value is not None and value == value:
+                    out[str(name)] = float(value)
+        if out:
+            return out
+    return {c.removeprefix("layer_sparsity."): float(v) for c, v in row.items()
+            if c.startswith("layer_sparsity.") and v is not None and v == v}
 
 
 def _text(v: Any) -> str | None:
