@@ -137,3 +137,23 @@ def test_resume_runs_this_processes_callbacks(tmp_path: Path, ray_local: None) -
     assert again.rows == 1 and len(TrialStore(again.results_dir).trial_ids()) == 1
     assert second.calls.get("setup") == 1 and second.calls.get("end") == 1
     assert first.calls == {"setup": 1, "complete": 1, "end": 1}  # the old ones: untouched
+
+
+@pytest.mark.parametrize("name", ["tpe", "nsga2", "gp", "random", "grid"])
+def test_every_sampler_pickles_as_ray_tune_saves_the_searcher(tmp_path: Path, name: str) -> None:
+    """Ray Tune pickles the searcher, sampler included, at the start and in every experiment
+    snapshot: Optuna 5.1.0's NSGA-II/III hold a threading.Lock and broke every such sweep
+    (pyproject pins optuna below 5.1). Fails loudly if a sampler stops pickling again."""
+    from ray import cloudpickle
+
+    from sweeps.tune.space import SAMPLERS, parse_space
+
+    assert set(SAMPLERS) == {"tpe", "nsga2", "gp", "random", "grid"}  # a new one: add it here
+    space = parse_space({
+        "name": "p", "objectives": [{"metric": "test_accuracy", "mode": "max"}],
+        "sampler": {"name": name, "seed": 0},
+        "fixed": {"model": {"name": "mlp"}, "data": {"name": "digits"}},
+        "params": {"prune.sparsity": {"type": "choice", "values": [0.5, 0.9]}},
+        "storage": str(tmp_path / "r")})
+    sampler = space.make_sampler()
+    assert type(cloudpickle.loads(cloudpickle.dumps(sampler))) is type(sampler)
