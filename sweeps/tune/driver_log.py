@@ -17,6 +17,7 @@ handlers found there.
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,9 +38,11 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def driver_log_path(results_root: str, name: str) -> Path:
-    """Where the driver log of a sweep with these results goes."""
+    """Where the driver log of a sweep with these results goes: next to local results; for
+    results in object storage, the system's temporary directory (a sweep with remote results
+    writes nothing in the directory it runs from)."""
     if "://" in results_root and not results_root.startswith("file://"):
-        return Path(f"{name}.driver.log").resolve()
+        return Path(tempfile.gettempdir()) / f"prunetune-{name}.driver.log"
     return Path(results_root.removeprefix("file://")) / DRIVER_LOG
 
 
