@@ -75,7 +75,8 @@ def test_faults_are_retried_recorded_and_the_sweep_goes_on(tmp_path: Path, ray_l
 def test_asha_stops_trials_early_and_they_are_flagged(tmp_path: Path, ray_local: None) -> None:
     space = parse_space(_space(
         tmp_path, name="asha", sampler={"name": "grid", "seed": 0},
-        budget={"num_samples": 8, "max_concurrent": 2},
+        # the screen off: the 0.99x trials must train (at chance) for ASHA to stop them
+        budget={"num_samples": 8, "max_concurrent": 2, "screen": {"enabled": False}},
         scheduler={"metric": "test_accuracy", "mode": "max", "grace_period": 1,
                    "reduction_factor": 2},
         fixed={**FIXED, "train": {**FIXED["train"], "optimizer": "adam", "lr": 0.01},
