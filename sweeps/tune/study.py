@@ -188,6 +188,8 @@ class StudySearch(OptunaSearch):
             super().on_trial_result(trial_id, result)
         except UpdateFinishedTrialError:
             _already_told(trial_id)
+        except KeyError as exc:
+            _not_in_snapshot(trial_id, exc)
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
                           error: bool = False) -> None:
@@ -197,6 +199,8 @@ class StudySearch(OptunaSearch):
             self._complete(trial_id, result, error)
         except UpdateFinishedTrialError:
             _already_told(trial_id)
+        except KeyError as exc:
+            _not_in_snapshot(trial_id, exc)
         except ValueError as exc:  # optuna's tell: "Cannot tell a COMPLETE trial."
             if "Cannot tell a" not in str(exc):
                 raise
@@ -214,6 +218,17 @@ class StudySearch(OptunaSearch):
                 result, error = None, True
         forget(trial_id)
         super().on_trial_complete(trial_id, result=result, error=error)
+
+
+def _not_in_snapshot(trial_id: str, exc: KeyError) -> None:
+    """A resumed sweep runs a trial its restored searcher never asked: the driver was killed
+    after Ray's experiment snapshot recorded the trial but before the searcher's own snapshot
+    did. The study cannot be told about it (its Optuna trial, asked by the killed driver, is
+    settled FAIL at the end: ``settle_orphans``); its row is still recorded."""
+    if exc.args != (trial_id,):
+        raise exc
+    log.info("trial %s: asked by a driver killed before the searcher's snapshot; its row is "
+             "recorded, the study is not told", trial_id)
 
 
 def _already_told(trial_id: str) -> None:

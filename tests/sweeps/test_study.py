@@ -291,3 +291,25 @@ def test_a_trial_the_study_already_finished_is_not_told_twice(tmp_path: Path) ->
     restored.on_trial_complete("t0", {**final, "test_accuracy": 0.7})
     (t,) = optuna.load_study(study_name="st", storage=f"sqlite:///{tmp_path}/s.db").get_trials()
     assert t.state == TrialState.COMPLETE and t.values == [0.8]
+
+
+def test_a_trial_the_restored_searcher_never_asked_is_recorded_not_told(tmp_path: Path) -> None:
+    """After a driver SIGKILL, Ray's experiment snapshot can hold a trial that the searcher's
+    older snapshot never asked (tests/infra/test_faults.py hit it about one run in three): its
+    reports must not crash the resumed sweep (Ray's OptunaSearch raised KeyError)."""
+    from sweeps.tune.study import StudySearch, new_study, open_storage, study_name
+    from sweeps.tune.trainable import FINAL_FLAG, RESULT_STATUS
+
+    space = _space(tmp_path)
+    storage, sampler = open_storage(space), space.make_sampler()
+    new_study(space, storage, sampler)
+    search = StudySearch(space.define_by_run(), metric=space.metrics, mode=space.modes,
+                         sampler=sampler, storage=storage, study_name=study_name(space))
+    final = {FINAL_FLAG: True, RESULT_STATUS: "ok", "test_accuracy": 0.5, "sparsity": 0.5}
+    search.on_trial_result("never-asked", {"test_accuracy": 0.5, "sparsity": 0.5})
+    search.on_trial_complete("never-asked", final)
+    assert search.suggest("asked") is not None
+    search.on_trial_complete("asked", final)
+    study = optuna.load_study(study_name=study_name(space), storage=storage)
+    assert [t.user_attrs["trial_id"] for t in study.trials] == ["asked"]
+    assert study.trials[0].state == optuna.trial.TrialState.COMPLETE
