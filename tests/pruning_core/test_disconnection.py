@@ -123,3 +123,19 @@ def test_adversarial_accuracy_is_measured_at_the_end_of_a_trial() -> None:
     assert res.adv_accuracy < res.adversarial["clean_accuracy"]  # 0.25 of digits' [0, 1] range
     again = run(load_trial_config(data))
     assert again.adv_accuracy == res.adv_accuracy  # the seeded subset and start: repeatable
+
+
+def test_channel_pruned_compacted_trials_report_connectivity_of_the_compact_network() -> None:
+    """The structured path: after compaction the network is smaller and dense; the record's
+    effective sparsity is counted against the full-size masks (removed channels are removed,
+    not disconnected), so it equals the weight sparsity when nothing kept is disconnected."""
+    data = {**BASE, "model": {"name": "mlp", "options": {"hidden": [32, 16]}},
+            "prune": {"criterion": "snap", "sparsity": 0.5, "granularity": "channel"}}
+    res = run(load_trial_config(data))
+    assert res.status == "ok" and res.node_sparsity is not None and res.node_sparsity > 0
+    assert res.disconnected_weights == 0 and res.dead_units == 0
+    assert res.effective_sparsity == pytest.approx(res.sparsity)
+    assert res.effective_params == res.params_kept and res.layer_effective_sparsity == {}
+    kept_masks = run(load_trial_config({**data, "prune": {**data["prune"], "compact": False}}))
+    assert kept_masks.effective_sparsity >= kept_masks.sparsity  # masked, not compacted
+    assert kept_masks.layer_effective_sparsity.keys() == kept_masks.layer_sparsity.keys()
