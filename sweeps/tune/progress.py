@@ -256,10 +256,10 @@ class Progress(tune.Callback):
         finished = sum(n for k, n in counts.items() if k not in NOT_DONE)  # doomed too
         table = Table(title=f"sweep {self.name}: {finished}/{self.num_samples} finished, "
                             f"{time.time() - self.started:.0f} s", title_justify="left")
-        for col in ("running", "pending", "ok", "stopped early", "diverged", "failed"):
+        for col in ("running", "pending", "ok", "stopped early", "diverged", "doomed", "failed"):
             table.add_column(col, justify="right")
-        table.add_row(*(str(counts.get(k, 0)) for k in
-                        ("running", "pending", "ok", "stopped_early", "diverged", "error")))
+        table.add_row(*(str(counts.get(k, 0)) for k in ("running", "pending", "ok", "stopped_early",
+                                                        "diverged", "doomed", "error")))
         if best:
             table.caption = "best so far: " + ", ".join(
                 f"{m} {'↑' if mode == 'max' else '↓'} {best[m][0]:.4g} ({best[m][1]})"

@@ -146,3 +146,6 @@ def test_every_ended_status_counts_as_finished_in_the_table() -> None:
               _trial("c", Trial.RUNNING)]
     p.on_step_end(iteration=1, trials=trials)
     assert p.renderable().title.startswith("sweep s: 2/3 finished")  # a doomed trial ended
+    table = p.renderable()
+    cells = {c.header: next(iter(c.cells)) for c in table.columns}
+    assert cells["doomed"] == "1" and cells["ok"] == "1" and cells["running"] == "1"
