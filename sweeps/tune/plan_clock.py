@@ -8,14 +8,21 @@ Ray nor any other module of ``sweeps.tune``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pruning_core.config import load_trial_config
 from pruning_core.errors import ConfigError
 
 if TYPE_CHECKING:
     from pruning_core.config import TrialConfig
-    from sweeps.tune.space import SchedulerSpec
+
+
+class ClockSpec(Protocol):
+    """What the clock reads of a scheduler spec (``space.SchedulerSpec``): named here, so this
+    module does not import the space, which imports it."""
+
+    grace_period: int
+    max_t: int | None
 
 #: a whole plan, in the trial's progress units (per-mille)
 PLAN_SCALE = 1000
@@ -60,7 +67,7 @@ def plan_epochs(cfg: TrialConfig) -> int:
     return sum(isinstance(a, Train) for a in TIMINGS.get(cfg.prune.timing.name)(cfg, steps))
 
 
-def scheduler_clock(s: SchedulerSpec, base: dict[str, Any]) -> tuple[int, int, int]:
+def scheduler_clock(s: ClockSpec, base: dict[str, Any]) -> tuple[int, int, int]:
     """The scheduler's ``(grace_period, max_t, reference epochs)`` in per-mille of each trial's
     plan (ASHA's and the dominated rule's rungs alike).
 
