@@ -1,8 +1,9 @@
 """Typed trial configuration: the one place a dict becomes types.
 
-``TrialConfig.model_validate(d)`` validates eagerly; every error names the dotted field.
-Names (criterion, schedule, model, ...) are checked against their registries, so a typo in a
-sweep space is caught on the laptop, not on the cluster.
+``TrialConfig.model_validate(d)`` checks the schema: types, ranges, unknown keys; every error
+names the dotted field. Names (criterion, schedule, model, ...) are checked against their
+registries by ``pruning_core.trials.registries.load_trial_config``, the one place a dict becomes a
+trial config: this module sits below the registries and imports none of them.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from .errors import ConfigError
+from .base.errors import ConfigError
 
 #: the most prune steps a schedule may take (each step scores the whole network)
 MAX_PRUNE_STEPS = 10_000
@@ -359,14 +360,6 @@ class TrialConfig(_Strict):
     #: free-form tags carried into results (sweep name, trial id, ...)
     tags: dict[str, Any] = Field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _names_exist(self) -> TrialConfig:
-        # Imported here: the registries import torch-heavy modules.
-        from . import registries
-
-        registries.check_names(self)
-        return self
-
 
 def _loc(err: dict[str, Any]) -> str:
     return ".".join(str(p) for p in err["loc"]) or "<root>"
@@ -409,8 +402,8 @@ def _walk(model: type[BaseModel], loc: Sequence[Any]) -> tuple[list[str] | None,
 
 def unknown_key(loc: Sequence[Any], model: type[BaseModel] | None) -> str:
     """The message of a misspelt key at ``loc``: ``unknown key; did you mean a.b?`` naming
-    the nearest valid keys of that mapping (``pruning_core.suggest``)."""
-    from .suggest import did_you_mean
+    the nearest valid keys of that mapping (``pruning_core.base.suggest``)."""
+    from .base.suggest import did_you_mean
 
     if model is None or not loc:
         return "unknown key (check the spelling)"
@@ -433,14 +426,6 @@ def format_validation_error(exc: ValidationError, model: type[BaseModel] | None 
             msg = unknown_key(tuple(err["loc"]), model)
         parts.append(f"{_loc(err)}: {msg}" if err["loc"] else msg)
     return "; ".join(parts)
-
-
-def load_trial_config(data: dict[str, Any]) -> TrialConfig:
-    """Validate a dict; raise ``ConfigError`` with a one-line message naming the field(s)."""
-    try:
-        return TrialConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, TrialConfig)) from None
 
 
 def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:

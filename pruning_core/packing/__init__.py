@@ -1,7 +1,8 @@
 """Trial packing: several trials of one network trained as one batched model.
 
 The contract the sweep side builds on (``sweeps/tune``) is :func:`run_pack`. Today it runs the
-members one after another through :func:`pruning_core.experiment.run`, which is exactly what a
+members one after another through :func:`pruning_core.trials.experiment.run`, which is exactly what
+a
 pack must equal; the batched engine replaces the body, never the contract.
 """
 

@@ -1,10 +1,11 @@
 """``ChannelPruner``: the engine's prune step for ``prune.granularity: channel``.
 
-The same contract as :class:`pruning_core.engine.Pruner` (``step(sparsity)``, ``generator``,
+The same contract as :class:`pruning_core.masking.engine.Pruner` (``step(sparsity)``, ``generator``,
 ``elapsed_s``), so every timing drives it unchanged: score channels with a structured
 criterion, remove the SNAP-it fraction (s_i − pruned) / (1 − pruned) of the channels still kept
 (SNIP-it ``models/criterions/SNAPit.py``), and expand the kept channels back to weight masks on
-the engine's :class:`~pruning_core.masks.MaskSet`, so metrics, schedules and checkpoints keep
+the engine's :class:`~pruning_core.masking.masks.MaskSet`, so metrics, schedules and checkpoints
+keep
 working on the full-size network until :func:`pruning_core.structured.compact` shrinks it.
 ``sparsity`` here is node sparsity (the fraction of channels removed).
 """
@@ -18,11 +19,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..criteria import CRITERIA
-from ..criteria.base import Batch, LossFn, ScoreContext, forward, restored_mode
-from ..masks import MaskSet
-from ..select import ranked, top_mask
-from ..targets import prunable_parameters
+from ..masking.criteria import CRITERIA
+from ..masking.criteria.base import Batch, LossFn, ScoreContext, forward, restored_mode
+from ..masking.masks import MaskSet
+from ..masking.select import ranked, top_mask
+from ..masking.targets import prunable_parameters
 from .criteria import STRUCTURED_CRITERIA, StructuredContext
 from .graph import WEIGHT_TYPES, ChannelGroup, groups
 from .masks import channel_masks

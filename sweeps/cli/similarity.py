@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pruning_core.errors import ConfigError
+from pruning_core.base.errors import ConfigError
 from sweeps.cli.errors import fail
 
 METHODS = ("cka", "debiased_cka", "minibatch_cka", "svcca", "pwcca")
@@ -158,10 +158,10 @@ def config_from_row(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _model(data: dict[str, Any], weights: Path) -> tuple[Any, Any]:
-    from pruning_core.checkpoints import load_weights
-    from pruning_core.config import load_trial_config
-    from pruning_core.experiment import _bundle
-    from pruning_core.models import create_model
+    from pruning_core.structured.compact_file import load_weights
+    from pruning_core.trials.experiment import _bundle
+    from pruning_core.trials.registries import load_trial_config
+    from pruning_core.workloads.models import create_model
 
     cfg = load_trial_config(data)
     bundle = _bundle(cfg)

@@ -1,7 +1,8 @@
 import pytest
 
-from pruning_core.config import TrialConfig, flatten, load_trial_config, set_dotted
-from pruning_core.errors import ConfigError
+from pruning_core.base.errors import ConfigError
+from pruning_core.config import TrialConfig, flatten, set_dotted
+from pruning_core.trials.registries import load_trial_config
 
 
 def test_defaults_validate_and_shorthands():

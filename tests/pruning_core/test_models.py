@@ -10,13 +10,13 @@ import pytest
 import torch
 from torch import nn
 
+from pruning_core.base.errors import ConfigError
 from pruning_core.config import AllocationConfig
-from pruning_core.engine import Pruner
-from pruning_core.errors import ConfigError
-from pruning_core.masks import MaskSet
-from pruning_core.models import MODELS, create_model, initialise, model_names
-from pruning_core.targets import prunable_parameters
-from pruning_core.variants import VARIANTS, redraw_weights
+from pruning_core.masking.engine import Pruner
+from pruning_core.masking.masks import MaskSet
+from pruning_core.masking.targets import prunable_parameters
+from pruning_core.masking.variants import VARIANTS, redraw_weights
+from pruning_core.workloads.models import MODELS, create_model, initialise, model_names
 
 # Tiny but representative inputs: width multipliers keep the big families fast.
 SMALL: dict[str, tuple[tuple[int, ...], dict]] = {

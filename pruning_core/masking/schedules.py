@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .registry import Registry
+from ..base.registry import Registry
 
 Schedule = Callable[[float, int], list[float]]
 SCHEDULES: Registry[Schedule] = Registry("schedule")

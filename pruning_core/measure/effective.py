@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .masks import MaskSet
+from ..masking.masks import MaskSet
 
 _NORMS = (nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
 _MAXPOOL = {nn.MaxPool1d: nn.AvgPool1d, nn.MaxPool2d: nn.AvgPool2d, nn.MaxPool3d: nn.AvgPool3d}

@@ -1,25 +1,23 @@
-"""All registries in one place, and the name checks ``TrialConfig`` runs on validation."""
+"""All registries in one place: the catalogue that ``load_trial_config`` checks names against."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ValidationError
 
-from .allocation import ALLOCATIONS
-from .criteria import CRITERIA
-from .data import DATASETS
-from .errors import ConfigError
-from .factories import is_import_path, resolve
-from .models import MODELS
-from .registry import Registry
-from .schedules import SCHEDULES
-from .suggest import with_hint
+from ..base.errors import ConfigError
+from ..base.registry import Registry
+from ..base.suggest import with_hint
+from ..config import TrialConfig, format_validation_error
+from ..masking.allocation import ALLOCATIONS
+from ..masking.criteria import CRITERIA
+from ..masking.schedules import SCHEDULES
+from ..masking.variants import VARIANTS
+from ..workloads.data import DATASETS
+from ..workloads.factories import is_import_path, resolve
+from ..workloads.models import MODELS
 from .timing import TIMINGS
-from .variants import VARIANTS
-
-if TYPE_CHECKING:
-    from .config import TrialConfig
 
 __all__ = ["ALLOCATIONS", "CRITERIA", "DATASETS", "MODELS", "SCHEDULES", "TIMINGS", "VARIANTS"]
 
@@ -31,10 +29,21 @@ _VARIANT_TIMINGS = ("before", "after")
 _CHANNEL_TIMINGS = ("before", "during", "after")
 
 
+def load_trial_config(data: dict[str, Any]) -> TrialConfig:
+    """Validate a dict into a :class:`TrialConfig`: the schema, then every registry name;
+    raise ``ConfigError`` with a one-line message naming the field(s)."""
+    try:
+        cfg = TrialConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, TrialConfig)) from None
+    check_names(cfg)
+    return cfg
+
+
 def criteria_for(granularity: str) -> Registry[Any]:
     """The criteria registry of a granularity: weight criteria, or channel criteria."""
     if granularity == "channel":
-        from .structured.criteria import STRUCTURED_CRITERIA
+        from ..structured.criteria import STRUCTURED_CRITERIA
 
         return STRUCTURED_CRITERIA
     return CRITERIA

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import ConfigError
+from ..base.errors import ConfigError
 
 
 class MaskSet:

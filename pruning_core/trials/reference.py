@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from .config import TrialConfig
+from ..config import TrialConfig
 from .dense_cache import DenseCache, cache_key
 
 if TYPE_CHECKING:
-    from .experiment import _Trial
+    from .trial import Trial
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +53,9 @@ def dense_config(cfg: TrialConfig) -> TrialConfig:
 
 
 def dense_reference(cfg: TrialConfig, cache: DenseCache | None,
-                    trial_type: type[_Trial]) -> nn.Module:
+                    trial_type: type[Trial]) -> nn.Module:
     """The trained dense twin of ``cfg`` (trained here once per cache key), a ``trial_type``
-    (``experiment._Trial``, passed in: the experiment calls this module, not the reverse)."""
+    (``experiment.Trial``, passed in: the experiment calls this module, not the reverse)."""
     twin = trial_type(dense_config(cfg))
 
     def create() -> dict[str, Any]:
@@ -71,9 +71,9 @@ def dense_reference(cfg: TrialConfig, cache: DenseCache | None,
     return twin.model
 
 
-def similarity_to_dense(trial: _Trial, cache: DenseCache | None) -> dict[str, float]:
+def similarity_to_dense(trial: Trial, cache: DenseCache | None) -> dict[str, float]:
     """``{layer: similarity}`` of the trial's network to its dense reference."""
-    from .similarity import compare_models
+    from ..similarity import compare_models
 
     spec = trial.cfg.metrics.similarity
     assert spec is not None

@@ -37,21 +37,21 @@ import yaml
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 from torch import nn
 
-from .allocation import ALLOCATIONS, water_fill
-from .config import (
+from ..base.errors import ConfigError
+from ..config import (
     NoBoolNumbers,
     PruneConfig,
     TrialConfig,
     format_validation_error,
-    load_trial_config,
     read_yaml_file,
     set_dotted,
 )
-from .engine import Pruner
-from .errors import ConfigError
-from .masks import MaskSet
-from .schedules import sparsity_steps
-from .targets import LayerInfo, layer_infos, prunable_parameters
+from ..masking.allocation import ALLOCATIONS, water_fill
+from ..masking.engine import Pruner
+from ..masking.masks import MaskSet
+from ..masking.schedules import sparsity_steps
+from ..masking.targets import LayerInfo, layer_infos, prunable_parameters
+from .registries import load_trial_config
 
 FORMAT = "prunetune-schedule"
 VERSION = 1
@@ -303,7 +303,7 @@ class Schedule(NoBoolNumbers):
                         input_shape: tuple[int, ...], seed: int | None) -> MaskSet:
         """``granularity: channel``: the same criterion, schedule and node sparsity on
         ``model``'s own channel groups (no per-layer map: channel selection is global)."""
-        from .structured.pruner import ChannelPruner
+        from ..structured.pruner import ChannelPruner
 
         pruner = ChannelPruner.for_model(
             model, input_shape, self.prune.include, self.prune.exclude,

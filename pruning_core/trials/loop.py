@@ -10,8 +10,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .config import TrainConfig
-from .masks import MaskSet
+from ..config import TrainConfig
+from ..masking.masks import MaskSet
 
 
 class Diverged(RuntimeError):

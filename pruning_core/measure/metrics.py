@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .masks import MaskSet
+from ..masking.masks import MaskSet
 
 
 def param_counts(model: nn.Module, masks: MaskSet) -> tuple[int, int]:

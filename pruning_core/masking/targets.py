@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from .errors import ConfigError
+from ..base.errors import ConfigError
 
 #: Layer types whose weights are prunable by default. Structured pruning will add node/channel
 #: granularity on top of the same list.

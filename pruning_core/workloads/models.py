@@ -39,10 +39,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import ConfigError
+from ..base.errors import ConfigError
+from ..base.registry import Registry
+from ..base.suggest import did_you_mean, with_hint
 from .factories import build_model, is_import_path
-from .registry import Registry
-from .suggest import did_you_mean, with_hint
 
 log = logging.getLogger(__name__)
 

@@ -1,42 +1,37 @@
-"""``run(TrialConfig) -> TrialResult``: the one entry point sweeps call.
+"""One trial's mutable state: data, model, masks, pruner, optimizer and its plan of actions
+(see ``timing.py``), executed action by action; the state after any action can be saved and
+restored. :func:`pruning_core.trials.experiment.run` drives it."""
 
-Builds data, model, masks and a plan (see ``timing.py``), executes the plan action by action,
-reports after every training epoch, and can resume from the state after any epoch.
-"""
-
-from __future__ import annotations
 
 import copy
 import logging
-import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from . import rng
-from .allocation import ALLOCATIONS
-from .augment import CropFlip
-from .checkpoints import load_weights
-from .config import TrialConfig
-from .data import DataBundle, black_pixel, dataset_spec, load_dataset, with_label_noise
-from .dense_cache import DenseCache, cache_key, dense_prefix
-from .effective import Connectivity, connectivity, effective_record
-from .engine import Pruner
-from .errors import ConfigError
-from .loader import DeviceLoader, on_device
-from .masks import MaskSet
-from .metrics import flops, param_counts
-from .models import create_model
-from .reference import similarity_to_dense
-from .schedules import sparsity_steps
-from .structured.pruner import ChannelPruner
-from .targets import LayerInfo, layer_infos, prunable_parameters
+from ..base import rng
+from ..base.errors import ConfigError
+from ..config import TrialConfig
+from ..masking.allocation import ALLOCATIONS
+from ..masking.engine import Pruner
+from ..masking.masks import MaskSet
+from ..masking.schedules import sparsity_steps
+from ..masking.targets import LayerInfo, layer_infos, prunable_parameters
+from ..masking.variants import VARIANTS
+from ..measure.effective import Connectivity, connectivity
+from ..measure.metrics import flops, param_counts
+from ..structured.compact_file import load_weights
+from ..structured.pruner import ChannelPruner
+from ..workloads.augment import CropFlip
+from ..workloads.data import DataBundle, black_pixel, dataset_spec, load_dataset, with_label_noise
+from ..workloads.loader import DeviceLoader, on_device
+from ..workloads.models import create_model
+from .loop import Diverged, EpochStats, evaluate, lr_at, make_optimizer, train_epoch
+from .result import EpochReport
 from .timing import (
     TIMINGS,
     ApplyVariant,
@@ -48,87 +43,8 @@ from .timing import (
     Train,
     with_compaction,
 )
-from .training import Diverged, EpochStats, evaluate, lr_at, make_optimizer, train_epoch
-from .variants import VARIANTS
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrialResult:
-    status: str  # "ok" | "diverged"
-    test_accuracy: float
-    test_loss: float
-    train_accuracy: float
-    train_loss: float
-    sparsity: float
-    target_sparsity: float
-    layer_sparsity: dict[str, float]
-    collapsed_layers: list[str]
-    params: int
-    params_kept: int
-    flops_dense: int
-    flops: int
-    prune_time_s: float
-    train_time_s: float
-    epochs: int
-    diverged_epoch: int | None = None
-    error: str | None = None
-    history: list[dict[str, float]] = field(default_factory=list)
-    #: metrics.similarity: {layer: similarity to the dense reference}, and their finite mean
-    similarity: dict[str, float] = field(default_factory=dict)
-    similarity_mean: float | None = None
-    #: prune.granularity channel: the fraction of channels removed (``sparsity`` is weights)
-    node_sparsity: float | None = None
-    #: cumulative training FLOPs over the run (3 x forward per example seen; masked layers
-    #: count their density, a compact model its real size)
-    train_flops: int = 0
-    #: metrics.speed: measured on the trial's device, final network and dense network
-    latency_ms: float | None = None  # inference, one training-size batch
-    latency_ms_batch1: float | None = None
-    train_step_ms: float | None = None
-    latency_ms_dense: float | None = None
-    latency_ms_batch1_dense: float | None = None
-    train_step_ms_dense: float | None = None
-    #: median over alternating (dense, final) pairs of dense / final time (training step)
-    speedup: float | None = None
-    inference_speedup: float | None = None  # the same for inference (training-size batch)
-    #: generalisation gap at the end: train - test accuracy, test - train loss
-    gap_accuracy: float | None = None
-    gap_loss: float | None = None
-    #: pruning_core/effective.py: kept weights on some input -> output path, and the rest
-    effective_sparsity: float | None = None
-    disconnected_weights: int | None = None
-    dead_units: int | None = None
-    effective_params: int | None = None
-    effective_flops: int | None = None
-    layer_effective_sparsity: dict[str, float] = field(default_factory=dict)
-    #: metrics.adversarial: accuracy under attack on the seeded test subset, and its settings
-    adv_accuracy: float | None = None
-    adversarial: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def metrics(self) -> dict[str, float | int | str]:
-        """Scalar metrics only (what a sweep reports and optimises)."""
-        return {k: v for k, v in self.to_dict().items()
-                if isinstance(v, int | float | str) and not isinstance(v, bool)}
-
-
-@dataclass
-class EpochReport:
-    epoch: int  # 1-based, counted over all training phases
-    total_epochs: int  # training epochs in the whole plan (the last report has epoch == this)
-    metrics: dict[str, float]
-    _state: Callable[[], dict[str, Any]]
-    #: the network's size as it trains now (``_Trial.size_metrics``): what a trial stopped
-    #: before its end keeps (FLOPs, parameters, target sparsity); not part of ``history``
-    sizes: dict[str, float] = field(default_factory=dict)
-
-    def checkpoint(self) -> dict[str, Any]:
-        """State to pass back as ``run(cfg, resume=...)``; ``torch.save``-able, weights_only."""
-        return self._state()
 
 
 def resolve_device(name: str) -> torch.device:
@@ -145,7 +61,7 @@ def prunable_layers(cfg: TrialConfig) -> list[LayerInfo]:
     return layer_infos(model, cfg.prune.include, cfg.prune.exclude)
 
 
-def _bundle(cfg: TrialConfig) -> DataBundle:
+def load_bundle(cfg: TrialConfig) -> DataBundle:
     d = cfg.data
     bundle = load_dataset(d.name, root=d.root, seed=cfg.seed, train_limit=d.train_limit,
                           test_limit=d.test_limit, **d.options)
@@ -154,7 +70,7 @@ def _bundle(cfg: TrialConfig) -> DataBundle:
     return bundle
 
 
-def _loaders(cfg: TrialConfig, data: DataBundle, device: torch.device,
+def make_loaders(cfg: TrialConfig, data: DataBundle, device: torch.device,
              gen: torch.Generator) -> tuple[Any, Any]:
     """Device-resident loaders for tensor datasets (every built-in one), DataLoaders for the
     user's other datasets; ``data.augment`` on the training split."""
@@ -175,8 +91,8 @@ def _loaders(cfg: TrialConfig, data: DataBundle, device: torch.device,
             DataLoader(data.test, batch_size=cfg.data.eval_batch_size))
 
 
-class _Trial:
-    """The mutable state of one run; ``run`` below is its only user."""
+class Trial:
+    """The mutable state of one run (``experiment.run`` drives it; packing runs several)."""
 
     def __init__(self, cfg: TrialConfig) -> None:
         self.cfg = cfg
@@ -184,7 +100,7 @@ class _Trial:
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         self.device = resolve_device(cfg.train.device)
-        self.data = _bundle(cfg)
+        self.data = load_bundle(cfg)
         self.model: nn.Module = create_model(cfg.model.name, self.data.input_shape,
                                              self.data.num_classes, **cfg.model.options)
         if cfg.model.weights is not None:
@@ -193,7 +109,7 @@ class _Trial:
         if cfg.train.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.loader_gen = torch.Generator().manual_seed(cfg.seed)
-        self.train_loader, self.test_loader = _loaders(cfg, self.data, self.device,
+        self.train_loader, self.test_loader = make_loaders(cfg, self.data, self.device,
                                                        self.loader_gen)
         self.pruner, self.masks, self.target = self._make_pruner()
         steps = sparsity_steps(cfg.prune.schedule, self.target, cfg.prune.steps) \
@@ -205,7 +121,7 @@ class _Trial:
         #: after a Compact: the smaller model trains without masks; ``masks`` stays the record
         #: of what was removed (full-size shapes), and the dense model's size is kept here
         self.compacted = False
-        self.compact_masks = _NO_MASKS
+        self.compact_masks = NO_MASKS
         self.dense_size: tuple[int, int] | None = None  # (parameters, FLOPs per example)
         self.train_flops = 0  # cumulative training FLOPs (3 x forward, per example seen)
         self._flops_now: int | None = None
@@ -345,7 +261,7 @@ class _Trial:
         if screen.enabled:
             reason = doomed_reason(conn, self.masks, screen.min_density)
             if reason is not None:
-                raise _Doomed(reason)
+                raise Doomed(reason)
 
     # ---- structure ---------------------------------------------------------------------------
     def active_masks(self) -> MaskSet:
@@ -366,12 +282,12 @@ class _Trial:
     def _compact(self, carry_optimizer: bool) -> None:
         """Replace the model by its compact form (the kept channels only); ``masks`` stays the
         full-size record. The optimiser's state is sliced to the kept channels."""
-        from .structured import compact_optimizer_state, keep_indices, rebuild, slice_plan
+        from ..structured import compact_optimizer_state, keep_indices, rebuild, slice_plan
 
         assert isinstance(self.pruner, ChannelPruner)
         dense = self.model
         self.dense_size = (sum(p.numel() for p in dense.parameters()),
-                           flops(dense, self.data.input_shape, _NO_MASKS)[0])
+                           flops(dense, self.data.input_shape, NO_MASKS)[0])
         indices = keep_indices(dense, self.pruner.groups, self.pruner.keep)
         small = rebuild(dense, indices)
         plan = slice_plan(dense, indices)
@@ -382,7 +298,7 @@ class _Trial:
             if not bool(mask.all()):
                 sliced[name] = mask
         self.compact_masks = MaskSet({n: small.get_parameter(n) for n in sliced}, sliced) \
-            if sliced else _NO_MASKS
+            if sliced else NO_MASKS
         if self.cfg.train.channels_last:
             small.to(memory_format=torch.channels_last)
         if carry_optimizer:
@@ -405,7 +321,7 @@ class _Trial:
                                           amp=self.cfg.train.amp,
                                           channels_last=self.cfg.train.channels_last)
         except Diverged as exc:
-            raise _DivergedAt(epoch, str(exc)) from None
+            raise DivergedAt(epoch, str(exc)) from None
         self.train_time += time.perf_counter() - start
         self.train_flops += 3 * flops_now * len(self.data.train)  # forward + 2x backward
         self.last_test = evaluate(self.model, self.test_loader, self.device)
@@ -443,7 +359,7 @@ class _Trial:
 
 
 #: an empty mask set (nothing to zero): a compact model, or counting dense FLOPs
-_NO_MASKS = MaskSet({})
+NO_MASKS = MaskSet({})
 
 
 def balanced_set(batches: Any, num_classes: int,
@@ -464,13 +380,13 @@ def balanced_set(batches: Any, num_classes: int,
     return x_out, y_out
 
 
-class _DivergedAt(Diverged):
+class DivergedAt(Diverged):
     def __init__(self, epoch: int, msg: str) -> None:
         super().__init__(msg)
         self.epoch = epoch
 
 
-class _Doomed(Exception):
+class Doomed(Exception):
     """The screen found masks no training can rescue (``prune.screen``)."""
 
 
@@ -488,234 +404,3 @@ def doomed_reason(conn: Connectivity, masks: MaskSet, min_density: float) -> str
                 f"prune.screen.min_density {min_density:g}")
     return None
 
-
-def _start_from_dense(trial: _Trial, cache: DenseCache,
-                      on_epoch: Callable[[EpochReport], None] | None) -> None:
-    """Run the plan's dense prefix once per cache key, or load the state another trial left."""
-    n = dense_prefix(trial.plan)
-    if n == 0:
-        return
-
-    def create() -> dict[str, Any]:
-        while trial.done < n:
-            trial.execute(trial.plan[trial.done], on_epoch)
-            trial.done += 1
-        return trial.state(n)
-
-    state = cache.get_or_create(cache_key(trial.cfg, trial.plan, n), create)
-    if trial.done < n:  # another trial trained it: continue from its state, bit for bit
-        trial.restore(state)
-        if on_epoch is not None:  # report the shared epochs too: schedulers count every one
-            for metrics in trial.history:
-                on_epoch(EpochReport(int(metrics["epoch"]), trial.total_epochs, dict(metrics),
-                                     lambda: state, trial.size_metrics()))
-
-
-def run(cfg: TrialConfig, on_epoch: Callable[[EpochReport], None] | None = None,
-        resume: dict[str, Any] | None = None, masks_out: str | Path | None = None,
-        dense_cache: DenseCache | None = None,
-        weights_out: str | Path | None = None,
-        compact_out: str | Path | None = None) -> TrialResult:
-    """Run one trial: prune and train as ``cfg`` says. NaN losses give status ``diverged``.
-
-    ``masks_out``: also save the final masks there (safetensors, no pickle).
-    ``dense_cache``: share the dense training before the first prune with other trials (see
-    ``dense_cache.py``); the result is the same, bit for bit, as training it here.
-    ``weights_out``: save the final (masked) weights there (safetensors; ``model.weights``
-    reads it back); a compacted trial writes its compact model (see ``compact_out``).
-    ``compact_out``: ``prune.granularity: channel`` only: save the compact network there
-    (safetensors weights plus the spec that rebuilds it; compacted now if the trial kept
-    masks). ``pruning_core.structured.load_compact`` or ``model.weights`` read it."""
-    _check_export(cfg, compact_out is not None or (
-        weights_out is not None and cfg.prune.granularity == "channel" and cfg.prune.compact))
-    trial = _Trial(cfg)
-    if resume is not None:
-        trial.restore(resume)
-    status, diverged_epoch, error = "ok", None, None
-    try:
-        if resume is None and dense_cache is not None:
-            _start_from_dense(trial, dense_cache, on_epoch)
-        while trial.done < len(trial.plan):
-            trial.execute(trial.plan[trial.done], on_epoch)
-            trial.done += 1
-    except _DivergedAt as exc:
-        status, diverged_epoch, error = "diverged", exc.epoch, f"epoch {exc.epoch}: {exc}"
-        log.warning("trial diverged at epoch %d", exc.epoch)
-    except _Doomed as exc:
-        status, error = "doomed", str(exc)
-        log.warning("trial ended before training: %s", exc)
-    if masks_out is not None:
-        Path(masks_out).parent.mkdir(parents=True, exist_ok=True)  # as --json: parents made
-        trial.masks.save(masks_out)
-    if weights_out is not None:
-        if trial.compacted:  # the smaller network, with what rebuilds it (model.weights reads it)
-            _export_compact(trial, weights_out)
-        else:
-            from safetensors.torch import save_file
-
-            Path(weights_out).parent.mkdir(parents=True, exist_ok=True)
-            save_file({k: v.detach().cpu().contiguous()
-                       for k, v in trial.model.state_dict().items()}, str(weights_out))
-    if compact_out is not None:
-        _export_compact(trial, compact_out)
-    similarity: dict[str, float] = {}
-    if cfg.metrics.similarity is not None and status == "ok":
-        similarity = similarity_to_dense(trial, dense_cache)
-    result = _result(trial, status, diverged_epoch, error, similarity)
-    if cfg.metrics.speed is not None and status == "ok":
-        _measure_speed(trial, result)
-    if cfg.metrics.adversarial is not None and status == "ok":
-        _measure_adversarial(trial, result)
-    return result
-
-
-def _measure_adversarial(trial: _Trial, result: TrialResult) -> None:
-    """metrics.adversarial: accuracy under attack on the seeded test subset (the same
-    examples for every trial of a seed), in the data's valid input range."""
-    from .adversarial import adversarial_accuracy, input_bounds
-
-    cfg = trial.cfg
-    bounds = input_bounds(trial.data.test, cfg.data.name, **cfg.data.options)
-    adv = adversarial_accuracy(trial.model, trial.data.test, cfg.metrics.adversarial,
-                               seed=cfg.seed, device=trial.device, bounds=bounds)
-    result.adv_accuracy = adv.adv_accuracy
-    result.adversarial = {**adv.settings, "clean_accuracy": adv.clean_accuracy,
-                          "time_s": adv.time_s}
-
-
-@dataclass
-class ScreenOutcome:
-    """What the screen says of a config before any training (``screen_config``)."""
-
-    verdict: str  # "doomed" | "ok" | "unscreened" (its masks are made after training starts)
-    reason: str | None
-    effective_sparsity: float | None
-    sparsity: float | None
-
-
-def screen_config(cfg: TrialConfig) -> ScreenOutcome:
-    """Build ``cfg``'s masks without training and apply the doomed-trial screen to them (with
-    ``prune.screen`` on whatever the config says). Plans that train before their first prune
-    (``after``, ``imp``, ``during`` past epoch 0) are ``unscreened``: their masks depend on
-    the training."""
-    cfg = cfg.model_copy(update={"prune": cfg.prune.model_copy(
-        update={"screen": cfg.prune.screen.model_copy(update={"enabled": True})})})
-    trial = _Trial(cfg)
-    try:
-        for action in trial.plan:
-            if isinstance(action, Train):
-                break
-            trial.execute(action, None)
-    except _Doomed as exc:
-        return ScreenOutcome("doomed", str(exc), 1.0, trial.masks.sparsity())
-    if not any(isinstance(a, Prune) for a in trial.plan[: _first_train(trial.plan)]):
-        return ScreenOutcome("unscreened", "prunes after training starts", None, None)
-    conn = connectivity(trial.model, trial.masks, trial.data.input_shape)
-    return ScreenOutcome("ok", None, conn.effective_sparsity, trial.masks.sparsity())
-
-
-def _first_train(plan: list[Any]) -> int:
-    return next((i for i, a in enumerate(plan) if isinstance(a, Train)), len(plan))
-
-
-def _check_export(cfg: TrialConfig, compact_file: bool) -> None:
-    """Before any work: can this run write a compact-model file?"""
-    if not compact_file:
-        return
-    if cfg.prune.granularity != "channel":
-        raise ConfigError("--export-compact needs prune.granularity: channel (weight pruning "
-                          "leaves the network its full size; use --weights-out)")
-    if cfg.model.weights is not None:
-        from .structured.export import compact_indices
-
-        if compact_indices(cfg.model.weights) is not None:
-            raise ConfigError("model.weights: the run starts from a compact model; writing a "
-                              "compact model of it is not supported yet (prune it with "
-                              "prune.compact: false and --masks instead)")
-
-
-def _export_compact(trial: _Trial, path: str | Path) -> None:
-    from .structured import keep_indices, rebuild
-    from .structured.export import save_compact
-
-    assert isinstance(trial.pruner, ChannelPruner)
-    if trial.compacted:
-        model, indices = trial.model, trial.compact_indices
-    else:
-        indices = keep_indices(trial.model, trial.pruner.groups, trial.pruner.keep)
-        model = rebuild(trial.model, indices)
-    spec = {"model": {"name": trial.cfg.model.name, "options": trial.cfg.model.options},
-            "input_shape": list(trial.data.input_shape), "num_classes": trial.data.num_classes}
-    save_compact(path, model, indices, spec)
-
-
-def _measure_speed(trial: _Trial, result: TrialResult) -> None:
-    """metrics.speed: the final network against a freshly built dense one, on the device."""
-    from .structured.speed import compare_speed
-
-    cfg, shape = trial.cfg, trial.data.input_shape
-    opts = {"warmup": cfg.metrics.speed.warmup, "repeats": cfg.metrics.speed.repeats}
-    dense = create_model(cfg.model.name, shape, trial.data.num_classes,
-                         **cfg.model.options).to(trial.device)
-    if cfg.train.channels_last:
-        dense.to(memory_format=torch.channels_last)
-    pair = compare_speed(trial.model, dense, shape, cfg.data.batch_size, trial.device, **opts)
-    final, base = pair.candidate, pair.baseline
-    result.latency_ms, result.latency_ms_batch1 = (final.latency_ms_train_batch,
-                                                   final.latency_ms_batch1)
-    result.train_step_ms = final.train_step_ms
-    result.latency_ms_dense, result.latency_ms_batch1_dense = (base.latency_ms_train_batch,
-                                                               base.latency_ms_batch1)
-    result.train_step_ms_dense = base.train_step_ms
-    result.speedup, result.inference_speedup = pair.ratio_train_step, pair.ratio_latency
-
-
-def _result(trial: _Trial, status: str, diverged_epoch: int | None,
-            error: str | None, similarity: dict[str, float]) -> TrialResult:
-    test = trial.last_test or evaluate(trial.model, trial.test_loader, trial.device)
-    train = trial.last_train or EpochStats(float("nan"), float("nan"))
-    if trial.compacted and trial.dense_size is not None:  # the model is really smaller
-        params, dense_flops = trial.dense_size
-        cm = trial.compact_masks
-        kept = sum(p.numel() for p in trial.model.parameters()) - (cm.numel() - cm.kept())
-        eff_flops = flops(trial.model, trial.data.input_shape, cm)[1]
-    else:
-        params, kept = param_counts(trial.model, trial.masks)
-        dense_flops, eff_flops = flops(trial.model, trial.data.input_shape, trial.masks)
-    return TrialResult(
-        status=status, test_accuracy=test.accuracy, test_loss=test.loss,
-        train_accuracy=train.accuracy, train_loss=train.loss,
-        sparsity=trial.masks.sparsity(), target_sparsity=trial.target,
-        layer_sparsity=trial.masks.layer_sparsity(), collapsed_layers=trial.masks.collapsed(),
-        params=params, params_kept=kept, flops_dense=dense_flops, flops=eff_flops,
-        prune_time_s=trial.pruner.elapsed_s, train_time_s=trial.train_time,
-        epochs=len(trial.history), diverged_epoch=diverged_epoch, error=error,
-        history=trial.history, similarity=similarity,
-        similarity_mean=_finite_mean(similarity.values()),
-        node_sparsity=trial.pruner.node_sparsity()
-        if isinstance(trial.pruner, ChannelPruner) else None,
-        train_flops=trial.train_flops,
-        gap_accuracy=train.accuracy - test.accuracy, gap_loss=test.loss - train.loss,
-        **_connectivity_fields(trial),
-    )
-
-
-def _connectivity_fields(trial: _Trial) -> dict[str, Any]:
-    """Effective sparsity and the rest (``effective.effective_record``) of the final
-    network: the compact model with its leftover masks once compacted."""
-    if not trial.compacted:
-        return effective_record(trial.model, trial.masks, trial.data.input_shape)
-    params = prunable_parameters(trial.model)
-    cm = trial.compact_masks
-    live = MaskSet(params, {n: cm[n] if n in cm.masks else torch.ones_like(p, dtype=torch.bool)
-                            for n, p in params.items()})
-    out = effective_record(trial.model, live, trial.data.input_shape)
-    out["effective_sparsity"] = 1.0 - (trial.masks.kept() - out["disconnected_weights"]) \
-        / trial.masks.numel()
-    out["layer_effective_sparsity"] = {}  # compact shapes: per-layer figures would mislead
-    return out
-
-
-def _finite_mean(values: Any) -> float | None:
-    finite = [v for v in values if math.isfinite(v)]
-    return sum(finite) / len(finite) if finite else None

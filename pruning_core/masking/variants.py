@@ -16,9 +16,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from ..base.registry import Registry
+from ..workloads.models import initialise
 from .masks import MaskSet
-from .models import initialise
-from .registry import Registry
 from .select import keep_topk
 
 Variant = Callable[[nn.Module, MaskSet, int], None]

@@ -1,8 +1,9 @@
 """``DataBundle``: what every dataset loader and data factory returns.
 
 Its own module, below both ``data`` (the dataset registry) and ``factories`` (the user's data
-factory, checked into a bundle), so neither imports the other for it. ``pruning_core.data``
-re-exports it: ``from pruning_core.data import DataBundle`` keeps working.
+factory, checked into a bundle), so neither imports the other for it.
+``pruning_core.workloads.data``
+re-exports it: ``from pruning_core.workloads.data import DataBundle`` keeps working.
 """
 
 from __future__ import annotations

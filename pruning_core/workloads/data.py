@@ -33,11 +33,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 
+from ..base.errors import ConfigError, DataError
+from ..base.registry import Registry
+from ..base.suggest import with_hint
 from .bundle import DataBundle
-from .errors import ConfigError, DataError
 from .factories import is_import_path, load_data
-from .registry import Registry
-from .suggest import with_hint
 
 log = logging.getLogger(__name__)
 

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .errors import ConfigError
-from .registry import Registry
+from ..base.errors import ConfigError
+from ..base.registry import Registry
 from .select import ranked, top_mask
 
 if TYPE_CHECKING:  # a type only: config validates names through registries, which import this
-    from .config import AllocationConfig
+    from ..config import AllocationConfig
 
 
 @dataclass

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .registry import Registry
+from ..base.registry import Registry
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 import torch
 
-from .config import TrialConfig
+from ..config import TrialConfig
 from .timing import Action, Prune, Train
 
 log = logging.getLogger(__name__)

@@ -46,8 +46,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
-from .config import AdversarialConfig
-from .errors import ConfigError
+from ..base.errors import ConfigError
+from ..config import AdversarialConfig
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ def input_bounds(dataset: Dataset, name: str | None = None, **options: Any) -> t
     the min and max of the attacked batch. ``options`` are the dataset's options
     (``data.options``), as for ``data.black_pixel``.
     """
-    from .data import CIFAR_STATS, IMAGENET_STATS, MNIST_STATS
+    from ..workloads.data import CIFAR_STATS, IMAGENET_STATS, MNIST_STATS
 
     normalize = bool(options.get("normalize", True))
     stats: dict[str, tuple[Sequence[float], Sequence[float]]] = {

@@ -3,7 +3,7 @@
 Everything that handles metrics reads this table: the search space's objective check
 (``sweeps/tune/space.py``), the Parquet column types (``sweeps/results/store.py``), the recorder's
 row, the final report of the trainable. Adding a metric is one :class:`Metric` line here plus the
-value in :class:`pruning_core.experiment.TrialResult`; ``tests/test_record.py`` fails when a
+value in :class:`pruning_core.trials.experiment.TrialResult`; ``tests/test_record.py`` fails when a
 reported metric is missing from this table (and so from Parquet).
 
 Types are Arrow type names (``float64``, ``int64``, ``string``) so this module needs neither

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..base.errors import ConfigError
+from ..config import AllocationConfig
 from .allocation import ALLOCATIONS, AllocationContext
-from .config import AllocationConfig
 from .criteria import CRITERIA
 from .criteria.base import Batch, LossFn, ScoreContext
-from .errors import ConfigError
 from .masks import MaskSet
 from .select import keep_topk
 

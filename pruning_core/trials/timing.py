@@ -10,11 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .errors import ConfigError
-from .registry import Registry
+from ..base.errors import ConfigError
+from ..base.registry import Registry
 
 if TYPE_CHECKING:  # a type only: config validates names through registries, which import this
-    from .config import TrialConfig
+    from ..config import TrialConfig
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import ConfigError
+from ..base.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -83,17 +83,12 @@ def _noted(caught: list[warnings.WarningMessage]) -> str:
     return f"; torch: {text}"
 
 
-def load_weights(model: nn.Module, path: str | Path, strict: bool = True,
-                 field: str = "model.weights") -> None:
+def load_matching(model: nn.Module, path: str | Path, strict: bool = True,
+                  field: str = "model.weights") -> None:
     """Copy the tensors of ``path`` into ``model`` after checking keys and shapes.
 
-    A compact-model file (``pruning_core.structured.compact_file``) first slices ``model`` in place
-    to the file's kept channels, so the smaller network is what gets loaded."""
-    from .structured.compact_file import compact_indices, make_compact
-
-    indices = compact_indices(path, field)
-    if indices is not None:
-        make_compact(model, indices)
+    ``pruning_core.structured.compact_file.load_weights`` is what a trial calls: it slices the
+    model to a compact-model file's kept channels first, then calls this."""
     state = read_state_dict(path, field)
     own = model.state_dict()
     if strict:

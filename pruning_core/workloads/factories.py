@@ -4,14 +4,15 @@
   ``nn.Module`` subclass taking the same arguments; the module must have at least one Conv or
   Linear layer (something to prune).
 - A **data factory** is a callable ``(seed=..., root=..., **options)`` (it may omit ``seed`` /
-  ``root``) returning a :class:`~pruning_core.data.DataBundle` or a mapping with ``train``,
+  ``root``) returning a :class:`~pruning_core.workloads.data.DataBundle` or a mapping with
+  ``train``,
   ``test`` (``torch.utils.data.Dataset``s of ``(x, y)``), ``input_shape`` and ``num_classes``.
 
 Import paths are resolved with ``importlib`` on whatever process runs the trial: the driver
 validates them first, Ray workers get the user's code through ``runtime_env`` (``prunetune
 sweep --working-dir``). Every failure is one ``ConfigError`` line naming the config key and the
 factory. A config is not trusted (see SECURITY.md): before anything is imported,
-:func:`~pruning_core.code_trust.check_import` requires the code to lie in the user's own code
+:func:`~pruning_core.base.code_trust.check_import` requires the code to lie in the user's own code
 (the working directory, or a package the user allowed with ``--allow-import``), never in an
 installed library or the standard library, and the callable to be defined there.
 """
@@ -27,9 +28,9 @@ from typing import Any
 from torch import nn
 from torch.utils.data import Dataset
 
+from ..base.code_trust import check_import
+from ..base.errors import ConfigError
 from .bundle import DataBundle
-from .code_trust import check_import
-from .errors import ConfigError
 
 _PATH_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
