@@ -53,4 +53,6 @@ class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 
 if not any(isinstance(f, _MovedModules) for f in sys.meta_path):
-    sys.meta_path.append(_MovedModules())
+    # first: ``pruning_core.criteria.snip`` must not be found again through the moved package's
+    # ``__path__`` as a second copy under the old name
+    sys.meta_path.insert(0, _MovedModules())

@@ -9,11 +9,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from ..base.errors import ConfigError
+from ..base.registry import Registry
 from ..config import AllocationConfig
 from .allocation import ALLOCATIONS, AllocationContext
 from .criteria import CRITERIA
@@ -24,23 +26,56 @@ from .select import keep_topk
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Pruner:
+@dataclass(kw_only=True)
+class PruneStep:
+    """What every granularity's prune step shares (weights: :class:`Pruner`; channels:
+    ``pruning_core.structured.pruner.ChannelPruner``). The timings call only ``step``; the
+    trial reads the rest through the hooks below, never through the concrete class."""
+
     model: nn.Module
     masks: MaskSet
     criterion: str
-    allocation: AllocationConfig
-    final_sparsity: float
     batches: list[Batch]
     input_shape: tuple[int, ...]
     loss_fn: LossFn = nn.functional.cross_entropy
     criterion_options: dict = field(default_factory=dict)
     seed: int = 0
     elapsed_s: float = 0.0
+    #: where ``criterion`` is looked up (a granularity has its own criteria)
+    registry: ClassVar[Registry[Any]] = CRITERIA
+    #: the network can be shrunk to what this step keeps (``prune.compact``)
+    compacts: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
-        self._criterion = CRITERIA.get(self.criterion)
+        self._criterion = self.registry.get(self.criterion)
         self._options = self._criterion.options.model_validate(self.criterion_options)
+        self.generator = torch.Generator().manual_seed(self.seed)
+
+    def step(self, sparsity: float) -> None:
+        raise NotImplementedError
+
+    def structure_state(self) -> dict[str, Any]:
+        """What a checkpoint needs beyond the masks to restore this step's selection."""
+        return {}
+
+    def restore_structure(self, state: dict[str, Any]) -> bool:
+        """Restore ``structure_state``'s selection (and the masks); ``False``: nothing to do."""
+        return False
+
+    def size_metrics(self) -> dict[str, float]:
+        """The granularity's own size figures (channels: node sparsity)."""
+        return {}
+
+
+@dataclass(kw_only=True)
+class Pruner(PruneStep):
+    """The weight granularity: score -> allocate -> select -> apply."""
+
+    allocation: AllocationConfig
+    final_sparsity: float
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         self._allocation = ALLOCATIONS.get(self.allocation.name)()
         if self._allocation.needs_unsigned_scores and self._criterion.signed:
             raise ConfigError(
@@ -48,7 +83,6 @@ class Pruner:
                 f"with non-negative scores; {self.criterion} scores are signed; use allocation "
                 "global, uniform or erk"
             )
-        self.generator = torch.Generator().manual_seed(self.seed)
 
     def scores(self) -> dict[str, torch.Tensor]:
         ctx = ScoreContext(

@@ -12,14 +12,17 @@ from ..base.suggest import with_hint
 from ..config import TrialConfig, format_validation_error
 from ..masking.allocation import ALLOCATIONS
 from ..masking.criteria import CRITERIA
+from ..masking.engine import Pruner, PruneStep
 from ..masking.schedules import SCHEDULES
 from ..masking.variants import VARIANTS
+from ..structured.pruner import ChannelPruner
 from ..workloads.data import DATASETS
 from ..workloads.factories import is_import_path, resolve
 from ..workloads.models import MODELS
 from .timing import TIMINGS
 
-__all__ = ["ALLOCATIONS", "CRITERIA", "DATASETS", "MODELS", "SCHEDULES", "TIMINGS", "VARIANTS"]
+__all__ = ["ALLOCATIONS", "CRITERIA", "DATASETS", "GRANULARITIES", "MODELS", "SCHEDULES", "TIMINGS",
+           "VARIANTS"]
 
 #: timings that end their pruning phase with a variant hook
 _VARIANT_TIMINGS = ("before", "after")
@@ -40,13 +43,30 @@ def load_trial_config(data: dict[str, Any]) -> TrialConfig:
     return cfg
 
 
+def catalogue() -> dict[str, list[str]]:
+    """Every registry's names by axis, as ``prunetune names`` lists them (channel criteria are
+    those of ``prune.granularity: channel``)."""
+    return {
+        "criteria": CRITERIA.names(),
+        "channel criteria": ChannelPruner.registry.names(),
+        "schedules": SCHEDULES.names(),
+        "allocations": ALLOCATIONS.names(),
+        "timings": TIMINGS.names(),
+        "variants": VARIANTS.names(),
+        "models": [*MODELS.names(), "tv:<torchvision classifier>"],
+        "datasets": DATASETS.names(),
+    }
+
+
+#: ``prune.granularity`` -> its prune step (which names its own criteria registry)
+GRANULARITIES: Registry[type[PruneStep]] = Registry("granularity")
+GRANULARITIES.add("weight", Pruner)
+GRANULARITIES.add("channel", ChannelPruner)
+
+
 def criteria_for(granularity: str) -> Registry[Any]:
     """The criteria registry of a granularity: weight criteria, or channel criteria."""
-    if granularity == "channel":
-        from ..structured.criteria import STRUCTURED_CRITERIA
-
-        return STRUCTURED_CRITERIA
-    return CRITERIA
+    return GRANULARITIES.get(granularity).registry
 
 
 def check_names(cfg: TrialConfig) -> None:

@@ -17,7 +17,7 @@ from ..base import rng
 from ..base.errors import ConfigError
 from ..config import TrialConfig
 from ..masking.allocation import ALLOCATIONS
-from ..masking.engine import Pruner
+from ..masking.engine import Pruner, PruneStep
 from ..masking.masks import MaskSet
 from ..masking.schedules import sparsity_steps
 from ..masking.targets import LayerInfo, layer_infos, prunable_parameters
@@ -115,7 +115,7 @@ class Trial:
         steps = sparsity_steps(cfg.prune.schedule, self.target, cfg.prune.steps) \
             if self.target > 0 else []
         self.plan = TIMINGS.get(cfg.prune.timing.name)(cfg, steps)
-        if isinstance(self.pruner, ChannelPruner) and cfg.prune.compact:
+        if self.pruner.compacts and cfg.prune.compact:
             self.plan = with_compaction(self.plan)
         self.total_epochs = sum(isinstance(a, Train) for a in self.plan)
         #: after a Compact: the smaller model trains without masks; ``masks`` stays the record
@@ -137,7 +137,7 @@ class Trial:
         self.last_train: EpochStats | None = None
         self.last_test: EpochStats | None = None
 
-    def _make_pruner(self) -> tuple[Pruner | ChannelPruner, MaskSet, float]:
+    def _make_pruner(self) -> tuple[PruneStep, MaskSet, float]:
         """The prune step of ``prune.granularity``, its masks, and the final target sparsity
         (weights: what the allocation reaches; channels: node sparsity)."""
         cfg = self.cfg
@@ -197,16 +197,14 @@ class Trial:
         }
 
     def _structure_state(self) -> dict[str, Any]:
-        if not isinstance(self.pruner, ChannelPruner):
+        structure = self.pruner.structure_state()
+        if not structure:
             return {}
-        return {"keep": {str(g): k.clone() for g, k in self.pruner.keep.items()},
-                "compacted": self.compacted,
+        return {**structure, "compacted": self.compacted,
                 "dense_size": list(self.dense_size) if self.dense_size else None}
 
     def restore(self, state: dict[str, Any]) -> None:
-        if isinstance(self.pruner, ChannelPruner) and "keep" in state:
-            self.pruner.set_keep({int(g): k for g, k in state["keep"].items()})
-            self.masks.replace(state["masks"])  # CNIP: weights pruned inside kept channels
+        if self.pruner.restore_structure(state):
             if state["compacted"]:  # rebuild the smaller model first: the weights are its own
                 self._compact(carry_optimizer=False)
                 self.dense_size = tuple(state["dense_size"])  # type: ignore[assignment]
@@ -353,8 +351,7 @@ class Trial:
             "target_sparsity": self.target, "params": params, "params_kept": kept,
             "flops_dense": dense_flops, "flops": effective,
             "train_flops": self.train_flops, "n_collapsed": len(self.masks.collapsed())}
-        if isinstance(self.pruner, ChannelPruner):
-            out["node_sparsity"] = self.pruner.node_sparsity()
+        out.update(self.pruner.size_metrics())
         return out
 
 
