@@ -20,6 +20,8 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from sweeps.results.sql_sandbox import quote_ident, sql_string
+
 CHANCE_MARGIN = 0.02
 #: datasets whose number of classes is fixed (as ``pruning_core.data``; no torch import here)
 KNOWN_CLASSES: dict[str, int] = {
@@ -100,8 +102,6 @@ def add_note(df: Any, res: Any) -> Any:
 
     For ``prunetune pareto`` and ``prunetune query`` tables, inside their ``with Results(...)
     as res:`` block: ``front = add_note(front, res)``."""
-    from sweeps.results.pareto import quote_ident, sql_string
-
     if "trial_id" not in df.columns or not len(df) or NOTE_COLUMN in df.columns:
         return df
     cols = [c for c in NOTE_INPUTS if c in res.raw_columns]

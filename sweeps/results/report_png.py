@@ -27,7 +27,7 @@ from sweeps.results.report_style import (
 )
 
 if TYPE_CHECKING:
-    from sweeps.results.report import ReportData
+    from sweeps.results.report_data import ReportData
 
 log = logging.getLogger(__name__)
 
