@@ -96,8 +96,7 @@ def build_report(res: Results, objectives: Sequence[str | Objective], by: str | 
     by_full = res.resolve(by) if by else None
     df = res.load(where, statuses=None, columns=res.raw_columns).reset_index(drop=True)
     n = len(df)
-    status = (df["status"].astype(object).where(df["status"].notna(), "(none)").astype(str)
-              .to_numpy() if "status" in df.columns else np.full(n, "ok", dtype=object))
+    status = _labels(df, "status", "ok")
     doomed = status == DOOMED  # never on a front, whatever statuses says
     inc = (np.isin(status, list(statuses)) if statuses is not None
            else np.ones(n, dtype=bool)) & ~doomed
@@ -108,8 +107,7 @@ def build_report(res: Results, objectives: Sequence[str | Objective], by: str | 
                          + ", ".join(str(o) for o in objs))
     ref_arr = np.asarray(ref, dtype=np.float64) if ref is not None else \
         derive_reference(vals[inc], modes)
-    groups_arr = (df[by_full].astype(object).where(df[by_full].notna(), "(none)").astype(str)
-                  .to_numpy() if by_full else np.full(n, "all", dtype=object))
+    groups_arr = _labels(df, by_full, "all")
     groups = sorted(set(groups_arr[inc & finite].tolist()))
     data = ReportData(
         title=title or _default_title(df), objectives=objs,
@@ -119,18 +117,10 @@ def build_report(res: Results, objectives: Sequence[str | Objective], by: str | 
         included_statuses=[s for s in statuses if s != DOOMED] if statuses is not None
         else None,
         groups=groups, colors=group_colors(groups), hide_chance=hide_chance)
-    flags = flag_trials(df)
-    flags.chance &= ~doomed  # listed apart: the reason says more than a flag
-    flags.collapsed &= ~doomed
+    flags, flag_text = _flags(data, df, doomed)
     eligible = _front_rows(data, inc & finite, flags.chance)
     front, gfront = _fronts(data, vals, eligible, modes, ref_arr, groups_arr)
-    data.flag_rules = flags.rules
-    data.n_flagged = int(flags.any.sum())
-    flag_text = np.array([flags.label(i) if flags.any[i] else "" for i in range(n)],
-                         dtype=object)
-    for s in dict.fromkeys(sorted(set(status.tolist()), key=_status_order)):
-        m = status == s
-        data.status_counts[s] = {"rows": int(m.sum()), "plotted": int((m & finite).sum())}
+    _status_counts(data, status, finite)
 
     _points(data, df, vals, finite, front, gfront, status, groups_arr, flag_text, res,
             max_points, cols)
@@ -139,16 +129,50 @@ def build_report(res: Results, objectives: Sequence[str | Objective], by: str | 
     _layers(data, df, front, vals, objs, groups_arr)
     _hv_history(data, df, vals, modes, ref_arr, eligible, groups_arr, groups)
     _learning(data, df, front, flags.any, status, groups_arr)
-    varied = searched_params(df[inc & finite], exclude=cols)
+    params = _params(data, df[inc & finite], by_full, cols, modes, res, max_points)
+    _tables(data, df, front, flag_text, status, objs, by_full, params, res)
+    return data
+
+
+def _labels(df: pd.DataFrame, col: str | None, default: str) -> np.ndarray:
+    """``col`` as text per row (missing: ``"(none)"``), or ``default`` everywhere when there
+    is no such column."""
+    if not col or col not in df.columns:
+        return np.full(len(df), default, dtype=object)
+    return df[col].astype(object).where(df[col].notna(), "(none)").astype(str).to_numpy()
+
+
+def _flags(data: ReportData, df: pd.DataFrame, doomed: np.ndarray) -> tuple[Any, np.ndarray]:
+    """The flags of every row (doomed rows are listed apart, not flagged) and their text."""
+    flags = flag_trials(df)
+    flags.chance &= ~doomed  # listed apart: the reason says more than a flag
+    flags.collapsed &= ~doomed
+    data.flag_rules = flags.rules
+    data.n_flagged = int(flags.any.sum())
+    text = np.array([flags.label(i) if flags.any[i] else "" for i in range(len(df))],
+                    dtype=object)
+    return flags, text
+
+
+def _status_counts(data: ReportData, status: np.ndarray, finite: np.ndarray) -> None:
+    for s in dict.fromkeys(sorted(set(status.tolist()), key=_status_order)):
+        m = status == s
+        data.status_counts[s] = {"rows": int(m.sum()), "plotted": int((m & finite).sum())}
+
+
+def _params(data: ReportData, rows: pd.DataFrame, by_full: str | None, cols: list[str],
+            modes: list[str], res: Results, max_points: int) -> list[str]:
+    """The searched parameters (the ``--by`` column first): their parallel coordinates and
+    importance per objective; returns their full names."""
+    varied = searched_params(rows, exclude=cols)
     params = sorted(varied, key=lambda c: c != by_full)  # the --by column first
     data.params = [display_name(p, res.aliases) for p in params]
-    _parcoords(data, df[inc & finite], params, cols, res, max_points)
-    imp, data.importance_note = param_importances(df[inc & finite], params, cols, modes)
+    _parcoords(data, rows, params, cols, res, max_points)
+    imp, data.importance_note = param_importances(rows, params, cols, modes)
     data.importance = {display_name(o, res.aliases): {display_name(p, res.aliases): v
                                                       for p, v in d.items()}
                        for o, d in imp.items()}
-    _tables(data, df, front, flag_text, status, objs, by_full, params, res)
-    return data
+    return params
 
 
 def _front_rows(data: ReportData, rows: np.ndarray, chance: np.ndarray) -> np.ndarray:
