@@ -56,6 +56,27 @@ def _front_axes(data: ReportData, ax: Any, ix: int, iy: int) -> None:
 Drawer = Callable[["ReportData", Any, Callable[[str], str]], Any]
 
 
+def _labelled(fig: Any, ax: Any, xlabel: str, ylabel: str) -> Any:
+    """``fig`` with its axes labelled and a legend."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def _trial_lines(ax: Any, trials: list[dict[str, Any]], values: str,
+                 xs: Callable[[dict[str, Any]], Any], color: Callable[[str], str],
+                 *fmt: str, **style: Any) -> None:
+    """One line per trial (its ``values``, None drawn as a gap), coloured by its group, one
+    legend entry per group."""
+    seen: set[str] = set()
+    for t in trials:
+        y = np.array([np.nan if v is None else v for v in t[values]], dtype=float)
+        ax.plot(xs(t), y, *fmt, c=color(t["g"]), label=None if t["g"] in seen else t["g"],
+                **style)
+        seen.add(t["g"])
+
+
 def _front_png(data: ReportData, plt: Any, color: Callable[[str], str]) -> Any:
     k = len(data.objectives)
     pairs = [(1, 0)] if k == 2 else [(1, 0), (2, 0), (2, 1)]
@@ -76,10 +97,8 @@ def _group_fronts_png(data: ReportData, plt: Any, color: Callable[[str], str]) -
             ax.plot(a[:, 1], a[:, 0], marker="o", ms=4, c=color(g), lw=1.6,
                     ls="-" if k == 2 else "none", drawstyle=style,
                     label=f"{g} (HV {data.hypervolumes.get(g, 0.0):.4g})")
-    ax.set_xlabel(f"{data.labels[1]} ({data.objectives[1].mode})")
-    ax.set_ylabel(f"{data.labels[0]} ({data.objectives[0].mode})")
-    ax.legend(fontsize=8)
-    return fig
+    return _labelled(fig, ax, f"{data.labels[1]} ({data.objectives[1].mode})",
+                     f"{data.labels[0]} ({data.objectives[0].mode})")
 
 
 def _staircases_png(curves: dict[str, list[list[Any]]], plt: Any, color: Callable[[str], str],
@@ -90,10 +109,7 @@ def _staircases_png(curves: dict[str, list[list[Any]]], plt: Any, color: Callabl
         a = np.array([r[:2] for r in c], dtype=float).reshape(-1, 2)
         ax.plot(a[:, 0], a[:, 1], "o-", ms=3, c=color(g), label=g,
                 drawstyle=MPL_DRAWSTYLE[staircase_shape("max")])
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.legend(fontsize=8)
-    return fig
+    return _labelled(fig, ax, xlabel, ylabel)
 
 
 def _accuracy_png(data: ReportData, plt: Any, color: Callable[[str], str]) -> Any:
@@ -110,10 +126,7 @@ def _hypervolume_png(data: ReportData, plt: Any, color: Callable[[str], str]) ->
         if len(a):
             ax.step(a[:, 0], a[:, 1], where="post", c=FRONT_COLOR if g == "all" else color(g),
                     lw=2 if g == "all" else 1, label=g)
-    ax.set_xlabel("trials (by end time)")
-    ax.set_ylabel("hypervolume")
-    ax.legend(fontsize=8)
-    return fig
+    return _labelled(fig, ax, "trials (by end time)", "hypervolume")
 
 
 def _importance_png(data: ReportData, plt: Any, color: Callable[[str], str]) -> Any:
@@ -139,16 +152,8 @@ def _learning_png(data: ReportData, plt: Any, color: Callable[[str], str]) -> An
     if not data.learning:
         return None
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    seen: set[str] = set()
-    for t in data.learning["trials"]:
-        y = np.array([np.nan if v is None else v for v in t["y"]], dtype=float)
-        ax.plot(t["epochs"], y, c=color(t["g"]), lw=0.9,
-                label=None if t["g"] in seen else t["g"])
-        seen.add(t["g"])
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(data.learning["metric"])
-    ax.legend(fontsize=8)
-    return fig
+    _trial_lines(ax, data.learning["trials"], "y", lambda t: t["epochs"], color, lw=0.9)
+    return _labelled(fig, ax, "epoch", data.learning["metric"])
 
 
 def _layer_sparsity_png(data: ReportData, plt: Any, color: Callable[[str], str]) -> Any:
@@ -171,12 +176,7 @@ def _layer_similarity_png(data: ReportData, plt: Any, color: Callable[[str], str
     sim = data.similarity
     fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(sim["layers"]) + 3), 4.5))
     x = np.arange(len(sim["layers"]))
-    seen: set[str] = set()
-    for t in sim["trials"]:
-        y = np.array([np.nan if v is None else v for v in t["values"]], dtype=float)
-        ax.plot(x, y, "o-", ms=3, c=color(t["g"]), lw=1.2,
-                label=None if t["g"] in seen else t["g"])
-        seen.add(t["g"])
+    _trial_lines(ax, sim["trials"], "values", lambda t: x, color, "o-", ms=3, lw=1.2)
     ax.set_xticks(x, sim["layers"], rotation=45, ha="right", fontsize=8)
     ax.set_ylabel("similarity to the dense network")
     ax.legend(fontsize=8)
@@ -198,10 +198,7 @@ def _gap_png(data: ReportData, plt: Any, color: Callable[[str], str]) -> Any:
         a = np.array([r[:2] for r in rows], dtype=float).reshape(-1, 2)
         ax.scatter(a[:, 0], a[:, 1], s=14, c=color(g), label=g, linewidths=0)
     ax.axhline(0, c=DIAGONAL_COLOR, lw=0.8, ls=":")
-    ax.set_xlabel("sparsity")
-    ax.set_ylabel("gap_accuracy (train − test accuracy)")
-    ax.legend(fontsize=8)
-    return fig
+    return _labelled(fig, ax, "sparsity", "gap_accuracy (train − test accuracy)")
 
 
 def _effective_png(data: ReportData, plt: Any, color: Callable[[str], str]) -> Any:
@@ -221,10 +218,7 @@ def _effective_png(data: ReportData, plt: Any, color: Callable[[str], str]) -> A
         a = np.array([r[:2] for r in eff["doomed"]], dtype=float).reshape(-1, 2)
         ax.scatter(a[:, 0], a[:, 1], s=40, marker="x", c=status_color("doomed"),
                    label="doomed")
-    ax.set_xlabel("sparsity (nominal)")
-    ax.set_ylabel("effective_sparsity")
-    ax.legend(fontsize=8)
-    return fig
+    return _labelled(fig, ax, "sparsity (nominal)", "effective_sparsity")
 
 
 #: the PNGs, in the order they are written: file name -> drawer
