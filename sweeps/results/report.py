@@ -43,11 +43,13 @@ from sweeps.results.report_columns import (
     per_layer,
     searched_params,
 )
-from sweeps.results.report_data import ReportData
+from sweeps.results.report_data import MAX_TABLE_ROWS, ReportData
 from sweeps.results.report_flags import flag_trials
 from sweeps.results.report_html import render_html
 from sweeps.results.report_importance import param_importances
 from sweeps.results.report_png import write_pngs
+from sweeps.results.report_robustness import robustness
+from sweeps.results.report_rows import num, priority, staircases, trial_ids
 from sweeps.results.report_style import group_colors
 from sweeps.results.statuses import DONE_STATUSES, DOOMED
 
@@ -57,7 +59,6 @@ log = logging.getLogger(__name__)
 
 MAX_POINTS = 5000  # other trials drawn at most (a sample); front and flagged ones always are
 MAX_CURVES = 300  # learning curves drawn at most (front and flagged first)
-MAX_TABLE_ROWS = 5000  # rows in the page's table (front and flagged first)
 HOVER_COLUMNS = ("trial_id", "status", "config.prune.criterion", "config.prune.schedule",
                  "config.prune.steps", "config.prune.allocation.name", "config.prune.timing.name",
                  "config.model.name", "test_accuracy", "sparsity", "target_sparsity",
@@ -69,10 +70,6 @@ TABLE_COLUMNS = (*HOVER_COLUMNS, "test_loss", "train_accuracy", "similarity_mean
 #: TABLE_SHOWN_PARAMS searched parameters); the others are a tick away, so the table fits
 TABLE_SHOWN = ("status", "sparsity", "test_accuracy", "epochs")
 TABLE_SHOWN_PARAMS = 4
-
-
-def _num(df: pd.DataFrame, col: str) -> np.ndarray:
-    return pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
 
 def build_report(res: Results, objectives: Sequence[str | Objective], by: str | None = None,
@@ -100,7 +97,7 @@ def build_report(res: Results, objectives: Sequence[str | Objective], by: str | 
     doomed = status == DOOMED  # never on a front, whatever statuses says
     inc = (np.isin(status, list(statuses)) if statuses is not None
            else np.ones(n, dtype=bool)) & ~doomed
-    vals = np.column_stack([_num(df, c) for c in cols]) if n else np.empty((0, len(objs)))
+    vals = np.column_stack([num(df, c) for c in cols]) if n else np.empty((0, len(objs)))
     finite = np.isfinite(vals).all(axis=1)
     if not (finite & inc).any():
         raise ValueError("no completed trial has finite values for "
@@ -125,7 +122,7 @@ def build_report(res: Results, objectives: Sequence[str | Objective], by: str | 
     _points(data, df, vals, finite, front, gfront, status, groups_arr, flag_text, res,
             max_points, cols)
     _curves(data, df[eligible].reset_index(drop=True), groups_arr[eligible], res)
-    _robustness(data, df, eligible, inc, doomed, groups_arr, by_full, max_points)
+    robustness(data, df, eligible, inc, doomed, groups_arr, by_full, max_points)
     _layers(data, df, front, vals, objs, groups_arr)
     _hv_history(data, df, vals, modes, ref_arr, eligible, groups_arr, groups)
     _learning(data, df, front, flags.any, status, groups_arr)
@@ -223,12 +220,6 @@ def _default_title(df: pd.DataFrame) -> str:
     return "prunetune report"
 
 
-def _trial_ids(df: pd.DataFrame) -> np.ndarray:
-    if "trial_id" in df.columns:
-        return df["trial_id"].astype(str).to_numpy()
-    return np.array([str(i) for i in range(len(df))], dtype=object)
-
-
 def _points(data: ReportData, df: pd.DataFrame, vals: np.ndarray, finite: np.ndarray,
             front: np.ndarray, gfront: np.ndarray, status: np.ndarray, groups: np.ndarray,
             flag_text: np.ndarray, res: Results, max_points: int, cols: list[str]) -> None:
@@ -236,9 +227,9 @@ def _points(data: ReportData, df: pd.DataFrame, vals: np.ndarray, finite: np.nda
     ``max_points`` others, flagged ones first, the rest a seeded sample."""
     keep = finite & (front | gfront)
     pool = np.flatnonzero(finite & ~keep)
-    rest = pool[_priority(flag_text[pool] != "", max_points)][:max_points]
+    rest = pool[priority(flag_text[pool] != "", max_points)][:max_points]
     hover = [c for c in HOVER_COLUMNS if c in df.columns and c not in cols]
-    ids = _trial_ids(df)
+    ids = trial_ids(df)
     for i in np.r_[np.flatnonzero(keep), np.sort(rest)]:
         p: dict[str, Any] = {"id": ids[i], "v": [float(x) for x in vals[i]],
                              "g": str(groups[i]), "s": str(status[i]), "f": int(front[i]),
@@ -248,103 +239,10 @@ def _points(data: ReportData, df: pd.DataFrame, vals: np.ndarray, finite: np.nda
 
 
 def _curves(data: ReportData, df: pd.DataFrame, groups: np.ndarray, res: Results) -> None:
-    """Per group, the best test accuracy at achieved sparsity >= x (:func:`_staircases`)."""
-    data.curves = _staircases(df, groups, "test_accuracy")
+    """Per group, the best test accuracy at achieved sparsity >= x (:func:`staircases`)."""
+    data.curves = staircases(df, groups, "test_accuracy")
     if data.curves:
         data.curve_axes = [display_name("sparsity", res.aliases), "test_accuracy"]
-
-
-def _staircases(df: pd.DataFrame, groups: np.ndarray, metric: str) -> dict[str, list[list[Any]]]:
-    """Per group, the best ``metric`` at achieved sparsity >= x (the ``sparsity`` column,
-    the one every other plot uses): the trials that set it, sparsest last, as
-    ``[sparsity, metric, trial id]``. Drawn as a staircase, like a front. Empty when no row
-    has both values (the column absent or all null: older results)."""
-    if metric not in df.columns or "sparsity" not in df.columns:
-        return {}
-    x, y = _num(df, "sparsity"), _num(df, metric)
-    ok = np.isfinite(x) & np.isfinite(y)
-    ids = _trial_ids(df)
-    out: dict[str, list[list[Any]]] = {}
-    for g in sorted(set(groups[ok].tolist())):
-        sel = np.flatnonzero(ok & (groups == g))
-        sel = sel[np.lexsort((-y[sel], -x[sel]))]  # sparsest first, best first among ties
-        best = np.maximum.accumulate(y[sel])
-        sets = np.r_[True, best[1:] > best[:-1]]  # a trial that beats every sparser one
-        out[str(g)] = [[float(x[i]), float(y[i]), str(ids[i])] for i in sel[sets][::-1]]
-    return out
-
-
-def _robustness(data: ReportData, df: pd.DataFrame, eligible: np.ndarray, inc: np.ndarray,
-                doomed: np.ndarray, groups: np.ndarray, by_full: str | None,
-                limit: int) -> None:
-    """Adversarial accuracy (from the front's rows), gap, effective sparsity, doomed table."""
-    data.adv_curves = _staircases(df[eligible].reset_index(drop=True), groups[eligible],
-                                  "adv_accuracy")
-    _gap(data, df, inc, groups, limit)
-    _effective(data, df, doomed, groups, limit)
-    _doomed(data, df, doomed, by_full)
-
-
-def _col(df: pd.DataFrame, col: str) -> np.ndarray:
-    """``col`` as floats, all NaN when the frame has no such column (older results)."""
-    return _num(df, col) if col in df.columns else np.full(len(df), np.nan)
-
-
-def _count(v: float) -> int | None:
-    return int(v) if np.isfinite(v) else None
-
-
-def _gap(data: ReportData, df: pd.DataFrame, inc: np.ndarray, groups: np.ndarray,
-         limit: int) -> None:
-    """Generalisation gap (``gap_accuracy``) against sparsity of the included trials, per
-    group; where the gap is not recorded (older results), train_accuracy - test_accuracy,
-    which is how it is recorded."""
-    x, gap = _col(df, "sparsity"), _col(df, "gap_accuracy")
-    derived = ~np.isfinite(gap)
-    gap = np.where(derived, _col(df, "train_accuracy") - _col(df, "test_accuracy"), gap)
-    ok = inc & np.isfinite(x) & np.isfinite(gap)
-    pick = np.flatnonzero(ok)[_priority(np.zeros(int(ok.sum()), dtype=bool), limit)]
-    data.gap_derived = int(derived[pick].sum())
-    ids = _trial_ids(df)
-    for i in np.sort(pick):
-        data.gap.setdefault(str(groups[i]), []).append(
-            [float(x[i]), float(gap[i]), str(ids[i])])
-
-
-def _effective(data: ReportData, df: pd.DataFrame, doomed: np.ndarray, groups: np.ndarray,
-               limit: int) -> None:
-    """Effective against nominal (achieved) sparsity of every trial recording both, per group,
-    the doomed apart. A point above the diagonal has weights on no input->output path."""
-    x, y = _col(df, "sparsity"), _col(df, "effective_sparsity")
-    disc, dead = _col(df, "disconnected_weights"), _col(df, "dead_units")
-    ok = np.isfinite(x) & np.isfinite(y)
-    if not ok.any():
-        return
-    pick = np.flatnonzero(ok)[_priority(doomed[ok], limit)]
-    ids = _trial_ids(df)
-    out: dict[str, Any] = {"groups": {}, "doomed": [],
-                           "above": int((y[ok] > x[ok] + 1e-9).sum())}
-    for i in np.sort(pick):
-        row = [float(x[i]), float(y[i]), str(ids[i]), _count(disc[i]), _count(dead[i])]
-        (out["doomed"] if doomed[i] else out["groups"].setdefault(str(groups[i]), [])
-         ).append(row)
-    data.effective = out
-
-
-def _doomed(data: ReportData, df: pd.DataFrame, doomed: np.ndarray, by_full: str | None
-            ) -> None:
-    """The doomed trials' table: trial id, group, achieved sparsity and the reason (the
-    ``error`` text less its ``doomed: `` prefix); at most MAX_TABLE_ROWS rows."""
-    idx = np.flatnonzero(doomed)
-    ids, sp = _trial_ids(df), _col(df, "sparsity")
-    err = df["error"] if "error" in df.columns else pd.Series([None] * len(df))
-    rows = []
-    for i in idx[:MAX_TABLE_ROWS]:
-        reason = "" if pd.isna(err.iat[i]) else str(err.iat[i])
-        rows.append([str(ids[i]), None if by_full is None else json_scalar(df.at[i, by_full]),
-                     json_scalar(sp[i]), reason.removeprefix(f"{DOOMED}: ")])
-    data.doomed = {"columns": ["trial_id", data.by or "group", "sparsity", "reason"],
-                   "rows": rows, "total": len(idx)}
 
 
 def _layers(data: ReportData, df: pd.DataFrame, front: np.ndarray, vals: np.ndarray,
@@ -355,7 +253,7 @@ def _layers(data: ReportData, df: pd.DataFrame, front: np.ndarray, vals: np.ndar
         return
     idx = idx[np.argsort(-vals[idx, 0] if objs[0].mode == "max" else vals[idx, 0],
                          kind="stable")]
-    ids = _trial_ids(df)[idx]
+    ids = trial_ids(df)[idx]
     sub = df.iloc[idx]
     sp = per_layer(sub, "layer_sparsity")
     if sp.shape[1]:
@@ -407,17 +305,6 @@ def _thin(k: np.ndarray, hv: np.ndarray, limit: int = 2000) -> list[list[float]]
     return [[int(k[i]), float(hv[i])] for i in idx]
 
 
-def _priority(first: np.ndarray, limit: int) -> np.ndarray:
-    """Row indices: every ``first`` row, then a seeded sample of the others, ``limit`` in all
-    (the ``first`` rows are kept even past it)."""
-    lead = np.flatnonzero(first)
-    rest = np.flatnonzero(~first)
-    room = max(0, limit - len(lead))
-    if len(rest) > room:
-        rest = np.sort(np.random.default_rng(0).choice(rest, room, replace=False))
-    return np.r_[lead, rest].astype(int)
-
-
 def _learning(data: ReportData, df: pd.DataFrame, front: np.ndarray, flagged: np.ndarray,
               status: np.ndarray, groups: np.ndarray) -> None:
     """Per-epoch test accuracy (or loss) of each trial with a ``history``."""
@@ -428,13 +315,13 @@ def _learning(data: ReportData, df: pd.DataFrame, front: np.ndarray, flagged: np
                          (isinstance(v, str) and v.strip() in ("", "[]", "null")))
                     for v in cells], dtype=bool)
     pool = np.flatnonzero(has)
-    pool = pool[_priority((front | flagged)[pool], MAX_CURVES)]  # parse only these
+    pool = pool[priority((front | flagged)[pool], MAX_CURVES)]  # parse only these
     hist = {int(i): history(cells[i]) for i in pool}
     keys = {k for h in hist.values() for e in h for k in e}
     metric = next((m for m in ("test_accuracy", "test_loss", "train_loss") if m in keys), None)
     if metric is None:
         return
-    ids = _trial_ids(df)
+    ids = trial_ids(df)
     trials = []
     for i in pool:
         if not hist[int(i)]:
@@ -452,18 +339,18 @@ def _parcoords(data: ReportData, df: pd.DataFrame, params: list[str], cols: list
                res: Results, limit: int) -> None:
     if df.empty:
         return
-    pick = _priority(np.zeros(len(df), dtype=bool), limit)
+    pick = priority(np.zeros(len(df), dtype=bool), limit)
     sub = df.iloc[pick]
     dims = []
     for c in [*params, *cols]:
         col = sub[c]
         label = display_name(c, res.aliases)
         if is_numeric(col) or c in cols:
-            dims.append({"label": label, "values": [json_scalar(v) for v in _num(sub, c)]})
+            dims.append({"label": label, "values": [json_scalar(v) for v in num(sub, c)]})
             continue
         codes, names = category_axis(col)
         dims.append({"label": label, "values": codes, "ticktext": names})
-    data.parcoords = {"dims": dims, "color": [json_scalar(v) for v in _num(sub, cols[0])],
+    data.parcoords = {"dims": dims, "color": [json_scalar(v) for v in num(sub, cols[0])],
                       "color_label": display_name(cols[0], res.aliases),
                       "shown": len(sub), "total": len(df)}
 
@@ -477,7 +364,7 @@ def _tables(data: ReportData, df: pd.DataFrame, front: np.ndarray, flag_text: np
     cols = [c for c in cols if c in df.columns]
     names = [display_name(c, res.aliases) for c in cols]
     first = objs[0]
-    key = _num(df, first.column)
+    key = num(df, first.column)
     key = np.where(np.isfinite(key), -key if first.mode == "max" else key, np.inf)
 
     fidx = np.flatnonzero(front)
@@ -485,7 +372,7 @@ def _tables(data: ReportData, df: pd.DataFrame, front: np.ndarray, flag_text: np
     data.table = {"columns": names,
                   "rows": [[json_scalar(df.at[i, c]) for c in cols] for i in fidx]}
 
-    picked = _priority(front | (flag_text != ""), MAX_TABLE_ROWS)
+    picked = priority(front | (flag_text != ""), MAX_TABLE_ROWS)
     picked = picked[np.lexsort((key[picked], ~front[picked]))]  # front first, then best
     shown = {"trial_id", *([by_full] if by_full else []), *(o.column for o in objs),
              *TABLE_SHOWN, *[p for p in params if p != by_full][:TABLE_SHOWN_PARAMS]}

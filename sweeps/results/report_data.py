@@ -9,6 +9,8 @@ from typing import Any
 
 from sweeps.results.objectives import Objective
 
+MAX_TABLE_ROWS = 5000  # rows in the page's table (front and flagged first)
+
 
 @dataclass
 class ReportData:
