@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from pruning_core.base.record import BY_NAME, EPOCH_METRICS, FINAL_METRICS, METRICS
 from pruning_core.trials.experiment import TrialResult
-from sweeps.results.store import _TYPES
+from sweeps.results.schema import COLUMN_TYPES as _TYPES
 from sweeps.tune.recorder import _METRIC_KEYS
 from sweeps.tune.trainable import final_metrics
 

@@ -259,7 +259,7 @@ def apply_cmd(
         if data:
             overrides["data.name"] = data
         extra = apply_overrides({}, set_ or [])
-        from pruning_core.config import flatten
+        from sweeps.results.flat import flatten
 
         overrides.update(flatten(extra))
         if trust_schedule:
