@@ -14,12 +14,12 @@ import torch
 from torch import nn
 
 from .allocation import ALLOCATIONS, AllocationContext
+from .compare import COMPARISONS, Pattern, check_pattern
 from .config import AllocationConfig
 from .criteria import CRITERIA
 from .criteria.base import Batch, LossFn, ScoreContext
 from .errors import ConfigError
 from .masks import MaskSet
-from .select import keep_topk
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,10 @@ class Pruner:
     criterion_options: dict = field(default_factory=dict)
     seed: int = 0
     elapsed_s: float = 0.0
+    #: comparison group (``compare.py``); None: the criterion's own default (Wanda: row)
+    compare: str | None = None
+    #: N:M semi-structured sparsity, (n kept, m group size): selection is then ``nm``
+    pattern: Pattern | None = None
 
     def __post_init__(self) -> None:
         self._criterion = CRITERIA.get(self.criterion)
@@ -49,15 +53,26 @@ class Pruner:
                 "global, uniform or erk"
             )
         self.generator = torch.Generator().manual_seed(self.seed)
+        group = "nm" if self.pattern is not None else self.compare or self._criterion.compare
+        self._select = COMPARISONS.get(group)
+        if self.pattern is not None:
+            check_pattern({n: tuple(p.shape) for n, p in self.masks.params.items()},
+                          self.pattern)
+
+    def select(self, name: str, scores: torch.Tensor, keep: int) -> torch.Tensor:
+        """The keep mask of layer ``name`` from its scores, in the comparison group."""
+        return self._select(scores, self.masks[name], keep, self.pattern)
 
     def scores(self) -> dict[str, torch.Tensor]:
-        ctx = ScoreContext(
+        return self._criterion(self._context())
+
+    def _context(self) -> ScoreContext:
+        return ScoreContext(
             model=self.model, params=self.masks.params, masks=self.masks.masks,
             batches=self.batches if self._criterion.needs_data else [],
             input_shape=self.input_shape, loss_fn=self.loss_fn,
             generator=self.generator, options=self._options,
         )
-        return self._criterion(ctx)
 
     def step(self, sparsity: float) -> None:
         """Prune to ``sparsity`` (fraction of prunable weights removed), nesting on the masks."""
@@ -70,7 +85,13 @@ class Pruner:
             scores=scores, masks=self.masks.masks,
         )
         keep = self._allocation.keep_counts(ctx)
-        self.masks.update({n: keep_topk(scores[n], self.masks[n], keep[n]) for n in keep})
+        rewrite = self._criterion.rewrite
+        if rewrite is not None:  # SparseGPT/Wanda: sequential masks (and weight updates)
+            with torch.no_grad():
+                new = rewrite(self._context(), keep, self.select, self.pattern)
+        else:
+            new = {n: self.select(n, scores[n], keep[n]) for n in keep}
+        self.masks.update(new)
         self.masks.apply()
         self.elapsed_s += time.perf_counter() - start
         log.info("pruned with %s to sparsity %.4f (target %.4f)", self.criterion,

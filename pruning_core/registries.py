@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from .allocation import ALLOCATIONS
+from .compare import COMPARISONS
 from .criteria import CRITERIA
 from .data import DATASETS
 from .errors import ConfigError
@@ -50,6 +51,8 @@ def check_names(cfg: TrialConfig) -> None:
         ("prune.timing.name", TIMINGS, cfg.prune.timing.name),
         ("prune.variant", VARIANTS, cfg.prune.variant),
     ]
+    if cfg.prune.compare is not None:
+        checks.append(("prune.compare", COMPARISONS, cfg.prune.compare))
     if not is_import_path(cfg.data.name):
         checks.append(("data.name", DATASETS, cfg.data.name))
     if not cfg.model.name.startswith("tv:") and not is_import_path(cfg.model.name):
