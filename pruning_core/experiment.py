@@ -93,6 +93,11 @@ class TrialResult:
     #: median over alternating (dense, final) pairs of dense / final time (training step)
     speedup: float | None = None
     inference_speedup: float | None = None  # the same for inference (training-size batch)
+    #: metrics.speed with prune.pattern 2:4: semi-structured against dense fp16 inference
+    nm_latency_ms: float | None = None
+    nm_latency_ms_dense: float | None = None
+    nm_speedup: float | None = None  # None off CUDA: no semi-structured kernel, never assumed
+    nm_speedup_note: str | None = None
     #: generalisation gap at the end: train - test accuracy, test - train loss
     gap_accuracy: float | None = None
     gap_loss: float | None = None
@@ -670,6 +675,13 @@ def _measure_speed(trial: _Trial, result: TrialResult) -> None:
                                                                base.latency_ms_batch1)
     result.train_step_ms_dense = base.train_step_ms
     result.speedup, result.inference_speedup = pair.ratio_train_step, pair.ratio_latency
+    pattern = cfg.prune.pattern
+    if pattern is not None and (pattern.n, pattern.m) == (2, 4):
+        from .semistructured import nm_speedup
+
+        nm = nm_speedup(trial.model, shape, cfg.data.batch_size, trial.device, **opts)
+        result.nm_latency_ms, result.nm_latency_ms_dense = nm.latency_ms_nm, nm.latency_ms_dense
+        result.nm_speedup, result.nm_speedup_note = nm.speedup, nm.note
 
 
 def _result(trial: _Trial, status: str, diverged_epoch: int | None,
