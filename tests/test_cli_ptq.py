@@ -48,3 +48,10 @@ def test_pattern_mismatch_is_one_line_exit_2():
     p = prunetune("run", "configs/digits_snip.yaml", "--set", "prune.pattern={n: 2, m: 4}")
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert "set steps: 1" in p.stderr or "differs from 1 - n/m" in p.stderr, p.stderr
+
+
+def test_names_lists_the_calibration_criteria_and_comparison_groups():
+    p = prunetune("names")
+    assert p.returncode == 0
+    for word in ("wanda", "sparsegpt", "comparisons", "row", "nm"):
+        assert word in p.stdout, word

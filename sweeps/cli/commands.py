@@ -87,8 +87,8 @@ def names_cmd() -> None:
     table = Table(show_header=True)
     table.add_column("axis")
     table.add_column("names")
-    for axis in ("CRITERIA", "SCHEDULES", "ALLOCATIONS", "TIMINGS", "VARIANTS", "MODELS",
-                 "DATASETS"):
+    for axis in ("CRITERIA", "SCHEDULES", "ALLOCATIONS", "COMPARISONS", "TIMINGS", "VARIANTS",
+                 "MODELS", "DATASETS"):
         names = getattr(registries, axis).names()
         if axis == "MODELS":
             names = [*names, "tv:<torchvision classifier>"]
