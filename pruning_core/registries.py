@@ -22,7 +22,8 @@ from .variants import VARIANTS
 if TYPE_CHECKING:
     from .config import TrialConfig
 
-__all__ = ["ALLOCATIONS", "COMPARISONS", "CRITERIA", "DATASETS", "MODELS", "SCHEDULES", "TIMINGS", "VARIANTS"]
+__all__ = ["ALLOCATIONS", "COMPARISONS", "CRITERIA", "DATASETS", "MODELS", "SCHEDULES",
+           "TIMINGS", "VARIANTS"]
 
 #: timings that end their pruning phase with a variant hook
 _VARIANT_TIMINGS = ("before", "after")
