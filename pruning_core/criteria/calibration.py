@@ -6,9 +6,12 @@ A layer's input is turned into a matrix ``(tokens, features)`` whose columns lin
 - ``nn.Linear``: features on the last dim, every leading dim (batch, sequence) is a token;
 - ``nn.Conv1d`` / ``nn.Conv2d``: the input is unfolded (im2col, ``nn.functional.unfold``) so
   each output position is a token and a feature is (input channel, kernel offset), in the order
-  of ``weight.flatten(1)``; this is what SparseGPT's ``add_batch`` does for ``nn.Conv2d``
-  (IST-DASLab/sparsegpt ``sparsegpt.py``). Grouped convs, non-zero padding modes and string
-  padding are refused with one line, as is ``nn.Conv3d``.
+  of ``weight.flatten(1)``; this follows GPTQ's ``add_batch`` for ``nn.Conv2d``
+  (IST-DASLab/gptq ``gptq.py``: ``nn.Unfold`` then ``permute([1, 0, 2]).flatten(1)``).
+  SparseGPT's own ``add_batch`` has no conv branch and Wanda's image-classifier code prunes
+  only ``nn.Linear`` (locuslab/wanda ``image_classifiers/prune_utils.py``), so conv support is
+  this extension, not the authors'. Grouped convs, non-zero padding modes and string padding
+  are refused with one line, as is ``nn.Conv3d``.
 
 The model runs in eval mode, without gradients, through ``criteria.base.forward`` (buffers
 cloned), so capturing changes nothing in it.

@@ -13,8 +13,13 @@ its defaults ``blocksize: 128`` and ``percdamp: 0.01``:
   the block's error onto all later columns (W[:, i₂:] −= E U_{i₁:i₂, i₂:}): the OBS update of
   the weights that stay, not only a mask;
 - layers are pruned one after another, each on inputs that ran through the already pruned and
-  updated earlier layers (the authors' sequential pass over decoder blocks, here layer by layer
-  in module order, like their ``--true-sequential``).
+  updated earlier layers (module order). The authors' pass is sequential over decoder blocks
+  (the layers of one block share the block's dense inputs, the next block sees the pruned
+  one: locuslab/wanda ``lib/prune.py`` ``prune_sparsegpt`` reproduces it); here every layer is
+  its own step, which needs no notion of a block;
+- N:M: the authors' ``prunen`` counts weights removed per ``prunem``; ``pattern.n`` counts
+  those kept (2:4 is the same). Conv inputs are unfolded as in GPTQ (``calibration.py``);
+  SparseGPT's own ``add_batch`` has no conv branch.
 
 One deliberate difference: the authors threshold each block at ``sort(...)[int(numel · s)]``
 with ``<=`` (one weight more than s when there are no ties); here the layer's prune count from

@@ -10,12 +10,16 @@ and ``lib/prune.py`` (``prune_wanda``: ``W_metric = |W| * sqrt(scaler_row)``):
 - the comparison group is each output row (``compare: row``, the authors' default sort along
   ``dim=-1``); N:M (``prune.pattern``) keeps the N best of every M consecutive inputs, as their
   ``prune_n``/``prune_m`` loop does;
-- ``sequential: true`` (default) follows ``prune_wanda``'s loop over decoder blocks: each layer's
-  activations are taken through the network whose earlier layers are already pruned (here layer
-  by layer, in module order). ``sequential: false`` scores every layer on the dense network in
-  one pass.
+- ``sequential: true`` (default) follows ``prune_wanda``'s loop over decoder blocks, whose
+  next block's inputs are recomputed through the pruned block: here each layer's activations
+  are taken through the network whose earlier layers (module order) are already pruned, one
+  layer at a time (the authors share one dense forward among the layers of a block).
+  ``sequential: false`` scores every layer on the dense network in one pass;
+- N:M: the authors' ``prune_n`` counts the weights *removed* per group of ``prune_m``; our
+  ``pattern.n`` counts those *kept* (2:4 is the same either way).
 Conv layers (Conv1d/Conv2d) are unfolded so a feature is (input channel, kernel offset): the
-norm of what multiplies each weight (``criteria/calibration.py``).
+norm of what multiplies each weight (``criteria/calibration.py``; an extension: the authors'
+image-classifier code prunes only Linear layers).
 """
 
 from __future__ import annotations
