@@ -203,3 +203,61 @@ def test_calibration_criteria_are_registered_with_their_groups():
     assert CRITERIA.get("wanda").compare == "row" and CRITERIA.get("wanda").needs_data
     assert CRITERIA.get("sparsegpt").rewrite is not None
     assert CRITERIA.get("magnitude").rewrite is None
+
+
+def test_wanda_sequential_scores_layer_two_on_the_pruned_layer_one():
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Linear(6, 8, bias=False), nn.ReLU(), nn.Linear(8, 4, bias=False))
+    x = torch.randn(20, 6)
+    w1, w2 = net[0].weight.detach().clone(), net[2].weight.detach().clone()
+    p = _pruner(net, "wanda", x, 0.5)
+    p.step(0.5)
+    # reference by hand: layer 1 keeps its 3 best |W|·‖X‖ per row; layer 2 then sees
+    # relu(x @ (W1 ⊙ M1)ᵀ) and keeps its 4 best per row
+    s1 = w1.abs() * x.norm(dim=0)
+    m1 = torch.zeros_like(w1, dtype=torch.bool).scatter_(1, s1.topk(3, dim=1).indices, True)
+    h = torch.relu(x @ (w1 * m1).T)
+    s2 = w2.abs() * h.norm(dim=0)
+    m2 = torch.zeros_like(w2, dtype=torch.bool).scatter_(1, s2.topk(4, dim=1).indices, True)
+    assert torch.equal(p.masks["0.weight"], m1) and torch.equal(p.masks["2.weight"], m2)
+    dense_h = torch.relu(x @ w1.T)  # one-pass scoring would use the dense layer 1
+    assert not torch.allclose(h.norm(dim=0), dense_h.norm(dim=0))
+
+
+def test_wanda_conv1d_unfolds_like_a_1xk_conv():
+    conv = nn.Sequential(nn.Conv1d(2, 3, 2, bias=False))
+    x = torch.tensor([[[1.0, 2.0, 3.0], [0.0, 1.0, -1.0]]])  # (B=1, C=2, L=3)
+    masks = MaskSet(prunable_parameters(conv))
+    p = Pruner(conv, masks, "wanda", AllocationConfig(name="uniform"), 0.5,
+               [(x, torch.zeros(1, dtype=torch.long))], (2, 3))
+    # features (c, k): windows [1,2],[2,3] on channel 0, [0,1],[1,-1] on channel 1
+    norms = torch.tensor([[1 + 4, 4 + 9], [0 + 1, 1 + 1]], dtype=torch.float32).sqrt()
+    torch.testing.assert_close(p.scores()["0.weight"], conv[0].weight.detach().abs() * norms)
+
+
+def test_sparsegpt_prunes_conv_to_the_exact_count():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(4 * 5 * 5, 3))
+    x = torch.randn(8, 2, 5, 5)
+    p = _pruner(net, "sparsegpt", x, 0.75)
+    p.input_shape = (2, 5, 5)
+    p.step(0.75)
+    assert p.masks.kept_per_layer() == {"0.weight": 18, "3.weight": 75}
+
+
+@pytest.mark.parametrize(("layer", "message"), [
+    (nn.Conv2d(2, 2, 1, groups=2), "grouped conv"),
+    (nn.Conv3d(1, 1, 1), "Linear, Conv1d and Conv2d layers only"),
+])
+def test_calibration_refuses_what_it_cannot_unfold_in_one_line(layer, message):
+    from pruning_core.errors import ConfigError
+
+    net = nn.Sequential(layer)
+    shape = (2, 3, 3) if isinstance(layer, nn.Conv2d) else (1, 2, 2, 2)
+    x = torch.randn(2, *shape)
+    p = Pruner(net, MaskSet(prunable_parameters(net)), "wanda", AllocationConfig(), 0.5,
+               [(x, torch.zeros(2, dtype=torch.long))], shape)
+    with pytest.raises(ConfigError, match=message) as exc:
+        p.step(0.5)
+    assert "\n" not in str(exc.value)
