@@ -53,7 +53,11 @@ class Pruner:
                 "global, uniform or erk"
             )
         self.generator = torch.Generator().manual_seed(self.seed)
-        group = "nm" if self.pattern is not None else self.compare or self._criterion.compare
+        if self._criterion.compare is None and self.compare is not None:
+            raise ConfigError(f"prune.compare: {self.criterion} chooses its own masks (per "
+                              "column block); remove prune.compare")
+        group = "nm" if self.pattern is not None else \
+            self.compare or self._criterion.compare or "layer"
         self._select = COMPARISONS.get(group)
         if self.pattern is not None:
             check_pattern({n: tuple(p.shape) for n, p in self.masks.params.items()},

@@ -57,8 +57,9 @@ class Criterion:
     needs_data: bool = True
     #: scores may be negative (GraSP): rankings that square or take logs of scores refuse it
     signed: bool = False
-    #: default comparison group (``prune.compare`` overrides it)
-    compare: str = "layer"
+    #: default comparison group (``prune.compare`` overrides it); None: the criterion's
+    #: ``rewrite`` chooses its masks itself (SparseGPT) and ``prune.compare`` is refused
+    compare: str | None = "layer"
     #: (ctx, keep counts, N:M pattern or None) -> new masks, kept weights updated in the model
     rewrite: Callable[..., dict[str, torch.Tensor]] | None = None
 
@@ -71,7 +72,7 @@ CRITERIA: Registry[Criterion] = Registry("criterion")
 
 
 def criterion(name: str, options: type[BaseModel] = NoOptions, needs_data: bool = True,
-              signed: bool = False, compare: str = "layer",
+              signed: bool = False, compare: str | None = "layer",
               rewrite: Callable[..., dict[str, torch.Tensor]] | None = None):
     """Register a score function: ``@criterion("snip")``."""
 

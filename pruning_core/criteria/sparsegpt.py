@@ -145,7 +145,7 @@ def _rewrite(ctx: ScoreContext, keep: dict[str, int], select, pattern) -> dict[s
         return sequential(ctx.model, ctx.params, ctx.batches, layer)
 
 
-@criterion("sparsegpt", options=SparseGPTOptions, rewrite=_rewrite)
+@criterion("sparsegpt", options=SparseGPTOptions, compare=None, rewrite=_rewrite)
 def sparsegpt(ctx: ScoreContext) -> dict[str, torch.Tensor]:
     """OBS saliency w² / U_jj² on the dense network (what the allocation ranks)."""
     grams = layer_grams(ctx.model, list(ctx.params), ctx.batches)

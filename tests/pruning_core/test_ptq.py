@@ -110,16 +110,22 @@ def test_per_row_nests_and_is_available_to_every_criterion():
     assert per_row(torch.ones(2, 4), torch.tensor([[1, 0, 0, 0], [1, 1, 1, 1]]).bool(),
                    4).sum(1).tolist() == [1, 2]
     torch.manual_seed(0)
-    for name in ("magnitude", "random", "snip", "sparsegpt"):
+    for name in ("magnitude", "random", "snip", "wanda"):
         net = nn.Sequential(nn.Linear(8, 6), nn.ReLU(), nn.Linear(6, 4))
         masks = MaskSet(prunable_parameters(net))
         x = torch.randn(16, 8)
         p = Pruner(net, masks, name, AllocationConfig(name="uniform"), 0.5,
                    [(x, torch.randint(0, 4, (16,)))], (8,), compare="row")
         p.step(0.5)
-        if name != "sparsegpt":  # sparsegpt chooses its own masks (per column block)
-            assert masks["0.weight"].sum(1).tolist() == [4] * 6, name
-            assert masks["2.weight"].sum(1).tolist() == [3] * 4, name
+        assert masks["0.weight"].sum(1).tolist() == [4] * 6, name
+        assert masks["2.weight"].sum(1).tolist() == [3] * 4, name
+
+
+def test_sparsegpt_refuses_a_comparison_group():
+    from pruning_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="sparsegpt chooses its own masks"):
+        _pruner(_layer(W34), "sparsegpt", torch.tensor(X2), 0.5, compare="row")
 
 
 # ---- SparseGPT ------------------------------------------------------------------------------
