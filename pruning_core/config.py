@@ -315,6 +315,9 @@ class PruneConfig(_Strict):
         if pat is None:
             if self.compare == "nm":
                 raise ValueError("compare: nm needs pattern (e.g. pattern: {n: 2, m: 4})")
+            if self.compare is not None and self.granularity != "weight":
+                raise ValueError("compare: channel pruning ranks whole channels; remove compare "
+                                 "or set granularity: weight")
             return self
         implied = 1.0 - pat.n / pat.m
         clashes = [

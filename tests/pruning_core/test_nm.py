@@ -78,7 +78,8 @@ def test_pattern_sets_sparsity_and_refuses_mismatches_in_one_line():
            ({"pattern": {"n": 2, "m": 4}, "steps": 3}, "set steps: 1"),
            ({"pattern": {"n": 2, "m": 4}, "compare": "row"}, "remove compare"),
            ({"pattern": {"n": 2, "m": 4}, "granularity": "channel"}, "granularity: weight"),
-           ({"compare": "nm"}, "compare: nm needs pattern")]
+           ({"compare": "nm"}, "compare: nm needs pattern"),
+           ({"compare": "row", "granularity": "channel"}, "channel pruning ranks whole")]
     for kw, message in bad:
         with pytest.raises(ValidationError, match=message):
             PruneConfig(**kw)
