@@ -254,7 +254,7 @@ def test_sparsegpt_prunes_conv_to_the_exact_count():
 
 @pytest.mark.parametrize(("layer", "message"), [
     (nn.Conv2d(2, 2, 1, groups=2), "grouped conv"),
-    (nn.Conv3d(1, 1, 1), "Linear, Conv1d and Conv2d layers only"),
+    (nn.Conv3d(1, 1, 1), "Linear, Conv1d, Conv2d and self-attention layers only"),
 ])
 def test_calibration_refuses_what_it_cannot_unfold_in_one_line(layer, message):
     from pruning_core.errors import ConfigError
@@ -267,3 +267,70 @@ def test_calibration_refuses_what_it_cannot_unfold_in_one_line(layer, message):
     with pytest.raises(ConfigError, match=message) as exc:
         p.step(0.5)
     assert "\n" not in str(exc.value)
+
+
+class _Block(nn.Module):
+    """A pre-norm-free self-attention block as torchvision's ViT calls it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y, _ = self.attn(x, x, x, need_weights=False)
+        return self.fc(y).mean(1)
+
+
+def _attention_inputs(seed: int = 0) -> tuple[_Block, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(seed)
+    block = _Block().eval()
+    x = torch.randn(3, 5, 8)  # (B, L, E)
+    with torch.no_grad():  # the attention output out_proj multiplies, computed by hand
+        a = block.attn
+        q, k, v = (x @ a.in_proj_weight.T + a.in_proj_bias).split(8, dim=-1)
+        heads = [t.reshape(3, 5, 2, 4).transpose(1, 2) for t in (q, k, v)]
+        att = torch.softmax(heads[0] @ heads[1].transpose(-1, -2) / 2.0, dim=-1) @ heads[2]
+        pre_out = att.transpose(1, 2).reshape(3, 5, 8)
+    return block, x, pre_out
+
+
+def test_wanda_reads_self_attention_projections():
+    block, x, pre_out = _attention_inputs()
+    names = ["attn.in_proj_weight", "attn.out_proj.weight", "fc.weight"]
+    params = dict(block.named_parameters())
+    masks = MaskSet({n: params[n] for n in names})
+    p = Pruner(block, masks, "wanda", AllocationConfig(name="uniform"), 0.5,
+               [(x, torch.zeros(3, dtype=torch.long))], (5, 8))
+    scores = p.scores()
+    a = block.attn
+    torch.testing.assert_close(scores["attn.in_proj_weight"],
+                               a.in_proj_weight.detach().abs() * x.reshape(-1, 8).norm(dim=0))
+    torch.testing.assert_close(scores["attn.out_proj.weight"],
+                               a.out_proj.weight.detach().abs()
+                               * pre_out.reshape(-1, 8).norm(dim=0))
+    p.step(0.5)
+    assert masks.kept_per_layer() == {"attn.in_proj_weight": 96, "attn.out_proj.weight": 32,
+                                      "fc.weight": 16}
+
+
+def test_sparsegpt_runs_through_self_attention():
+    block, x, _ = _attention_inputs(1)
+    names = ["attn.in_proj_weight", "attn.out_proj.weight", "fc.weight"]
+    params = dict(block.named_parameters())
+    masks = MaskSet({n: params[n] for n in names})
+    p = Pruner(block, masks, "sparsegpt", AllocationConfig(name="uniform"), 0.5,
+               [(x, torch.zeros(3, dtype=torch.long))], (5, 8), pattern=(2, 4))
+    p.step(0.5)
+    for n in names:
+        assert torch.all((masks[n].reshape(masks[n].shape[0], -1, 4).sum(-1)) == 2), n
+
+
+def test_a_weight_whose_module_never_runs_is_named():
+    from pruning_core.errors import ConfigError
+
+    net = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+    net.forward = lambda x: net[0](x)  # the second layer is never called
+    p = _pruner(net, "wanda", torch.randn(4, 4), 0.5)
+    with pytest.raises(ConfigError, match=r"1.weight received no input"):
+        p.scores()
