@@ -682,6 +682,9 @@ def _measure_speed(trial: _Trial, result: TrialResult) -> None:
         nm = nm_speedup(trial.model, shape, cfg.data.batch_size, trial.device, **opts)
         result.nm_latency_ms, result.nm_latency_ms_dense = nm.latency_ms_nm, nm.latency_ms_dense
         result.nm_speedup, result.nm_speedup_note = nm.speedup, nm.note
+    elif pattern is not None:
+        result.nm_speedup_note = (f"{pattern.n}:{pattern.m} has no semi-structured kernel; "
+                                  "torch.sparse runs 2:4 only")
 
 
 def _result(trial: _Trial, status: str, diverged_epoch: int | None,
