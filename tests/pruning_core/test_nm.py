@@ -151,3 +151,25 @@ def test_nm_speedup_on_cpu_is_recorded_as_unmeasured_with_the_reason():
 def test_nm_groups_ok_counts_nonzeros():
     w = torch.tensor([[1.0, 0.0, 2.0, 0.0, 1.0, 1.0, 1.0, 0.0]])
     assert nm_groups_ok(w, 2, 4).tolist() == [[True, False]]
+
+
+@pytest.mark.parametrize(("pattern", "note"), [
+    ({"n": 2, "m": 4}, "no semi-structured sparse kernel on cpu"),
+    ({"n": 1, "m": 4}, "1:4 has no semi-structured kernel"),
+])
+def test_a_trial_records_the_nm_speedup_as_unmeasured_on_cpu(pattern, note):
+    from pruning_core.config import load_trial_config
+    from pruning_core.experiment import run
+
+    c = load_trial_config({
+        "seed": 0, "model": {"name": "mlp", "options": {"hidden": [32, 16]}},
+        "data": {"name": "digits", "batch_size": 64, "train_limit": 256, "test_limit": 100},
+        "train": {"epochs": 1, "device": "cpu"},
+        "prune": {"criterion": "wanda", "pattern": pattern,
+                  "timing": {"name": "after", "pretrain_epochs": 1}},
+        "metrics": {"speed": {"warmup": 0, "repeats": 1}},
+    })
+    r = run(c)
+    assert r.status == "ok" and r.sparsity == pytest.approx(1 - pattern["n"] / pattern["m"])
+    assert r.nm_speedup is None and r.nm_latency_ms is None and note in r.nm_speedup_note
+    assert r.speedup is not None  # the channel-style speed-up is still measured
