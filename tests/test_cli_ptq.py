@@ -2,6 +2,9 @@
 user runs it (a real subprocess)."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -55,3 +58,16 @@ def test_names_lists_the_calibration_criteria_and_comparison_groups():
     assert p.returncode == 0
     for word in ("wanda", "sparsegpt", "comparisons", "row", "nm"):
         assert word in p.stdout, word
+
+
+def test_bench_nm_on_cpu_says_it_needs_cuda_and_writes_open(tmp_path):
+    from tests.test_cli_run import ROOT
+
+    out = tmp_path / "nm.json"
+    p = subprocess.run([sys.executable, "benchmarks/bench_nm.py", "--device", "cpu", "--out",
+                        str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert p.returncode == 0, p.stderr
+    assert "needs CUDA" in p.stdout
+    r = json.loads(out.read_text())
+    assert r["status"] == "open" and r["rows"] == [] and "no semi-structured" in r["reason"]
