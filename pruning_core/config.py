@@ -243,6 +243,20 @@ class ScreenConfig(_Strict):
     min_density: float = Field(0.0, ge=0.0, lt=1.0)
 
 
+class PatternConfig(_Strict):
+    """N:M semi-structured sparsity: N weights kept in every M consecutive along a row."""
+
+    n: int = Field(ge=1)
+    m: int = Field(ge=1, le=1024)
+
+    @model_validator(mode="after")
+    def _n_le_m(self) -> PatternConfig:
+        if self.n > self.m:
+            raise ValueError(f"n={self.n} is more than m={self.m}; N:M keeps n of every m "
+                             "weights (e.g. {n: 2, m: 4})")
+        return self
+
+
 class PruneConfig(_Strict):
     criterion: str = "snip"
     #: criterion-specific options, validated by the criterion's own options model
@@ -278,6 +292,54 @@ class PruneConfig(_Strict):
     remove_disconnected: bool = False
     #: end a trial whose masks leave it untrainable right after they are made (status doomed)
     screen: ScreenConfig = Field(default_factory=lambda: ScreenConfig())
+    #: comparison group of the selection (pruning_core/masking/compare.py: layer, row, nm);
+    #: None: the criterion's default (layer; Wanda: row)
+    compare: str | None = None
+    #: N:M semi-structured sparsity ({n: 2, m: 4}); sparsity is then 1 - n/m (set it to that
+    #: or leave it out), the allocation is not read and the selection is ``nm``
+    pattern: PatternConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pattern_sparsity(cls, data: Any) -> Any:
+        # an N:M pattern defines the sparsity: fill it in when the user left it out
+        if isinstance(data, dict) and "sparsity" not in data:
+            pat = data.get("pattern")
+            if isinstance(pat, dict) and isinstance(pat.get("n"), int) \
+                    and isinstance(pat.get("m"), int) and 0 < pat["n"] <= pat["m"]:
+                data = {**data, "sparsity": 1.0 - pat["n"] / pat["m"]}
+        return data
+
+    @model_validator(mode="after")
+    def _pattern_rules(self) -> PruneConfig:
+        pat = self.pattern
+        if pat is None:
+            if self.compare == "nm":
+                raise ValueError("compare: nm needs pattern (e.g. pattern: {n: 2, m: 4})")
+            if self.compare is not None and self.granularity != "weight":
+                raise ValueError("compare: channel pruning ranks whole channels; remove compare "
+                                 "or set granularity: weight")
+            return self
+        implied = 1.0 - pat.n / pat.m
+        clashes = [
+            (abs(self.sparsity - implied) > 1e-9,
+             f"sparsity {self.sparsity} differs from 1 - n/m = {implied:.4f}; set "
+             f"sparsity: {implied:.4f} or leave it out"),
+            (self.compare not in (None, "nm"), f"compare {self.compare!r} does not apply to an "
+             "N:M pattern (its groups are the comparison); remove compare"),
+            (self.steps != 1, "an N:M pattern is reached in one step; set steps: 1"),
+            (self.granularity != "weight", "an N:M pattern needs granularity: weight"),
+            (self.allocation.name == "explicit", "an N:M pattern fixes every layer's "
+             "sparsity; remove the explicit allocation"),
+            (self.variant == "random_sparse", "random_sparse redraws masks without the N:M "
+             "pattern; use variant none or reinit"),
+            (self.remove_disconnected, "remove_disconnected would break the N:M groups; set "
+             "it false"),
+        ]
+        for bad, message in clashes:
+            if bad:
+                raise ValueError(f"pattern: {message}")
+        return self
 
     @field_validator("steps")
     @classmethod

@@ -18,10 +18,10 @@ from ..base.errors import ConfigError
 from ..base.registry import Registry
 from ..config import AllocationConfig
 from .allocation import ALLOCATIONS, AllocationContext
+from .compare import COMPARISONS, Pattern, check_pattern
 from .criteria import CRITERIA
 from .criteria.base import Batch, LossFn, ScoreContext
 from .masks import MaskSet
-from .select import keep_topk
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,10 @@ class Pruner(PruneStep):
 
     allocation: AllocationConfig
     final_sparsity: float
+    #: comparison group (``compare.py``); None: the criterion's own default (Wanda: row)
+    compare: str | None = None
+    #: N:M semi-structured sparsity, (n kept, m group size): selection is then ``nm``
+    pattern: Pattern | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -83,15 +87,30 @@ class Pruner(PruneStep):
                 f"with non-negative scores; {self.criterion} scores are signed; use allocation "
                 "global, uniform or erk"
             )
+        if self._criterion.compare is None and self.compare is not None:
+            raise ConfigError(f"prune.compare: {self.criterion} chooses its own masks (per "
+                              "column block); remove prune.compare")
+        group = "nm" if self.pattern is not None else \
+            self.compare or self._criterion.compare or "layer"
+        self._select = COMPARISONS.get(group)
+        if self.pattern is not None:
+            check_pattern({n: tuple(p.shape) for n, p in self.masks.params.items()},
+                          self.pattern)
+
+    def select(self, name: str, scores: torch.Tensor, keep: int) -> torch.Tensor:
+        """The keep mask of layer ``name`` from its scores, in the comparison group."""
+        return self._select(scores, self.masks[name], keep, self.pattern)
 
     def scores(self) -> dict[str, torch.Tensor]:
-        ctx = ScoreContext(
+        return self._criterion(self._context())
+
+    def _context(self) -> ScoreContext:
+        return ScoreContext(
             model=self.model, params=self.masks.params, masks=self.masks.masks,
             batches=self.batches if self._criterion.needs_data else [],
             input_shape=self.input_shape, loss_fn=self.loss_fn,
             generator=self.generator, options=self._options,
         )
-        return self._criterion(ctx)
 
     def step(self, sparsity: float) -> None:
         """Prune to ``sparsity`` (fraction of prunable weights removed), nesting on the masks."""
@@ -104,7 +123,13 @@ class Pruner(PruneStep):
             scores=scores, masks=self.masks.masks,
         )
         keep = self._allocation.keep_counts(ctx)
-        self.masks.update({n: keep_topk(scores[n], self.masks[n], keep[n]) for n in keep})
+        rewrite = self._criterion.rewrite
+        if rewrite is not None:  # SparseGPT/Wanda: sequential masks (and weight updates)
+            with torch.no_grad():
+                new = rewrite(self._context(), keep, self.select, self.pattern)
+        else:
+            new = {n: self.select(n, scores[n], keep[n]) for n in keep}
+        self.masks.update(new)
         self.masks.apply()
         self.elapsed_s += time.perf_counter() - start
         log.info("pruned with %s to sparsity %.4f (target %.4f)", self.criterion,

@@ -226,6 +226,16 @@ def _measure_speed(trial: Trial, result: TrialResult) -> None:
                                                                base.latency_ms_batch1)
     result.train_step_ms_dense = base.train_step_ms
     result.speedup, result.inference_speedup = pair.ratio_train_step, pair.ratio_latency
+    pattern = cfg.prune.pattern
+    if pattern is not None and (pattern.n, pattern.m) == (2, 4):
+        from ..measure.semistructured import nm_speedup
+
+        nm = nm_speedup(trial.model, shape, cfg.data.batch_size, trial.device, **opts)
+        result.nm_latency_ms, result.nm_latency_ms_dense = nm.latency_ms_nm, nm.latency_ms_dense
+        result.nm_speedup, result.nm_speedup_note = nm.speedup, nm.note
+    elif pattern is not None:
+        result.nm_speedup_note = (f"{pattern.n}:{pattern.m} has no semi-structured kernel; "
+                                  "torch.sparse runs 2:4 only")
 
 
 def _result(trial: Trial, status: str, diverged_epoch: int | None,

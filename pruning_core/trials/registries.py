@@ -11,6 +11,7 @@ from ..base.registry import Registry
 from ..base.suggest import with_hint
 from ..config import TrialConfig, format_validation_error
 from ..masking.allocation import ALLOCATIONS
+from ..masking.compare import COMPARISONS
 from ..masking.criteria import CRITERIA
 from ..masking.engine import Pruner, PruneStep
 from ..masking.schedules import SCHEDULES
@@ -21,8 +22,8 @@ from ..workloads.factories import is_import_path, resolve
 from ..workloads.models import MODELS
 from .timing import TIMINGS
 
-__all__ = ["ALLOCATIONS", "CRITERIA", "DATASETS", "GRANULARITIES", "MODELS", "SCHEDULES", "TIMINGS",
-           "VARIANTS"]
+__all__ = ["ALLOCATIONS", "COMPARISONS", "CRITERIA", "DATASETS", "GRANULARITIES", "MODELS",
+           "SCHEDULES", "TIMINGS", "VARIANTS"]
 
 #: timings that end their pruning phase with a variant hook
 _VARIANT_TIMINGS = ("before", "after")
@@ -51,6 +52,7 @@ def catalogue() -> dict[str, list[str]]:
         "channel criteria": ChannelPruner.registry.names(),
         "schedules": SCHEDULES.names(),
         "allocations": ALLOCATIONS.names(),
+        "comparisons": COMPARISONS.names(),
         "timings": TIMINGS.names(),
         "variants": VARIANTS.names(),
         "models": [*MODELS.names(), "tv:<torchvision classifier>"],
@@ -79,6 +81,8 @@ def check_names(cfg: TrialConfig) -> None:
         ("prune.timing.name", TIMINGS, cfg.prune.timing.name),
         ("prune.variant", VARIANTS, cfg.prune.variant),
     ]
+    if cfg.prune.compare is not None:
+        checks.append(("prune.compare", COMPARISONS, cfg.prune.compare))
     if not is_import_path(cfg.data.name):
         checks.append(("data.name", DATASETS, cfg.data.name))
     if not cfg.model.name.startswith("tv:") and not is_import_path(cfg.model.name):

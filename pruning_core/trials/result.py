@@ -46,6 +46,11 @@ class TrialResult:
     #: median over alternating (dense, final) pairs of dense / final time (training step)
     speedup: float | None = None
     inference_speedup: float | None = None  # the same for inference (training-size batch)
+    #: metrics.speed with prune.pattern 2:4: semi-structured against dense fp16 inference
+    nm_latency_ms: float | None = None
+    nm_latency_ms_dense: float | None = None
+    nm_speedup: float | None = None  # None off CUDA: no semi-structured kernel, never assumed
+    nm_speedup_note: str | None = None
     #: generalisation gap at the end: train - test accuracy, test - train loss
     gap_accuracy: float | None = None
     gap_loss: float | None = None

@@ -157,6 +157,8 @@ class Trial:
             allocation=cfg.prune.allocation, final_sparsity=target,
             batches=self._score_batches(), input_shape=self.data.input_shape,
             criterion_options=cfg.prune.criterion_options, seed=cfg.seed,
+            compare=cfg.prune.compare,
+            pattern=(cfg.prune.pattern.n, cfg.prune.pattern.m) if cfg.prune.pattern else None,
         ), masks, target
 
     def _score_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -144,6 +144,10 @@ def print_summary(result) -> None:
             f"{result.speedup:.2f}x / {result.inference_speedup:.2f}x "
             f"({result.train_step_ms:.2f} ms vs {result.train_step_ms_dense:.2f} ms dense)")]
           if result.speedup is not None else []),
+        *([("2:4 semi-structured speed-up",
+            f"{result.nm_speedup:.2f}x ({result.nm_speedup_note})"
+            if result.nm_speedup is not None else f"not measured: {result.nm_speedup_note}")]
+          if result.nm_speedup_note is not None else []),
         *([("effective sparsity (disconnected)",
             f"{result.effective_sparsity:.4f} ({result.disconnected_weights:,} weights, "
             f"{result.dead_units:,} dead units)")]

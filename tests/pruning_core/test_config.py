@@ -12,8 +12,9 @@ def test_defaults_validate_and_shorthands():
 
 
 @pytest.mark.parametrize(("data", "pattern"), [
-    ({"prune": {"criterion": "snipp"}}, r"prune\.criterion: unknown criterion 'snipp'; valid: "
-                                        r"grasp, magnitude, random, snip, synflow"),
+    ({"prune": {"criterion": "snipp"}},
+     r"prune\.criterion: unknown criterion 'snipp'; valid: "
+     r"grasp, magnitude, random, snip, sparsegpt, synflow, wanda"),
     ({"prune": {"schedule": "cos"}}, r"prune\.schedule: unknown schedule 'cos'; valid:"),
     ({"model": {"name": "vgg99"}}, r"model\.name: unknown model 'vgg99'; valid:"),
     ({"data": {"name": "imagenet"}}, r"data\.name: unknown dataset 'imagenet'; valid:"),

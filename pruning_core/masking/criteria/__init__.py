@@ -1,6 +1,6 @@
 """Pruning criteria: small score functions behind one registry (higher score = keep)."""
 
-from . import grasp, simple, snip, synflow  # noqa: F401  (register)
+from . import grasp, simple, snip, sparsegpt, synflow, wanda  # noqa: F401  (register)
 from .base import CRITERIA, Criterion, ScoreContext, criterion
 
 __all__ = ["CRITERIA", "Criterion", "ScoreContext", "criterion"]

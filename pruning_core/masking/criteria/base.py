@@ -5,6 +5,13 @@ weight, **higher = keep**. It must leave the model exactly as found: weights, bu
 running stats), ``requires_grad``, ``.grad`` and train/eval mode. Criteria therefore compute
 gradients with ``torch.autograd.grad`` (never ``.backward()``) and run the model through
 ``torch.func.functional_call`` with cloned buffers.
+
+One explicit exception: a *reconstructing* criterion (SparseGPT) also has a ``rewrite`` hook.
+The engine calls it once per prune step, after the allocation, with the keep count of every
+layer; it chooses the masks itself and writes the updated kept weights into the model (the
+weight update is the method, not a side effect). Its score function still obeys the contract
+(the scores feed the allocation). ``compare`` names the criterion's default comparison group
+(``pruning_core/masking/compare.py``; Wanda's is ``row``).
 """
 
 from __future__ import annotations
@@ -50,6 +57,11 @@ class Criterion:
     needs_data: bool = True
     #: scores may be negative (GraSP): rankings that square or take logs of scores refuse it
     signed: bool = False
+    #: default comparison group (``prune.compare`` overrides it); None: the criterion's
+    #: ``rewrite`` chooses its masks itself (SparseGPT) and ``prune.compare`` is refused
+    compare: str | None = "layer"
+    #: (ctx, keep counts, N:M pattern or None) -> new masks, kept weights updated in the model
+    rewrite: Callable[..., dict[str, torch.Tensor]] | None = None
 
     def __call__(self, ctx: ScoreContext) -> dict[str, torch.Tensor]:
         with restored_mode(ctx.model):
@@ -60,11 +72,12 @@ CRITERIA: Registry[Criterion] = Registry("criterion")
 
 
 def criterion(name: str, options: type[BaseModel] = NoOptions, needs_data: bool = True,
-              signed: bool = False):
+              signed: bool = False, compare: str | None = "layer",
+              rewrite: Callable[..., dict[str, torch.Tensor]] | None = None):
     """Register a score function: ``@criterion("snip")``."""
 
     def deco(fn: Callable[[ScoreContext], dict[str, torch.Tensor]]):
-        CRITERIA.add(name, Criterion(fn, options, needs_data, signed))
+        CRITERIA.add(name, Criterion(fn, options, needs_data, signed, compare, rewrite))
         return fn
 
     return deco
