@@ -68,6 +68,7 @@ class Pruner:
             kept=self.masks.kept_per_layer(), sparsity=sparsity,
             final_sparsity=self.final_sparsity, options=self.allocation,
             scores=scores, masks=self.masks.masks,
+            model=self.model, params=self.masks.params, batches=self.batches,
         )
         keep = self._allocation.keep_counts(ctx)
         self.masks.update({n: keep_topk(scores[n], self.masks[n], keep[n]) for n in keep})

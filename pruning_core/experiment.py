@@ -106,6 +106,9 @@ class TrialResult:
     #: metrics.adversarial: accuracy under attack on the seeded test subset, and its settings
     adv_accuracy: float | None = None
     adversarial: dict[str, Any] = field(default_factory=dict)
+    #: exp(test_loss): per-token perplexity for a language model (its loss is the mean token
+    #: cross-entropy); for a classifier the same formula, exp(mean cross-entropy per example)
+    perplexity: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -413,6 +416,7 @@ class _Trial:
             "epoch": epoch,
             "train_loss": self.last_train.loss, "train_accuracy": self.last_train.accuracy,
             "test_loss": self.last_test.loss, "test_accuracy": self.last_test.accuracy,
+            "perplexity": perplexity(self.last_test.loss),
             "sparsity": self.masks.sparsity(),
             "gap_accuracy": self.last_train.accuracy - self.last_test.accuracy,
             "gap_loss": self.last_test.loss - self.last_train.loss,
@@ -696,6 +700,7 @@ def _result(trial: _Trial, status: str, diverged_epoch: int | None,
         if isinstance(trial.pruner, ChannelPruner) else None,
         train_flops=trial.train_flops,
         gap_accuracy=train.accuracy - test.accuracy, gap_loss=test.loss - train.loss,
+        perplexity=perplexity(test.loss),
         **_connectivity_fields(trial),
     )
 
@@ -714,6 +719,11 @@ def _connectivity_fields(trial: _Trial) -> dict[str, Any]:
         / trial.masks.numel()
     out["layer_effective_sparsity"] = {}  # compact shapes: per-layer figures would mislead
     return out
+
+
+def perplexity(loss: float) -> float:
+    """exp(mean cross-entropy in nats); inf past float64's range, NaN stays NaN."""
+    return math.exp(loss) if loss < 709.0 else (math.inf if loss == loss else math.nan)
 
 
 def _finite_mean(values: Any) -> float | None:
