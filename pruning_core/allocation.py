@@ -292,10 +292,11 @@ class Explicit(Allocation):
 @ALLOCATIONS.register("owl")
 class OWL(Allocation):
     """OWL (Yin et al. 2024, luuyin/OWL ``lib/prune_all.py``): each block's density is
-    1 - s plus its centred, rescaled share of Wanda outliers (|W| · ‖X‖ > M · mean), within
-    s ± λ; see ``owl.py``. The activations come from ``prune.score_batches`` calibration
-    batches. Densities weight the shared water-filling, so the total is exact, nesting caps
-    hold, and every layer keeps at least one weight (per-layer sparsity in [0, 1))."""
+    1 - s plus its centred share of Wanda outliers (|W| · ‖X‖ > M · mean) rescaled to a 2λ
+    spread, never below half of 1 - s; see ``owl.py``. The activations come from the
+    ``prune.score_batches`` calibration batches. Densities weight the shared water-filling,
+    so the total is exact, nesting caps hold, and every layer keeps at least one weight
+    (per-layer sparsity in [0, 1))."""
 
     def weights(self, ctx: AllocationContext) -> dict[str, float]:
         if ctx.model is None or not ctx.batches:

@@ -17,6 +17,11 @@ Based on luuyin/OWL ``lib/prune_all.py`` (``prune_wanda_outlier``, ``prune_mag_o
    also the size-weighted mean; here groups differ in size and the centring is size-weighted, so
    that the densities keep exactly (1 - s) · N weights before rounding. All ratios equal
    (max = min, where the authors divide by zero) gives every group 1 - s.
+4. A guard the authors' code lacks (their LLaMA blocks are many and equal, s <= 0.8): with few
+   or unequal groups at high sparsity a density can reach 0 (gpt_tiny at s = 0.9: the LM head
+   would keep nothing). If a density falls below ``MIN_SHARE`` (1/2) of the mean density
+   1 - s, or above 1, every centred offset is shrunk by one common factor until all fit:
+   the order, the centring and the exact total are kept.
 
 The allocation that uses these (``owl`` in ``allocation.py``) rounds to exact counts.
 """
@@ -33,6 +38,8 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 _NUMERIC = re.compile(r"^\d+$")
+#: no group's density below this share of the mean density 1 - s (module doc, step 4)
+MIN_SHARE = 0.5
 
 
 def group_of(name: str) -> str:
@@ -114,7 +121,18 @@ def owl_densities(ratios: dict[str, float], sizes: dict[str, int], sparsity: flo
     scaled = {g: (r - lo) / (hi - lo) * 2.0 * lam for g, r in ratios.items()}
     total = sum(sizes.values())
     mean = sum(scaled[g] * sizes[g] for g in scaled) / total if total else 0.0
-    return {g: scaled[g] - mean + 1.0 - sparsity for g in scaled}
+    offset = {g: scaled[g] - mean for g in scaled}
+    dense = 1.0 - sparsity
+    shrink = 1.0
+    for o in offset.values():  # dense + c * o within [MIN_SHARE * dense, 1] for every group
+        if o < 0:
+            shrink = min(shrink, (1.0 - MIN_SHARE) * dense / -o)
+        elif o > 0:
+            shrink = min(shrink, sparsity / o)
+    if shrink < 1.0:
+        log.info("owl: offsets shrunk by %.3f to keep every density within [%.4f, 1]", shrink,
+                 MIN_SHARE * dense)
+    return {g: dense + shrink * o for g, o in offset.items()}
 
 
 def owl_metric(weight: torch.Tensor, mask: torch.Tensor,

@@ -72,6 +72,9 @@ def test_densities_three_groups_by_hand() -> None:
     = 0.06; s = 0.6: densities 0.50, 0.42, 0.34 (and 50 + 42 + 68 = 160 = 0.4 x 400)."""
     d = owl_densities({"A": 0.1, "B": 0.05, "C": 0.0}, {"A": 100, "B": 100, "C": 200}, 0.6, 0.08)
     assert d == pytest.approx({"A": 0.50, "B": 0.42, "C": 0.34})
+    # s = 0.9: offsets +-0.08 would leave B 0.02 < 0.05 (half of 1 - s): shrunk by 0.625
+    assert owl_densities({"A": 0.1, "B": 0.0}, {"A": 1, "B": 1}, 0.9, 0.08) == \
+        pytest.approx({"A": 0.15, "B": 0.05})
     assert owl_densities({"A": 0.2, "B": 0.2}, {"A": 5, "B": 9}, 0.7, 0.08) == \
         pytest.approx({"A": 0.3, "B": 0.3})  # equal ratios: uniform (the authors divide by 0)
 
@@ -121,6 +124,8 @@ def test_exact_total_and_every_layer_within_0_and_1(group: str, sparsity: float)
     sizes = ctx.sizes
     assert sum(counts.values()) == round((1 - sparsity) * sum(sizes.values()))
     assert all(1 <= counts[n] <= sizes[n] for n in sizes)  # sparsity in [0, 1) per layer
+    # no layer emptied: at least half the mean density (the guard), within rounding
+    assert all(counts[n] >= 0.5 * (1 - sparsity) * sizes[n] - 1 for n in sizes)
 
 
 def test_block_grouping_gives_one_density_per_block() -> None:
