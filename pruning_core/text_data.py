@@ -11,7 +11,7 @@ bytes: ``x = w[:-1]``, ``y = w[1:]``, so every byte but the first of a split is 
 
 - ``small`` (default): 10 train modules (~133 kB on CPython 3.11), 2 test modules (~20 kB);
   an epoch of ``gpt_tiny`` takes seconds on a laptop CPU;
-- ``medium``: 30 train modules, 5 test modules (~1 MB / ~170 kB on 3.11);
+- ``medium``: 30 train modules, 5 test modules (~740 kB / ~100 kB on 3.11);
 - ``all``: every top-level ``*.py`` of the directory, sorted by name; every 10th file (the
   10th, 20th, ...) is a test file.
 

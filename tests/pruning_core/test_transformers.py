@@ -180,3 +180,31 @@ def test_perplexity_is_a_minimised_epoch_and_final_metric() -> None:
     m = BY_NAME["perplexity"]
     assert m.better == "min" and "perplexity" in EPOCH_METRICS
     assert "perplexity" in TrialResult.__dataclass_fields__
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+@pytest.mark.slow
+def test_prunetune_run_gpt_tiny_one_epoch_beats_the_unigram_baseline(tmp_path: Path) -> None:
+    """One epoch of the shipped config, 50 % OWL-allocated magnitude pruning at init: the
+    trained LM's test perplexity is well below the byte-frequency model's (~21.8 on 3.11)."""
+    import json
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    out = tmp_path / "r.json"
+    p = subprocess.run(
+        [sys.executable, "-m", "sweeps.cli", "run", "configs/stdlib_gpt_tiny.yaml",
+         "--set", "train.epochs=1", "--set", "prune.sparsity=0.5",
+         "--set", "prune.allocation.name=owl", "--json", str(out)],
+        cwd=repo, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    assert "perplexity" in p.stdout
+    r = json.loads(out.read_text())
+    assert r["status"] == "ok" and abs(r["sparsity"] - 0.5) < 1e-4
+    assert r["perplexity"] == pytest.approx(math.exp(r["test_loss"]))
+    assert r["history"][0]["perplexity"] == pytest.approx(r["perplexity"])
+    baseline = unigram_perplexity(load_dataset("stdlib_text"))
+    assert r["perplexity"] < 0.85 * baseline
