@@ -6,7 +6,10 @@ for CIFAR, ``(1, 8, 8)`` for digits, ``(64,)`` for flat vectors.
 
 Only stock layers (``nn.Conv1d/2d``, ``nn.Linear``, ``nn.BatchNorm1d/2d``) hold parameters, so
 masks, criteria and structured surgery never need to know about custom layer types. Container
-modules (residual blocks, the 1-D CNN) only route tensors between those layers.
+modules (residual blocks, the 1-D CNN) only route tensors between those layers. The two
+transformers (``vit_tiny``, ``gpt_tiny``: ``transformer_models.py``) also hold stock
+``nn.LayerNorm``, ``nn.Embedding`` and ``nn.MultiheadAttention`` parameters, and the ViT its
+class token and position embedding.
 
 ``create_model`` is the one entry point: registered names, plus ``tv:<name>`` for any
 torchvision classifier built with random weights (weights are never downloaded).

@@ -15,7 +15,7 @@ from pruning_core.data import dataset_spec, load_dataset
 from pruning_core.errors import ConfigError, DataError
 from pruning_core.experiment import TrialResult, perplexity
 from pruning_core.masks import MaskSet
-from pruning_core.models import create_model
+from pruning_core.models import create_model, initialise
 from pruning_core.record import BY_NAME, EPOCH_METRICS
 from pruning_core.targets import prunable_parameters
 from pruning_core.text_data import CORPORA, corpus_files, corpus_info, unigram_perplexity, windows
@@ -84,6 +84,25 @@ def test_gpt_tiny_tied_weights_are_one_parameter_and_sdpa_matches() -> None:
 def test_bad_options_one_line_errors(name, shape, options, field) -> None:
     with pytest.raises(ConfigError, match=field):
         create_model(name, shape, 256, **options)
+
+
+@pytest.mark.parametrize("init", ["reference", "torch"])
+@pytest.mark.parametrize(("name", "shape"), [("vit_tiny", (3, 8, 8)), ("gpt_tiny", (8,))])
+def test_init_is_deterministic_under_a_seed_and_redraws(name: str, shape, init: str) -> None:
+    def state(seed: int) -> list[torch.Tensor]:
+        torch.manual_seed(seed)
+        return list(create_model(name, shape, 7, init=init).state_dict().values())
+
+    a, b, c = state(0), state(0), state(1)
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    # every tensor drawn at random differs under another seed (LayerNorm 1/0, zero biases do not)
+    differ = [not torch.equal(x, y) for x, y in zip(a, c, strict=True)]
+    assert sum(differ) >= (4 if name == "gpt_tiny" else 6)
+    torch.manual_seed(0)
+    model = create_model(name, shape, 7, init=init)
+    initialise(model, seed=5)
+    assert not all(torch.equal(x, y) for x, y in zip(a, model.state_dict().values(),
+                                                        strict=True))
 
 
 # ----------------------------------------------------------------------------- LM loss
