@@ -253,6 +253,10 @@ class _Trial:
         loader = DataLoader(self.data.train, batch_size=self.cfg.data.batch_size, shuffle=True,
                             generator=gen)
         per_class = self.cfg.prune.score_samples_per_class
+        if per_class and torch.as_tensor(self.data.train[0][1]).dim() > 0:  # an LM: label per token
+            raise ConfigError("prune.score_samples_per_class: needs one class label per example; "
+                              f"{self.data.name} has one per token: unset it and use "
+                              "prune.score_batches")
         if per_class:
             x, y = balanced_set(loader, self.data.num_classes, per_class)
             return [(xb.to(self.device), yb.to(self.device)) for xb, yb in

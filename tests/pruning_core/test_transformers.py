@@ -249,3 +249,17 @@ def test_vit_tiny_prunes_and_trains_on_synthetic_cifar_shaped_data() -> None:
     losses = [h["train_loss"] for h in r.history]
     assert losses[-1] < losses[0]
     assert all(h["perplexity"] == pytest.approx(math.exp(h["test_loss"])) for h in r.history)
+
+
+def test_class_balanced_scoring_on_a_language_model_is_one_line() -> None:
+    from pruning_core.config import load_trial_config
+    from pruning_core.experiment import run
+
+    cfg = load_trial_config({
+        "model": {"name": "gpt_tiny", "options": {"n_layer": 1, "n_embd": 16}},
+        "data": {"name": "stdlib_text", "options": {"block_size": 16}},
+        "train": {"epochs": 0, "device": "cpu"},
+        "prune": {"criterion": "snip", "sparsity": 0.5, "score_samples_per_class": 2},
+    })
+    with pytest.raises(ConfigError, match="prune.score_samples_per_class: needs one class"):
+        run(cfg)
