@@ -197,6 +197,12 @@ class AllocationConfig(_Strict):
     min_density: float = Field(0.0, ge=0, le=1)
     #: ERK exponent (RigL's power_scale)
     erk_power: float = Field(1.0, ge=0)
+    #: OWL (luuyin/OWL): layer sparsities within sparsity +- owl_lambda ("Lamda")
+    owl_lambda: float = Field(0.08, ge=0, lt=0.5)
+    #: OWL: an outlier's Wanda score exceeds owl_m times its layer's mean ("Hyper_m")
+    owl_m: float = Field(5.0, gt=0)
+    #: OWL: outlier ratios per transformer block ("block", the authors') or per tensor
+    owl_group: Literal["block", "layer"] = "block"
 
     @field_validator("layer_sparsity")
     @classmethod

@@ -10,7 +10,6 @@ and dense cache, so registering is enough to be checked. Imports pytest (a test 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -94,24 +93,36 @@ class CriterionContract:
             assert torch.equal(a[n], b[n]), n
 
 
+def allocation_net() -> nn.Module:
+    """Three prunable layers of different sizes (48, 3072 and 96 weights), input (1, 8)."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv1d(1, 16, 3), nn.BatchNorm1d(16), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(96, 32), nn.ReLU(), nn.Linear(32, 3))
+
+
 class AllocationContract:
-    """What every allocation promises: exact total, caps (nesting) and floors respected."""
+    """What every allocation promises: exact total, caps (nesting) and floors respected. The
+    context carries a real model and calibration batches, for allocations that read activations
+    (OWL)."""
 
     name: ClassVar[str]
     options: ClassVar[dict[str, Any]] = {}
-    shapes: ClassVar[dict[str, tuple[int, ...]]] = {
-        "a.weight": (16, 3, 3, 3), "b.weight": (32, 16, 3, 3), "c.weight": (10, 32)}
 
     def context(self, sparsity: float, kept: dict[str, int] | None = None) -> AllocationContext:
+        model = allocation_net()
+        params = prunable_parameters(model)
         gen = torch.Generator().manual_seed(0)
-        scores = {n: torch.rand(s, generator=gen) for n, s in self.shapes.items()}
-        sizes = {n: math.prod(s) for n, s in self.shapes.items()}
+        scores = {n: torch.rand(p.shape, generator=gen) for n, p in params.items()}
+        batches = [(torch.randn(16, 1, 8, generator=gen), torch.randint(0, 3, (16,),
+                                                                        generator=gen))]
         return AllocationContext(
-            shapes=dict(self.shapes), kept=kept or sizes, sparsity=sparsity,
+            shapes={n: tuple(p.shape) for n, p in params.items()},
+            kept=kept or {n: p.numel() for n, p in params.items()}, sparsity=sparsity,
             final_sparsity=sparsity,
             options=AllocationConfig.model_validate({"name": self.name, **self.options}),
-            scores=scores, masks={n: torch.ones(s, dtype=torch.bool)
-                                  for n, s in self.shapes.items()})
+            scores=scores, masks={n: torch.ones_like(p, dtype=torch.bool)
+                                  for n, p in params.items()},
+            model=model, params=params, batches=batches)
 
     def counts(self, ctx: AllocationContext) -> dict[str, int]:
         return ALLOCATIONS.get(self.name)().keep_counts(ctx)
@@ -120,10 +131,10 @@ class AllocationContract:
     def test_counts_sum_exactly_to_the_target(self, sparsity: float) -> None:
         ctx = self.context(sparsity)
         allocation = ALLOCATIONS.get(self.name)()
-        target = allocation.target_sparsity(dict(self.shapes), ctx.options, sparsity)
+        target = allocation.target_sparsity(dict(ctx.shapes), ctx.options, sparsity)
         ctx.sparsity = ctx.final_sparsity = target
         counts = self.counts(ctx)
-        assert set(counts) == set(self.shapes)
+        assert set(counts) == set(ctx.shapes)
         assert sum(counts.values()) == ctx.total_keep()
         for n, k in counts.items():
             assert 0 <= k <= ctx.sizes[n], n

@@ -36,6 +36,9 @@ class Metric:
 METRICS: tuple[Metric, ...] = (
     Metric("test_accuracy", better="max", per_epoch=True, doc="accuracy on the test split"),
     Metric("test_loss", better="min", per_epoch=True),
+    Metric("perplexity", better="min", per_epoch=True,
+           doc="exp(test_loss): per-token perplexity of a language model (its loss is the "
+               "mean token cross-entropy); for a classifier exp of the per-example loss"),
     Metric("train_accuracy", better="max", per_epoch=True),
     Metric("train_loss", better="min", per_epoch=True),
     Metric("sparsity", better="max", per_epoch=True,

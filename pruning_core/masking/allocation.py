@@ -12,18 +12,23 @@ top-scoring weights of each layer. Shared rules, applied to every allocation:
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
+from torch import nn
 
 from ..base.errors import ConfigError
 from ..base.registry import Registry
+from .owl import group_of, input_norms, outlier_ratio, owl_densities, owl_metric
 from .select import ranked, top_mask
 
 if TYPE_CHECKING:  # a type only: config validates names through registries, which import this
     from ..config import AllocationConfig
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -37,6 +42,11 @@ class AllocationContext:
     options: AllocationConfig
     scores: dict[str, torch.Tensor] = field(default_factory=dict)
     masks: dict[str, torch.Tensor] = field(default_factory=dict)
+    #: the model and the calibration batches (``prune.score_batches``), for allocations that
+    #: read activations (OWL)
+    model: nn.Module | None = None
+    params: dict[str, torch.Tensor] = field(default_factory=dict)
+    batches: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -277,3 +287,48 @@ class Explicit(Allocation):
             else max(floors[n], min(ctx.kept[n], round(size * (1.0 - vec[n] * scale))))
             for n, size in ctx.sizes.items()
         }
+
+
+@ALLOCATIONS.register("owl")
+class OWL(Allocation):
+    """OWL (Yin et al. 2024, luuyin/OWL ``lib/prune_all.py``): each block's density is
+    1 - s plus its centred share of Wanda outliers (|W| · ‖X‖ > M · mean) rescaled to a 2λ
+    spread, never below half of 1 - s; see ``owl.py``. The activations come from the
+    ``prune.score_batches`` calibration batches. Densities weight the shared water-filling,
+    so the total is exact, nesting caps hold, and every layer keeps at least one weight
+    (per-layer sparsity in [0, 1))."""
+
+    def weights(self, ctx: AllocationContext) -> dict[str, float]:
+        if ctx.model is None or not ctx.batches:
+            raise ConfigError("prune.allocation: owl needs calibration batches (activations); "
+                              "set prune.score_batches >= 1 (and a training split)")
+        params = {n: ctx.params[n] for n in ctx.shapes}
+        norms = input_norms(ctx.model, params, ctx.batches)
+        if missing := [n for n in params if n not in norms]:
+            log.warning("owl: no input activations captured for %s; their outlier ratio uses "
+                        "|W| alone", ", ".join(missing))
+        by_group = ctx.options.owl_group == "block"
+        groups: dict[str, list[str]] = {}
+        for n in params:
+            groups.setdefault(group_of(n) if by_group else n, []).append(n)
+        ratios = {g: outlier_ratio(torch.cat([owl_metric(params[n], ctx.masks[n], norms.get(n))
+                                              for n in names]), ctx.options.owl_m)
+                  for g, names in groups.items()}
+        sizes = ctx.sizes
+        dens = owl_densities(ratios, {g: sum(sizes[n] for n in names)
+                                      for g, names in groups.items()},
+                             ctx.sparsity, ctx.options.owl_lambda)
+        self.densities = {n: dens[g] for g, names in groups.items() for n in names}
+        return {n: max(0.0, min(1.0, self.densities[n])) * sizes[n] for n in params}
+
+    def keep_counts(self, ctx: AllocationContext) -> dict[str, int]:
+        dense, free, budget = self.budget(ctx)
+        caps = ctx.kept
+        floors = ctx.floors()
+        at_least_one = {n: max(f, min(1, caps[n])) for n, f in floors.items()}
+        if budget >= sum(at_least_one[n] for n in free):  # else fewer weights than layers
+            floors = at_least_one
+        w = self.weights(ctx)
+        counts = water_fill({n: w[n] for n in free}, {n: floors[n] for n in free},
+                            {n: caps[n] for n in free}, budget)
+        return {**{n: ctx.kept[n] for n in dense}, **counts}

@@ -121,6 +121,7 @@ class Pruner(PruneStep):
             kept=self.masks.kept_per_layer(), sparsity=sparsity,
             final_sparsity=self.final_sparsity, options=self.allocation,
             scores=scores, masks=self.masks.masks,
+            model=self.model, params=self.masks.params, batches=self.batches,
         )
         keep = self._allocation.keep_counts(ctx)
         rewrite = self._criterion.rewrite

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
@@ -41,3 +43,8 @@ def flops(model: nn.Module, input_shape: tuple[int, ...], masks: MaskSet) -> tup
         key = f"{root}.{mod}" if mod else "Global"
         removed += sum(counts.get(key, {}).values()) * (1.0 - d)
     return dense, round(dense - removed)
+
+
+def perplexity(loss: float) -> float:
+    """exp(mean cross-entropy in nats); inf past float64's range, NaN stays NaN."""
+    return math.exp(loss) if loss < 709.0 else (math.inf if loss == loss else math.nan)

@@ -19,7 +19,7 @@ from ..config import TrialConfig
 from ..masking.masks import MaskSet
 from ..masking.targets import prunable_parameters
 from ..measure.effective import connectivity, effective_record
-from ..measure.metrics import flops, param_counts
+from ..measure.metrics import flops, param_counts, perplexity
 from ..structured.pruner import ChannelPruner
 from ..workloads.models import create_model
 from .dense_cache import DenseCache, cache_key, dense_prefix
@@ -263,6 +263,7 @@ def _result(trial: Trial, status: str, diverged_epoch: int | None,
         node_sparsity=trial.pruner.size_metrics().get("node_sparsity"),
         train_flops=trial.train_flops,
         gap_accuracy=train.accuracy - test.accuracy, gap_loss=test.loss - train.loss,
+        perplexity=perplexity(test.loss),
         **_connectivity_fields(trial),
     )
 

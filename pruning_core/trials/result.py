@@ -1,7 +1,9 @@
 """What one trial gives back: :class:`TrialResult` at the end, :class:`EpochReport` after every
 training epoch (with the state a resume starts from)."""
 
+from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -64,6 +66,9 @@ class TrialResult:
     #: metrics.adversarial: accuracy under attack on the seeded test subset, and its settings
     adv_accuracy: float | None = None
     adversarial: dict[str, Any] = field(default_factory=dict)
+    #: exp(test_loss): per-token perplexity for a language model (its loss is the mean token
+    #: cross-entropy); for a classifier the same formula, exp(mean cross-entropy per example)
+    perplexity: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -23,7 +23,7 @@ from ..masking.schedules import sparsity_steps
 from ..masking.targets import LayerInfo, layer_infos, prunable_parameters
 from ..masking.variants import VARIANTS
 from ..measure.effective import Connectivity, connectivity
-from ..measure.metrics import flops, param_counts
+from ..measure.metrics import flops, param_counts, perplexity
 from ..structured.compact_file import load_weights
 from ..structured.pruner import ChannelPruner
 from ..workloads.augment import CropFlip
@@ -168,6 +168,10 @@ class Trial:
         loader = DataLoader(self.data.train, batch_size=self.cfg.data.batch_size, shuffle=True,
                             generator=gen)
         per_class = self.cfg.prune.score_samples_per_class
+        if per_class and torch.as_tensor(self.data.train[0][1]).dim() > 0:  # an LM: label per token
+            raise ConfigError("prune.score_samples_per_class: needs one class label per example; "
+                              f"{self.data.name} has one per token: unset it and use "
+                              "prune.score_batches")
         if per_class:
             x, y = balanced_set(loader, self.data.num_classes, per_class)
             return [(xb.to(self.device), yb.to(self.device)) for xb, yb in
@@ -329,6 +333,7 @@ class Trial:
             "epoch": epoch,
             "train_loss": self.last_train.loss, "train_accuracy": self.last_train.accuracy,
             "test_loss": self.last_test.loss, "test_accuracy": self.last_test.accuracy,
+            "perplexity": perplexity(self.last_test.loss),
             "sparsity": self.masks.sparsity(),
             "gap_accuracy": self.last_train.accuracy - self.last_test.accuracy,
             "gap_loss": self.last_test.loss - self.last_train.loss,

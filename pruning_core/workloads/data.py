@@ -595,6 +595,8 @@ def dataset_spec(name: str, root: str | None = None, seed: int = 0,
     if name == "synthetic":
         shape = tuple(int(d) for d in options.get("shape", (3, 32, 32)))
         return shape, int(options.get("num_classes", 10))
+    if name in _SPEC_FNS:
+        return _SPEC_FNS[name](**options)
     return _SPECS[name]
 
 
@@ -621,3 +623,15 @@ def black_pixel(name: str, **options: Any) -> tuple[float, ...] | None:
         mean, std = MNIST_STATS[name]
         return (-mean / std,)
     return None
+
+
+# --------------------------------------------------------------------------- text
+# (a byte-level LM corpus from the Python standard library; see text_data.py)
+
+from .text_data import load_stdlib_text, stdlib_text_spec  # noqa: E402
+
+DATASETS.add("stdlib_text", load_stdlib_text)
+#: datasets whose shape follows their options, known without reading a file
+_SPEC_FNS: dict[str, Callable[..., tuple[tuple[int, ...], int]]] = {
+    "stdlib_text": stdlib_text_spec,
+}

@@ -133,7 +133,7 @@ def print_summary(result) -> None:
                                     if result.diverged_epoch else "")
          + (f": {result.error.removeprefix('doomed: ')}" if result.status == "doomed" else "")),
         ("test accuracy", f"{result.test_accuracy:.4f}"),
-        ("test loss", f"{result.test_loss:.4f}"),
+        ("test loss (perplexity)", f"{result.test_loss:.4f} ({result.perplexity:.2f})"),
         ("train accuracy", f"{result.train_accuracy:.4f}"),
         ("sparsity (target)", f"{result.sparsity:.4f} ({result.target_sparsity:.4f})"),
         ("params kept / all", f"{result.params_kept:,} / {result.params:,}"),

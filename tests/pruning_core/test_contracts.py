@@ -13,7 +13,7 @@ from pruning_core.trials.reference import MemoryCache
 
 #: allocations that need options to mean anything: the options the contract runs them with
 _ALLOCATION_OPTIONS: dict[str, dict[str, Any]] = {
-    "explicit": {"layer_sparsity": {"a.weight": 0.5, "b.weight": 0.9, "c.weight": 0.2}},
+    "explicit": {"layer_sparsity": {"0.weight": 0.5, "4.weight": 0.9, "6.weight": 0.2}},
 }
 
 for _name in CRITERIA.names():

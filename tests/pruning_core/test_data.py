@@ -196,7 +196,7 @@ def test_unknown_dataset_and_option() -> None:
 
 def test_registry_names() -> None:
     expected = {"digits", "mnist1d", "synthetic", "cifar10", "cifar100", "mnist", "fashion_mnist",
-                "imagefolder"}
+                "imagefolder", "stdlib_text"}
     assert set(DATASETS.names()) == expected
 
 
