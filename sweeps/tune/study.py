@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from ray.tune.search.optuna import OptunaSearch
 
 from pruning_core.errors import ConfigError
+from sweeps.results.location import is_remote, resolve
 from sweeps.tune.screen import TRIAL_ID_ATTR, forget, mark_doomed, remember
 from sweeps.tune.space import SearchSpace
 from sweeps.tune.trainable import FINAL_FLAG, RESULT_STATUS
@@ -63,15 +64,14 @@ def study_location(space: SearchSpace) -> str:
         return given
     if given is not None:
         return str(Path(given).expanduser().resolve())
-    root = space.results_dir
-    if "://" in root and not root.lower().startswith("file://"):
+    root = resolve(space.results_dir)
+    if root.remote:
         return IN_MEMORY
-    return str(Path(root.removeprefix("file://")).resolve() / STUDY_FILE)
+    return str(Path(root.local).resolve() / STUDY_FILE)
 
 
 def is_remote_results(space: SearchSpace) -> bool:
-    root = space.results_dir
-    return "://" in root and not root.lower().startswith("file://")
+    return is_remote(space.results_dir)
 
 
 def open_storage(space: SearchSpace) -> optuna.storages.BaseStorage:

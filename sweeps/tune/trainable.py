@@ -24,8 +24,9 @@ from typing import Any
 
 from pruning_core.config import load_trial_config
 from pruning_core.record import METRICS
+from sweeps.results.location import is_remote, local_path
 from sweeps.tune.plan_clock import PLAN_SCALE, plan_progress
-from sweeps.tune.space import trial_dict
+from sweeps.tune.space_keys import trial_dict
 from sweeps.tune.wandb_log import TrialRun, WandbTarget
 
 STATE_FILE = "state.pt"
@@ -145,12 +146,12 @@ def make_trainable(
         # fault-injecting wrappers in tests take (cfg, on_epoch, resume) only
         extra: dict[str, Any] = {}
         if dense_dir and run_fn is None:
-            if "://" in dense_dir and not dense_dir.startswith("file://"):
+            if is_remote(dense_dir):
                 from sweeps.tune.dense_store import ObjectStoreDenseCache
 
                 extra["dense_cache"] = ObjectStoreDenseCache(dense_dir, sweep)
             else:
-                extra["dense_cache"] = LocalDenseCache(dense_dir.removeprefix("file://"))
+                extra["dense_cache"] = LocalDenseCache(local_path(dense_dir))
         if run_fn is None and cfg.metrics.keep_weights:
             extra["weights_out"] = trial_weights_path(dense_dir, trial_id)
         # W&B, live from this worker: one run per trial, every epoch as it ends (never raises)
@@ -176,9 +177,9 @@ def make_trainable(
 def trial_weights_path(dense_dir: str | None, trial_id: str) -> str | None:
     """``<results>/weights/<trial_id>.safetensors`` (``dense_dir`` is ``<results>/dense``), or
     None for results on object storage (not kept there)."""
-    if not dense_dir or ("://" in dense_dir and not dense_dir.startswith("file://")):
+    if not dense_dir or is_remote(dense_dir):
         return None
-    return str(Path(dense_dir.removeprefix("file://")).parent / WEIGHTS_DIR
+    return str(Path(local_path(dense_dir)).parent / WEIGHTS_DIR
                / f"{trial_id}.safetensors")
 
 
