@@ -12,6 +12,7 @@ from pruning_core.config import TrialConfig
 from pruning_core.errors import ConfigError
 from pruning_core.factories import is_import_path
 from pruning_core.record import BY_NAME
+from sweeps.results.location import is_uri
 from sweeps.tune.plan import SweepPlan, plan_sweep
 from sweeps.tune.samplers import make_sampler, probe_sampler
 from sweeps.tune.space_keys import flat_drawn
@@ -119,7 +120,7 @@ def _check_destinations(space: SearchSpace) -> None:
     """Where the sweep writes: results storage, an RDB study, W&B."""
     # no storage: results/<name>, so a bad directory is the name's fault
     check_storage(space.results_dir, "storage" if space.storage else "name")
-    if space.study.storage is not None and "://" in space.study.storage:
+    if space.study.storage is not None and is_uri(space.study.storage):  # an RDB URL
         check_study_url(space.study.storage)
     check_wandb(space.wandb)
 
