@@ -334,8 +334,8 @@ def compact_cmd(
     """Merge a sweep's per-trial Parquet files into a few part files (a sweep does it when it
     ends). Keeps every row; safe to run again, and to kill at any moment."""
     from sweeps.results.compaction import compact
-    from sweeps.results.location import is_uri
     from sweeps.results.store import TRIALS_DIR, TrialStore
+    from sweeps.tune.location import is_uri
 
     for root in results:
         if not is_uri(root) and Path(root).name == TRIALS_DIR and Path(root).is_dir():

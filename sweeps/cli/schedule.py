@@ -53,9 +53,9 @@ def select_row(results: str | Path, trial: str | None, best: str | None, where: 
     Read through :class:`sweeps.results.pareto.Results`, like ``pareto``/``query``/``report``:
     the same locked-down DuckDB connection, the same one-condition check of ``--where`` and the same
     policy for an unreadable Parquet file (skipped with a warning naming it)."""
-    from sweeps.results.location import is_uri
     from sweeps.results.pareto import Results, ResultsError, quote_ident, sql_string
     from sweeps.results.paths import results_dir
+    from sweeps.tune.location import is_uri
 
     if trial is None and best is None:
         raise ConfigError("give --trial ID or --best METRIC (e.g. --best test_accuracy)")

@@ -108,8 +108,8 @@ def trial_inputs(results: str, trial_id: str) -> tuple[dict[str, Any], Path]:
     :class:`ConfigError` (one line) for an unknown id or a trial that kept no weights.
     """
 
-    from sweeps.results.location import resolve
     from sweeps.results.store import TrialStore
+    from sweeps.tune.location import resolve
     from sweeps.tune.trainable import WEIGHTS_DIR
 
     where = resolve(results)

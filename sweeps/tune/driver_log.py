@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sweeps.results.location import resolve
+from sweeps.tune.location import resolve
 
 #: the driver log's file name in the results directory
 DRIVER_LOG = "driver.log"

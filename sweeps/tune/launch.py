@@ -21,8 +21,8 @@ from ray import tune
 
 from pruning_core.config import MAX_THREADS, load_trial_config
 from pruning_core.errors import ConfigError
-from sweeps.results.location import is_remote, is_uri, resolve
 from sweeps.results.store import TrialStore, join_path
+from sweeps.tune.location import is_remote, is_uri, resolve
 from sweeps.tune.plan import SweepPlan, plan_sweep
 from sweeps.tune.plan_clock import plan_epochs as plan_epochs  # moved there; old name kept
 from sweeps.tune.plan_clock import scheduler_clock as scheduler_clock  # old name kept

@@ -12,7 +12,7 @@ from pruning_core.config import TrialConfig
 from pruning_core.errors import ConfigError
 from pruning_core.factories import is_import_path
 from pruning_core.record import BY_NAME
-from sweeps.results.location import is_uri
+from sweeps.tune.location import is_uri
 from sweeps.tune.plan import SweepPlan, plan_sweep
 from sweeps.tune.samplers import make_sampler, probe_sampler
 from sweeps.tune.space_keys import flat_drawn

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 from pruning_core.errors import ConfigError
-from sweeps.results.location import resolve
+from sweeps.tune.location import resolve
 
 #: URI schemes results can live under (pyarrow filesystems Ray Tune also writes to)
 STORAGE_SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss", "file")

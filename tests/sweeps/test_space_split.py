@@ -12,7 +12,7 @@ import pytest
 
 from pruning_core.errors import ConfigError
 from pruning_core.registry import Registry
-from sweeps.results.location import is_remote, is_uri, local_path, resolve
+from sweeps.tune.location import is_remote, is_uri, local_path, resolve
 from sweeps.tune.plan import plan_sweep
 from sweeps.tune.samplers import SAMPLERS, sampler_class
 from sweeps.tune.space import DefineByRun, parse_space

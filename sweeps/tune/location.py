@@ -7,6 +7,11 @@ directory is this?" asks :func:`resolve`, as Optuna's ``get_storage`` is its one
 storage argument. The scheme is read case-insensitively (``FILE:///x`` is the local ``/x``), as
 pyarrow reads it. The schema's check of a ``storage:`` value (``sweeps/tune/storage_checks.py``)
 says which schemes a sweep accepts; this module only tells them apart.
+
+It sits in ``sweeps/tune`` (not ``sweeps/results``) because the trainable asks it on Ray's
+workers, and the driver's ``sweeps/results`` does not reach them: ``code_env.EXCLUDES``'s
+``results/`` also matches ``sweeps/results`` inside the shipped ``py_modules``. It imports
+nothing, so the read-side commands may use it without Ray.
 """
 
 from __future__ import annotations
