@@ -311,11 +311,12 @@ def compact_cmd(
     ends). Keeps every row; safe to run again, and to kill at any moment."""
     from sweeps.results.compaction import compact
     from sweeps.results.store import TRIALS_DIR, TrialStore
+    from sweeps.tune.location import is_uri
 
     for root in results:
-        if "://" not in root and Path(root).name == TRIALS_DIR and Path(root).is_dir():
+        if not is_uri(root) and Path(root).name == TRIALS_DIR and Path(root).is_dir():
             root = str(Path(root).parent)  # RESULTS/trials means RESULTS
-        if "://" not in root and not Path(root).is_dir():
+        if not is_uri(root) and not Path(root).is_dir():
             fail(f"results path {root}: no such directory; give a results dir (with trials/)")
         store = TrialStore(root)
         try:

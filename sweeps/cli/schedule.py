@@ -55,11 +55,12 @@ def select_row(results: str | Path, trial: str | None, best: str | None, where: 
     policy for an unreadable Parquet file (skipped with a warning naming it)."""
     from sweeps.results.pareto import Results, ResultsError, quote_ident, sql_string
     from sweeps.results.paths import results_dir
+    from sweeps.tune.location import is_uri
 
     if trial is None and best is None:
         raise ConfigError("give --trial ID or --best METRIC (e.g. --best test_accuracy)")
     results = results_dir(str(results))  # RESULTS/trials reads as RESULTS
-    if "://" not in results and not Path(results).exists():
+    if not is_uri(results) and not Path(results).exists():
         raise ConfigError(f"results {results}: no such directory")
     try:
         with Results(str(results)) as res:

@@ -120,13 +120,15 @@ def trial_inputs(results: str, trial_id: str) -> tuple[dict[str, Any], Path]:
     :class:`ConfigError` (one line) for an unknown id or a trial that kept no weights.
     """
 
-    from sweeps.results.store import TrialStore, is_uri
+    from sweeps.results.store import TrialStore
+    from sweeps.tune.location import resolve
     from sweeps.tune.trainable import WEIGHTS_DIR
 
-    if is_uri(results) and not results.startswith("file://"):
+    where = resolve(results)
+    if where.remote:
         raise ConfigError(f"--results: {results} is on object storage; trial weights are kept "
                           "for local results only")
-    root = Path(results.removeprefix("file://"))
+    root = Path(where.local)
     if not root.is_dir():
         raise ConfigError(f"--results: {root} is not a directory")
     store = TrialStore(str(root))

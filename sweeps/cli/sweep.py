@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -15,6 +15,11 @@ from rich.table import Table
 from pruning_core.base.errors import ConfigError
 from sweeps.cli.common import AllowImport, allow_imports
 from sweeps.cli.errors import fail, output_console
+
+if TYPE_CHECKING:
+    from sweeps.tune.launch import SweepOutcome
+    from sweeps.tune.progress import Progress
+    from sweeps.tune.space import SearchSpace
 
 SpaceArg = Annotated[Path, typer.Argument(help="search-space YAML (see search_spaces/)")]
 
@@ -110,18 +115,38 @@ def sweep_cmd(
         "else 30)", show_default=False)] = None,
 ) -> None:
     """Run a sweep: Ray Tune + OptunaSearch; one Parquet row per trial; Pareto front at the end."""
+    finish = resume_command(space_path, name=name, num_samples=num_samples, address=address,
+                            working_dir=working_dir, allow_import=allow_import,
+                            num_cpus=num_cpus)
+    working_dir = _prepare_driver(working_dir, allow_import, address)
+    from sweeps.tune.driver_log import driver_log_path
+    from sweeps.tune.launch import results_root
+    from sweeps.tune.progress import Progress
+
+    space, interval = _load_checked(space_path, name, num_samples, address, num_cpus,
+                                    log_interval_s)
+    console = output_console()  # not a terminal (a log): wide, the front table is not cut
+    # where the live table cannot draw (a log, a pipe): plain lines, one per finished trial
+    progress = Progress(space.name, space.budget.num_samples, space.metrics, space.modes,
+                        emit=None if console.is_terminal else typer.echo, interval=interval)
+    log_path = driver_log_path(results_root(space), space.name)
+    outcome = _run_live(space, progress, console, log_path, address=address, resume=resume,
+                        working_dir=working_dir, num_cpus=num_cpus, warm_start=warm_start)
+    _print_outcome(console, space, outcome, progress, finish, log_path)
+
+
+def _prepare_driver(working_dir: str | None, allow_import: list[str] | None,
+                    address: str | None) -> str:
+    """The user's code directory (default: here) on the driver's path and trusted, and Ray's
+    auth defaults set before Ray is imported; returns the directory."""
     import os
     import sys
 
     from pruning_core.base.code_trust import add_code_root
 
-    finish = resume_command(space_path, name=name, num_samples=num_samples, address=address,
-                            working_dir=working_dir, allow_import=allow_import,
-                            num_cpus=num_cpus)
     working_dir = working_dir or os.getcwd()
     if not os.path.isdir(working_dir):
         fail(f"--working-dir: {working_dir!r} is not a directory")
-        return
     allow_imports(allow_import)
     # the shipped code is the user's: the driver validates factories against the same files
     add_code_root(working_dir)
@@ -133,11 +158,17 @@ def sweep_cmd(
         client_auth_defaults()  # before Ray is imported: it reads RAY_AUTH_MODE once
     else:
         embedded_auth_defaults()
-    from sweeps.results.store import TrialStore
-    from sweeps.tune.driver_log import driver_log, driver_log_path
-    from sweeps.tune.launch import environment_defaults, results_root, run_sweep, with_overrides
-    from sweeps.tune.preflight import check_address, connect_deadline
-    from sweeps.tune.progress import Progress, log_interval
+    return working_dir
+
+
+def _load_checked(space_path: Path, name: str | None, num_samples: int | None,
+                  address: str | None, num_cpus: int | None,
+                  log_interval_s: float | None) -> tuple[SearchSpace, float]:
+    """The space with the command's overrides, validated as ``prunetune validate`` does, and
+    the status-line interval; a problem: one line, exit 2."""
+    from sweeps.tune.launch import environment_defaults, with_overrides
+    from sweeps.tune.preflight import check_address
+    from sweeps.tune.progress import log_interval
     from sweeps.tune.space import load_space, validate_space
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -151,38 +182,47 @@ def sweep_cmd(
         check_address(address)
     except ConfigError as exc:
         fail(str(exc))
-        return
-    console = output_console()  # not a terminal (a log): wide, the front table is not cut
-    # where the live table cannot draw (a log, a pipe): plain lines, one per finished trial
-    progress = Progress(space.name, space.budget.num_samples, space.metrics, space.modes,
-                        emit=None if console.is_terminal else typer.echo, interval=interval)
-    log_path = driver_log_path(results_root(space), space.name)
+    return space, interval
+
+
+def _run_live(space: SearchSpace, progress: Progress, console: Console, log_path: Path, *,
+              address: str | None, resume: bool, working_dir: str, num_cpus: int | None,
+              warm_start: list[str] | None) -> SweepOutcome:
+    """``run_sweep`` under the live table and the driver log; Ray's start-up failures (no
+    cluster, refused, another Ray or Python) become one line and exit 2."""
+    from sweeps.tune.driver_log import driver_log
+    from sweeps.tune.launch import run_sweep
+    from sweeps.tune.preflight import connect_deadline
+
     try:
         # transient: an error leaves nothing but its one line; the final table is printed below
         # driver_log: messages about trials a stop cut short go to the log file only
         with connect_deadline(address), driver_log(log_path, lambda: progress.stopped_on_purpose), \
                 Live(get_renderable=progress.renderable, console=console, refresh_per_second=2,
                      transient=True):
-            outcome = run_sweep(space, address=address, resume=resume, callbacks=[progress],
-                                working_dir=working_dir,
-                                num_cpus=num_cpus, warm_start=warm_start or ())
+            return run_sweep(space, address=address, resume=resume, callbacks=[progress],
+                             working_dir=working_dir,
+                             num_cpus=num_cpus, warm_start=warm_start or ())
     except ConfigError as exc:
         fail(str(exc))
-        return
     except ConnectionError as exc:  # ray.init: no cluster at --address auto, refused, ...
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if address:  # the port answered (check_address probed it): a refusal, most often auth
             fail(f"--address {address}: {first.rstrip('.')}; the cluster answered but refused "
                  "this driver: give it the cluster's token (RAY_AUTH_TOKEN or "
                  "RAY_AUTH_TOKEN_PATH; infra/README.md) and the same Ray version")
-        else:
-            fail(f"Ray did not start: {first}")
-        return
+        fail(f"Ray did not start: {first}")
     except RuntimeError as exc:  # ray.init on a cluster of another Ray / Python version
         if not str(exc).startswith("Version mismatch"):
             raise
         fail(version_mismatch(address, str(exc)))
-        return
+
+
+def _print_outcome(console: Console, space: SearchSpace, outcome: SweepOutcome,
+                   progress: Progress, finish: str, log_path: Path) -> None:
+    """The final table, the front and where the results are; an incomplete sweep says how to
+    finish it (exit 130 when stopped short, 0 when its time budget ran out)."""
+    from sweeps.results.store import TrialStore
 
     counts = ", ".join(f"{v} {k}" for k, v in sorted(outcome.counts.items())) or "none"
     interrupted = outcome.counts.get("interrupted", 0)

@@ -62,18 +62,23 @@ class Objective:
 
     @classmethod
     def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
-        """Validate from an Objective or a space file's mapping (:meth:`from_mapping`)."""
+        """Validate from an Objective or a space file's mapping ``{metric, mode}``: a typed
+        mapping first, so an error names its field (``objectives.0.mode``) and a misspelt key
+        is an unknown key, as every other section of a space."""
         from pydantic_core import core_schema
 
-        def validate(value: Any) -> Objective:
-            if isinstance(value, Objective):
-                return value
-            if isinstance(value, Mapping):
-                return cls.from_mapping(value)
-            raise ValueError("an objective is a mapping {metric: NAME, mode: max|min}")
+        mapping = core_schema.typed_dict_schema({
+            "metric": core_schema.typed_dict_field(core_schema.str_schema(min_length=1)),
+            "mode": core_schema.typed_dict_field(core_schema.literal_schema(list(MODES))),
+        }, extra_behavior="forbid")
+        def as_mapping(value: Any) -> Any:  # an Objective validates as its own mapping
+            return {"metric": value.column, "mode": value.mode} \
+                if isinstance(value, Objective) else value
 
-        return core_schema.no_info_plain_validator_function(
-            validate, serialization=core_schema.plain_serializer_function_ser_schema(
+        return core_schema.no_info_before_validator_function(
+            as_mapping, core_schema.no_info_after_validator_function(
+                lambda d: cls(d["metric"], d["mode"]), mapping),
+            serialization=core_schema.plain_serializer_function_ser_schema(
                 lambda o: {"metric": o.column, "mode": o.mode}))
 
 

@@ -28,7 +28,10 @@ log = logging.getLogger(__name__)
 #: never uploaded from the working directory (gitignore syntax, as Ray reads ``excludes``).
 #: Checkpoints are *not* excluded: a relative ``model.weights`` must reach every worker (Ray
 #: caps the package at a few hundred MB: keep big checkpoints on shared storage instead).
-EXCLUDES = [".git/", ".venv/", "venv/", "results/", "wandb/", "__pycache__/", "*.pyc",
+#: ``**/results/*/``, not ``results/``: Ray applies the excludes to the shipped ``py_modules`` too,
+#: and ``results/`` dropped the driver's own ``sweeps/results`` package from every worker (a
+#: sweep's folders under results/ are its subfolders; ``*.parquet`` covers loose files)
+EXCLUDES = [".git/", ".venv/", "venv/", "**/results/*/", "wandb/", "__pycache__/", "*.pyc",
             ".pytest_cache/", ".ruff_cache/", "*.egg-info/", ".devbundle/", "build/", "dist/",
             "*.parquet"]
 
@@ -80,10 +83,15 @@ MAX_ENTRIES = 200_000
 
 def _excluded(rel: str, is_dir: bool, patterns: list[str]) -> bool:
     """Our ``EXCLUDES`` patterns, gitignore-style: ``name/`` (a directory at any depth),
-    ``/name/`` (at the top), ``*.ext`` (a file name at any depth)."""
+    ``/name/`` (at the top), ``parent/*/`` (the directories in any ``parent``), ``*.ext`` (a
+    file name at any depth)."""
     name = rel.rsplit("/", 1)[-1]
     for p in patterns:
-        if p.startswith("/") and p.endswith("/"):
+        inner = p.strip("/").removeprefix("**/")
+        if "/" in inner and p.endswith("/") and not p.startswith("/"):
+            if is_dir and (fnmatch.fnmatch(rel, inner) or fnmatch.fnmatch(rel, "*/" + inner)):
+                return True
+        elif p.startswith("/") and p.endswith("/"):
             if is_dir and rel == p.strip("/"):
                 return True
         elif p.endswith("/"):

@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from sweeps.tune.location import resolve
+
 #: the driver log's file name in the results directory
 DRIVER_LOG = "driver.log"
 #: ``extra={CUT_SHORT: True}`` marks prunetune's own messages about trials cut short
@@ -41,9 +43,10 @@ def driver_log_path(results_root: str, name: str) -> Path:
     """Where the driver log of a sweep with these results goes: next to local results; for
     results in object storage, the system's temporary directory (a sweep with remote results
     writes nothing in the directory it runs from)."""
-    if "://" in results_root and not results_root.startswith("file://"):
+    where = resolve(results_root)
+    if where.remote:
         return Path(tempfile.gettempdir()) / f"prunetune-{name}.driver.log"
-    return Path(results_root.removeprefix("file://")) / DRIVER_LOG
+    return Path(where.local) / DRIVER_LOG
 
 
 def is_cut_short(record: logging.LogRecord) -> bool:

@@ -22,16 +22,16 @@ from ray import tune
 from pruning_core.base.errors import ConfigError
 from pruning_core.config import MAX_THREADS
 from pruning_core.trials.registries import load_trial_config
-from sweeps.results.store import TrialStore, _is_uri, join_path
+from sweeps.results.store import TrialStore, join_path
+from sweeps.tune.location import is_remote, is_uri, resolve
+from sweeps.tune.plan import SweepPlan, plan_sweep
 from sweeps.tune.plan_clock import plan_epochs as plan_epochs  # moved there; old name kept
-from sweeps.tune.plan_clock import scheduler_clock
+from sweeps.tune.plan_clock import scheduler_clock as scheduler_clock  # old name kept
 from sweeps.tune.ray_env import client_auth_defaults, fate_shared, loopback_only
 from sweeps.tune.recorder import Recorder
+from sweeps.tune.schedulers import make_scheduler
 from sweeps.tune.space import EPOCH_METRICS, SearchSpace
 from sweeps.tune.trainable import (
-    FINAL_FLAG,
-    PLAN_SCALE,
-    PROGRESS,
     RunFn,
     make_trainable,
 )
@@ -55,7 +55,7 @@ class SweepOutcome:
 
 def results_root(space: SearchSpace) -> str:
     root = space.results_dir
-    return root if _is_uri(root) else str(Path(root).resolve())
+    return root if is_uri(root) else str(Path(root).resolve())
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None,
@@ -93,27 +93,9 @@ def init_ray(address: str | None = None, num_cpus: int | None = None,
 
 
 def _scheduler(space: SearchSpace, base: dict[str, Any]) -> Any:
-    """The early-stopping scheduler on ``progress`` (share of each trial's own plan), or None
-    without one: ASHA on one metric, or the dominated-only rule on every objective."""
-    if space.scheduler is None:
-        return None
-    s = space.scheduler
-    grace, max_t, _ = scheduler_clock(s, base)
-    if s.name == "dominated":
-        from sweeps.tune.schedulers import DominatedStopper, TargetSparsity, milestones
-
-        # no rung at the plan's end: only the final report gets there, and it is never judged
-        return DominatedStopper(PROGRESS, space.metrics, space.modes,
-                                milestones(grace, s.reduction_factor, min(max_t, PLAN_SCALE)),
-                                bound=TargetSparsity(base), final_flag=FINAL_FLAG)
-    from ray.tune.schedulers import ASHAScheduler
-
-    if len(space.metrics) > 1:
-        log.warning("scheduler: ASHA stops trials on %s alone, so trials good on the other "
-                    "objectives may be cut and the front lose points (name: dominated stops "
-                    "only trials dominated on every objective)", s.metric)
-    return ASHAScheduler(time_attr=PROGRESS, metric=s.metric, mode=s.mode, max_t=max_t,
-                         grace_period=grace, reduction_factor=s.reduction_factor)
+    """``schedulers.make_scheduler`` for ``space`` over the fixed settings ``base`` (the name
+    the scheduler was built under before it moved there)."""
+    return make_scheduler(SweepPlan(space, base, load_trial_config(base)))
 
 
 def _search(space: SearchSpace, storage: Any, sampler: Any = None) -> Any:
@@ -222,17 +204,17 @@ class LiveCallbacks(tune.Callback):
 def dense_dir(space: SearchSpace) -> str:
     """Where trials share dense networks: ``<results>/dense``, on local disk or object storage
     (``dense_store.py``, with the driver's lease actor for one writer per key)."""
-    if "://" in space.results_dir and not space.results_dir.startswith("file://"):
+    where = resolve(space.results_dir)
+    if where.remote:
         return join_path(space.results_dir, "dense")
-    local = space.results_dir.removeprefix("file://")
-    return str(Path(local).resolve() / "dense")
+    return str(Path(where.local).resolve() / "dense")
 
 
 def wandb_dir(space: SearchSpace) -> str:
     """Where W&B runs go (``<dir>/wandb/``): the results directory, or ``./wandb`` for results
     on object storage. The driver's sink and every trial's worker write there."""
     root = results_root(space)
-    return root if not _is_uri(root) else str(Path("wandb").resolve())
+    return root if not is_uri(root) else str(Path("wandb").resolve())
 
 
 def default_threads(space: SearchSpace) -> int:
@@ -302,30 +284,16 @@ def run_sweep(
     """
     if model_fn is not None or data_fn is not None:
         space = _with_factories(space, model_fn, data_fn)
+    # fixed settings must be valid before anything starts; the trainable's default thread
+    # count is recorded too: a schedule exported from these rows must replay the trial bit for bit
+    plan = plan_sweep(space, threads=default_threads(space))
     root = results_root(space)
     store = TrialStore(root)
-    exp_path = join_path(root, EXPERIMENT)
-    base = space.base_config()
-    # the trainable's default thread count, recorded too: a schedule exported from these rows
-    # must replay the trial bit for bit
-    base.setdefault("train", {}).setdefault("threads", default_threads(space))
-    load_trial_config(base)  # fixed settings must be valid before anything starts
     # ASHA's rungs fit the fixed plan (also before anything starts); a resume keeps its own
-    scheduler = None if resume else _scheduler(space, base)
-    seeds = []
-    if warm_start and not resume:
-        from sweeps.tune.warm_start import seed_points
-
-        seeds = seed_points(space, warm_start)
-        log.warning("warm start: %d front trials from %s", len(seeds), ", ".join(warm_start))
-
-    sink = None
-    if space.wandb.mode != "disabled":
-        sink = WandbSink(space.name, space.wandb.project, wandb_dir(space),
-                         mode=space.wandb.mode, group=space.wandb.group,
-                         entity=space.wandb.entity, space=space.model_dump(mode="json"),
-                         results=root)
-    recorder = Recorder(space.name, store, base, sink=sink,
+    scheduler = None if resume else make_scheduler(plan)
+    seeds = _warm_seeds(space, warm_start) if warm_start and not resume else []
+    sink = _wandb_sink(space, root)
+    recorder = Recorder(space.name, store, plan.base, sink=sink,
                         num_samples=space.budget.num_samples, space=space)
     live = LiveCallbacks.serving([recorder, *callbacks])
 
@@ -336,43 +304,12 @@ def run_sweep(
         from sweeps.tune.preflight import check_cluster
 
         check_cluster(space)  # requests no node can meet: an error now, not a wait forever
-        if "://" in dense_dir(space) and not dense_dir(space).startswith("file://"):
+        if is_remote(dense_dir(space)):
             from sweeps.tune.dense_store import start_lock_service
 
             leases = start_lock_service(space.name)  # noqa: F841  (held: it lives with the job)
-        trainable = build_trainable(space, run_fn)
-        if resume:
-            if not tune.Tuner.can_restore(exp_path):
-                raise ConfigError(f"--resume: no sweep to resume at {exp_path}")
-            # the restored run config's LiveCallbacks forwards to this process's callbacks
-            tuner = tune.Tuner.restore(exp_path, trainable, resume_unfinished=True,
-                                       resume_errored=False, restart_errored=False)
-        else:
-            if tune.Tuner.can_restore(exp_path) or store.files():
-                raise ConfigError(
-                    f"results already exist at {root}: pass --resume to finish that sweep, "
-                    "or --name to start another"
-                )
-            search = _new_search(space, seeds)
-            tuner = tune.Tuner(
-                trainable,
-                tune_config=tune.TuneConfig(
-                    search_alg=search,
-                    scheduler=scheduler,
-                    num_samples=space.budget.num_samples,
-                    time_budget_s=space.budget.time_budget_s,
-                    reuse_actors=reuse_actors,
-                    trial_dirname_creator=lambda t: t.trial_id,
-                ),
-                run_config=tune.RunConfig(
-                    name=EXPERIMENT,
-                    storage_path=root,
-                    failure_config=tune.FailureConfig(max_failures=space.budget.max_failures),
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-                    callbacks=[LiveCallbacks()],
-                    verbose=0,
-                ),
-            )
+        tuner = _tuner(plan, store, build_trainable(space, run_fn), resume=resume,
+                       scheduler=scheduler, seeds=seeds, reuse_actors=reuse_actors)
         with live:
             tuner.fit()
     finally:
@@ -382,7 +319,62 @@ def run_sweep(
             import ray
 
             ray.shutdown()
+    return _outcome(space, store, warm_started=len(seeds))
 
+
+def _warm_seeds(space: SearchSpace, warm_start: Sequence[str]) -> list[Any]:
+    """The front points of earlier results that seed a fresh sweep's study."""
+    from sweeps.tune.warm_start import seed_points
+
+    seeds = seed_points(space, warm_start)
+    log.warning("warm start: %d front trials from %s", len(seeds), ", ".join(warm_start))
+    return seeds
+
+
+def _wandb_sink(space: SearchSpace, root: str) -> WandbSink | None:
+    """The driver's W&B sink (None with ``wandb.mode: disabled``)."""
+    if space.wandb.mode == "disabled":
+        return None
+    return WandbSink(space.name, space.wandb.project, wandb_dir(space), mode=space.wandb.mode,
+                     group=space.wandb.group, entity=space.wandb.entity,
+                     space=space.model_dump(mode="json"), results=root)
+
+
+def _tuner(plan: SweepPlan, store: TrialStore, trainable: Any, *, resume: bool, scheduler: Any,
+           seeds: Sequence[Any], reuse_actors: bool) -> tune.Tuner:
+    """The restored Tuner (``resume``), or a new one on a fresh study; refuses to resume
+    nothing, or to start over results already there."""
+    space = plan.space
+    root = results_root(space)
+    exp_path = join_path(root, EXPERIMENT)
+    if resume:
+        if not tune.Tuner.can_restore(exp_path):
+            raise ConfigError(f"--resume: no sweep to resume at {exp_path}")
+        # the restored run config's LiveCallbacks forwards to this process's callbacks
+        return tune.Tuner.restore(exp_path, trainable, resume_unfinished=True,
+                                  resume_errored=False, restart_errored=False)
+    if tune.Tuner.can_restore(exp_path) or store.files():
+        raise ConfigError(f"results already exist at {root}: pass --resume to finish that sweep, "
+                          "or --name to start another")
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=_new_search(space, seeds), scheduler=scheduler,
+            num_samples=space.budget.num_samples, time_budget_s=space.budget.time_budget_s,
+            reuse_actors=reuse_actors, trial_dirname_creator=lambda t: t.trial_id,
+        ),
+        run_config=tune.RunConfig(
+            name=EXPERIMENT, storage_path=root,
+            failure_config=tune.FailureConfig(max_failures=space.budget.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            callbacks=[LiveCallbacks()], verbose=0,
+        ),
+    )
+
+
+def _outcome(space: SearchSpace, store: TrialStore, warm_started: int) -> SweepOutcome:
+    """What the sweep left: rows per status; a complete sweep's orphaned study trials settled."""
+    root = results_root(space)
     rows = store.table()
     counts: dict[str, int] = {}
     if rows.num_rows and "status" in rows.column_names:
@@ -394,8 +386,9 @@ def run_sweep(
 
         settle_orphans(space)
     return SweepOutcome(
-        results_dir=root, experiment_path=exp_path, num_samples=space.budget.num_samples,
-        rows=rows.num_rows, counts=counts, complete=complete, warm_started=len(seeds),
+        results_dir=root, experiment_path=join_path(root, EXPERIMENT),
+        num_samples=space.budget.num_samples, rows=rows.num_rows, counts=counts,
+        complete=complete, warm_started=warm_started,
     )
 
 

@@ -8,13 +8,11 @@ Ray nor any other module of ``sweeps.tune``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from pruning_core.base.errors import ConfigError
+from pruning_core.config import TrialConfig
 from pruning_core.trials.registries import load_trial_config
-
-if TYPE_CHECKING:
-    from pruning_core.config import TrialConfig
 
 
 class ClockSpec(Protocol):
@@ -67,7 +65,7 @@ def plan_epochs(cfg: TrialConfig) -> int:
     return sum(isinstance(a, Train) for a in TIMINGS.get(cfg.prune.timing.name)(cfg, steps))
 
 
-def scheduler_clock(s: ClockSpec, base: dict[str, Any]) -> tuple[int, int, int]:
+def scheduler_clock(s: ClockSpec, base: dict[str, Any] | TrialConfig) -> tuple[int, int, int]:
     """The scheduler's ``(grace_period, max_t, reference epochs)`` in per-mille of each trial's
     plan (ASHA's and the dominated rule's rungs alike).
 
@@ -77,7 +75,8 @@ def scheduler_clock(s: ClockSpec, base: dict[str, Any]) -> tuple[int, int, int]:
     ASHA stops a trial *at* ``max_t``, and a trial's last report (``PLAN_SCALE``) must not be
     swallowed; past it, every trial ends on its own.
     """
-    reference = plan_epochs(load_trial_config(base))
+    fixed = base if isinstance(base, TrialConfig) else load_trial_config(base)
+    reference = plan_epochs(fixed)
     if reference == 0:
         raise ConfigError("scheduler: the fixed config's plan trains no epoch (train.epochs: 0); "
                           "set train.epochs in fixed, or remove the scheduler")

@@ -215,7 +215,7 @@ def _row_schema(base: dict[str, Any], space: SearchSpace | None) -> pa.Schema:
         types = types_of([config_columns(base, {})[0]])
         return sweep_schema({k: t or pa.string() for k, t in types.items()})
     return sweep_schema(space_config_types(space, base),
-                        objectives=[o.model_dump(mode="json") for o in space.objectives],
+                        objectives=[{"metric": o.metric, "mode": o.mode} for o in space.objectives],
                         space=space.model_dump(mode="json"))
 
 

@@ -22,16 +22,44 @@ from typing import TYPE_CHECKING, Any
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from sweeps.tune.plan_clock import layer_shapes, target_sparsity
+from sweeps.tune.plan_clock import PLAN_SCALE, layer_shapes, scheduler_clock, target_sparsity
+from sweeps.tune.space_keys import trial_dict
+from sweeps.tune.trainable import FINAL_FLAG, PROGRESS
 
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
+
+    from sweeps.tune.plan import SweepPlan
 
 
 log = logging.getLogger(__name__)
 
 #: the trial's own optimistic value of an objective, from its config (None: unknown)
 Bound = Callable[[dict[str, Any]], dict[str, float]]
+
+
+def make_scheduler(plan: SweepPlan) -> Any:
+    """The early-stopping scheduler on ``progress`` (share of each trial's own plan), or None
+    without one: ASHA on one metric, or the dominated-only rule on every objective. Its rungs
+    fit the fixed config's plan (``plan_clock.scheduler_clock``)."""
+    space = plan.space
+    if space.scheduler is None:
+        return None
+    s = space.scheduler
+    grace, max_t, _ = scheduler_clock(s, plan.fixed)
+    if s.name == "dominated":
+        # no rung at the plan's end: only the final report gets there, and it is never judged
+        return DominatedStopper(PROGRESS, space.metrics, space.modes,
+                                milestones(grace, s.reduction_factor, min(max_t, PLAN_SCALE)),
+                                bound=TargetSparsity(plan.base), final_flag=FINAL_FLAG)
+    from ray.tune.schedulers import ASHAScheduler
+
+    if len(space.metrics) > 1:
+        log.warning("scheduler: ASHA stops trials on %s alone, so trials good on the other "
+                    "objectives may be cut and the front lose points (name: dominated stops "
+                    "only trials dominated on every objective)", s.metric)
+    return ASHAScheduler(time_attr=PROGRESS, metric=s.metric, mode=s.mode, max_t=max_t,
+                         grace_period=grace, reduction_factor=s.reduction_factor)
 
 
 def milestones(grace: int, reduction_factor: float, max_t: int) -> list[int]:
@@ -157,7 +185,6 @@ class TargetSparsity:
 
     def __call__(self, config: dict[str, Any]) -> dict[str, float]:
         from pruning_core.trials.registries import load_trial_config
-        from sweeps.tune.space import trial_dict
 
         cfg = load_trial_config(trial_dict(self.base, config))
         prune = cfg.prune.model_dump(include={"include", "exclude", "granularity"})

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from ray.tune.search.optuna import OptunaSearch
 
 from pruning_core.base.errors import ConfigError
+from sweeps.tune.location import is_remote, is_uri, resolve
 from sweeps.tune.screen import TRIAL_ID_ATTR, forget, mark_doomed, remember
 from sweeps.tune.space import SearchSpace
 from sweeps.tune.trainable import FINAL_FLAG, RESULT_STATUS
@@ -59,19 +60,18 @@ def study_location(space: SearchSpace) -> str:
     a study Optuna's tools can open.
     """
     given = space.study.storage
-    if given is not None and "://" in given:
+    if given is not None and is_uri(given):  # an RDB URL
         return given
     if given is not None:
         return str(Path(given).expanduser().resolve())
-    root = space.results_dir
-    if "://" in root and not root.lower().startswith("file://"):
+    root = resolve(space.results_dir)
+    if root.remote:
         return IN_MEMORY
-    return str(Path(root.removeprefix("file://")).resolve() / STUDY_FILE)
+    return str(Path(root.local).resolve() / STUDY_FILE)
 
 
 def is_remote_results(space: SearchSpace) -> bool:
-    root = space.results_dir
-    return "://" in root and not root.lower().startswith("file://")
+    return is_remote(space.results_dir)
 
 
 def open_storage(space: SearchSpace) -> optuna.storages.BaseStorage:
@@ -85,7 +85,7 @@ def open_storage(space: SearchSpace) -> optuna.storages.BaseStorage:
                     "can open)", space.results_dir)
         return optuna.storages.InMemoryStorage()
     try:
-        if "://" in where:
+        if is_uri(where):  # an RDB URL
             return optuna.storages.RDBStorage(where)
         Path(where).parent.mkdir(parents=True, exist_ok=True)
         backend = optuna.storages.journal.JournalFileBackend(where)

@@ -24,8 +24,9 @@ from typing import Any
 
 from pruning_core.base.record import METRICS
 from pruning_core.trials.registries import load_trial_config
+from sweeps.tune.location import is_remote, local_path
 from sweeps.tune.plan_clock import PLAN_SCALE, plan_progress
-from sweeps.tune.space import trial_dict
+from sweeps.tune.space_keys import trial_dict
 from sweeps.tune.wandb_log import TrialRun, WandbTarget
 
 STATE_FILE = "state.pt"
@@ -116,11 +117,7 @@ def make_trainable(
             "node_id": ray.get_runtime_context().get_node_id(),
             "hostname": socket.gethostname(),
         }
-        resume = None
-        checkpoint = tune.get_checkpoint()
-        if checkpoint is not None:
-            with checkpoint.as_directory() as d:
-                resume = torch.load(Path(d, STATE_FILE), weights_only=True)
+        resume = _resume_state()
 
         plan: dict[str, int] = {}
 
@@ -141,19 +138,9 @@ def make_trainable(
                     dict(metrics), checkpoint=tune.Checkpoint.from_directory(d)),
                     storage_retry_s)
 
-        from pruning_core.trials.dense_cache import LocalDenseCache
-
         # fault-injecting wrappers in tests take (cfg, on_epoch, resume) only
-        extra: dict[str, Any] = {}
-        if dense_dir and run_fn is None:
-            if "://" in dense_dir and not dense_dir.startswith("file://"):
-                from sweeps.tune.dense_store import ObjectStoreDenseCache
-
-                extra["dense_cache"] = ObjectStoreDenseCache(dense_dir, sweep)
-            else:
-                extra["dense_cache"] = LocalDenseCache(dense_dir.removeprefix("file://"))
-        if run_fn is None and cfg.metrics.keep_weights:
-            extra["weights_out"] = trial_weights_path(dense_dir, trial_id)
+        extra = {} if run_fn is not None else _run_extras(
+            dense_dir, sweep, trial_id, cfg.metrics.keep_weights)
         # W&B, live from this worker: one run per trial, every epoch as it ends (never raises)
         live = TrialRun(wandb, trial_id, config=data)
         try:
@@ -174,12 +161,43 @@ def make_trainable(
     return prunetune_trial
 
 
+def _resume_state() -> Any:
+    """The engine state of the trial's last checkpoint (a retried or restored trial), or None."""
+    import torch
+    from ray import tune
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as d:
+        return torch.load(Path(d, STATE_FILE), weights_only=True)
+
+
+def _run_extras(dense_dir: str | None, sweep: str, trial_id: str,
+                keep_weights: bool) -> dict[str, Any]:
+    """``experiment.run``'s keyword arguments a sweep adds: the dense cache shared by the
+    sweep's trials (local, or object storage), and where ``metrics.keep_weights`` saves them."""
+    from pruning_core.trials.dense_cache import LocalDenseCache
+
+    extra: dict[str, Any] = {}
+    if dense_dir:
+        if is_remote(dense_dir):
+            from sweeps.tune.dense_store import ObjectStoreDenseCache
+
+            extra["dense_cache"] = ObjectStoreDenseCache(dense_dir, sweep)
+        else:
+            extra["dense_cache"] = LocalDenseCache(local_path(dense_dir))
+    if keep_weights:
+        extra["weights_out"] = trial_weights_path(dense_dir, trial_id)
+    return extra
+
+
 def trial_weights_path(dense_dir: str | None, trial_id: str) -> str | None:
     """``<results>/weights/<trial_id>.safetensors`` (``dense_dir`` is ``<results>/dense``), or
     None for results on object storage (not kept there)."""
-    if not dense_dir or ("://" in dense_dir and not dense_dir.startswith("file://")):
+    if not dense_dir or is_remote(dense_dir):
         return None
-    return str(Path(dense_dir.removeprefix("file://")).parent / WEIGHTS_DIR
+    return str(Path(local_path(dense_dir)).parent / WEIGHTS_DIR
                / f"{trial_id}.safetensors")
 
 

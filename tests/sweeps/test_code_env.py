@@ -11,7 +11,7 @@ import pytest
 
 from pruning_core.base.errors import ConfigError
 from sweeps.tune import code_env
-from sweeps.tune.code_env import EXCLUDES, runtime_env, special_files
+from sweeps.tune.code_env import EXCLUDES, _excluded, runtime_env, special_files
 
 from .conftest import cli, kill_session, write_space
 
@@ -119,3 +119,19 @@ def test_a_sweep_from_a_directory_with_a_stale_checkout_runs_the_drivers_code(
         kill_session(proc.pid)
     assert proc.returncode == 0, out
     assert "1/1 recorded (1 ok)" in out, out
+
+
+def test_the_excludes_keep_the_sweeps_results_package_and_drop_a_sweeps_results_folders():
+    """Ray matches ``excludes`` against the shipped ``py_modules`` too (relative to the package
+    directory): ``results/`` dropped ``sweeps/results`` from every worker. Checked with the
+    matcher Ray itself uses (its vendored pathspec, private: this fails loudly if it moves)."""
+    from ray._private.thirdparty.pathspec import PathSpec
+
+    spec = PathSpec.from_lines("gitwildmatch", EXCLUDES)
+    assert not spec.match_file("results/store.py")  # sweeps/results/store.py, relative to sweeps
+    assert not spec.match_file("results/")
+    assert spec.match_file("results/demo_mnist1d/")  # the working dir's sweep folders
+    assert spec.match_file("results/demo_mnist1d/trials/t1.parquet")
+    assert spec.match_file("sub/results/old_sweep/")
+    assert _excluded("results/demo", True, list(EXCLUDES))
+    assert not _excluded("results", True, list(EXCLUDES))
