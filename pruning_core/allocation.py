@@ -37,6 +37,9 @@ class AllocationContext:
     options: AllocationConfig
     scores: dict[str, torch.Tensor] = field(default_factory=dict)
     masks: dict[str, torch.Tensor] = field(default_factory=dict)
+    #: layers left out of this step (all-zero weights): they keep what they keep, like the
+    #: ``keep_first_dense`` layer, and the others share the rest of the budget
+    held: frozenset[str] = frozenset()
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -52,7 +55,7 @@ class AllocationContext:
             out.add(names[0])
         if self.options.keep_last_dense:
             out.add(names[-1])
-        return out
+        return out | self.held
 
     def floors(self) -> dict[str, int]:
         sizes = self.sizes

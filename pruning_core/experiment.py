@@ -78,6 +78,9 @@ class TrialResult:
     #: metrics.similarity: {layer: similarity to the dense reference}, and their finite mean
     similarity: dict[str, float] = field(default_factory=dict)
     similarity_mean: float | None = None
+    #: layers left out of pruning because their weights were all zero when scored
+    #: (``prune.prune_zero_layers: false``)
+    excluded_layers: list[str] = field(default_factory=list)
     #: prune.granularity channel: the fraction of channels removed (``sparsity`` is weights)
     node_sparsity: float | None = None
     #: cumulative training FLOPs over the run (3 x forward per example seen; masked layers
@@ -241,6 +244,7 @@ class _Trial:
             allocation=cfg.prune.allocation, final_sparsity=target,
             batches=self._score_batches(), input_shape=self.data.input_shape,
             criterion_options=cfg.prune.criterion_options, seed=cfg.seed,
+            exclude_zero_layers=not cfg.prune.prune_zero_layers,
         ), masks, target
 
     def _score_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -695,6 +699,7 @@ def _result(trial: _Trial, status: str, diverged_epoch: int | None,
         node_sparsity=trial.pruner.node_sparsity()
         if isinstance(trial.pruner, ChannelPruner) else None,
         train_flops=trial.train_flops,
+        excluded_layers=list(getattr(trial.pruner, "excluded", [])),
         gap_accuracy=train.accuracy - test.accuracy, gap_loss=test.loss - train.loss,
         **_connectivity_fields(trial),
     )

@@ -10,7 +10,7 @@ gradients with ``torch.autograd.grad`` (never ``.backward()``) and run the model
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,21 +50,33 @@ class Criterion:
     needs_data: bool = True
     #: scores may be negative (GraSP): rankings that square or take logs of scores refuse it
     signed: bool = False
+    #: differentiates a gradient (GraSP's Hessian-gradient product): attention then runs on
+    #: PyTorch's math SDPA kernel, as the fused CPU/flash kernels have no double backward
+    double_backward: bool = False
 
     def __call__(self, ctx: ScoreContext) -> dict[str, torch.Tensor]:
-        with restored_mode(ctx.model):
+        with restored_mode(ctx.model), _sdpa_for(self.double_backward):
             return self.fn(ctx)
 
 
 CRITERIA: Registry[Criterion] = Registry("criterion")
 
 
+def _sdpa_for(double_backward: bool) -> AbstractContextManager[object]:
+    """The math attention kernel where a double backward runs through attention."""
+    if not double_backward:
+        return nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel(SDPBackend.MATH)
+
+
 def criterion(name: str, options: type[BaseModel] = NoOptions, needs_data: bool = True,
-              signed: bool = False):
+              signed: bool = False, double_backward: bool = False):
     """Register a score function: ``@criterion("snip")``."""
 
     def deco(fn: Callable[[ScoreContext], dict[str, torch.Tensor]]):
-        CRITERIA.add(name, Criterion(fn, options, needs_data, signed))
+        CRITERIA.add(name, Criterion(fn, options, needs_data, signed, double_backward))
         return fn
 
     return deco
