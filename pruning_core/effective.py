@@ -18,6 +18,9 @@ probe is a float64 copy with every non-linearity made path-preserving:
   become the identity (normalising an all-ones vector would give zeros, a false "no path");
 - max pooling becomes average pooling of the same window (the max routes the gradient to one
   input only, which would mark the others disconnected);
+- softmax attention (``nn.MultiheadAttention``) becomes its first-order linearisation
+  ``(1 + s) / n_keys`` (``pruning_core/linearised.py``): q and k lie on a path through the
+  scores, v through the values, and v still passes when q or k are pruned away;
 - residual sums, concatenation, flattening and average pooling need nothing.
 
 Path counts overflow only for very wide and deep networks; then the probe is redone with each
@@ -32,6 +35,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .linearised import LinearisedAttention
 from .masks import MaskSet
 
 _NORMS = (nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
@@ -75,6 +79,8 @@ def _swap_modules(probe: nn.Module) -> None:
                                       ceil_mode=mod.ceil_mode)
         elif type(mod) in _ADAPTIVE:
             new = _ADAPTIVE[type(mod)](mod.output_size)  # type: ignore[arg-type]
+        elif isinstance(mod, nn.MultiheadAttention):
+            new = LinearisedAttention(mod)
         elif isinstance(mod, _NORMS):
             new = _Scale(getattr(mod, "weight", None))
         elif isinstance(mod, nn.modules.batchnorm._BatchNorm):
