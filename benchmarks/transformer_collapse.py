@@ -16,7 +16,11 @@ Per cell: collapsed layers (zero kept weights), effective sparsity (kept weights
 input -> output path count as removed: ``pruning_core/effective.py``), and layers whose every
 score is 0 (their ranking is arbitrary: ties broken by index).
 
-    python benchmarks/transformer_collapse.py      # ~2-4 min on 2 shared CPU cores
+``--iterative N`` adds SynFlow as its paper uses it (N steps on the exponential schedule,
+rescoring the masked network each step) with global allocation, for the last two conditions.
+
+    python benchmarks/transformer_collapse.py                  # ~10 min on 2 shared CPU cores
+    python benchmarks/transformer_collapse.py --iterative 100  # + ~7 min
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from pruning_core.engine import Pruner
 from pruning_core.errors import ConfigError
 from pruning_core.masks import MaskSet
 from pruning_core.registries import ALLOCATIONS, CRITERIA
+from pruning_core.schedules import sparsity_steps
 from pruning_core.targets import prunable_parameters
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,7 +63,8 @@ def vit(seed: int, head_drawn: bool) -> torch.nn.Module:
 
 
 def cell(criterion: str, allocation: str, condition: str, sparsity: float,
-         batches: list[tuple[torch.Tensor, torch.Tensor]], seed: int) -> dict[str, Any]:
+         batches: list[tuple[torch.Tensor, torch.Tensor]], seed: int, steps: int = 1
+         ) -> dict[str, Any]:
     model = vit(seed, head_drawn=condition == "head drawn")
     masks = MaskSet(prunable_parameters(model))
     start = time.perf_counter()
@@ -67,14 +73,15 @@ def cell(criterion: str, allocation: str, condition: str, sparsity: float,
                         batches, INPUT, seed=seed,
                         exclude_zero_layers=condition != "zero head pruned")
         scores = pruner.scores()
-        pruner.step(sparsity)
+        for s in sparsity_steps("exponential" if steps > 1 else "one_shot", sparsity, steps):
+            pruner.step(s)
     except ConfigError as exc:  # e.g. lamp refuses GraSP's signed scores
         return {"criterion": criterion, "allocation": allocation, "condition": condition,
                 "refused": str(exc)}
     conn = connectivity(model, masks, INPUT)
     return {
         "criterion": criterion, "allocation": allocation, "condition": condition,
-        "sparsity": masks.sparsity(), "collapsed": masks.collapsed(),
+        "steps": steps, "sparsity": masks.sparsity(), "collapsed": masks.collapsed(),
         "n_collapsed": len(masks.collapsed()), "excluded": pruner.excluded,
         "effective_sparsity": conn.effective_sparsity,
         "zero_score_layers": [n for n, s in scores.items() if not bool(s.ne(0).any())],
@@ -86,6 +93,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sparsity", type=float, default=0.9)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--iterative", type=int, default=0, metavar="N",
+                    help="also SynFlow in N exponential steps (global allocation)")
     ap.add_argument("--out", type=Path,
                     default=REPO / "benchmarks" / "results" / "transformer_collapse.json")
     args = ap.parse_args()
@@ -108,6 +117,14 @@ def main() -> None:
                              + (f" z{len(r['zero_score_layers'])}"
                                 if r["zero_score_layers"] else ""))
             print(f"{c:10} {a:10} " + " ".join(f"{x:>22}" for x in cells))
+    if args.iterative > 1:
+        for cond in CONDITIONS[1:]:
+            r = cell("synflow", "global", cond, args.sparsity, batches, args.seed,
+                     args.iterative)
+            rows.append(r)
+            print(f"synflow, {args.iterative} exponential steps, global, {cond}: "
+                  f"{r['n_collapsed']} collapsed, effective sparsity "
+                  f"{r['effective_sparsity']:.3f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "date": dt.date.today().isoformat(), "machine": platform.processor() or

@@ -219,3 +219,27 @@ def test_sdpa_restored_after_grasp() -> None:
     x = batches()[0][0]
     with torch.no_grad():
         assert torch.isfinite(m(x)).all() and not math.isnan(float(m(x).sum()))
+
+
+def build_vit(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """A model factory (``model.name: tests.pruning_core.test_transformer_targets:build_vit``)."""
+    return torchvision.models.VisionTransformer(image_size=input_shape[-1], patch_size=8,
+                                                num_layers=1, num_heads=2, hidden_dim=16,
+                                                mlp_dim=32, num_classes=num_classes)
+
+
+def test_a_run_reports_the_left_out_layer() -> None:
+    from pruning_core.config import load_trial_config
+    from pruning_core.experiment import run
+
+    cfg = load_trial_config({
+        "model": {"name": "tests.pruning_core.test_transformer_targets:build_vit"},
+        "data": {"name": "synthetic", "options": {"num_train": 32, "num_test": 16}},
+        "train": {"epochs": 1},
+        "prune": {"criterion": "magnitude", "sparsity": 0.8, "allocation": "erk"}})
+    result = run(cfg)
+    assert result.excluded_layers == ["heads.head.weight"]
+    assert result.collapsed_layers == []
+    assert result.layer_sparsity["encoder.layers.encoder_layer_0.self_attention.in_proj_weight"] \
+        > 0.5
+    assert result.sparsity == pytest.approx(0.8, abs=1e-3)
