@@ -29,17 +29,64 @@ attention unchanged; it publishes no linearisation of LayerNorm/softmax that we 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
+
+
+def linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                     attn_mask: torch.Tensor | None = None, is_causal: bool = False,
+                     scale: float | None = None) -> torch.Tensor:
+    """``softmax(s) ≈ (1 + s) / n_keys`` attention over ``(..., L, D)`` tensors; masked keys
+    (bool ``False`` / float ``-inf``, as ``F.scaled_dot_product_attention`` reads them, or
+    ``is_causal``) are left out of the sum and the count."""
+    lq, lk = q.shape[-2], k.shape[-2]
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    weights = 1.0 + (q @ k.transpose(-2, -1)) * scale  # (..., Lq, Lk)
+    allowed = torch.ones(lq, lk, dtype=torch.bool, device=q.device)
+    if is_causal:
+        allowed = allowed.tril()
+    if attn_mask is not None:
+        allowed = allowed & (attn_mask if attn_mask.dtype == torch.bool
+                             else torch.isfinite(attn_mask))
+    n_keys = allowed.sum(-1, keepdim=True).clamp_min(1)
+    return (weights * allowed / n_keys) @ v
+
+
+class Linearised(TorchFunctionMode):
+    """While active, ``F.scaled_dot_product_attention`` is :func:`linear_attention` and
+    ``F.layer_norm`` keeps only its affine part: the same linearisation for attention and
+    norms written with the functional API (nanoGPT's ``CausalSelfAttention`` and
+    ``LayerNorm``), which replacing modules cannot reach."""
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (),
+                           kwargs: dict | None = None) -> Any:
+        kwargs = dict(kwargs or {})
+        if func is F.scaled_dot_product_attention:
+            names = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale")
+            bound = {**dict(zip(names, args, strict=False)), **kwargs}
+            return linear_attention(bound["query"], bound["key"], bound["value"],
+                                    bound.get("attn_mask"), bool(bound.get("is_causal")),
+                                    bound.get("scale"))
+        if func is F.layer_norm:
+            names = ("input", "normalized_shape", "weight", "bias", "eps")
+            bound = {**dict(zip(names, args, strict=False)), **kwargs}
+            x, w, b = bound["input"], bound.get("weight"), bound.get("bias")
+            x = x * w if w is not None else x
+            return x + b if b is not None else x
+        return func(*args, **kwargs)
 
 
 class LinearisedAttention(nn.Module):
     """``nn.MultiheadAttention`` with softmax replaced by ``(1 + s) / n_keys``.
 
     Holds the original module's parameters under the same names (``in_proj_weight``, ...,
-    ``out_proj.weight``), so ``functional_call`` state dicts of the original model apply."""
+    ``out_proj.weight``), so ``functional_call`` state dicts of the original model apply.
+    ``bias_k`` / ``bias_v`` / ``add_zero_attn`` (rare) are not modelled: their extra key is
+    left out of the path count."""
 
     def __init__(self, mha: nn.MultiheadAttention) -> None:
         super().__init__()
@@ -71,18 +118,13 @@ class LinearisedAttention(nn.Module):
         b, lq, e = q.shape
         lk, h = k.shape[1], self.num_heads
         q, k, v = (t.reshape(b, -1, h, e // h).transpose(1, 2) for t in (q, k, v))  # (B,H,L,D)
-        scores = 1.0 + q @ k.transpose(-2, -1) / math.sqrt(e // h)  # (B, H, Lq, Lk)
-        allowed = torch.ones(lq, lk, dtype=torch.bool, device=q.device)
-        if is_causal:
-            allowed = allowed.tril()
-        if attn_mask is not None:  # bool: True = not allowed; float: -inf = not allowed
+        allowed = torch.ones(b, 1, lq, lk, dtype=torch.bool, device=q.device)
+        if attn_mask is not None:  # MHA's masks: bool True / float -inf = not allowed
             am = ~attn_mask if attn_mask.dtype == torch.bool else torch.isfinite(attn_mask)
-            allowed = allowed & am.reshape(-1, lq, lk)[0]
-        weights = scores * allowed
+            allowed = allowed & am.reshape(-1, 1, lq, lk)[:1]
         if key_padding_mask is not None:  # (B, Lk), True = padding
-            weights = weights * (~key_padding_mask.bool())[:, None, None, :]
-        n_keys = allowed.sum(-1, keepdim=True).clamp_min(1)  # (Lq, 1)
-        out = (weights / n_keys) @ v  # (B, H, Lq, D)
+            allowed = allowed & (~key_padding_mask.bool())[:, None, None, :]
+        out = linear_attention(q, k, v, allowed, is_causal)  # (B, H, Lq, D)
         out = F.linear(out.transpose(1, 2).reshape(b, lq, e), self.out_proj.weight,
                        self.out_proj.bias)
         return (out if self.batch_first else out.transpose(0, 1)), None

@@ -9,7 +9,9 @@ Transformers: SynFlow's path-count reading needs a homogeneous network, so a mod
 ``nn.MultiheadAttention`` or ``nn.LayerNorm`` is scored on a copy where LayerNorm keeps only
 its affine scaling (|γ| ⊙ x + |β|, as the zero-cost-proxy ports of SynFlow drop normalisation)
 and softmax attention becomes its first-order linearisation (1 + s) / n_keys (Li et al. 2020);
-sources and reasons in ``pruning_core/linearised.py``. The model itself is never changed.
+the same holds for ``F.scaled_dot_product_attention`` and ``F.layer_norm`` called directly
+(nanoGPT-style blocks). Sources and reasons in ``pruning_core/linearised.py``. The model itself
+is never changed.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from ..linearised import has_attention_or_layernorm, linearise
+from ..linearised import Linearised, has_attention_or_layernorm, linearise
 from .base import ScoreContext, criterion
 
 
@@ -42,7 +44,8 @@ def _scores(ctx: ScoreContext, dtype: torch.dtype) -> dict[str, torch.Tensor]:
     leaves = [state[n].requires_grad_() for n in names]
     device = ctx.params[names[0]].device
     x = torch.ones((1, *ctx.input_shape), dtype=dtype, device=device)
-    r = torch.func.functional_call(model, state, (x,)).sum()
+    with Linearised():  # functional attention / layer_norm calls (nanoGPT-style blocks)
+        r = torch.func.functional_call(model, state, (x,)).sum()
     grads = torch.autograd.grad(r, leaves)
     return {n: (g * w.detach()).abs() for n, g, w in zip(names, grads, leaves, strict=True)}
 

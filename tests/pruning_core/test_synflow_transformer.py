@@ -93,3 +93,36 @@ def test_synflow_on_the_vit_at_90_percent_is_finite() -> None:
     assert all(bool(v.gt(0).any()) for v in scores.values())  # every layer carries flow
     pruner.step(0.9)
     assert masks.sparsity() == pytest.approx(0.9, abs=1e-5)
+
+
+class FunctionalBlock(nn.Module):
+    """nanoGPT-style: projections as Linear layers, F.scaled_dot_product_attention and
+    F.layer_norm called directly."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ln_weight = nn.Parameter(torch.tensor([2.0, -3.0]))
+        self.ln_bias = nn.Parameter(torch.tensor([0.5, 0.0]))
+        self.qkv = nn.Linear(2, 6, bias=False)
+        self.proj = nn.Linear(2, 2, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, L, 2)
+        x = nn.functional.layer_norm(x, (2,), self.ln_weight, self.ln_bias)
+        q, k, v = self.qkv(x).split(2, dim=-1)
+        return self.proj(nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True))
+
+
+def test_functional_attention_and_layer_norm_are_linearised() -> None:
+    net = FunctionalBlock()
+    eye = torch.eye(2)
+    with torch.no_grad():
+        net.qkv.weight.copy_(torch.cat([eye, eye, eye]))
+        net.proj.weight.copy_(eye)
+    # ones -> |γ| x + |β| = a = (2.5, 3) on both tokens; q = k = v = a, s = a·a / √2 =
+    # 15.25 / √2. Causal: token 0 sees itself (weight (1 + s) / 1), token 1 sees both
+    # ((1 + s) / 2 each): out_0 = out_1 = (1 + s) a. R = 2 (1 + s)(2.5 + 3) = 11 (1 + s).
+    # ∂R/∂proj[e, e] = Σ_tokens out_e = 2 (1 + s) a_e.
+    s = 15.25 / math.sqrt(2)
+    scores = synflow(net, (2, 2))
+    expected = torch.diag(2 * (1 + s) * torch.tensor([2.5, 3.0])).double()
+    assert torch.allclose(scores["proj.weight"].double(), expected)
