@@ -60,7 +60,13 @@ class Linearised(TorchFunctionMode):
     """While active, ``F.scaled_dot_product_attention`` is :func:`linear_attention` and
     ``F.layer_norm`` keeps only its affine part: the same linearisation for attention and
     norms written with the functional API (nanoGPT's ``CausalSelfAttention`` and
-    ``LayerNorm``), which replacing modules cannot reach."""
+    ``LayerNorm``), which replacing modules cannot reach. ``affine=False``: ``F.layer_norm``
+    is the identity (the effective-sparsity probe, which zeroes norm parameters as having no
+    path of their own)."""
+
+    def __init__(self, affine: bool = True) -> None:
+        super().__init__()
+        self.affine = affine
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (),
                            kwargs: dict | None = None) -> Any:
@@ -75,6 +81,8 @@ class Linearised(TorchFunctionMode):
             names = ("input", "normalized_shape", "weight", "bias", "eps")
             bound = {**dict(zip(names, args, strict=False)), **kwargs}
             x, w, b = bound["input"], bound.get("weight"), bound.get("bias")
+            if not self.affine:
+                return x
             x = x * w if w is not None else x
             return x + b if b is not None else x
         return func(*args, **kwargs)

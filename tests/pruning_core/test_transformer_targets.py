@@ -243,3 +243,34 @@ def test_a_run_reports_the_left_out_layer() -> None:
     assert result.layer_sparsity["encoder.layers.encoder_layer_0.self_attention.in_proj_weight"] \
         > 0.5
     assert result.sparsity == pytest.approx(0.8, abs=1e-3)
+
+
+class FunctionalAttention(nn.Module):
+    """nanoGPT-style: F.layer_norm and F.scaled_dot_product_attention called directly."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ln = nn.Parameter(torch.ones(4))
+        self.qkv = nn.Linear(4, 12)
+        self.proj = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, L, 4)
+        x = nn.functional.layer_norm(x, (4,), self.ln)
+        q, k, v = self.qkv(x).split(4, dim=-1)
+        out = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.proj(out).sum(1)
+
+
+def test_effective_sparsity_through_functional_attention() -> None:
+    m = FunctionalAttention()
+    masks = MaskSet(prunable_parameters(m))
+    # normalising an all-ones token gives zeros: without the linearisation nothing is on a path
+    assert connectivity(m, masks, (3, 4)).disconnected == 0
+    rows = torch.arange(12)[:, None].expand(12, 4)
+    masks.update({"qkv.weight": rows >= 8})  # q and k pruned: v still passes
+    conn = connectivity(m, masks, (3, 4))
+    assert conn.disconnected == 0 and bool(conn.masks["qkv.weight"][8:].all())
+    masks = MaskSet(prunable_parameters(m))
+    masks.update({"qkv.weight": rows < 8})  # v pruned: q and k feed nothing
+    conn = connectivity(m, masks, (3, 4))
+    assert not bool(conn.masks["qkv.weight"].any()) and not bool(conn.masks["proj.weight"].any())
