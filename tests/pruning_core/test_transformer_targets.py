@@ -274,3 +274,19 @@ def test_effective_sparsity_through_functional_attention() -> None:
     masks.update({"qkv.weight": rows < 8})  # v pruned: q and k feed nothing
     conn = connectivity(m, masks, (3, 4))
     assert not bool(conn.masks["qkv.weight"].any()) and not bool(conn.masks["proj.weight"].any())
+
+
+def test_channel_groups_on_the_vit_are_its_mlp_neurons() -> None:
+    """``granularity: channel`` on a ViT prunes MLP hidden neurons (each ``mlp.0`` row with
+    its ``mlp.3`` column); attention heads are not groups yet (``out_proj`` runs inside
+    ``F.multi_head_attention_forward``, outside torch-pruning's traced graph)."""
+    from pruning_core.structured.graph import groups
+
+    gs = groups(vit(), IN)
+    assert sorted(g.layers[0] for g in gs) == [
+        f"encoder.layers.encoder_layer_{i}.mlp.0" for i in range(4)]
+    assert all(g.size == MLP for g in gs)
+    for g in gs:
+        block = g.layers[0].rsplit(".", 1)[0]
+        assert {(m.module, m.role) for m in g.members} >= {(f"{block}.0", "out"),
+                                                           (f"{block}.3", "in")}
