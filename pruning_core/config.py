@@ -296,6 +296,11 @@ class PruneConfig(_Strict):
     #: (``pruning_core/effective.py``): they carry no input-dependent signal, and the
     #: reported sparsity becomes the effective one
     remove_disconnected: bool = False
+    #: false (default): a layer whose weights are all zero when it is scored (torchvision's
+    #: zero-initialised ViT head) is left out of pruning, with a warning: every |θ|-based score
+    #: is 0 there, so it would be emptied first and disconnect the network. True prunes it
+    #: like any other layer (e.g. to reproduce a paper that did)
+    prune_zero_layers: bool = False
     #: end a trial whose masks leave it untrainable right after they are made (status doomed)
     screen: ScreenConfig = Field(default_factory=lambda: ScreenConfig())
     #: comparison group of the selection (pruning_core/masking/compare.py: layer, row, nm);

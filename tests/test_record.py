@@ -15,7 +15,7 @@ from sweeps.tune.recorder import _METRIC_KEYS
 from sweeps.tune.trainable import final_metrics
 
 _NOT_SCALAR = {"status", "error", "layer_sparsity", "collapsed_layers", "history", "similarity",
-               "layer_effective_sparsity", "adversarial"}
+               "layer_effective_sparsity", "adversarial", "excluded_layers"}
 
 
 def _result(**kw: object) -> TrialResult:

@@ -47,6 +47,9 @@ class AllocationContext:
     model: nn.Module | None = None
     params: dict[str, torch.Tensor] = field(default_factory=dict)
     batches: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    #: layers left out of this step (all-zero weights): they keep what they keep, like the
+    #: ``keep_first_dense`` layer, and the others share the rest of the budget
+    held: frozenset[str] = frozenset()
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -62,7 +65,7 @@ class AllocationContext:
             out.add(names[0])
         if self.options.keep_last_dense:
             out.add(names[-1])
-        return out
+        return out | self.held
 
     def floors(self) -> dict[str, int]:
         sizes = self.sizes

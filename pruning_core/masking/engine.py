@@ -77,6 +77,11 @@ class Pruner(PruneStep):
     compare: str | None = None
     #: N:M semi-structured sparsity, (n kept, m group size): selection is then ``nm``
     pattern: Pattern | None = None
+    #: leave out of pruning a layer whose kept weights are all zero when it is scored
+    #: (``prune.prune_zero_layers: false``, the default; see ``zero_layers``)
+    exclude_zero_layers: bool = True
+    #: the layers left out so far because their weights were all zero, in the order found
+    excluded: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -115,13 +120,14 @@ class Pruner(PruneStep):
     def step(self, sparsity: float) -> None:
         """Prune to ``sparsity`` (fraction of prunable weights removed), nesting on the masks."""
         start = time.perf_counter()
+        held = self._held()
         scores = self.scores()
         ctx = AllocationContext(
             shapes={n: tuple(p.shape) for n, p in self.masks.params.items()},
             kept=self.masks.kept_per_layer(), sparsity=sparsity,
             final_sparsity=self.final_sparsity, options=self.allocation,
             scores=scores, masks=self.masks.masks,
-            model=self.model, params=self.masks.params, batches=self.batches,
+            model=self.model, params=self.masks.params, batches=self.batches, held=held,
         )
         keep = self._allocation.keep_counts(ctx)
         rewrite = self._criterion.rewrite
@@ -136,3 +142,28 @@ class Pruner(PruneStep):
         log.info("pruned with %s to sparsity %.4f (target %.4f)", self.criterion,
                  self.masks.sparsity(), sparsity)
 
+    def _held(self) -> frozenset[str]:
+        """All-zero layers this step leaves alone (one warning each, the first time)."""
+        if not self.exclude_zero_layers:
+            return frozenset()
+        zero = zero_layers(self.masks)
+        for name in zero:
+            if name not in self.excluded:
+                self.excluded.append(name)
+                log.warning("%s: every weight is zero at scoring time; left out of pruning "
+                            "(set prune.prune_zero_layers: true to prune it anyway)", name)
+        return frozenset(zero)
+
+
+def zero_layers(masks: MaskSet) -> list[str]:
+    """Layers that still keep weights but whose kept weights are all exactly zero.
+
+    torchvision zero-initialises ``VisionTransformer.heads.head`` (and others zero some
+    residual branches): every score with a factor |θ| (magnitude, SNIP, SynFlow) is 0 there,
+    so a global threshold empties the layer first, which disconnects the network."""
+    out = []
+    for name, p in masks.params.items():
+        m = masks[name]
+        if bool(m.any()) and not bool((p.detach() * m).any()):
+            out.append(name)
+    return out

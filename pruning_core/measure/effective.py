@@ -18,6 +18,10 @@ probe is a float64 copy with every non-linearity made path-preserving:
   become the identity (normalising an all-ones vector would give zeros, a false "no path");
 - max pooling becomes average pooling of the same window (the max routes the gradient to one
   input only, which would mark the others disconnected);
+- softmax attention (``nn.MultiheadAttention``) becomes its first-order linearisation
+  ``(1 + s) / n_keys`` (``pruning_core/masking/linearised.py``): q and k lie on a path through the
+  scores, v through the values, and v still passes when q or k are pruned away; the same for
+  ``F.scaled_dot_product_attention`` called directly, and ``F.layer_norm`` is the identity;
 - residual sums, concatenation, flattening and average pooling need nothing.
 
 Path counts overflow only for very wide and deep networks; then the probe is redone with each
@@ -32,6 +36,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..masking.linearised import Linearised, LinearisedAttention
 from ..masking.masks import MaskSet
 
 _NORMS = (nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
@@ -75,6 +80,8 @@ def _swap_modules(probe: nn.Module) -> None:
                                       ceil_mode=mod.ceil_mode)
         elif type(mod) in _ADAPTIVE:
             new = _ADAPTIVE[type(mod)](mod.output_size)  # type: ignore[arg-type]
+        elif isinstance(mod, nn.MultiheadAttention):
+            new = LinearisedAttention(mod)
         elif isinstance(mod, _NORMS):
             new = _Scale(getattr(mod, "weight", None))
         elif isinstance(mod, nn.modules.batchnorm._BatchNorm):
@@ -134,7 +141,8 @@ def connectivity(model: nn.Module, masks: MaskSet, input_shape: tuple[int, ...],
         device = next(probe.parameters()).device
         x = example.to(device) if example is not None else torch.ones(
             (1, *input_shape), dtype=torch.float64, device=device)
-        out = probe(x)
+        with Linearised(affine=False):  # functional attention / layer_norm (nanoGPT blocks)
+            out = probe(x)
         out = out if isinstance(out, torch.Tensor) else out[0]
         named = dict(probe.named_parameters())
         params = [named[n] for n in masks.masks]

@@ -33,6 +33,9 @@ class TrialResult:
     #: metrics.similarity: {layer: similarity to the dense reference}, and their finite mean
     similarity: dict[str, float] = field(default_factory=dict)
     similarity_mean: float | None = None
+    #: layers left out of pruning because their weights were all zero when scored
+    #: (``prune.prune_zero_layers: false``)
+    excluded_layers: list[str] = field(default_factory=list)
     #: prune.granularity channel: the fraction of channels removed (``sparsity`` is weights)
     node_sparsity: float | None = None
     #: cumulative training FLOPs over the run (3 x forward per example seen; masked layers

@@ -159,6 +159,7 @@ class Trial:
             criterion_options=cfg.prune.criterion_options, seed=cfg.seed,
             compare=cfg.prune.compare,
             pattern=(cfg.prune.pattern.n, cfg.prune.pattern.m) if cfg.prune.pattern else None,
+            exclude_zero_layers=not cfg.prune.prune_zero_layers,
         ), masks, target
 
     def _score_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -293,7 +293,8 @@ class Schedule(NoBoolNumbers):
         pruner = Pruner(model=model, masks=masks, criterion=self.prune.criterion,
                         allocation=alloc, final_sparsity=target, batches=batches,
                         input_shape=input_shape, criterion_options=self.prune.criterion_options,
-                        seed=self.provenance.seed if seed is None else seed)
+                        seed=self.provenance.seed if seed is None else seed,
+                        exclude_zero_layers=not self.prune.prune_zero_layers)
         for s in sparsity_steps(self.prune.schedule, target, self.prune.steps):
             pruner.step(s)
         return masks

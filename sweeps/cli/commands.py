@@ -101,7 +101,7 @@ def _register_extensions(target: typer.Typer = app) -> None:
     """
     import importlib
 
-    for module in ("schedule", "sweep", "results", "similarity"):
+    for module in ("schedule", "sweep", "results", "similarity", "layers"):
         importlib.import_module(f"sweeps.cli.{module}").register(target)
 
 

@@ -159,6 +159,8 @@ def print_summary(result) -> None:
             f", eps {result.adversarial['eps']:.4g}, {result.adversarial['samples']} examples)")]
           if result.adv_accuracy is not None else []),
         ("collapsed layers", ", ".join(result.collapsed_layers) or "none"),
+        *([("left out (all-zero weights)", ", ".join(result.excluded_layers))]
+          if getattr(result, "excluded_layers", None) else []),
         ("prune / train time", f"{result.prune_time_s:.2f} s / {result.train_time_s:.2f} s"),
     ]
     for k, v in rows:

@@ -29,7 +29,7 @@ from sweeps.tune.space_params import (
 if TYPE_CHECKING:
     import optuna
 
-    from sweeps.tune.space import SearchSpace
+    from sweeps.tune.space_protocol import SpaceView as SearchSpace
 
 
 class DefineByRun:

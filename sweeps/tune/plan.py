@@ -16,7 +16,7 @@ from pruning_core.trials.registries import load_trial_config
 from sweeps.tune.space_keys import trial_dict
 
 if TYPE_CHECKING:
-    from sweeps.tune.space import SearchSpace
+    from sweeps.tune.space_protocol import SpaceView as SearchSpace
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from sweeps.tune.option_types import check_options
 if TYPE_CHECKING:
     import optuna
 
-    from sweeps.tune.space import SearchSpace
+    from sweeps.tune.space_protocol import SpaceView as SearchSpace
 
 # the name the sampler note has always been logged under (users filter on it)
 log = logging.getLogger("sweeps.tune.space")

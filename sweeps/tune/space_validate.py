@@ -19,7 +19,7 @@ from sweeps.tune.space_keys import flat_drawn
 from sweeps.tune.storage_checks import check_storage, check_study_url
 
 if TYPE_CHECKING:
-    from sweeps.tune.space import SearchSpace
+    from sweeps.tune.space_protocol import SpaceView as SearchSpace
     from sweeps.tune.space_sections import WandbSpec
 
 _NAME_SHORTHAND = ("prune.allocation", "prune.timing")

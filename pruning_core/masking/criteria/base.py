@@ -17,7 +17,7 @@ weight update is the method, not a side effect). Its score function still obeys 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,22 +62,36 @@ class Criterion:
     compare: str | None = "layer"
     #: (ctx, keep counts, N:M pattern or None) -> new masks, kept weights updated in the model
     rewrite: Callable[..., dict[str, torch.Tensor]] | None = None
+    #: differentiates a gradient (GraSP's Hessian-gradient product): attention then runs on
+    #: PyTorch's math SDPA kernel, as the fused CPU/flash kernels have no double backward
+    double_backward: bool = False
 
     def __call__(self, ctx: ScoreContext) -> dict[str, torch.Tensor]:
-        with restored_mode(ctx.model):
+        with restored_mode(ctx.model), _sdpa_for(self.double_backward):
             return self.fn(ctx)
 
 
 CRITERIA: Registry[Criterion] = Registry("criterion")
 
 
+def _sdpa_for(double_backward: bool) -> AbstractContextManager[object]:
+    """The math attention kernel where a double backward runs through attention."""
+    if not double_backward:
+        return nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel(SDPBackend.MATH)
+
+
 def criterion(name: str, options: type[BaseModel] = NoOptions, needs_data: bool = True,
               signed: bool = False, compare: str | None = "layer",
-              rewrite: Callable[..., dict[str, torch.Tensor]] | None = None):
+              rewrite: Callable[..., dict[str, torch.Tensor]] | None = None,
+              double_backward: bool = False):
     """Register a score function: ``@criterion("snip")``."""
 
     def deco(fn: Callable[[ScoreContext], dict[str, torch.Tensor]]):
-        CRITERIA.add(name, Criterion(fn, options, needs_data, signed, compare, rewrite))
+        CRITERIA.add(name, Criterion(fn, options, needs_data, signed, compare, rewrite,
+                                     double_backward))
         return fn
 
     return deco

@@ -56,7 +56,7 @@ def _scoring_weights(ctx: ScoreContext) -> dict[str, torch.Tensor]:
     return out
 
 
-@criterion("grasp", options=GraspOptions, signed=True)
+@criterion("grasp", options=GraspOptions, signed=True, double_backward=True)
 def grasp(ctx: ScoreContext) -> dict[str, torch.Tensor]:
     ctx.model.train(ctx.options.mode == "train")
     t = ctx.options.temperature

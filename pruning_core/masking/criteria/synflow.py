@@ -4,15 +4,25 @@ Every parameter and float buffer is replaced by its absolute value (signs are un
 model: we never write to it), an all-ones input of the data's shape is pushed through the network
 in eval mode, R = sum(outputs), and score = |θ ⊙ ∂R/∂θ|. Deep nets overflow float32: with
 ``precision: auto`` a non-finite result is recomputed in float64.
+
+Transformers: SynFlow's path-count reading needs a homogeneous network, so a model with
+``nn.MultiheadAttention`` or ``nn.LayerNorm`` is scored on a copy where LayerNorm keeps only
+its affine scaling (|γ| ⊙ x + |β|, as the zero-cost-proxy ports of SynFlow drop normalisation)
+and softmax attention becomes its first-order linearisation (1 + s) / n_keys (Li et al. 2020);
+the same holds for ``F.scaled_dot_product_attention`` and ``F.layer_norm`` called directly
+(nanoGPT-style blocks). Sources and reasons in ``pruning_core/masking/linearised.py``. The
+model itself is never changed.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from ..linearised import Linearised, has_attention_or_layernorm, linearise
 from .base import ScoreContext, criterion
 
 
@@ -24,6 +34,9 @@ class SynflowOptions(BaseModel):
 def _scores(ctx: ScoreContext, dtype: torch.dtype) -> dict[str, torch.Tensor]:
     model = ctx.model
     model.eval()
+    if has_attention_or_layernorm(model):  # a linearised copy; parameter names are unchanged
+        model = copy.deepcopy(model)
+        linearise(model)
     state = {n: t.detach().abs().to(dtype)
              for n, t in [*model.named_parameters(), *model.named_buffers()]
              if t.is_floating_point()}
@@ -31,7 +44,8 @@ def _scores(ctx: ScoreContext, dtype: torch.dtype) -> dict[str, torch.Tensor]:
     leaves = [state[n].requires_grad_() for n in names]
     device = ctx.params[names[0]].device
     x = torch.ones((1, *ctx.input_shape), dtype=dtype, device=device)
-    r = torch.func.functional_call(model, state, (x,)).sum()
+    with Linearised():  # functional attention / layer_norm calls (nanoGPT-style blocks)
+        r = torch.func.functional_call(model, state, (x,)).sum()
     grads = torch.autograd.grad(r, leaves)
     return {n: (g * w.detach()).abs() for n, g, w in zip(names, grads, leaves, strict=True)}
 
