@@ -406,7 +406,14 @@ class _Trial:
                                           channels_last=self.cfg.train.channels_last)
         except Diverged as exc:
             raise _DivergedAt(epoch, str(exc)) from None
-        self.train_time += time.perf_counter() - start
+        self.finish_epoch(time.perf_counter() - start, flops_now, on_epoch)
+
+    def finish_epoch(self, seconds: float, flops_now: int,
+                     on_epoch: Callable[[EpochReport], None] | None) -> None:
+        """After a training epoch (``last_train`` set): count it, evaluate, record, report.
+        Also the packed engine's (``pruning_core/packing``), which trains the epoch itself."""
+        epoch = len(self.history) + 1
+        self.train_time += seconds
         self.train_flops += 3 * flops_now * len(self.data.train)  # forward + 2x backward
         self.last_test = evaluate(self.model, self.test_loader, self.device)
         metrics = {
@@ -558,6 +565,14 @@ def run(cfg: TrialConfig, on_epoch: Callable[[EpochReport], None] | None = None,
                        for k, v in trial.model.state_dict().items()}, str(weights_out))
     if compact_out is not None:
         _export_compact(trial, compact_out)
+    return finish_trial(trial, status, diverged_epoch, error, dense_cache)
+
+
+def finish_trial(trial: _Trial, status: str, diverged_epoch: int | None, error: str | None,
+                 dense_cache: DenseCache | None = None) -> TrialResult:
+    """The result of a trial whose plan has ended: the end metrics (similarity, speed,
+    adversarial accuracy) of a trial that trained, then :class:`TrialResult`."""
+    cfg = trial.cfg
     similarity: dict[str, float] = {}
     if cfg.metrics.similarity is not None and status == "ok":
         similarity = similarity_to_dense(trial, dense_cache)

@@ -1,0 +1,118 @@
+"""One training epoch of K members as one batched model.
+
+The members' parameters and buffers (BatchNorm running statistics included) are stacked with a
+leading member dimension (``torch.func.stack_module_state``) and the network runs under
+``vmap(functional_call)``: each member sees its own batch, from its own loader (its own seed,
+so its own data order), and its own weights. The loss is the sum of the members' mean losses,
+so one backward pass gives every member the gradient of its own loss. The step is
+:class:`BatchedOptimizer`; each member's masks are enforced after it, as ``train_epoch`` does.
+After the epoch the stacked tensors are copied back into each member's own model and optimiser,
+so evaluation, metrics, checkpoints and results run the solo code unchanged.
+
+Follows the model-ensembling recipe of PyTorch's ``torch.func`` tutorial
+(pytorch/tutorials ``intermediate_source/ensembling.py``); under ``vmap`` a convolution with
+batched weights runs as one grouped convolution, which is HFTA's fusion
+(UofT-EcoSystem/hfta, MLSys 2021).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from ..masks import MaskSet
+from ..training import EpochStats
+from .optim import BatchedOptimizer
+
+
+class StackedModels:
+    """The stacked parameters and buffers of K members' models (same architecture)."""
+
+    def __init__(self, models: Sequence[nn.Module]) -> None:
+        self.models = list(models)
+        self.base = copy.deepcopy(self.models[0]).to("meta")  # the code; its tensors are ours
+        params, buffers = stack_module_state(self.models)
+        self.params = {n: p.detach().clone().requires_grad_(True) for n, p in params.items()}
+        self.buffers = {n: b.clone() for n, b in buffers.items()}
+        self.names = list(self.params)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``: ``(K, B, ...)`` -> ``(K, B, classes)``."""
+
+        def one(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor],
+                xb: torch.Tensor) -> torch.Tensor:
+            return functional_call(self.base, (p, b), (xb,))
+
+        return vmap(one, in_dims=(0, 0, 0), randomness="error")(self.params, self.buffers, x)
+
+    @torch.no_grad()
+    def write_back(self, members: Sequence[int] | None = None) -> None:
+        """Copy member k's slice into its own model (those in ``members``; all by default)."""
+        for k, model in enumerate(self.models):
+            if members is not None and k not in members:
+                continue
+            for n, p in model.named_parameters():
+                p.copy_(self.params[n][k])
+            for n, b in model.named_buffers():
+                b.copy_(self.buffers[n][k])
+
+
+def stacked_masks(masks: Sequence[MaskSet], stack: StackedModels) -> dict[str, torch.Tensor]:
+    """``{parameter: (K, ...) float mask}`` for every parameter some member masks (ones where a
+    member does not: multiplying by one changes nothing)."""
+    out: dict[str, torch.Tensor] = {}
+    names = {n for m in masks for n in m.masks}
+    for name in stack.names:
+        if name not in names:
+            continue
+        p = stack.params[name]
+        out[name] = torch.stack([
+            m.masks[name].to(p.dtype) if name in m.masks else torch.ones_like(p[k])
+            for k, m in enumerate(masks)])
+    return out
+
+
+def train_step(stack: StackedModels, optimizer: BatchedOptimizer, masks: dict[str, torch.Tensor],
+               x: torch.Tensor, y: torch.Tensor, amp: str = "none") -> tuple[torch.Tensor,
+                                                                              torch.Tensor]:
+    """One step of every member on its batch ``x`` ``(K, B, ...)``, ``y`` ``(K, B)``:
+    the members' mean losses ``(K,)`` and outputs ``(K, B, classes)``."""
+    k, b = y.shape
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
+        out = stack.forward(x)  # (K, B, classes)
+        loss = nn.functional.cross_entropy(out.float().flatten(0, 1), y.flatten(),
+                                           reduction="none").view(k, b).mean(1)  # (K,)
+    # the members' losses are independent: d(sum)/d(params_k) is member k's own gradient
+    grads = torch.autograd.grad(loss.sum(), [stack.params[n] for n in stack.names])
+    optimizer.step(stack.params, dict(zip(stack.names, grads, strict=True)))
+    with torch.no_grad():
+        for name, m in masks.items():  # pruned weights back to exactly zero
+            stack.params[name].mul_(m)
+    return loss.detach(), out.detach()
+
+
+def train_packed_epoch(stack: StackedModels, loaders: Sequence[object],
+                       optimizer: BatchedOptimizer, masks: dict[str, torch.Tensor],
+                       device: torch.device, amp: str = "none") -> list[EpochStats]:
+    """One epoch for every member; the members' loaders must yield equally shaped batches
+    (the same dataset size and batch size). Mirrors ``training.train_epoch``: the caller
+    tells a non-finite mean loss (diverged) from the rest."""
+    stack.base.train()
+    k = len(stack.models)
+    loss_sum = torch.zeros(k, device=device)
+    correct = torch.zeros(k, device=device, dtype=torch.long)
+    total = 0
+    for batches in zip(*(iter(ld) for ld in loaders), strict=True):  # type: ignore[call-overload]
+        x = torch.stack([xb.to(device, non_blocking=True) for xb, _ in batches])  # (K, B, ...)
+        y = torch.stack([yb.to(device, non_blocking=True) for _, yb in batches])  # (K, B)
+        loss, out = train_step(stack, optimizer, masks, x, y, amp)
+        loss_sum += loss * y.shape[1]
+        correct += (out.argmax(-1) == y).sum(1)
+        total += y.shape[1]
+    means = (loss_sum / max(total, 1)).tolist()
+    accs = (correct.double() / max(total, 1)).tolist()
+    return [EpochStats(mean, acc) for mean, acc in zip(means, accs, strict=True)]
