@@ -176,7 +176,8 @@ def _loaders(cfg: TrialConfig, data: DataBundle, device: torch.device,
 
 
 class _Trial:
-    """The mutable state of one run; ``run`` below is its only user."""
+    """The mutable state of one run; ``run`` below and the packed engine
+    (``packing/engine.py``) drive it."""
 
     def __init__(self, cfg: TrialConfig) -> None:
         self.cfg = cfg
