@@ -16,7 +16,7 @@ from ..config import TrialConfig
 from ..experiment import EpochReport, TrialResult, _Trial, run
 from .choose import StepTiming, choose_packed, decide, measure_steps
 from .compat import PACK_FIELDS, pack_key, split_packs
-from .engine import Member, StopMember, run_lockstep
+from .engine import Member, StopMember, run_lockstep, share_data
 
 __all__ = ["PACK_FIELDS", "MemberEpoch", "StepTiming", "choose_packed", "decide",
            "measure_steps", "pack_key", "run_pack", "split_packs", "stopped_result"]
@@ -59,6 +59,7 @@ def _run_batched(idx: Sequence[int], cfgs: Sequence[TrialConfig], on_epoch: Memb
         trial = _Trial(cfgs[i])
         if resume[i] is not None:
             trial.restore(resume[i])  # type: ignore[arg-type]
+        share_data(trial, [m.trial for m in members])
         members.append(Member(i, trial, _callback(i, on_epoch, members, len(members))))
     run_lockstep(members, dense_cache,
                  lambda m: stopped_result(m.trial.cfg, m.last_report),  # type: ignore[arg-type]

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import nn
 
 from .. import rng
@@ -78,6 +79,32 @@ def batchable(trial: _Trial) -> bool:
             and not trial.cfg.train.compile
             and not any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0
                         for m in trial.model.modules()))
+
+
+def share_data(trial: _Trial, earlier: Sequence[_Trial]) -> None:
+    """Hold one copy of the data: where an earlier member's device-resident split has equal
+    tensors (a dataset that does not depend on the seed, or the same seed), this member's
+    loaders read those, inputs and labels apart (label noise changes only labels). A K-member
+    CIFAR pack then holds one 0.6 GB split on the device, not K."""
+    for loader_name in ("train_loader", "test_loader"):
+        mine = getattr(trial, loader_name)
+        if not isinstance(mine, DeviceLoader):
+            continue
+        for other in earlier:
+            theirs = getattr(other, loader_name)
+            if not isinstance(theirs, DeviceLoader):
+                continue
+            if mine.x is not theirs.x and _same(mine.x, theirs.x):
+                mine.x = theirs.x
+            if mine.y is not theirs.y and _same(mine.y, theirs.y):
+                mine.y = theirs.y
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal tensors; a different dataset usually differs in its first elements (cheap)."""
+    if a.shape != b.shape or a.dtype != b.dtype or a.device != b.device:
+        return False
+    return bool(torch.equal(a.flatten()[:1024], b.flatten()[:1024])) and bool(torch.equal(a, b))
 
 
 def run_lockstep(members: Sequence[Member], dense_cache: Any,

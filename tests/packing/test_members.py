@@ -92,3 +92,16 @@ def test_member_equals_prunetune_run_json(tmp_path):
     assert member["test_loss"] == pytest.approx(cli["test_loss"], rel=1e-4)
     for a, b in zip(cli["history"], member["history"], strict=True):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
+
+
+def test_members_with_the_same_data_hold_one_copy():
+    from pruning_core.experiment import _Trial
+    from pruning_core.packing.engine import share_data
+
+    a, b = _Trial(config()), _Trial(config(seed=1))
+    noisy = _Trial(config(seed=2, data__label_noise=0.2))
+    share_data(b, [a])
+    share_data(noisy, [a, b])
+    assert b.train_loader.x is a.train_loader.x and b.test_loader.y is a.test_loader.y
+    assert noisy.train_loader.y is not a.train_loader.y  # its own labels
+    assert noisy.train_loader.x is a.train_loader.x
