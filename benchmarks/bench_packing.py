@@ -77,7 +77,8 @@ def one(workload: str, k: int, mode: str, args: argparse.Namespace) -> dict[str,
     import torch
 
     from pruning_core.experiment import run
-    from pruning_core.packing import measure_steps, run_pack
+    from pruning_core.packing import decide, measure_steps, run_pack
+    from pruning_core.packing.choose import MIN_STEP_SPEEDUP
 
     torch.set_num_threads(args.threads)
     cfgs = member_configs(workload, k, args)
@@ -98,7 +99,7 @@ def one(workload: str, k: int, mode: str, args: argparse.Namespace) -> dict[str,
         per_trial = (time.perf_counter() - start) / k
         timing = measure_steps(cfgs, steps=2, warmup=1)
         out["step_speedup"] = timing.speedup
-        out["choose"] = "packed" if timing.speedup > 1.0 and k > 1 else "one at a time"
+        out["choose"] = "packed" if decide(timing, MIN_STEP_SPEEDUP) else "one at a time"
     else:
         raise ValueError(mode)
     out["s_per_trial"] = per_trial

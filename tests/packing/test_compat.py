@@ -88,6 +88,10 @@ def test_choose_packed_times_the_pack_it_is_given():
     assert choose_packed([config()] * 3, measure=measure) is False
     assert choose_packed([config()], measure=measure) is False  # alone: nothing measured
     assert seen == [8, 3]
+    # a step barely faster packed is noise on a loaded machine: one at a time
+    assert choose_packed([config()] * 4, measure=lambda c: StepTiming(4, 0.01, 0.035)) is False
+    assert choose_packed([config()] * 4, measure=lambda c: StepTiming(4, 0.01, 0.035),
+                         min_speedup=1.0) is True
 
 
 def test_measure_steps_times_both_ways():
