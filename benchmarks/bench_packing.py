@@ -2,7 +2,8 @@
 the same K trials run one at a time (``experiment.run``), in the same run, plus peak memory.
 
 Workloads: the demo space's network (``cnn1d`` on MNIST-1D, ``search_spaces/demo_mnist1d.yaml``:
-Adam, batch 128) and ResNet-20 at CIFAR shapes (3x32x32, 10 classes) on synthetic data. Members
+Adam, batch 128) and ResNet-20 at CIFAR shapes (3x32x32, 10 classes) on synthetic data;
+``--mlp-ks`` adds LeNet-300-100 on MNIST-1D (the same data and optimiser as cnn1d). Members
 differ as a sweep's trials do: criterion, sparsity, seed, learning rate.
 
 Each measurement runs in its own process (so peak memory is its own: ``ru_maxrss`` growth over
@@ -42,9 +43,9 @@ def member_configs(workload: str, k: int, args: argparse.Namespace) -> list[Any]
 
     cfgs = []
     for i in range(k):
-        if workload == "cnn1d":
+        if workload in ("cnn1d", "mlp"):
             d: dict[str, Any] = {
-                "model": {"name": "cnn1d"},
+                "model": {"name": workload},
                 "data": {"name": "mnist1d", "batch_size": args.batch,
                          "train_limit": args.train_examples, "test_limit": args.test_examples},
                 "train": {"epochs": args.epochs, "optimizer": "adam",
@@ -123,8 +124,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--ks", type=int, nargs="+", default=[1, 8, 32])
-    ap.add_argument("--resnet-ks", type=int, nargs="+", default=[1, 8])
+    ap.add_argument("--ks", type=int, nargs="*", default=[1, 8, 32])
+    ap.add_argument("--resnet-ks", type=int, nargs="*", default=[1, 8])
+    ap.add_argument("--mlp-ks", type=int, nargs="*", default=[],
+                    help="also LeNet-300-100 on MNIST-1D (where a CPU may gain)")
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--train-examples", type=int, default=512)
@@ -140,7 +143,8 @@ def main() -> None:
         return
     argv = list(sys.argv[1:])
     rows = []
-    plan = [("cnn1d", k) for k in args.ks] + [("resnet20", k) for k in args.resnet_ks]
+    plan = [("cnn1d", k) for k in args.ks] + [("resnet20", k) for k in args.resnet_ks] \
+        + [("mlp", k) for k in args.mlp_ks]
     for workload, k in plan:
         solo = _child(workload, k, "solo", argv)
         packed = _child(workload, k, "packed", argv)
@@ -154,7 +158,8 @@ def main() -> None:
                "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
                "load_avg": load, "args": vars(args), "rows": rows}
     RESULTS_DIR.mkdir(exist_ok=True)
-    path = RESULTS_DIR / f"packing_{args.device.split(':')[0]}.json"
+    name = f"packing_{args.device.split(':')[0]}" + ("_mlp" if args.mlp_ks and not args.ks else "")
+    path = RESULTS_DIR / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2))
     print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; wrote {path}")
 
