@@ -12,6 +12,7 @@ order, so a member's update equals its own optimiser's to float rounding.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -53,7 +54,16 @@ class BatchedOptimizer:
                                       "supported in a pack; run this config alone")
         self.state: dict[str, dict[str, torch.Tensor]] = {}
         self.steps: list[float] = []
-        self.has_buffer: list[bool] = []
+        #: per-member scalars as (K, 1, ..., 1) tensors, made once per shape (the epoch's lr,
+        #: weight decay, momentum) or once per step (Adam's bias corrections): one host-to-
+        #: device copy per shape, not one per parameter
+        self._scalars: dict[tuple[Any, ...], torch.Tensor] = {}
+
+    def _scalar(self, key: str, values: Sequence[float], like: torch.Tensor) -> torch.Tensor:
+        k = (key, like.dim(), like.dtype, like.device)
+        if k not in self._scalars:
+            self._scalars[k] = _per_member(values, like)
+        return self._scalars[k]
 
     # ---- state in and out ------------------------------------------------------------------
     def load(self, params: dict[str, torch.Tensor]) -> None:
@@ -71,7 +81,6 @@ class BatchedOptimizer:
         first = [self.optimizers[k].state.get(ps[0], {}) if ps else {}
                  for k, ps in enumerate(member_params)]
         self.steps = [float(s["step"]) if "step" in s else 0.0 for s in first]
-        self.has_buffer = [s.get("momentum_buffer") is not None for s in first]
 
     def store(self, live: Sequence[int] | None = None) -> None:
         """Write the stacked state back into the members' optimisers (those in ``live``)."""
@@ -106,18 +115,19 @@ class BatchedOptimizer:
         for name in self.names:
             p, grad = params[name], grads[name]
             if any(wds):  # grad.add(param, alpha=wd); + 0 * param for members without decay
-                grad = grad + _per_member(wds, p) * p
+                grad = grad + self._scalar("wd", wds, p) * p
             if any(moms):
                 buf = self.state[name]["momentum_buffer"]
                 # buf.mul_(momentum).add_(grad); a new buffer is the gradient (0 * m + g);
                 # a member without momentum gets m = 0, i.e. the gradient itself
-                buf.mul_(_per_member(moms, p)).add_(grad)
+                buf.mul_(self._scalar("momentum", moms, p)).add_(grad)
                 grad = buf
-            p.add_(grad * _per_member(lrs, p))
-        self.has_buffer = [True] * len(self.groups)
+            p.add_(grad * self._scalar("-lr", lrs, p))
 
     def _adam(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor]) -> None:
         self.steps = [s + 1.0 for s in self.steps]
+        self._scalars = {k: v for k, v in self._scalars.items()
+                         if k[0] not in ("step_size", "bc2_sqrt")}  # they change every step
         lrs = [g["lr"] for g in self.groups]
         wds = [g["weight_decay"] for g in self.groups]
         betas = {tuple(g["betas"]) for g in self.groups}
@@ -133,11 +143,11 @@ class BatchedOptimizer:
             st = self.state[name]
             if any(wds):
                 if self.kind == "adamw":  # param.mul_(1 - lr * weight_decay)
-                    p.mul_(_per_member(decay, p))
+                    p.mul_(self._scalar("decay", decay, p))
                 else:  # grad.add(param, alpha=weight_decay)
-                    grad = grad + _per_member(wds, p) * p
+                    grad = grad + self._scalar("wd", wds, p) * p
             st["exp_avg"].lerp_(grad, 1 - beta1)
             st["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-            denom = (st["exp_avg_sq"].sqrt() / _per_member(bc2_sqrt, p)).add_(eps_)
+            denom = (st["exp_avg_sq"].sqrt() / self._scalar("bc2_sqrt", bc2_sqrt, p)).add_(eps_)
             # param.addcdiv_(exp_avg, denom, value=-step_size)
-            p.add_(_per_member(step_sizes, p) * (st["exp_avg"] / denom))
+            p.add_(self._scalar("step_size", step_sizes, p) * (st["exp_avg"] / denom))
