@@ -18,12 +18,14 @@ batched weights runs as one grouped convolution, which is HFTA's fusion
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from ..loader import DeviceLoader
 from ..masks import MaskSet
 from ..training import EpochStats
 from .optim import BatchedOptimizer
@@ -76,6 +78,29 @@ def stacked_masks(masks: Sequence[MaskSet], stack: StackedModels) -> dict[str, t
     return out
 
 
+def packed_batches(loaders: Sequence[Any],
+                   device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The members' batches stacked, ``(K, B, ...)`` and ``(K, B)``, each member's as its own
+    loader gives it. Device loaders over one shared split without augmentation (the usual
+    pack: ``share_data``) are gathered with one index per step, drawing each member's order
+    exactly as ``DeviceLoader.__iter__`` does (one ``randperm`` from its generator)."""
+    first = loaders[0]
+    fused = all(isinstance(ld, DeviceLoader) and ld.x is first.x and ld.y is first.y
+                and ld.shuffle and ld.augment is None and ld.batch_size == first.batch_size
+                for ld in loaders)
+    if not fused:
+        for batches in zip(*(iter(ld) for ld in loaders), strict=True):
+            yield (torch.stack([xb.to(device, non_blocking=True) for xb, _ in batches]),
+                   torch.stack([yb.to(device, non_blocking=True) for _, yb in batches]))
+        return
+    n = len(first.y)
+    orders = torch.stack([torch.randperm(n, generator=ld.generator) for ld in loaders])
+    orders = orders.to(first.x.device)  # (K, N)
+    for start in range(0, n, first.batch_size):
+        idx = orders[:, start:start + first.batch_size]  # (K, B)
+        yield first.x[idx].to(device), first.y[idx].to(device)
+
+
 def train_step(stack: StackedModels, optimizer: BatchedOptimizer, masks: dict[str, torch.Tensor],
                x: torch.Tensor, y: torch.Tensor, amp: str = "none") -> tuple[torch.Tensor,
                                                                               torch.Tensor]:
@@ -95,7 +120,7 @@ def train_step(stack: StackedModels, optimizer: BatchedOptimizer, masks: dict[st
     return loss.detach(), out.detach()
 
 
-def train_packed_epoch(stack: StackedModels, loaders: Sequence[object],
+def train_packed_epoch(stack: StackedModels, loaders: Sequence[Any],
                        optimizer: BatchedOptimizer, masks: dict[str, torch.Tensor],
                        device: torch.device, amp: str = "none") -> list[EpochStats]:
     """One epoch for every member; the members' loaders must yield equally shaped batches
@@ -106,9 +131,7 @@ def train_packed_epoch(stack: StackedModels, loaders: Sequence[object],
     loss_sum = torch.zeros(k, device=device)
     correct = torch.zeros(k, device=device, dtype=torch.long)
     total = 0
-    for batches in zip(*(iter(ld) for ld in loaders), strict=True):  # type: ignore[call-overload]
-        x = torch.stack([xb.to(device, non_blocking=True) for xb, _ in batches])  # (K, B, ...)
-        y = torch.stack([yb.to(device, non_blocking=True) for _, yb in batches])  # (K, B)
+    for x, y in packed_batches(loaders, device):
         loss, out = train_step(stack, optimizer, masks, x, y, amp)
         loss_sum += loss * y.shape[1]
         correct += (out.argmax(-1) == y).sum(1)
