@@ -1,7 +1,7 @@
 """One training epoch of K members as one batched model.
 
 The members' parameters and buffers (BatchNorm running statistics included) are stacked with a
-leading member dimension (``torch.func.stack_module_state``) and the network runs under
+leading member dimension (as ``torch.func.stack_module_state``) and the network runs under
 ``vmap(functional_call)``: each member sees its own batch, from its own loader (its own seed,
 so its own data order), and its own weights. The loss is the sum of the members' mean losses,
 so one backward pass gives every member the gradient of its own loss. The step is
@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.func import functional_call, stack_module_state, vmap
+from torch.func import functional_call, vmap
 
 from ..loader import DeviceLoader
 from ..masks import MaskSet
@@ -37,9 +37,14 @@ class StackedModels:
     def __init__(self, models: Sequence[nn.Module]) -> None:
         self.models = list(models)
         self.base = copy.deepcopy(self.models[0]).to("meta")  # the code; its tensors are ours
-        params, buffers = stack_module_state(self.models)
-        self.params = {n: p.detach().clone().requires_grad_(True) for n, p in params.items()}
-        self.buffers = {n: b.clone() for n, b in buffers.items()}
+        # stack_module_state's stacking, without its check that the members are in one mode
+        # (a member just evaluated is in eval mode; the batched epoch trains them all)
+        per_member = [dict(m.named_parameters()) for m in self.models]
+        per_buffer = [dict(m.named_buffers()) for m in self.models]
+        self.params = {n: torch.stack([p[n].detach() for p in per_member]).requires_grad_(True)
+                       for n in per_member[0]}
+        self.buffers = {n: torch.stack([b[n].detach() for b in per_buffer])
+                        for n in per_buffer[0]}
         self.names = list(self.params)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

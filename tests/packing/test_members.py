@@ -11,6 +11,7 @@ import pytest
 import torch
 import yaml
 
+from pruning_core.experiment import run
 from pruning_core.packing import run_pack
 
 from .helpers import assert_same, config, packed, solo
@@ -105,3 +106,33 @@ def test_members_with_the_same_data_hold_one_copy():
     assert b.train_loader.x is a.train_loader.x and b.test_loader.y is a.test_loader.y
     assert noisy.train_loader.y is not a.train_loader.y  # its own labels
     assert noisy.train_loader.x is a.train_loader.x
+
+
+def test_members_whose_plans_differ_in_length_end_apart():
+    # IMP: one retraining phase per level, so 2 and 3 levels train 2 x 2 and 2 x 3 epochs;
+    # the pack goes on with the longer member after the shorter one ends
+    cfgs = [config(prune__timing={"name": "imp"}, prune__criterion="magnitude",
+                   prune__schedule="exponential", prune__steps=1),
+            config(prune__timing={"name": "imp"}, prune__criterion="magnitude",
+                   prune__schedule="exponential", prune__steps=2, seed=1)]
+    results, ckpts = packed(cfgs)
+    assert [r.epochs for r in results] == [4, 6]
+    for cfg, r, c in zip(cfgs, results, ckpts, strict=True):
+        s, cs = solo(cfg)
+        assert_same(s, cs, r, c)
+
+
+def test_dense_cache_prefix_is_shared_as_in_solo_runs(tmp_path):
+    from pruning_core.dense_cache import LocalDenseCache
+
+    cfgs = [config(prune__timing={"name": "after", "pretrain_epochs": 1},
+                   prune__criterion="magnitude", train__epochs=1),
+            config(prune__timing={"name": "after", "pretrain_epochs": 1},
+                   prune__criterion="magnitude", prune__sparsity=0.5, train__epochs=1)]
+    results = run_pack(cfgs, batched=True, dense_cache=LocalDenseCache(tmp_path / "cache"))
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 1  # one dense prefix (same seed)
+    for cfg, r in zip(cfgs, results, strict=True):
+        s = run(cfg, dense_cache=LocalDenseCache(tmp_path / "solo_cache"))
+        assert r.status == s.status == "ok" and r.epochs == s.epochs == 2
+        assert r.layer_sparsity == s.layer_sparsity
+        assert r.test_loss == pytest.approx(s.test_loss, rel=1e-4)
