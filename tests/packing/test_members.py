@@ -136,3 +136,19 @@ def test_dense_cache_prefix_is_shared_as_in_solo_runs(tmp_path):
         assert r.status == s.status == "ok" and r.epochs == s.epochs == 2
         assert r.layer_sparsity == s.layer_sparsity
         assert r.test_loss == pytest.approx(s.test_loss, rel=1e-4)
+
+
+def test_what_cannot_be_batched_runs_alone():
+    from torch import nn
+
+    from pruning_core.experiment import _Trial
+    from pruning_core.packing.engine import batchable
+
+    trial = _Trial(config(model__name="mlp", model__options={"hidden": [8]}))
+    assert batchable(trial)
+    trial.model.append(nn.Dropout(0.1))  # vmap would draw other dropout masks than a solo run
+    assert not batchable(trial)
+    trial.model[-1].p = 0.0
+    assert batchable(trial)
+    trial.compacted = True  # a compacted model has shapes of its own
+    assert not batchable(trial)
