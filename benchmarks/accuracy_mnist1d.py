@@ -1,6 +1,7 @@
 """MNIST-1D accuracy of pruning before training: criteria x sparsity x seeds, on CPU.
 
-Every run is a plain ``pruning_core.experiment.run`` of a trial config (printed below and saved
+Every run is a plain ``pruning_core.trials.experiment.run`` of a trial config (printed below and
+saved
 with the results): 1-D CNN (Greydanus 2020), Adam lr 1e-2, batch 128, masks chosen at
 initialisation with global allocation, then trained with the masks enforced.
 
@@ -65,8 +66,8 @@ def trial_config(method: str | None, sparsity: float, seed: int, epochs: int) ->
 
 def run_one(job: dict[str, Any]) -> dict[str, Any]:
     """Worker: one trial (imports here so each worker process sets its own thread count)."""
-    from pruning_core.config import load_trial_config
-    from pruning_core.experiment import run
+    from pruning_core.trials.experiment import run
+    from pruning_core.trials.registries import load_trial_config
 
     start = time.perf_counter()
     result = run(load_trial_config(job["config"]))

@@ -1,11 +1,12 @@
 """Adversarial accuracy (issue 18): what each attack costs next to one test-set evaluation.
 
 The MNIST-1D 1-D CNN (``cnn1d``, Greydanus 2020; dense, Adam lr 1e-2, batch 128, ``--epochs``
-epochs through ``pruning_core.training.train_epoch``) is trained once; then, in the same run:
+epochs through ``pruning_core.trials.loop.train_epoch``) is trained once; then, in the same run:
 
-- one full test-set evaluation (``pruning_core.training.evaluate``, 1,000 sequences, batch
+- one full test-set evaluation (``pruning_core.trials.loop.evaluate``, 1,000 sequences, batch
   1,000 as ``data.eval_batch_size``): median of 20 (or ``--reps``) after a warm-up;
-- ``pruning_core.adversarial.adversarial_accuracy`` on ``--samples`` (512) seeded test examples
+- ``pruning_core.measure.adversarial.adversarial_accuracy`` on ``--samples`` (512) seeded test
+examples
   for each attack at its defaults (FGSM L∞ 8/255; PGD L∞ 8/255, 10 steps of 2/255, HYDRA's
   protocol; PGD L2 0.5; Carlini-Wagner L2 with foolbox's defaults, 9 x 10,000 steps, SNIP-it's
   protocol), and Carlini-Wagner with fewer steps (``--cw-steps``) as a cheaper option.
@@ -36,13 +37,13 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from pruning_core.adversarial import adversarial_accuracy, input_bounds, library
 from pruning_core.config import AdversarialConfig, TrainConfig
-from pruning_core.data import DataBundle, load_dataset
-from pruning_core.masks import MaskSet
-from pruning_core.models import create_model
-from pruning_core.targets import prunable_parameters
-from pruning_core.training import evaluate, make_optimizer, train_epoch
+from pruning_core.masking.masks import MaskSet
+from pruning_core.masking.targets import prunable_parameters
+from pruning_core.measure.adversarial import adversarial_accuracy, input_bounds, library
+from pruning_core.trials.loop import evaluate, make_optimizer, train_epoch
+from pruning_core.workloads.data import DataBundle, load_dataset
+from pruning_core.workloads.models import create_model
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

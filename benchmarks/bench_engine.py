@@ -38,11 +38,11 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from pruning_core.config import AllocationConfig
-from pruning_core.engine import Pruner
-from pruning_core.masks import MaskSet
-from pruning_core.models import create_model
-from pruning_core.schedules import sparsity_steps
-from pruning_core.targets import prunable_parameters
+from pruning_core.masking.engine import Pruner
+from pruning_core.masking.masks import MaskSet
+from pruning_core.masking.schedules import sparsity_steps
+from pruning_core.masking.targets import prunable_parameters
+from pruning_core.workloads.models import create_model
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 GLOBAL = AllocationConfig(name="global")

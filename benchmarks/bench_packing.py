@@ -77,9 +77,9 @@ def one(workload: str, k: int, mode: str, args: argparse.Namespace) -> dict[str,
     """One measurement, in this (child) process."""
     import torch
 
-    from pruning_core.experiment import run
     from pruning_core.packing import decide, measure_steps, run_pack
     from pruning_core.packing.choose import MIN_STEP_SPEEDUP
+    from pruning_core.trials.experiment import run
 
     torch.set_num_threads(args.threads)
     cfgs = member_configs(workload, k, args)

@@ -223,8 +223,8 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     space = load_space(SPACE)
     base = space.base_config()
-    from pruning_core.config import load_trial_config
-    from pruning_core.experiment import prunable_layers
+    from pruning_core.trials.experiment import prunable_layers
+    from pruning_core.trials.registries import load_trial_config
 
     layers = [info.name for info in prunable_layers(load_trial_config(base))]
     configs = space.sample(256, seed=0)

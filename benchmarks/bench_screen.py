@@ -27,8 +27,9 @@ from typing import Any
 
 import torch
 
-from pruning_core.config import TrialConfig, load_trial_config
-from pruning_core.experiment import run
+from pruning_core.config import TrialConfig
+from pruning_core.trials.experiment import run
+from pruning_core.trials.registries import load_trial_config
 from sweeps.results.pareto import pareto_front
 from sweeps.tune.space import load_space
 

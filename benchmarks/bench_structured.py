@@ -40,8 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 
-from pruning_core.models import create_model
-from pruning_core.select import top_mask
+from pruning_core.masking.select import top_mask
 from pruning_core.structured import (
     STRUCTURED_CRITERIA,
     StructuredContext,
@@ -53,6 +52,7 @@ from pruning_core.structured import (
     select_channels,
     train_step_ms,
 )
+from pruning_core.workloads.models import create_model
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

@@ -8,8 +8,9 @@ CIFAR-shaped synthetic data (uint8 32×32×3 images, 10 classes) with the standa
 - ``torchvision``: a ``Dataset`` of uint8 HWC images with ``transforms.v2`` (ToImage,
   RandomCrop(32, padding=4), RandomHorizontalFlip, ToDtype, Normalize) per example, a
   ``DataLoader`` with ``--workers`` worker processes (pinned memory on CUDA);
-- ``ours``: the normalised split held on the device, ``pruning_core.loader.DeviceLoader`` with
-  ``pruning_core.augment.CropFlip`` (the same recipe, batched);
+- ``ours``: the normalised split held on the device, ``pruning_core.workloads.loader.DeviceLoader``
+with
+  ``pruning_core.workloads.augment.CropFlip`` (the same recipe, batched);
 - ``ours, masked``: the same with masks at sparsity 0.9 (global magnitude) enforced after every
   optimiser step (``MaskSet.apply``), as every prunetune trial trains.
 
@@ -39,13 +40,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from pruning_core.augment import CropFlip, black_level
 from pruning_core.config import AllocationConfig
-from pruning_core.engine import Pruner
-from pruning_core.loader import DeviceLoader
-from pruning_core.masks import MaskSet
-from pruning_core.models import create_model
-from pruning_core.targets import prunable_parameters
+from pruning_core.masking.engine import Pruner
+from pruning_core.masking.masks import MaskSet
+from pruning_core.masking.targets import prunable_parameters
+from pruning_core.workloads.augment import CropFlip, black_level
+from pruning_core.workloads.loader import DeviceLoader
+from pruning_core.workloads.models import create_model
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)

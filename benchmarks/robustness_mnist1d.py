@@ -38,8 +38,8 @@ def config(method: str | None, sparsity: float, seed: int, epochs: int,
 
 
 def run_one(job: dict[str, Any]) -> dict[str, Any]:
-    from pruning_core.config import load_trial_config
-    from pruning_core.experiment import run
+    from pruning_core.trials.experiment import run
+    from pruning_core.trials.registries import load_trial_config
 
     start = time.perf_counter()
     r = run(load_trial_config(job["config"]))

@@ -1,8 +1,9 @@
 """Typed trial configuration: the one place a dict becomes types.
 
-``TrialConfig.model_validate(d)`` validates eagerly; every error names the dotted field.
-Names (criterion, schedule, model, ...) are checked against their registries, so a typo in a
-sweep space is caught on the laptop, not on the cluster.
+``TrialConfig.model_validate(d)`` checks the schema: types, ranges, unknown keys; every error
+names the dotted field. Names (criterion, schedule, model, ...) are checked against their
+registries by ``pruning_core.trials.registries.load_trial_config``, the one place a dict becomes a
+trial config: this module sits below the registries and imports none of them.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from .errors import ConfigError
+from .base.errors import ConfigError
 
 #: the most prune steps a schedule may take (each step scores the whole network)
 MAX_PRUNE_STEPS = 10_000
@@ -196,6 +197,12 @@ class AllocationConfig(_Strict):
     min_density: float = Field(0.0, ge=0, le=1)
     #: ERK exponent (RigL's power_scale)
     erk_power: float = Field(1.0, ge=0)
+    #: OWL (luuyin/OWL): layer sparsities within sparsity +- owl_lambda ("Lamda")
+    owl_lambda: float = Field(0.08, ge=0, lt=0.5)
+    #: OWL: an outlier's Wanda score exceeds owl_m times its layer's mean ("Hyper_m")
+    owl_m: float = Field(5.0, gt=0)
+    #: OWL: outlier ratios per transformer block ("block", the authors') or per tensor
+    owl_group: Literal["block", "layer"] = "block"
 
     @field_validator("layer_sparsity")
     @classmethod
@@ -242,6 +249,20 @@ class ScreenConfig(_Strict):
     min_density: float = Field(0.0, ge=0.0, lt=1.0)
 
 
+class PatternConfig(_Strict):
+    """N:M semi-structured sparsity: N weights kept in every M consecutive along a row."""
+
+    n: int = Field(ge=1)
+    m: int = Field(ge=1, le=1024)
+
+    @model_validator(mode="after")
+    def _n_le_m(self) -> PatternConfig:
+        if self.n > self.m:
+            raise ValueError(f"n={self.n} is more than m={self.m}; N:M keeps n of every m "
+                             "weights (e.g. {n: 2, m: 4})")
+        return self
+
+
 class PruneConfig(_Strict):
     criterion: str = "snip"
     #: criterion-specific options, validated by the criterion's own options model
@@ -277,6 +298,54 @@ class PruneConfig(_Strict):
     remove_disconnected: bool = False
     #: end a trial whose masks leave it untrainable right after they are made (status doomed)
     screen: ScreenConfig = Field(default_factory=lambda: ScreenConfig())
+    #: comparison group of the selection (pruning_core/masking/compare.py: layer, row, nm);
+    #: None: the criterion's default (layer; Wanda: row)
+    compare: str | None = None
+    #: N:M semi-structured sparsity ({n: 2, m: 4}); sparsity is then 1 - n/m (set it to that
+    #: or leave it out), the allocation is not read and the selection is ``nm``
+    pattern: PatternConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pattern_sparsity(cls, data: Any) -> Any:
+        # an N:M pattern defines the sparsity: fill it in when the user left it out
+        if isinstance(data, dict) and "sparsity" not in data:
+            pat = data.get("pattern")
+            if isinstance(pat, dict) and isinstance(pat.get("n"), int) \
+                    and isinstance(pat.get("m"), int) and 0 < pat["n"] <= pat["m"]:
+                data = {**data, "sparsity": 1.0 - pat["n"] / pat["m"]}
+        return data
+
+    @model_validator(mode="after")
+    def _pattern_rules(self) -> PruneConfig:
+        pat = self.pattern
+        if pat is None:
+            if self.compare == "nm":
+                raise ValueError("compare: nm needs pattern (e.g. pattern: {n: 2, m: 4})")
+            if self.compare is not None and self.granularity != "weight":
+                raise ValueError("compare: channel pruning ranks whole channels; remove compare "
+                                 "or set granularity: weight")
+            return self
+        implied = 1.0 - pat.n / pat.m
+        clashes = [
+            (abs(self.sparsity - implied) > 1e-9,
+             f"sparsity {self.sparsity} differs from 1 - n/m = {implied:.4f}; set "
+             f"sparsity: {implied:.4f} or leave it out"),
+            (self.compare not in (None, "nm"), f"compare {self.compare!r} does not apply to an "
+             "N:M pattern (its groups are the comparison); remove compare"),
+            (self.steps != 1, "an N:M pattern is reached in one step; set steps: 1"),
+            (self.granularity != "weight", "an N:M pattern needs granularity: weight"),
+            (self.allocation.name == "explicit", "an N:M pattern fixes every layer's "
+             "sparsity; remove the explicit allocation"),
+            (self.variant == "random_sparse", "random_sparse redraws masks without the N:M "
+             "pattern; use variant none or reinit"),
+            (self.remove_disconnected, "remove_disconnected would break the N:M groups; set "
+             "it false"),
+        ]
+        for bad, message in clashes:
+            if bad:
+                raise ValueError(f"pattern: {message}")
+        return self
 
     @field_validator("steps")
     @classmethod
@@ -359,14 +428,6 @@ class TrialConfig(_Strict):
     #: free-form tags carried into results (sweep name, trial id, ...)
     tags: dict[str, Any] = Field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _names_exist(self) -> TrialConfig:
-        # Imported here: the registries import torch-heavy modules.
-        from . import registries
-
-        registries.check_names(self)
-        return self
-
 
 def _loc(err: dict[str, Any]) -> str:
     return ".".join(str(p) for p in err["loc"]) or "<root>"
@@ -409,8 +470,8 @@ def _walk(model: type[BaseModel], loc: Sequence[Any]) -> tuple[list[str] | None,
 
 def unknown_key(loc: Sequence[Any], model: type[BaseModel] | None) -> str:
     """The message of a misspelt key at ``loc``: ``unknown key; did you mean a.b?`` naming
-    the nearest valid keys of that mapping (``pruning_core.suggest``)."""
-    from .suggest import did_you_mean
+    the nearest valid keys of that mapping (``pruning_core.base.suggest``)."""
+    from .base.suggest import did_you_mean
 
     if model is None or not loc:
         return "unknown key (check the spelling)"
@@ -433,14 +494,6 @@ def format_validation_error(exc: ValidationError, model: type[BaseModel] | None 
             msg = unknown_key(tuple(err["loc"]), model)
         parts.append(f"{_loc(err)}: {msg}" if err["loc"] else msg)
     return "; ".join(parts)
-
-
-def load_trial_config(data: dict[str, Any]) -> TrialConfig:
-    """Validate a dict; raise ``ConfigError`` with a one-line message naming the field(s)."""
-    try:
-        return TrialConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, TrialConfig)) from None
 
 
 def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:

@@ -32,7 +32,7 @@ def batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
 def _import_allowances(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test starts with no ``--allow-import`` / extra code root (``code_trust`` keeps them
     in the environment, for Ray's workers): what one test allows never leaks into the next."""
-    from pruning_core.code_trust import ALLOW_ENV, ROOTS_ENV
+    from pruning_core.base.code_trust import ALLOW_ENV, ROOTS_ENV
 
     monkeypatch.delenv(ALLOW_ENV, raising=False)
     monkeypatch.delenv(ROOTS_ENV, raising=False)

@@ -59,6 +59,11 @@ def test_names_lists_registries():
     assert p.returncode == 0
     for word in ("snip", "synflow", "snip_it", "erk", "imp", "random_sparse", "cnn1d", "mnist1d"):
         assert word in p.stdout
+    from pruning_core.structured.criteria import STRUCTURED_CRITERIA
+
+    assert "channel criteria" in p.stdout  # issue 17: the structured criteria are listed too
+    for name in STRUCTURED_CRITERIA.names():
+        assert name in p.stdout
 
 
 def test_run_prints_the_robustness_lines_and_a_doomed_trial_with_its_reason(tmp_path):

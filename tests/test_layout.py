@@ -2,8 +2,10 @@
 
 The import graph of every module of ``pruning_core/`` and ``sweeps/`` is read statically (``ast``):
 every ``import`` / ``from ... import``, at the top of a module and inside functions alike (a lazy
-import is still a dependency), relative ones resolved; an import under ``if TYPE_CHECKING:`` is not
-an edge (it never runs). ``from pkg import name`` where ``name`` is a submodule is an edge to that
+import is still a dependency), relative ones resolved; an import under ``if TYPE_CHECKING:`` is an
+edge too (a type-only import still ties the two modules: neither can be read or replaced alone; the
+shared checker ``../shared/tools/import_circles.py`` counts them as well). ``from pkg import name``
+where ``name`` is a submodule is an edge to that
 submodule. Its strongly connected components (Tarjan) with more than one module are the circles.
 
 ``KNOWN_CYCLES`` is a ratchet: the circles not yet broken, each a frozenset of module names. It
@@ -21,23 +23,27 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("pruning_core", "sweeps")
 
-#: circles not broken yet; may only shrink. ``TrialStore.query`` runs the query engine of
-#: ``pareto.Results``, which reads a remote sweep through ``TrialStore``.
-KNOWN_CYCLES: frozenset[frozenset[str]] = frozenset({
-    frozenset({"sweeps.results.pareto", "sweeps.results.store"}),
-})
+#: circles not broken yet; may only shrink
+KNOWN_CYCLES: frozenset[frozenset[str]] = frozenset()
 
-_MASK_MAKING = ("pruning_core.targets", "pruning_core.masks", "pruning_core.select",
-                "pruning_core.criteria", "pruning_core.schedules", "pruning_core.allocation",
-                "pruning_core.engine", "pruning_core.effective")
-_TRAINING = ("pruning_core.training", "pruning_core.loader", "pruning_core.augment",
-             "pruning_core.experiment", "pruning_core.dense_cache", "pruning_core.reference")
+#: pruning_core's rooms along the flow (pruning_core/README.md), bottom to top
+_ENGINE_ROOMS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("base", ("pruning_core.base",)),
+    ("config", ("pruning_core.config",)),
+    ("workloads", ("pruning_core.workloads",)),
+    ("masking", ("pruning_core.masking",)),
+    ("structured", ("pruning_core.structured",)),
+    ("measure", ("pruning_core.measure",)),
+    ("similarity", ("pruning_core.similarity",)),
+    ("trials", ("pruning_core.trials",)),
+    ("packing", ("pruning_core.packing",)),
+)
 
 #: rooms, each ``(name, module prefixes)``, listed bottom to top within one stack: a module of a
 #: room may not import a module of any room above it (a prefix covers its submodules too)
 LAYERS: tuple[tuple[tuple[str, tuple[str, ...]], ...], ...] = (
     # inside the engine: making masks never needs training or the experiment
-    (("mask-making", _MASK_MAKING), ("training/experiment", _TRAINING)),
+    _ENGINE_ROOMS,
     # the data flow: the engine, reading results, running sweeps, the command line
     (("engine", ("pruning_core",)), ("results", ("sweeps.results",)),
      ("tune", ("sweeps.tune",)), ("cli", ("sweeps.cli",))),
@@ -49,12 +55,6 @@ Graph = dict[str, dict[str, int]]  # module -> {imported module: first line}
 def _module_name(root: Path, path: Path) -> str:
     parts = list(path.relative_to(root).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def _is_type_checking(node: ast.If) -> bool:
-    t = node.test
-    return (isinstance(t, ast.Name) and t.id == "TYPE_CHECKING") or (
-        isinstance(t, ast.Attribute) and t.attr == "TYPE_CHECKING")
 
 
 def _known(name: str, modules: Iterable[str]) -> str | None:
@@ -75,11 +75,7 @@ def _edges(name: str, path: Path, modules: set[str]) -> dict[str, int]:
 
     def visit(node: ast.AST) -> None:
         for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.If) and _is_type_checking(child):
-                for other in child.orelse:  # the else branch does run
-                    visit_node(other)
-            else:
-                visit_node(child)
+            visit_node(child)
 
     def visit_node(node: ast.AST) -> None:
         if isinstance(node, ast.Import):
@@ -191,7 +187,7 @@ def upward_imports(graph: Mapping[str, Mapping[str, int]],
 
 def test_no_import_circle_but_the_known_ones() -> None:
     graph = import_graph(REPO)
-    assert len(graph) > 100 and "pruning_core.experiment" in graph
+    assert len(graph) > 100 and "pruning_core.trials.experiment" in graph
     found = cycles(graph)
     new = [describe(c, graph) for c in found if c not in KNOWN_CYCLES]
     assert not new, "import circles:\n" + "\n".join(new)
@@ -220,8 +216,8 @@ def _package(root: Path, files: Mapping[str, str]) -> None:
 
 
 def test_the_checker_finds_a_planted_circle(tmp_path: Path) -> None:
-    """A circle closed only by a lazy, relative import inside a function is still found; one
-    closed only under ``TYPE_CHECKING`` is not; ``from pkg import submodule`` is an edge."""
+    """A circle closed only by a lazy, relative import inside a function is still found, and so
+    is one closed only under ``TYPE_CHECKING``; ``from pkg import submodule`` is an edge."""
     _package(tmp_path, {
         "pkg/__init__.py": "",
         "pkg/a.py": "from .b import helper\n",
@@ -236,9 +232,9 @@ def test_the_checker_finds_a_planted_circle(tmp_path: Path) -> None:
     })
     graph = import_graph(tmp_path, ["pkg"])
     assert graph["pkg.c"] == {"pkg.a": 5}
-    assert graph["pkg.d"] == {"pkg.e": 2} and graph["pkg.e"] == {}
+    assert graph["pkg.d"] == {"pkg.e": 2, "pkg.a": 4} and graph["pkg.e"] == {"pkg.d": 3}
     found = cycles(graph)
-    assert sorted(sorted(c) for c in found) == [["pkg.a", "pkg.b", "pkg.c"],
+    assert sorted(sorted(c) for c in found) == [["pkg.a", "pkg.b", "pkg.c"], ["pkg.d", "pkg.e"],
                                                 ["pkg.sub.f", "pkg.sub.g"]]
     text = describe(frozenset({"pkg.a", "pkg.b", "pkg.c"}), graph)
     assert "pkg.b -> pkg.c (line 2)" in text and "pkg.c -> pkg.a (line 5)" in text

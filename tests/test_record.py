@@ -8,9 +8,9 @@ import math
 
 import pyarrow as pa
 
-from pruning_core.experiment import TrialResult
-from pruning_core.record import BY_NAME, EPOCH_METRICS, FINAL_METRICS, METRICS
-from sweeps.results.store import _TYPES
+from pruning_core.base.record import BY_NAME, EPOCH_METRICS, FINAL_METRICS, METRICS
+from pruning_core.trials.experiment import TrialResult
+from sweeps.results.schema import COLUMN_TYPES as _TYPES
 from sweeps.tune.recorder import _METRIC_KEYS
 from sweeps.tune.trainable import final_metrics
 
@@ -46,7 +46,7 @@ def test_final_report_has_every_declared_float_metric_nan_when_unmeasured() -> N
 def test_epoch_metrics_are_final_metrics_and_directions_are_valid() -> None:
     assert EPOCH_METRICS < FINAL_METRICS
     assert EPOCH_METRICS == {"train_loss", "train_accuracy", "test_loss", "test_accuracy",
-                             "sparsity", "gap_accuracy", "gap_loss"}
+                             "sparsity", "gap_accuracy", "gap_loss", "perplexity"}
     assert all(m.better in ("max", "min", "") for m in METRICS)
     assert len(BY_NAME) == len(METRICS)  # no name declared twice
 

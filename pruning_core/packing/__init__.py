@@ -2,9 +2,9 @@
 
 The contract the sweep side builds on (``sweeps/tune``) is :func:`run_pack`: one
 :class:`TrialResult` per member, each equal (to float tolerance, see docs/packing.md) to
-:func:`pruning_core.experiment.run` of that member's config. Configs are split into compatible
-packs by :func:`pack_key` (``compat.py``); a pack trains batched (``engine.py``) or, where that
-is not faster (:func:`choose_packed`), its members run one after another.
+:func:`pruning_core.trials.experiment.run` of that member's config. Configs are split into
+compatible packs by :func:`pack_key` (``compat.py``); a pack trains batched (``engine.py``)
+or, where that is not faster (:func:`choose_packed`), its members run one after another.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..config import TrialConfig
-from ..experiment import EpochReport, TrialResult, _Trial, run
+from ..trials.experiment import run
+from ..trials.result import EpochReport, TrialResult
+from ..trials.trial import Trial
 from .choose import StepTiming, choose_packed, decide, measure_steps
 from .compat import PACK_FIELDS, pack_key, split_packs
 from .engine import Member, StopMember, run_lockstep, share_data
@@ -56,7 +58,7 @@ def _run_batched(idx: Sequence[int], cfgs: Sequence[TrialConfig], on_epoch: Memb
                  dense_cache: Any) -> list[TrialResult]:
     members: list[Member] = []
     for i in idx:
-        trial = _Trial(cfgs[i])
+        trial = Trial(cfgs[i])
         if resume[i] is not None:
             trial.restore(resume[i])  # type: ignore[arg-type]
         share_data(trial, [m.trial for m in members])

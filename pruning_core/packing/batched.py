@@ -25,9 +25,9 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from ..loader import DeviceLoader
-from ..masks import MaskSet
-from ..training import EpochStats
+from ..masking.masks import MaskSet
+from ..trials.loop import EpochStats
+from ..workloads.loader import DeviceLoader
 from .optim import BatchedOptimizer
 
 
@@ -110,12 +110,11 @@ def train_step(stack: StackedModels, optimizer: BatchedOptimizer, masks: dict[st
                x: torch.Tensor, y: torch.Tensor, amp: str = "none") -> tuple[torch.Tensor,
                                                                               torch.Tensor]:
     """One step of every member on its batch ``x`` ``(K, B, ...)``, ``y`` ``(K, B)``:
-    the members' mean losses ``(K,)`` and outputs ``(K, B, classes)``."""
-    k, b = y.shape
+    the members' mean losses ``(K,)`` and outputs ``(K, B, classes[, T])``."""
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
-        out = stack.forward(x)  # (K, B, classes)
-        loss = nn.functional.cross_entropy(out.float().flatten(0, 1), y.flatten(),
-                                           reduction="none").view(k, b).mean(1)  # (K,)
+        out = stack.forward(x)  # (K, B, classes) or (K, B, vocab, T)
+        # each member's cross_entropy(out, y), as train_epoch: the mean per example (token)
+        loss = vmap(nn.functional.cross_entropy)(out.float(), y)  # (K,)
     # the members' losses are independent: d(sum)/d(params_k) is member k's own gradient
     grads = torch.autograd.grad(loss.sum(), [stack.params[n] for n in stack.names])
     optimizer.step(stack.params, dict(zip(stack.names, grads, strict=True)))
@@ -138,9 +137,10 @@ def train_packed_epoch(stack: StackedModels, loaders: Sequence[Any],
     total = 0
     for x, y in packed_batches(loaders, device):
         loss, out = train_step(stack, optimizer, masks, x, y, amp)
-        loss_sum += loss * y.shape[1]
-        correct += (out.argmax(-1) == y).sum(1)
-        total += y.shape[1]
+        per_member = y[0].numel()  # examples (tokens) in a member's batch
+        loss_sum += loss * per_member
+        correct += (out.argmax(2) == y).flatten(1).sum(1)
+        total += per_member
     means = (loss_sum / max(total, 1)).tolist()
     accs = (correct.double() / max(total, 1)).tolist()
     return [EpochStats(mean, acc) for mean, acc in zip(means, accs, strict=True)]

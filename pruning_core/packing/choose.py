@@ -19,10 +19,10 @@ import torch
 from torch import nn
 
 from ..config import TrialConfig
-from ..data import dataset_spec
-from ..experiment import resolve_device
-from ..models import create_model
-from ..training import make_optimizer
+from ..trials.loop import make_optimizer
+from ..trials.trial import resolve_device
+from ..workloads.data import dataset_spec
+from ..workloads.models import create_model
 from .batched import StackedModels, train_step
 from .optim import BatchedOptimizer
 

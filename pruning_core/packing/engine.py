@@ -1,4 +1,4 @@
-"""The packed engine: K trials (``experiment._Trial``) run in lockstep, their epochs batched.
+"""The packed engine: K trials (``trials.trial.Trial``) run in lockstep, their epochs batched.
 
 Each member is a solo trial: its plan, masks, pruner, optimiser, loaders and random streams are
 its own. A round advances every live member through its non-training actions (prune events,
@@ -26,19 +26,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import rng
-from ..experiment import (
-    EpochReport,
-    TrialResult,
-    _DivergedAt,
-    _Doomed,
-    _start_from_dense,
-    _Trial,
-    finish_trial,
-)
-from ..loader import DeviceLoader
-from ..timing import Train
-from ..training import lr_at
+from ..base import rng
+from ..trials.experiment import _start_from_dense, finish_trial
+from ..trials.loop import lr_at
+from ..trials.result import EpochReport, TrialResult
+from ..trials.timing import Train
+from ..trials.trial import DivergedAt, Doomed, Trial
+from ..workloads.loader import DeviceLoader
 from .batched import StackedModels, stacked_masks, train_packed_epoch
 from .optim import BatchedOptimizer
 
@@ -52,7 +46,7 @@ class StopMember(Exception):
 @dataclass
 class Member:
     index: int
-    trial: _Trial
+    trial: Trial
     on_epoch: Callable[[EpochReport], None]
     rng_state: dict[str, Any] = field(default_factory=rng.capture)
     result: TrialResult | None = None
@@ -73,7 +67,7 @@ def member_rng(m: Member) -> Iterator[None]:
         m.rng_state = rng.capture()
 
 
-def batchable(trial: _Trial) -> bool:
+def batchable(trial: Trial) -> bool:
     """Whether this member's epochs can join a batched epoch."""
     return (isinstance(trial.train_loader, DeviceLoader) and not trial.compacted
             and not trial.cfg.train.compile
@@ -81,7 +75,7 @@ def batchable(trial: _Trial) -> bool:
                         for m in trial.model.modules()))
 
 
-def share_data(trial: _Trial, earlier: Sequence[_Trial]) -> None:
+def share_data(trial: Trial, earlier: Sequence[Trial]) -> None:
     """Hold one copy of the data: where an earlier member's device-resident split has equal
     tensors (a dataset that does not depend on the seed, or the same seed), this member's
     loaders read those, inputs and labels apart (label noise changes only labels). A K-member
@@ -130,9 +124,9 @@ def _guard(m: Member, work: Callable[[], None], stopped: Callable[[Member], Tria
             work()
     except StopMember:  # raised in the report of a Train action (its checkpoint is after it)
         m.result = stopped(m)
-    except _DivergedAt as exc:
+    except DivergedAt as exc:
         _end(m, "diverged", exc.epoch, f"epoch {exc.epoch}: {exc}")
-    except _Doomed as exc:
+    except Doomed as exc:
         _end(m, "doomed", None, str(exc))
 
 

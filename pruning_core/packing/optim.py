@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ..errors import ConfigError
+from ..base.errors import ConfigError
 
 #: the only options ``make_optimizer`` leaves at torch's defaults and this step assumes
 _DEFAULTS = {"dampening": 0, "nesterov": False, "maximize": False, "amsgrad": False}

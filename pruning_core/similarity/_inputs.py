@@ -22,7 +22,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from ..errors import ConfigError
+from ..base.errors import ConfigError
 
 Conv = Literal["pool", "flatten"]
 CONV_MODES: tuple[str, ...] = ("pool", "flatten")

@@ -25,9 +25,9 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from ..errors import ConfigError
-from ..registry import Registry
-from ..targets import PRUNABLE_TYPES
+from ..base.errors import ConfigError
+from ..base.registry import Registry
+from ..masking.targets import PRUNABLE_TYPES
 from ._inputs import Conv, as_examples
 from .cca import pwcca, svcca
 from .cka import Moments, batch_hsic, cka_from_moments, debiased_cka, linear_cka

@@ -28,7 +28,7 @@ import math
 
 import torch
 
-from ..errors import ConfigError
+from ..base.errors import ConfigError
 from ._inputs import ArrayLike, Conv, centre, paired
 
 

@@ -32,7 +32,7 @@ from typing import Literal
 
 import torch
 
-from ..errors import ConfigError
+from ..base.errors import ConfigError
 from ._inputs import ArrayLike, Conv, as_examples, centre, centred, paired
 
 Precision = Literal["auto", "float32", "float64"]

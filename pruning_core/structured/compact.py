@@ -16,7 +16,7 @@ import copy
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..base.errors import ConfigError
 from .graph import ChannelGroup, is_depthwise
 from .masks import KeepIndices, keep_indices
 from .select import Keep

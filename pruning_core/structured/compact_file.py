@@ -15,7 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..base.errors import ConfigError
+from ..workloads.checkpoints import load_matching
 from .compact import rebuild
 from .masks import KeepIndices
 
@@ -110,3 +111,14 @@ def compact_spec(path: str | Path) -> dict[str, Any]:
 def make_compact(model: nn.Module, indices: KeepIndices) -> None:
     """Slice ``model`` in place to ``indices`` (what loading a compact file does first)."""
     rebuild(model, indices, inplace=True)
+
+
+def load_weights(model: nn.Module, path: str | Path, strict: bool = True,
+                 field: str = "model.weights") -> None:
+    """Copy the tensors of ``path`` into ``model`` after checking keys and shapes
+    (``checkpoints.load_matching``). A compact-model file first slices ``model`` in place to the
+    file's kept channels, so the smaller network is what gets loaded."""
+    indices = compact_indices(path, field)
+    if indices is not None:
+        make_compact(model, indices)
+    load_matching(model, path, strict, field)

@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import nn
 
-from ..errors import ConfigError
+from ..base.errors import ConfigError
 from .compact_file import (
     COMPACT_FORMAT,
     COMPACT_VERSION,
@@ -42,7 +42,7 @@ def load_compact(path: str | Path, *, factory: Callable[..., nn.Module] | str | 
     - nothing: the file's own model, a built-in one (``mlp``, ``resnet20``, ``tv:resnet18``);
     - ``factory``: your model factory, ``build(input_shape, num_classes, **options)``, as the
       callable or its import path ``"my_pkg.nets:build"`` (imported through
-      :func:`pruning_core.factories.resolve`: your own code only, see SECURITY.md). A file
+      :func:`pruning_core.workloads.factories.resolve`: your own code only, see SECURITY.md). A file
       never chooses code to import: a file of a factory model needs this argument;
     - ``model``: the dense model already built (sliced in place and returned).
 
@@ -50,9 +50,9 @@ def load_compact(path: str | Path, *, factory: Callable[..., nn.Module] | str | 
     to the file's. Nothing in the file is executed or unpickled; a mismatch between the file
     and the architecture is one ``ConfigError`` line naming the first bad tensor.
     """
-    from ..checkpoints import load_weights
-    from ..factories import build_model, is_import_path, resolve
-    from ..models import create_model
+    from ..workloads.factories import build_model, is_import_path, resolve
+    from ..workloads.models import create_model
+    from .compact_file import load_weights
 
     spec = compact_spec(path)
     name = spec["model"]["name"]

@@ -26,8 +26,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ..criteria.base import restored_mode
-from ..errors import ConfigError
+from ..base.errors import ConfigError
+from ..masking.criteria.base import restored_mode
 
 log = logging.getLogger(__name__)
 

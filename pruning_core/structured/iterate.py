@@ -1,7 +1,8 @@
 """Channel pruning from scores to ``Keep``: one shot, or iterated (SNAP-it).
 
 SNAP-it (SNIP-it ``models/criterions/SNAPit.py``) is SNAP repeated along the SNIP-it halving
-schedule (``pruning_core.schedules`` "snip_it": 0.5, then halve the gap to the target), each step
+schedule (``pruning_core.masking.schedules`` "snip_it": 0.5, then halve the gap to the target),
+each step
 removing the fraction (s_i − pruned) / (1 − pruned) of what is left
 (:func:`~pruning_core.structured.select.rescaled_fraction`), where ``pruned`` is the node
 sparsity actually reached so far (a group kept alive by the one-channel floor makes it lower
@@ -20,8 +21,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..criteria.base import Batch, LossFn
-from ..schedules import sparsity_steps
+from ..masking.criteria.base import Batch, LossFn
+from ..masking.schedules import sparsity_steps
 from .criteria import STRUCTURED_CRITERIA, StructuredContext
 from .graph import ChannelGroup
 from .masks import channel_masks

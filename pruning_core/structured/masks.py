@@ -1,4 +1,4 @@
-"""Channels back to weights: bool masks for ``pruning_core.masks.MaskSet``, kept indices per
+"""Channels back to weights: bool masks for ``pruning_core.masking.masks.MaskSet``, kept indices per
 layer (what a compact model is rebuilt from), and the two sparsities structured runs report.
 
 A removed channel zeroes the output rows of every "out" Conv/Linear member of its group and the
@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..targets import prunable_parameters
+from ..masking.targets import prunable_parameters
 from .graph import WEIGHT_TYPES, ChannelGroup, is_depthwise
 from .select import Keep
 

@@ -1,10 +1,11 @@
 """``ChannelPruner``: the engine's prune step for ``prune.granularity: channel``.
 
-The same contract as :class:`pruning_core.engine.Pruner` (``step(sparsity)``, ``generator``,
+The same contract as :class:`pruning_core.masking.engine.Pruner` (``step(sparsity)``, ``generator``,
 ``elapsed_s``), so every timing drives it unchanged: score channels with a structured
 criterion, remove the SNAP-it fraction (s_i − pruned) / (1 − pruned) of the channels still kept
 (SNIP-it ``models/criterions/SNAPit.py``), and expand the kept channels back to weight masks on
-the engine's :class:`~pruning_core.masks.MaskSet`, so metrics, schedules and checkpoints keep
+the engine's :class:`~pruning_core.masking.masks.MaskSet`, so metrics, schedules and checkpoints
+keep
 working on the full-size network until :func:`pruning_core.structured.compact` shrinks it.
 ``sparsity`` here is node sparsity (the fraction of channels removed).
 """
@@ -13,16 +14,19 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from ..criteria import CRITERIA
-from ..criteria.base import Batch, LossFn, ScoreContext, forward, restored_mode
-from ..masks import MaskSet
-from ..select import ranked, top_mask
-from ..targets import prunable_parameters
+from ..base.registry import Registry
+from ..masking.criteria import CRITERIA
+from ..masking.criteria.base import ScoreContext, forward, restored_mode
+from ..masking.engine import PruneStep
+from ..masking.masks import MaskSet
+from ..masking.select import ranked, top_mask
+from ..masking.targets import prunable_parameters
 from .criteria import STRUCTURED_CRITERIA, StructuredContext
 from .graph import WEIGHT_TYPES, ChannelGroup, groups
 from .masks import channel_masks
@@ -62,24 +66,30 @@ def channel_maskset(model: nn.Module, gs: list[ChannelGroup]) -> MaskSet:
     return MaskSet(params, masks)
 
 
-@dataclass
-class ChannelPruner:
-    model: nn.Module
-    masks: MaskSet
+@dataclass(kw_only=True)
+class ChannelPruner(PruneStep):
+    """The channel granularity (SNAP-it): ``step(sparsity)`` to node sparsity."""
+
     groups: list[ChannelGroup]
-    criterion: str
-    batches: list[Batch]
-    input_shape: tuple[int, ...]
-    loss_fn: LossFn = nn.functional.cross_entropy
-    criterion_options: dict = field(default_factory=dict)
-    seed: int = 0
-    elapsed_s: float = 0.0
+    registry: ClassVar[Registry[Any]] = STRUCTURED_CRITERIA
+    compacts: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        self._criterion = STRUCTURED_CRITERIA.get(self.criterion)
-        self._options = self._criterion.options.model_validate(self.criterion_options)
-        self.generator = torch.Generator().manual_seed(self.seed)
+        super().__post_init__()
         self.keep: Keep = full_keep(self.groups)
+
+    def structure_state(self) -> dict[str, Any]:
+        return {"keep": {str(g): k.clone() for g, k in self.keep.items()}}
+
+    def restore_structure(self, state: dict[str, Any]) -> bool:
+        if "keep" not in state:
+            return False
+        self.set_keep({int(g): k for g, k in state["keep"].items()})
+        self.masks.replace(state["masks"])  # CNIP: weights pruned inside kept channels
+        return True
+
+    def size_metrics(self) -> dict[str, float]:
+        return {"node_sparsity": self.node_sparsity()}
 
     @classmethod
     def for_model(cls, model: nn.Module, input_shape: tuple[int, ...], include: list[str],

@@ -1,7 +1,8 @@
 """Which channels to keep: a global top-k over every group's channel scores.
 
 ``Keep`` maps a group id to a bool vector over its channels (True = kept). Selection nests (a
-channel pruned before stays pruned), breaks ties by position (``pruning_core.select.top_mask``)
+channel pruned before stays pruned), breaks ties by position
+(``pruning_core.masking.select.top_mask``)
 and never empties a group: a group left with no channel keeps its best one and a warning is
 logged, as the authors' SNAP does (SNIP-it ``models/criterions/SNAP.py``, ``handle_pruning``:
 "ensure not disconnecting" keeps ``argmax(grad)``). The global count may then exceed the target
@@ -14,8 +15,8 @@ import logging
 
 import torch
 
-from ..errors import ConfigError
-from ..select import ranked, sanitize, top_mask
+from ..base.errors import ConfigError
+from ..masking.select import ranked, sanitize, top_mask
 from .graph import ChannelGroup
 
 log = logging.getLogger(__name__)

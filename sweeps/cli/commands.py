@@ -81,18 +81,15 @@ def run_cmd(
 
 @app.command("names")
 def names_cmd() -> None:
-    """List the registered criteria, schedules, allocations, timings, variants, models, data."""
-    from pruning_core import registries
+    """List the registered criteria (weight and channel), schedules, allocations, timings,
+    variants, models and datasets."""
+    from pruning_core.trials import registries
 
     table = Table(show_header=True)
     table.add_column("axis")
     table.add_column("names")
-    for axis in ("CRITERIA", "SCHEDULES", "ALLOCATIONS", "TIMINGS", "VARIANTS", "MODELS",
-                 "DATASETS"):
-        names = getattr(registries, axis).names()
-        if axis == "MODELS":
-            names = [*names, "tv:<torchvision classifier>"]
-        table.add_row(axis.lower(), ", ".join(names))
+    for axis, names in registries.catalogue().items():
+        table.add_row(axis, ", ".join(names))
     console.print(table)
 
 

@@ -14,7 +14,7 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pruning_core.errors import ConfigError
+from pruning_core.base.errors import ConfigError
 from sweeps.cli.errors import fail, output_console
 from sweeps.results.outputs import check_outputs
 
@@ -30,8 +30,8 @@ AllowImport = Annotated[list[str] | None, typer.Option(
 
 
 def allow_imports(packages: list[str] | None) -> None:
-    """Record ``--allow-import`` values (``pruning_core.code_trust``); a bad name: one line."""
-    from pruning_core.code_trust import allow_import
+    """Record ``--allow-import`` values (``pruning_core.base.code_trust``); a bad name: one line."""
+    from pruning_core.base.code_trust import allow_import
 
     try:
         allow_import(*(packages or []))
@@ -76,8 +76,9 @@ def run_trial(data: dict[str, Any] | Any, json_out: Path | None,
               masks_out: Path | None = None, weights_out: Path | None = None,
               compact_out: Path | None = None) -> None:
     """Validate, run with a progress bar, print a summary, optionally write JSON and masks."""
-    from pruning_core.config import TrialConfig, check_device_available, load_trial_config
-    from pruning_core.experiment import run
+    from pruning_core.config import TrialConfig, check_device_available
+    from pruning_core.trials.experiment import run
+    from pruning_core.trials.registries import load_trial_config
 
     try:
         cfg = data if isinstance(data, TrialConfig) else load_trial_config(data)
@@ -132,7 +133,7 @@ def print_summary(result) -> None:
                                     if result.diverged_epoch else "")
          + (f": {result.error.removeprefix('doomed: ')}" if result.status == "doomed" else "")),
         ("test accuracy", f"{result.test_accuracy:.4f}"),
-        ("test loss", f"{result.test_loss:.4f}"),
+        ("test loss (perplexity)", f"{result.test_loss:.4f} ({result.perplexity:.2f})"),
         ("train accuracy", f"{result.train_accuracy:.4f}"),
         ("sparsity (target)", f"{result.sparsity:.4f} ({result.target_sparsity:.4f})"),
         ("params kept / all", f"{result.params_kept:,} / {result.params:,}"),
@@ -143,6 +144,10 @@ def print_summary(result) -> None:
             f"{result.speedup:.2f}x / {result.inference_speedup:.2f}x "
             f"({result.train_step_ms:.2f} ms vs {result.train_step_ms_dense:.2f} ms dense)")]
           if result.speedup is not None else []),
+        *([("2:4 semi-structured speed-up",
+            f"{result.nm_speedup:.2f}x ({result.nm_speedup_note})"
+            if result.nm_speedup is not None else f"not measured: {result.nm_speedup_note}")]
+          if result.nm_speedup_note is not None else []),
         *([("effective sparsity (disconnected)",
             f"{result.effective_sparsity:.4f} ({result.disconnected_weights:,} weights, "
             f"{result.dead_units:,} dead units)")]

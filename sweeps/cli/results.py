@@ -16,17 +16,15 @@ import typer
 
 from sweeps.cli.common import require_outputs
 from sweeps.cli.errors import fail, output_console
+from sweeps.results.aliases import display_name
+from sweeps.results.errors import ResultsError
 from sweeps.results.flags import add_note
 from sweeps.results.jsonable import json_scalar
-from sweeps.results.pareto import (
-    ALL_STATUSES,
-    DONE_STATUSES,
-    Results,
-    ResultsError,
-    display_name,
-    parse_ref,
-)
+from sweeps.results.objectives import parse_objectives, parse_ref
 from sweeps.results.paths import results_dirs
+from sweeps.results.reader import Results
+from sweeps.results.statuses import DONE_STATUSES
+from sweeps.results.statuses import STATUSES as ALL_STATUSES
 
 # str, not Path: a Path would turn "s3://bucket/x" into "s3:/bucket/x"
 ResultsArg = Annotated[list[str], typer.Argument(
@@ -153,7 +151,7 @@ def pareto_cmd(
         "--columns", help="comma-separated columns to output (csv/json default: all)")] = None,
 ) -> None:
     """Non-dominated completed trials for 2 or 3 objectives (one front per --by group)."""
-    from sweeps.results.hypervolume import derive_reference, hypervolume
+    from sweeps.results.front_summary import front_summary
 
     _check_format(fmt)
     results = results_dirs(results)
@@ -162,60 +160,39 @@ def pareto_cmd(
         fail(f"--plot {plot}: expected a .png, .svg, .pdf or .html file name")
     require_outputs({"--plot": plot})  # before the work: an unwritable path is one line
     try:
-        with Results(results) as res:
-            from sweeps.results.pareto import parse_objectives
-
-            objs = parse_objectives(objective or DEFAULT_OBJECTIVES)
-            ref_v = parse_ref(ref, len(objs))
-            cols: list[str] | None
-            if columns:
-                cols = [c.strip() for c in columns.split(",") if c.strip()]
-            elif fmt == "table":
-                cols = [c for c in TABLE_EXTRA if c in res.raw_columns]
-            else:
-                cols = None
-            front = res.front(objs, where=where, by=by, statuses=statuses, columns=cols)
-            front = add_note(front, res) if fmt == "table" else front
-            full = [res.resolve(o.column) for o in objs]
-            by_full = res.resolve(by) if by else None
-            modes = [o.mode for o in objs]
-            if ref_v is None:
-                allv, _ = res.numeric(full, where, statuses)
-                ref_arr = derive_reference(allv, modes) if np.isfinite(allv).all(1).any() \
-                    else None
-            else:
-                ref_arr = np.asarray(ref_v)
-            aliases = res.aliases
+        got = front_summary(
+            results, objective or DEFAULT_OBJECTIVES, where=where, by=by, statuses=statuses,
+            ref=ref, notes=fmt == "table",
+            columns=[c.strip() for c in columns.split(",") if c.strip()] if columns else None,
+            present_columns=TABLE_EXTRA if fmt == "table" else ())
     except ResultsError as exc:
         fail(str(exc))
         return
-    hv: dict[str, float] = {}
-    if ref_arr is not None and len(front):
-        groups = front.groupby(by_full, dropna=False, sort=True) if by_full else [("all", front)]
-        for g, part in groups:
-            key = str(g[0] if isinstance(g, tuple) else g)
-            hv[key] = hypervolume(part[full].to_numpy(dtype=np.float64), modes, ref_arr)
-    # order: by, objectives, then the rest; short names for display
-    lead = [*([by_full] if by_full else []), *full]
-    front = front[[*lead, *(c for c in front.columns if c not in lead)]]
-    out = front  # csv / json keep the full column names; the table shows short ones
-    ref_txt = ",".join(f"{x:.6g}" for x in ref_arr) if ref_arr is not None else "n/a"
+    _print_front(got, fmt, by, where, statuses)
+    if plot is not None and len(got.front):
+        _plot_front(plot, results, got.objectives, where, by, statuses, got.ref_given)
+        typer.echo(f"plot written to {plot}", err=True)
+
+
+def _print_front(got: Any, fmt: str, by: str | None, where: str | None,
+                 statuses: tuple[str, ...]) -> None:
+    """A :class:`~sweeps.results.front_summary.FrontSummary` as JSON, CSV (full column names)
+    or a table (short names, the hypervolumes in its caption)."""
+    out, hv, ref_arr = got.front, got.hypervolume, got.ref
     if fmt == "json":
         typer.echo(json.dumps({
-            "objectives": [str(o) for o in objs], "by": by, "where": where,
+            "objectives": [str(o) for o in got.objectives], "by": by, "where": where,
             "statuses": list(statuses), "reference_point": None if ref_arr is None else
             [float(x) for x in ref_arr], "hypervolume": hv, "rows": _records(out)}, indent=2))
     elif fmt == "csv":
         _emit(out, "csv")
     else:
+        ref_txt = ",".join(f"{x:.6g}" for x in ref_arr) if ref_arr is not None else "n/a"
         caption = f"hypervolume (ref {ref_txt}): " + ", ".join(
             f"{g} {v:.6g}" for g, v in hv.items()) if hv else None
-        out = out.rename(columns={c: display_name(c, aliases) for c in out.columns})
+        out = out.rename(columns={c: display_name(c, got.aliases) for c in out.columns})
         _print_table(out, title=f"Pareto front: {len(out)} trial(s), "
-                     + ", ".join(str(o) for o in objs), caption=caption)
-    if plot is not None and len(front):
-        _plot_front(plot, results, objs, where, by, statuses, ref_v)
-        typer.echo(f"plot written to {plot}", err=True)
+                     + ", ".join(str(o) for o in got.objectives), caption=caption)
 
 
 def _plot_front(plot: Path, results: list[str], objs: Any, where: str | None,
@@ -304,7 +281,6 @@ def report_cmd(
              "in the scatter, flagged, and in the table)")] = True,
 ) -> None:
     """One self-contained HTML page: fronts, curves, layer heatmap, hypervolume, table."""
-    from sweeps.results.pareto import parse_objectives
     from sweeps.results.report import write_report
 
     statuses = _statuses(include_status)

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from pruning_core.errors import ConfigError
+from pruning_core.base.errors import ConfigError
 from sweeps.cli.common import (
     AllowImport,
     allow_imports,
@@ -94,9 +94,10 @@ def export_schedule(results: str | Path, out: Path, trial: str | None = None,
     trial names by import path is absent here (results read on a laptop without the sweep's
     code), nothing is imported: the schedule takes the layer names and sparsities of the row
     (a names-only schedule, :attr:`Schedule.names_only`) and a warning line says so."""
-    from pruning_core.config import load_trial_config, set_dotted
-    from pruning_core.experiment import prunable_layers
-    from pruning_core.tuned import Schedule
+    from pruning_core.config import set_dotted
+    from pruning_core.trials.experiment import prunable_layers
+    from pruning_core.trials.registries import load_trial_config
+    from pruning_core.trials.tuned import Schedule
 
     row = select_row(results, trial, best, where, mode)
     if row.get("status") != "ok":
@@ -141,7 +142,7 @@ _STAND_IN = {"model.name": "mlp", "data.name": "digits"}
 
 def _factory_names(data: dict[str, Any]) -> dict[str, str]:
     """``{"model": "pkg.nets:build", ...}``: the trial's factories named by import path."""
-    from pruning_core.factories import is_import_path
+    from pruning_core.workloads.factories import is_import_path
 
     out: dict[str, str] = {}
     for section in ("model", "data"):
@@ -156,7 +157,7 @@ def _absent(path: str) -> bool:
     """Whether the top-level package of the factory ``path`` is absent from this Python.
     ``find_spec`` of a top-level name locates it without running any of its code; a package
     that is here (the user's own or not) goes through ``TrialConfig``'s checks as before
-    (``pruning_core.code_trust``: a results file never makes export import other code)."""
+    (``pruning_core.base.code_trust``: a results file never makes export import other code)."""
     module = path.split(":", 1)[0]
     top = module.split(".")[0]
     if not all(part.isidentifier() for part in module.split(".")):
@@ -243,8 +244,8 @@ def apply_cmd(
     allow_import: AllowImport = None,
 ) -> None:
     """Prune and train with a tuned schedule; maps per-layer sparsities to a related model."""
-    from pruning_core.experiment import prunable_layers
-    from pruning_core.tuned import Schedule
+    from pruning_core.trials.experiment import prunable_layers
+    from pruning_core.trials.tuned import Schedule
 
     allow_imports(allow_import)
     try:
@@ -258,7 +259,7 @@ def apply_cmd(
         if data:
             overrides["data.name"] = data
         extra = apply_overrides({}, set_ or [])
-        from pruning_core.config import flatten
+        from sweeps.results.flat import flatten
 
         overrides.update(flatten(extra))
         if trust_schedule:
@@ -321,7 +322,7 @@ def _guard_untrusted(path: Path, trial: dict[str, Any], model: str | None, data:
 
 def _warn_trusted(path: Path, trial: dict[str, Any], overrides: dict[str, Any]) -> None:
     """``--trust-schedule``: one warning line naming what the schedule will make apply import
-    and read (factories still pass ``pruning_core.code_trust``: your own code only)."""
+    and read (factories still pass ``pruning_core.base.code_trust``: your own code only)."""
     chosen = []
     for key in ("model.name", "data.name", "model.weights", "data.root"):
         section, field = key.split(".")

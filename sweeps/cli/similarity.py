@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pruning_core.errors import ConfigError
+from pruning_core.base.errors import ConfigError
 from sweeps.cli.errors import fail
 
 METHODS = ("cka", "debiased_cka", "minibatch_cka", "svcca", "pwcca")
@@ -48,32 +48,13 @@ def similarity_cmd(
     matrix. Save trained weights with `prunetune run CONFIG --weights-out W.safetensors`, or run
     the sweep with `metrics: {keep_weights: true}` and name trials with --results.
     """
-    from sweeps.cli.common import apply_overrides, read_yaml
     from sweeps.results.outputs import check_outputs
 
     if method not in METHODS:
         fail(f"--method: {method!r} is not one of {', '.join(METHODS)}")
     if examples < 10:
         fail(f"--examples: {examples} is too few; use at least 10")
-    if results is not None:
-        if len(targets) != 2:
-            fail(f"with --results give two trial ids (TRIAL_A TRIAL_B); got {len(targets)} "
-                 "arguments")
-        if config_b is not None:
-            fail("--config-b does not apply with --results: each trial brings its own config")
-        try:
-            (data_a, a), (data_b, b) = (trial_inputs(results, tid) for tid in targets)
-        except ConfigError as exc:
-            fail(str(exc))
-            return
-        data_a, data_b = apply_overrides(data_a, set_ or []), apply_overrides(data_b, set_ or [])
-    else:
-        if len(targets) != 3:
-            fail(f"give CONFIG A B (a trial config and two weights files), or --results RESULTS "
-                 f"TRIAL_A TRIAL_B; got {len(targets)} arguments")
-        config, a, b = (Path(t) for t in targets)
-        data_a = apply_overrides(read_yaml(config), set_ or [])
-        data_b = apply_overrides(read_yaml(config_b), set_ or []) if config_b else data_a
+    data_a, data_b, a, b = _inputs(targets, results, config_b, set_ or [])
     try:
         check_outputs({"--plot": plot, "--json": json_out})  # before the work
         for path in (plot, json_out):
@@ -85,6 +66,39 @@ def similarity_cmd(
         return
     if results is not None:
         result["trials"] = {"a": targets[0], "b": targets[1], "results": results}
+    _print_pairs(result, method)
+    if json_out is not None:
+        json_out.write_text(json.dumps(result, indent=1))
+
+
+def _inputs(targets: list[str], results: str | None, config_b: Path | None,
+            sets: list[str]) -> tuple[dict[str, Any], dict[str, Any], Path, Path]:
+    """A's and B's configs (``--set`` applied) and weights files, from CONFIG A B or, with
+    ``--results``, from two trial ids; one ``error:`` line on bad arguments."""
+    from sweeps.cli.common import apply_overrides, read_yaml
+
+    if results is not None:
+        if len(targets) != 2:
+            fail(f"with --results give two trial ids (TRIAL_A TRIAL_B); got {len(targets)} "
+                 "arguments")
+        if config_b is not None:
+            fail("--config-b does not apply with --results: each trial brings its own config")
+        try:
+            (data_a, a), (data_b, b) = (trial_inputs(results, tid) for tid in targets)
+        except ConfigError as exc:
+            fail(str(exc))
+        return apply_overrides(data_a, sets), apply_overrides(data_b, sets), a, b
+    if len(targets) != 3:
+        fail(f"give CONFIG A B (a trial config and two weights files), or --results RESULTS "
+             f"TRIAL_A TRIAL_B; got {len(targets)} arguments")
+    config, a, b = (Path(t) for t in targets)
+    data_a = apply_overrides(read_yaml(config), sets)
+    data_b = apply_overrides(read_yaml(config_b), sets) if config_b else data_a
+    return data_a, data_b, a, b
+
+
+def _print_pairs(result: dict[str, Any], method: str) -> None:
+    """The same-name layer pairs and their similarity, as a table."""
     table = Table(title=f"{method} similarity, {result['examples']} test inputs")
     table.add_column("layer of A")
     table.add_column("layer of B")
@@ -92,8 +106,6 @@ def similarity_cmd(
     for row in result["pairs"]:
         table.add_row(row["a"], row["b"], f"{row['similarity']:.4f}")
     Console().print(table)
-    if json_out is not None:
-        json_out.write_text(json.dumps(result, indent=1))
 
 
 #: how many known trial ids an unknown-id error lists
@@ -108,10 +120,10 @@ def trial_inputs(results: str, trial_id: str) -> tuple[dict[str, Any], Path]:
     :class:`ConfigError` (one line) for an unknown id or a trial that kept no weights.
     """
 
-    from sweeps.results.store import TrialStore, _is_uri
+    from sweeps.results.store import TrialStore, is_uri
     from sweeps.tune.trainable import WEIGHTS_DIR
 
-    if _is_uri(results) and not results.startswith("file://"):
+    if is_uri(results) and not results.startswith("file://"):
         raise ConfigError(f"--results: {results} is on object storage; trial weights are kept "
                           "for local results only")
     root = Path(results.removeprefix("file://"))
@@ -158,10 +170,10 @@ def config_from_row(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _model(data: dict[str, Any], weights: Path) -> tuple[Any, Any]:
-    from pruning_core.checkpoints import load_weights
-    from pruning_core.config import load_trial_config
-    from pruning_core.experiment import _bundle
-    from pruning_core.models import create_model
+    from pruning_core.structured.compact_file import load_weights
+    from pruning_core.trials.experiment import _bundle
+    from pruning_core.trials.registries import load_trial_config
+    from pruning_core.workloads.models import create_model
 
     cfg = load_trial_config(data)
     bundle = _bundle(cfg)

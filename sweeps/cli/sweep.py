@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from pruning_core.errors import ConfigError
+from pruning_core.base.errors import ConfigError
 from sweeps.cli.common import AllowImport, allow_imports
 from sweeps.cli.errors import fail, output_console
 
@@ -113,7 +113,7 @@ def sweep_cmd(
     import os
     import sys
 
-    from pruning_core.code_trust import add_code_root
+    from pruning_core.base.code_trust import add_code_root
 
     finish = resume_command(space_path, name=name, num_samples=num_samples, address=address,
                             working_dir=working_dir, allow_import=allow_import,

@@ -34,7 +34,7 @@ from sweeps.results.parts import PART_PREFIX, is_part
 from sweeps.results.schema import BASE, META_VERSION, schema_version, sweep_schema
 
 if TYPE_CHECKING:
-    from sweeps.results.store import TrialStore
+    from sweeps.results.trial_files import TrialFiles
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class Compaction:
         return bool(self.parts_written or self.files_deleted)
 
 
-def _output_schema(store: TrialStore, table: pa.Table, infos: list[pafs.FileInfo]) -> pa.Schema:
+def _output_schema(store: TrialFiles, table: pa.Table, infos: list[pafs.FileInfo]) -> pa.Schema:
     """The sweep's declared schema (metadata of its newest current-version file) with every
     column the rows have."""
     meta: dict[bytes, bytes] = {}
@@ -81,7 +81,7 @@ def _output_schema(store: TrialStore, table: pa.Table, infos: list[pafs.FileInfo
     return out.with_metadata({**meta, META_VERSION: out.metadata[META_VERSION]})
 
 
-def _already_compact(store: TrialStore, parts: list[str]) -> bool:
+def _already_compact(store: TrialFiles, parts: list[str]) -> bool:
     """No per-trial files, and the parts hold each trial once."""
     seen: set[tuple[object, object]] = set()
     n = 0
@@ -95,7 +95,7 @@ def _already_compact(store: TrialStore, parts: list[str]) -> bool:
     return len(seen) == n
 
 
-def _clean_stale_temps(store: TrialStore) -> None:
+def _clean_stale_temps(store: TrialFiles) -> None:
     if not store.local:
         return
     sel = pafs.FileSelector(store.trials_path, allow_not_found=True)
@@ -106,7 +106,7 @@ def _clean_stale_temps(store: TrialStore) -> None:
             store.delete([f.path])
 
 
-def _part_keys(store: TrialStore, parts: list[str]) -> dict[str, list[tuple[object, object]]]:
+def _part_keys(store: TrialFiles, parts: list[str]) -> dict[str, list[tuple[object, object]]]:
     """``part -> its (sweep, trial_id) keys``, for the parts whose two columns read."""
     out = {}
     for part in parts:
@@ -119,7 +119,7 @@ def _part_keys(store: TrialStore, parts: list[str]) -> dict[str, list[tuple[obje
     return out
 
 
-def settled_parts(store: TrialStore, parts: list[str], singles: list[str],
+def settled_parts(store: TrialFiles, parts: list[str], singles: list[str],
                   rows_per_part: int) -> list[str]:
     """The part files a compaction can leave as they are: full (``rows_per_part`` rows), and
     holding no trial any other file holds (no newer per-trial row, no copy in another part
@@ -143,7 +143,7 @@ def settled_parts(store: TrialStore, parts: list[str], singles: list[str],
             and not any(k in newer or count[k] > 1 for k in ks)]
 
 
-def compact(store: TrialStore, rows_per_part: int = ROWS_PER_PART) -> Compaction:
+def compact(store: TrialFiles, rows_per_part: int = ROWS_PER_PART) -> Compaction:
     """Merge ``store``'s files into part files (see the module doc); idempotent.
 
     Incremental: full parts that no newer file supersedes stay as they are, so compacting a
@@ -183,7 +183,7 @@ def compact(store: TrialStore, rows_per_part: int = ROWS_PER_PART) -> Compaction
     return out
 
 
-def compact_quietly(store: TrialStore) -> Compaction | None:
+def compact_quietly(store: TrialFiles) -> Compaction | None:
     """:func:`compact` for the end of a sweep: a failure is logged, never raised (the rows
     stay readable as they are)."""
     try:

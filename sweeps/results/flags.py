@@ -20,8 +20,10 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from sweeps.results.sql_sandbox import quote_ident, sql_string
+
 CHANCE_MARGIN = 0.02
-#: datasets whose number of classes is fixed (as ``pruning_core.data``; no torch import here)
+#: datasets whose number of classes is fixed (as ``pruning_core.workloads.data``; no torch)
 KNOWN_CLASSES: dict[str, int] = {
     "digits": 10, "mnist1d": 10, "mnist": 10, "fashion_mnist": 10, "cifar10": 10,
     "cifar100": 100,
@@ -46,12 +48,20 @@ def _number(v: Any) -> float:
     return f if math.isfinite(f) else math.nan
 
 
-def num_classes(row: Mapping[str, Any]) -> int | None:
-    """The number of classes of a trial's data, or None when the row does not tell."""
-    for col in ("num_classes", "config.data.num_classes"):
+#: where the number of classes is read, in this order (how the report names each source)
+CLASS_SOURCES: tuple[str, ...] = (
+    "the num_classes column", "the config.data.num_classes column",
+    "num_classes in config.data.options", "the dataset's fixed class count (config.data.name)")
+
+
+def class_count(row: Mapping[str, Any]) -> tuple[int | None, str | None]:
+    """The number of classes of a trial's data and its source (one of :data:`CLASS_SOURCES`),
+    or ``(None, None)`` when the row does not tell."""
+    for col, source in zip(("num_classes", "config.data.num_classes"), CLASS_SOURCES,
+                           strict=False):
         k = _number(row.get(col))
         if k >= 2:
-            return int(k)
+            return int(k), source
     options = row.get("config.data.options")
     if isinstance(options, str):
         try:
@@ -61,9 +71,21 @@ def num_classes(row: Mapping[str, Any]) -> int | None:
     if isinstance(options, Mapping):
         k = _number(options.get("num_classes"))
         if k >= 2:
-            return int(k)
+            return int(k), CLASS_SOURCES[2]
     name = row.get("config.data.name")
-    return KNOWN_CLASSES.get(name) if isinstance(name, str) else None
+    k_name = KNOWN_CLASSES.get(name) if isinstance(name, str) else None
+    return (k_name, CLASS_SOURCES[3]) if k_name is not None else (None, None)
+
+
+def num_classes(row: Mapping[str, Any]) -> int | None:
+    """The number of classes of a trial's data, or None when the row does not tell."""
+    return class_count(row)[0]
+
+
+def chance_threshold(k: Any) -> Any:
+    """The chance rule: a trial whose ``test_accuracy`` is at or below ``1/K +
+    CHANCE_MARGIN`` is at chance (K classes; a number or a numpy array of them)."""
+    return 1.0 / k + CHANCE_MARGIN
 
 
 def trial_note(row: Mapping[str, Any]) -> str:
@@ -73,7 +95,7 @@ def trial_note(row: Mapping[str, Any]) -> str:
     acc = _number(row.get("test_accuracy"))
     if not math.isnan(acc):
         k = num_classes(row)
-        if acc <= 1.0 / (k or ASSUMED_CLASSES) + CHANCE_MARGIN:
+        if acc <= chance_threshold(k or ASSUMED_CLASSES):
             parts.append("chance" if k else f"chance? ({ASSUMED_CLASSES} classes assumed)")
     collapsed = _number(row.get("n_collapsed"))
     if collapsed > 0:
@@ -100,8 +122,6 @@ def add_note(df: Any, res: Any) -> Any:
 
     For ``prunetune pareto`` and ``prunetune query`` tables, inside their ``with Results(...)
     as res:`` block: ``front = add_note(front, res)``."""
-    from sweeps.results.pareto import quote_ident, sql_string
-
     if "trial_id" not in df.columns or not len(df) or NOTE_COLUMN in df.columns:
         return df
     cols = [c for c in NOTE_INPUTS if c in res.raw_columns]

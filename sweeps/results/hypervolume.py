@@ -24,7 +24,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from sweeps.results.pareto import DONE_STATUSES, Objective, pareto_mask, parse_objectives
+from sweeps.results.fronts import pareto_mask
+from sweeps.results.objectives import Objective, parse_objectives
+from sweeps.results.statuses import DONE_STATUSES
 
 log = logging.getLogger(__name__)
 

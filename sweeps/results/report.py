@@ -24,23 +24,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from sweeps.results.aliases import display_name
+from sweeps.results.fronts import pareto_mask
 from sweeps.results.hypervolume import derive_reference, hypervolume, hypervolume_history_values
 from sweeps.results.jsonable import json_scalar
-from sweeps.results.pareto import (
-    DONE_STATUSES,
-    Objective,
-    Results,
-    display_name,
-    pareto_mask,
-    parse_objectives,
-)
+from sweeps.results.objectives import Objective, parse_objectives
+from sweeps.results.reader import Results
 from sweeps.results.report_columns import (
     category_axis,
     history,
@@ -48,11 +43,15 @@ from sweeps.results.report_columns import (
     per_layer,
     searched_params,
 )
+from sweeps.results.report_data import MAX_TABLE_ROWS, ReportData
 from sweeps.results.report_flags import flag_trials
 from sweeps.results.report_html import render_html
 from sweeps.results.report_importance import param_importances
 from sweeps.results.report_png import write_pngs
+from sweeps.results.report_robustness import robustness
+from sweeps.results.report_rows import num, priority, staircases, trial_ids
 from sweeps.results.report_style import group_colors
+from sweeps.results.statuses import DONE_STATUSES, DOOMED
 
 __all__ = ["ReportData", "build_report", "render_html", "write_pngs", "write_report"]
 
@@ -60,7 +59,6 @@ log = logging.getLogger(__name__)
 
 MAX_POINTS = 5000  # other trials drawn at most (a sample); front and flagged ones always are
 MAX_CURVES = 300  # learning curves drawn at most (front and flagged first)
-MAX_TABLE_ROWS = 5000  # rows in the page's table (front and flagged first)
 HOVER_COLUMNS = ("trial_id", "status", "config.prune.criterion", "config.prune.schedule",
                  "config.prune.steps", "config.prune.allocation.name", "config.prune.timing.name",
                  "config.model.name", "test_accuracy", "sparsity", "target_sparsity",
@@ -72,69 +70,6 @@ TABLE_COLUMNS = (*HOVER_COLUMNS, "test_loss", "train_accuracy", "similarity_mean
 #: TABLE_SHOWN_PARAMS searched parameters); the others are a tick away, so the table fits
 TABLE_SHOWN = ("status", "sparsity", "test_accuracy", "epochs")
 TABLE_SHOWN_PARAMS = 4
-#: the status of a trial ended before training (no input->output path): never on a front
-DOOMED = "doomed"
-
-
-@dataclass
-class ReportData:
-    """Everything the page and the PNGs show (JSON-safe values only)."""
-
-    title: str
-    objectives: list[Objective]
-    labels: list[str]
-    ref: list[float]
-    by: str | None
-    n_rows: int
-    n_included: int
-    included_statuses: list[str] | None = None
-    #: trials at chance accuracy left out of the fronts, hypervolumes and best-accuracy curve
-    hide_chance: bool = True
-    n_chance: int = 0  # included trials at chance accuracy (hidden or not)
-    #: one per drawn trial: v (objective values), g (group), s (status), f (on the front),
-    #: gf (on its group's front), x (flag text, "" if none), h (hover details)
-    points: list[dict[str, Any]] = field(default_factory=list)
-    status_counts: dict[str, dict[str, int]] = field(default_factory=dict)
-    groups: list[str] = field(default_factory=list)
-    colors: dict[str, str] = field(default_factory=dict)  # group -> colour
-    group_fronts: dict[str, list[list[float]]] = field(default_factory=dict)
-    hypervolumes: dict[str, float] = field(default_factory=dict)
-    #: per group: the trials setting the best accuracy, [sparsity, accuracy, trial id]
-    curves: dict[str, list[list[Any]]] = field(default_factory=dict)
-    curve_axes: list[str] = field(default_factory=list)
-    #: per group: the trials setting the best adv_accuracy, [sparsity, adv_accuracy, trial id]
-    adv_curves: dict[str, list[list[Any]]] = field(default_factory=dict)
-    #: per group: [sparsity, gap_accuracy, trial id] of the included trials
-    gap: dict[str, list[list[Any]]] = field(default_factory=dict)
-    gap_derived: int = 0  # gap points taken as train_accuracy - test_accuracy (not recorded)
-    #: "groups": per group [sparsity, effective_sparsity, trial id, disconnected_weights,
-    #: dead_units] of every trial but the doomed; "doomed": the same of the doomed ones;
-    #: "above": how many lie above the diagonal (disconnected weights)
-    effective: dict[str, Any] = field(default_factory=dict)
-    #: the doomed trials: columns, rows (trial id, group, sparsity, reason), total
-    doomed: dict[str, Any] = field(default_factory=dict)
-    heatmap: dict[str, Any] = field(default_factory=dict)
-    similarity: dict[str, Any] = field(default_factory=dict)
-    history: dict[str, list[list[float]]] = field(default_factory=dict)
-    learning: dict[str, Any] = field(default_factory=dict)
-    params: list[str] = field(default_factory=list)
-    parcoords: dict[str, Any] = field(default_factory=dict)
-    importance: dict[str, dict[str, float]] = field(default_factory=dict)
-    importance_note: str | None = None
-    flag_rules: list[str] = field(default_factory=list)
-    n_flagged: int = 0
-    #: the front's rows (columns, rows), best first by the first objective
-    table: dict[str, Any] = field(default_factory=dict)
-    #: every trial's row (capped at MAX_TABLE_ROWS): columns, rows, front, flag, total
-    trials: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def n_front(self) -> int:
-        return sum(1 for p in self.points if p["f"])
-
-
-def _num(df: pd.DataFrame, col: str) -> np.ndarray:
-    return pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
 
 def build_report(res: Results, objectives: Sequence[str | Objective], by: str | None = None,
@@ -158,20 +93,18 @@ def build_report(res: Results, objectives: Sequence[str | Objective], by: str | 
     by_full = res.resolve(by) if by else None
     df = res.load(where, statuses=None, columns=res.raw_columns).reset_index(drop=True)
     n = len(df)
-    status = (df["status"].astype(object).where(df["status"].notna(), "(none)").astype(str)
-              .to_numpy() if "status" in df.columns else np.full(n, "ok", dtype=object))
+    status = _labels(df, "status", "ok")
     doomed = status == DOOMED  # never on a front, whatever statuses says
     inc = (np.isin(status, list(statuses)) if statuses is not None
            else np.ones(n, dtype=bool)) & ~doomed
-    vals = np.column_stack([_num(df, c) for c in cols]) if n else np.empty((0, len(objs)))
+    vals = np.column_stack([num(df, c) for c in cols]) if n else np.empty((0, len(objs)))
     finite = np.isfinite(vals).all(axis=1)
     if not (finite & inc).any():
         raise ValueError("no completed trial has finite values for "
                          + ", ".join(str(o) for o in objs))
     ref_arr = np.asarray(ref, dtype=np.float64) if ref is not None else \
         derive_reference(vals[inc], modes)
-    groups_arr = (df[by_full].astype(object).where(df[by_full].notna(), "(none)").astype(str)
-                  .to_numpy() if by_full else np.full(n, "all", dtype=object))
+    groups_arr = _labels(df, by_full, "all")
     groups = sorted(set(groups_arr[inc & finite].tolist()))
     data = ReportData(
         title=title or _default_title(df), objectives=objs,
@@ -181,36 +114,62 @@ def build_report(res: Results, objectives: Sequence[str | Objective], by: str | 
         included_statuses=[s for s in statuses if s != DOOMED] if statuses is not None
         else None,
         groups=groups, colors=group_colors(groups), hide_chance=hide_chance)
-    flags = flag_trials(df)
-    flags.chance &= ~doomed  # listed apart: the reason says more than a flag
-    flags.collapsed &= ~doomed
+    flags, flag_text = _flags(data, df, doomed)
     eligible = _front_rows(data, inc & finite, flags.chance)
     front, gfront = _fronts(data, vals, eligible, modes, ref_arr, groups_arr)
-    data.flag_rules = flags.rules
-    data.n_flagged = int(flags.any.sum())
-    flag_text = np.array([flags.label(i) if flags.any[i] else "" for i in range(n)],
-                         dtype=object)
-    for s in dict.fromkeys(sorted(set(status.tolist()), key=_status_order)):
-        m = status == s
-        data.status_counts[s] = {"rows": int(m.sum()), "plotted": int((m & finite).sum())}
+    _status_counts(data, status, finite)
 
     _points(data, df, vals, finite, front, gfront, status, groups_arr, flag_text, res,
             max_points, cols)
     _curves(data, df[eligible].reset_index(drop=True), groups_arr[eligible], res)
-    _robustness(data, df, eligible, inc, doomed, groups_arr, by_full, max_points)
+    robustness(data, df, eligible, inc, doomed, groups_arr, by_full, max_points)
     _layers(data, df, front, vals, objs, groups_arr)
     _hv_history(data, df, vals, modes, ref_arr, eligible, groups_arr, groups)
     _learning(data, df, front, flags.any, status, groups_arr)
-    varied = searched_params(df[inc & finite], exclude=cols)
+    params = _params(data, df[inc & finite], by_full, cols, modes, res, max_points)
+    _tables(data, df, front, flag_text, status, objs, by_full, params, res)
+    return data
+
+
+def _labels(df: pd.DataFrame, col: str | None, default: str) -> np.ndarray:
+    """``col`` as text per row (missing: ``"(none)"``), or ``default`` everywhere when there
+    is no such column."""
+    if not col or col not in df.columns:
+        return np.full(len(df), default, dtype=object)
+    return df[col].astype(object).where(df[col].notna(), "(none)").astype(str).to_numpy()
+
+
+def _flags(data: ReportData, df: pd.DataFrame, doomed: np.ndarray) -> tuple[Any, np.ndarray]:
+    """The flags of every row (doomed rows are listed apart, not flagged) and their text."""
+    flags = flag_trials(df)
+    flags.chance &= ~doomed  # listed apart: the reason says more than a flag
+    flags.collapsed &= ~doomed
+    data.flag_rules = flags.rules
+    data.n_flagged = int(flags.any.sum())
+    text = np.array([flags.label(i) if flags.any[i] else "" for i in range(len(df))],
+                    dtype=object)
+    return flags, text
+
+
+def _status_counts(data: ReportData, status: np.ndarray, finite: np.ndarray) -> None:
+    for s in dict.fromkeys(sorted(set(status.tolist()), key=_status_order)):
+        m = status == s
+        data.status_counts[s] = {"rows": int(m.sum()), "plotted": int((m & finite).sum())}
+
+
+def _params(data: ReportData, rows: pd.DataFrame, by_full: str | None, cols: list[str],
+            modes: list[str], res: Results, max_points: int) -> list[str]:
+    """The searched parameters (the ``--by`` column first): their parallel coordinates and
+    importance per objective; returns their full names."""
+    varied = searched_params(rows, exclude=cols)
     params = sorted(varied, key=lambda c: c != by_full)  # the --by column first
     data.params = [display_name(p, res.aliases) for p in params]
-    _parcoords(data, df[inc & finite], params, cols, res, max_points)
-    imp, data.importance_note = param_importances(df[inc & finite], params, cols, modes)
+    _parcoords(data, rows, params, cols, res, max_points)
+    imp, data.importance_note = param_importances(rows, params, cols, modes)
     data.importance = {display_name(o, res.aliases): {display_name(p, res.aliases): v
                                                       for p, v in d.items()}
                        for o, d in imp.items()}
-    _tables(data, df, front, flag_text, status, objs, by_full, params, res)
-    return data
+    return params
 
 
 def _front_rows(data: ReportData, rows: np.ndarray, chance: np.ndarray) -> np.ndarray:
@@ -261,12 +220,6 @@ def _default_title(df: pd.DataFrame) -> str:
     return "prunetune report"
 
 
-def _trial_ids(df: pd.DataFrame) -> np.ndarray:
-    if "trial_id" in df.columns:
-        return df["trial_id"].astype(str).to_numpy()
-    return np.array([str(i) for i in range(len(df))], dtype=object)
-
-
 def _points(data: ReportData, df: pd.DataFrame, vals: np.ndarray, finite: np.ndarray,
             front: np.ndarray, gfront: np.ndarray, status: np.ndarray, groups: np.ndarray,
             flag_text: np.ndarray, res: Results, max_points: int, cols: list[str]) -> None:
@@ -274,9 +227,9 @@ def _points(data: ReportData, df: pd.DataFrame, vals: np.ndarray, finite: np.nda
     ``max_points`` others, flagged ones first, the rest a seeded sample."""
     keep = finite & (front | gfront)
     pool = np.flatnonzero(finite & ~keep)
-    rest = pool[_priority(flag_text[pool] != "", max_points)][:max_points]
+    rest = pool[priority(flag_text[pool] != "", max_points)][:max_points]
     hover = [c for c in HOVER_COLUMNS if c in df.columns and c not in cols]
-    ids = _trial_ids(df)
+    ids = trial_ids(df)
     for i in np.r_[np.flatnonzero(keep), np.sort(rest)]:
         p: dict[str, Any] = {"id": ids[i], "v": [float(x) for x in vals[i]],
                              "g": str(groups[i]), "s": str(status[i]), "f": int(front[i]),
@@ -286,103 +239,10 @@ def _points(data: ReportData, df: pd.DataFrame, vals: np.ndarray, finite: np.nda
 
 
 def _curves(data: ReportData, df: pd.DataFrame, groups: np.ndarray, res: Results) -> None:
-    """Per group, the best test accuracy at achieved sparsity >= x (:func:`_staircases`)."""
-    data.curves = _staircases(df, groups, "test_accuracy")
+    """Per group, the best test accuracy at achieved sparsity >= x (:func:`staircases`)."""
+    data.curves = staircases(df, groups, "test_accuracy")
     if data.curves:
         data.curve_axes = [display_name("sparsity", res.aliases), "test_accuracy"]
-
-
-def _staircases(df: pd.DataFrame, groups: np.ndarray, metric: str) -> dict[str, list[list[Any]]]:
-    """Per group, the best ``metric`` at achieved sparsity >= x (the ``sparsity`` column,
-    the one every other plot uses): the trials that set it, sparsest last, as
-    ``[sparsity, metric, trial id]``. Drawn as a staircase, like a front. Empty when no row
-    has both values (the column absent or all null: older results)."""
-    if metric not in df.columns or "sparsity" not in df.columns:
-        return {}
-    x, y = _num(df, "sparsity"), _num(df, metric)
-    ok = np.isfinite(x) & np.isfinite(y)
-    ids = _trial_ids(df)
-    out: dict[str, list[list[Any]]] = {}
-    for g in sorted(set(groups[ok].tolist())):
-        sel = np.flatnonzero(ok & (groups == g))
-        sel = sel[np.lexsort((-y[sel], -x[sel]))]  # sparsest first, best first among ties
-        best = np.maximum.accumulate(y[sel])
-        sets = np.r_[True, best[1:] > best[:-1]]  # a trial that beats every sparser one
-        out[str(g)] = [[float(x[i]), float(y[i]), str(ids[i])] for i in sel[sets][::-1]]
-    return out
-
-
-def _robustness(data: ReportData, df: pd.DataFrame, eligible: np.ndarray, inc: np.ndarray,
-                doomed: np.ndarray, groups: np.ndarray, by_full: str | None,
-                limit: int) -> None:
-    """Adversarial accuracy (from the front's rows), gap, effective sparsity, doomed table."""
-    data.adv_curves = _staircases(df[eligible].reset_index(drop=True), groups[eligible],
-                                  "adv_accuracy")
-    _gap(data, df, inc, groups, limit)
-    _effective(data, df, doomed, groups, limit)
-    _doomed(data, df, doomed, by_full)
-
-
-def _col(df: pd.DataFrame, col: str) -> np.ndarray:
-    """``col`` as floats, all NaN when the frame has no such column (older results)."""
-    return _num(df, col) if col in df.columns else np.full(len(df), np.nan)
-
-
-def _count(v: float) -> int | None:
-    return int(v) if np.isfinite(v) else None
-
-
-def _gap(data: ReportData, df: pd.DataFrame, inc: np.ndarray, groups: np.ndarray,
-         limit: int) -> None:
-    """Generalisation gap (``gap_accuracy``) against sparsity of the included trials, per
-    group; where the gap is not recorded (older results), train_accuracy - test_accuracy,
-    which is how it is recorded."""
-    x, gap = _col(df, "sparsity"), _col(df, "gap_accuracy")
-    derived = ~np.isfinite(gap)
-    gap = np.where(derived, _col(df, "train_accuracy") - _col(df, "test_accuracy"), gap)
-    ok = inc & np.isfinite(x) & np.isfinite(gap)
-    pick = np.flatnonzero(ok)[_priority(np.zeros(int(ok.sum()), dtype=bool), limit)]
-    data.gap_derived = int(derived[pick].sum())
-    ids = _trial_ids(df)
-    for i in np.sort(pick):
-        data.gap.setdefault(str(groups[i]), []).append(
-            [float(x[i]), float(gap[i]), str(ids[i])])
-
-
-def _effective(data: ReportData, df: pd.DataFrame, doomed: np.ndarray, groups: np.ndarray,
-               limit: int) -> None:
-    """Effective against nominal (achieved) sparsity of every trial recording both, per group,
-    the doomed apart. A point above the diagonal has weights on no input->output path."""
-    x, y = _col(df, "sparsity"), _col(df, "effective_sparsity")
-    disc, dead = _col(df, "disconnected_weights"), _col(df, "dead_units")
-    ok = np.isfinite(x) & np.isfinite(y)
-    if not ok.any():
-        return
-    pick = np.flatnonzero(ok)[_priority(doomed[ok], limit)]
-    ids = _trial_ids(df)
-    out: dict[str, Any] = {"groups": {}, "doomed": [],
-                           "above": int((y[ok] > x[ok] + 1e-9).sum())}
-    for i in np.sort(pick):
-        row = [float(x[i]), float(y[i]), str(ids[i]), _count(disc[i]), _count(dead[i])]
-        (out["doomed"] if doomed[i] else out["groups"].setdefault(str(groups[i]), [])
-         ).append(row)
-    data.effective = out
-
-
-def _doomed(data: ReportData, df: pd.DataFrame, doomed: np.ndarray, by_full: str | None
-            ) -> None:
-    """The doomed trials' table: trial id, group, achieved sparsity and the reason (the
-    ``error`` text less its ``doomed: `` prefix); at most MAX_TABLE_ROWS rows."""
-    idx = np.flatnonzero(doomed)
-    ids, sp = _trial_ids(df), _col(df, "sparsity")
-    err = df["error"] if "error" in df.columns else pd.Series([None] * len(df))
-    rows = []
-    for i in idx[:MAX_TABLE_ROWS]:
-        reason = "" if pd.isna(err.iat[i]) else str(err.iat[i])
-        rows.append([str(ids[i]), None if by_full is None else json_scalar(df.at[i, by_full]),
-                     json_scalar(sp[i]), reason.removeprefix(f"{DOOMED}: ")])
-    data.doomed = {"columns": ["trial_id", data.by or "group", "sparsity", "reason"],
-                   "rows": rows, "total": len(idx)}
 
 
 def _layers(data: ReportData, df: pd.DataFrame, front: np.ndarray, vals: np.ndarray,
@@ -393,7 +253,7 @@ def _layers(data: ReportData, df: pd.DataFrame, front: np.ndarray, vals: np.ndar
         return
     idx = idx[np.argsort(-vals[idx, 0] if objs[0].mode == "max" else vals[idx, 0],
                          kind="stable")]
-    ids = _trial_ids(df)[idx]
+    ids = trial_ids(df)[idx]
     sub = df.iloc[idx]
     sp = per_layer(sub, "layer_sparsity")
     if sp.shape[1]:
@@ -445,17 +305,6 @@ def _thin(k: np.ndarray, hv: np.ndarray, limit: int = 2000) -> list[list[float]]
     return [[int(k[i]), float(hv[i])] for i in idx]
 
 
-def _priority(first: np.ndarray, limit: int) -> np.ndarray:
-    """Row indices: every ``first`` row, then a seeded sample of the others, ``limit`` in all
-    (the ``first`` rows are kept even past it)."""
-    lead = np.flatnonzero(first)
-    rest = np.flatnonzero(~first)
-    room = max(0, limit - len(lead))
-    if len(rest) > room:
-        rest = np.sort(np.random.default_rng(0).choice(rest, room, replace=False))
-    return np.r_[lead, rest].astype(int)
-
-
 def _learning(data: ReportData, df: pd.DataFrame, front: np.ndarray, flagged: np.ndarray,
               status: np.ndarray, groups: np.ndarray) -> None:
     """Per-epoch test accuracy (or loss) of each trial with a ``history``."""
@@ -466,13 +315,13 @@ def _learning(data: ReportData, df: pd.DataFrame, front: np.ndarray, flagged: np
                          (isinstance(v, str) and v.strip() in ("", "[]", "null")))
                     for v in cells], dtype=bool)
     pool = np.flatnonzero(has)
-    pool = pool[_priority((front | flagged)[pool], MAX_CURVES)]  # parse only these
+    pool = pool[priority((front | flagged)[pool], MAX_CURVES)]  # parse only these
     hist = {int(i): history(cells[i]) for i in pool}
     keys = {k for h in hist.values() for e in h for k in e}
     metric = next((m for m in ("test_accuracy", "test_loss", "train_loss") if m in keys), None)
     if metric is None:
         return
-    ids = _trial_ids(df)
+    ids = trial_ids(df)
     trials = []
     for i in pool:
         if not hist[int(i)]:
@@ -490,18 +339,18 @@ def _parcoords(data: ReportData, df: pd.DataFrame, params: list[str], cols: list
                res: Results, limit: int) -> None:
     if df.empty:
         return
-    pick = _priority(np.zeros(len(df), dtype=bool), limit)
+    pick = priority(np.zeros(len(df), dtype=bool), limit)
     sub = df.iloc[pick]
     dims = []
     for c in [*params, *cols]:
         col = sub[c]
         label = display_name(c, res.aliases)
         if is_numeric(col) or c in cols:
-            dims.append({"label": label, "values": [json_scalar(v) for v in _num(sub, c)]})
+            dims.append({"label": label, "values": [json_scalar(v) for v in num(sub, c)]})
             continue
         codes, names = category_axis(col)
         dims.append({"label": label, "values": codes, "ticktext": names})
-    data.parcoords = {"dims": dims, "color": [json_scalar(v) for v in _num(sub, cols[0])],
+    data.parcoords = {"dims": dims, "color": [json_scalar(v) for v in num(sub, cols[0])],
                       "color_label": display_name(cols[0], res.aliases),
                       "shown": len(sub), "total": len(df)}
 
@@ -515,7 +364,7 @@ def _tables(data: ReportData, df: pd.DataFrame, front: np.ndarray, flag_text: np
     cols = [c for c in cols if c in df.columns]
     names = [display_name(c, res.aliases) for c in cols]
     first = objs[0]
-    key = _num(df, first.column)
+    key = num(df, first.column)
     key = np.where(np.isfinite(key), -key if first.mode == "max" else key, np.inf)
 
     fidx = np.flatnonzero(front)
@@ -523,7 +372,7 @@ def _tables(data: ReportData, df: pd.DataFrame, front: np.ndarray, flag_text: np
     data.table = {"columns": names,
                   "rows": [[json_scalar(df.at[i, c]) for c in cols] for i in fidx]}
 
-    picked = _priority(front | (flag_text != ""), MAX_TABLE_ROWS)
+    picked = priority(front | (flag_text != ""), MAX_TABLE_ROWS)
     picked = picked[np.lexsort((key[picked], ~front[picked]))]  # front first, then best
     shown = {"trial_id", *([by_full] if by_full else []), *(o.column for o in objs),
              *TABLE_SHOWN, *[p for p in params if p != by_full][:TABLE_SHOWN_PARAMS]}

@@ -23,7 +23,7 @@ from sweeps.results.report_style import (
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
-    from sweeps.results.report import ReportData
+    from sweeps.results.report_data import ReportData
 
 HEIGHT = 440
 PARCOORDS_TICKS = 6  # about this many ticks on a numeric parallel-coordinates axis

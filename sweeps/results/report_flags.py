@@ -20,15 +20,20 @@ disconnects the network).
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from sweeps.results.flags import ASSUMED_CLASSES, CHANCE_MARGIN, KNOWN_CLASSES
+from sweeps.results.flags import (
+    ASSUMED_CLASSES,
+    CHANCE_MARGIN,
+    CLASS_SOURCES,
+    KNOWN_CLASSES,
+    NOTE_INPUTS,
+    chance_threshold,
+    class_count,
+)
 
 __all__ = ["CHANCE_MARGIN", "KNOWN_CLASSES", "Flags", "flag_trials", "num_classes"]
 
@@ -62,43 +67,16 @@ class Flags:
         return "; ".join(parts)
 
 
-def _options_classes(v: Any) -> float:
-    if isinstance(v, str):
-        try:
-            v = json.loads(v)
-        except ValueError:
-            return math.nan
-    if isinstance(v, dict) and "num_classes" in v:
-        try:
-            return float(v["num_classes"])
-        except (TypeError, ValueError):
-            return math.nan
-    return math.nan
-
-
 def num_classes(df: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
-    """K per row (NaN where unknown) and which sources gave it."""
-    k = np.full(len(df), np.nan)
-    used: list[str] = []
-
-    def fill(values: np.ndarray, source: str) -> None:
-        take = np.isnan(k) & np.isfinite(values) & (values >= 2)
-        if take.any():
-            k[take] = values[take]
-            used.append(source)
-
-    for col in ("num_classes", "config.data.num_classes"):
-        if col in df.columns:
-            fill(pd.to_numeric(df[col], errors="coerce").to_numpy(np.float64, na_value=np.nan),
-                 f"the {col} column")
-    if "config.data.options" in df.columns:
-        fill(np.array([_options_classes(v) for v in df["config.data.options"]], dtype=float),
-             "num_classes in config.data.options")
-    if "config.data.name" in df.columns:
-        names = df["config.data.name"].astype(object).to_numpy()
-        fill(np.array([KNOWN_CLASSES.get(str(n), math.nan) for n in names], dtype=float),
-             "the dataset's fixed class count (config.data.name)")
-    return k, used
+    """K per row (NaN where unknown) and which sources gave it, in :data:`CLASS_SOURCES`
+    order: :func:`sweeps.results.flags.class_count` of every row."""
+    cols = [c for c in NOTE_INPUTS if c in df.columns and c not in ("test_accuracy",
+                                                                    "n_collapsed")]
+    found = [class_count(r) for r in df[cols].to_dict("records")] if cols else \
+        [(None, None)] * len(df)
+    k = np.array([np.nan if kk is None else kk for kk, _ in found], dtype=float)
+    seen = {source for _, source in found}
+    return k, [s for s in CLASS_SOURCES if s in seen]
 
 
 def flag_trials(df: pd.DataFrame) -> Flags:
@@ -108,13 +86,13 @@ def flag_trials(df: pd.DataFrame) -> Flags:
                                                                          na_value=np.nan)
            if "test_accuracy" in df.columns else np.full(n, np.nan))
     k, used = num_classes(df)
-    threshold = 1.0 / k + CHANCE_MARGIN
+    threshold = chance_threshold(k)
     rules = [f"chance: test_accuracy ≤ 1/K + {CHANCE_MARGIN}, K from {', '.join(used)}"] \
         if used else []
     assumed = np.isnan(k)
     unknown = assumed & np.isfinite(acc)
     if unknown.any():
-        threshold[assumed] = 1.0 / ASSUMED_CLASSES + CHANCE_MARGIN
+        threshold[assumed] = chance_threshold(ASSUMED_CLASSES)
         rules.append(f"chance (number of classes unknown for {int(unknown.sum())} trials): "
                      f"test_accuracy ≤ 1/{ASSUMED_CLASSES} + {CHANCE_MARGIN}, "
                      f"{ASSUMED_CLASSES} classes assumed")

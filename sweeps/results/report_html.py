@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from sweeps.results.report_figures import figures
 
 if TYPE_CHECKING:
-    from sweeps.results.report import ReportData
+    from sweeps.results.report_data import ReportData
 
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1280px;color:#222;

@@ -34,7 +34,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from pruning_core.record import METRICS
+from pruning_core.base.record import METRICS
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,8 @@ FIXED: tuple[tuple[str, pa.DataType], ...] = (
 )
 METRIC_COLUMNS: tuple[tuple[str, pa.DataType], ...] = tuple(
     (m.name, getattr(pa, m.type)()) for m in METRICS)
+#: the fixed and metric columns with their declared types (once ``store._TYPES``)
+COLUMN_TYPES: dict[str, pa.DataType] = dict((*FIXED, *METRIC_COLUMNS))
 STRUCTURED: tuple[tuple[str, pa.DataType], ...] = (
     ("collapsed_layers", pa.list_(pa.string())),
     ("layer_sparsity", LAYER_MAP),

@@ -21,7 +21,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from pruning_core.errors import ConfigError
+from pruning_core.base.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +41,10 @@ def _packages() -> list[Path]:
 
 
 def trust_env() -> dict[str, str]:
-    """The user's import allowances (``pruning_core.code_trust``) for every worker: the
+    """The user's import allowances (``pruning_core.base.code_trust``) for every worker: the
     packages they allowed and their code roots, from the driver's environment (never from a
     config). On a worker, the shipped working directory is its current directory, a root."""
-    from pruning_core.code_trust import ALLOW_ENV, ROOTS_ENV
+    from pruning_core.base.code_trust import ALLOW_ENV, ROOTS_ENV
 
     return {k: os.environ[k] for k in (ALLOW_ENV, ROOTS_ENV) if os.environ.get(k)}
 

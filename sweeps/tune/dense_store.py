@@ -61,7 +61,7 @@ def start_lock_service(sweep: str) -> Any:
 
 
 class ObjectStoreDenseCache:
-    """``pruning_core.dense_cache.DenseCache`` over a pyarrow filesystem URI."""
+    """``pruning_core.trials.dense_cache.DenseCache`` over a pyarrow filesystem URI."""
 
     def __init__(self, uri: str, sweep: str) -> None:
         self.uri = uri

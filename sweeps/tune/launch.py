@@ -19,8 +19,9 @@ from typing import Any, ClassVar
 
 from ray import tune
 
-from pruning_core.config import MAX_THREADS, load_trial_config
-from pruning_core.errors import ConfigError
+from pruning_core.base.errors import ConfigError
+from pruning_core.config import MAX_THREADS
+from pruning_core.trials.registries import load_trial_config
 from sweeps.results.store import TrialStore, _is_uri, join_path
 from sweeps.tune.plan_clock import plan_epochs as plan_epochs  # moved there; old name kept
 from sweeps.tune.plan_clock import scheduler_clock
@@ -256,8 +257,8 @@ def build_trainable(space: SearchSpace, run_fn: RunFn | None = None) -> Any:
 
 def _with_factories(space: SearchSpace, model_fn: Callable[..., Any] | None,
                     data_fn: Callable[..., Any] | None) -> SearchSpace:
-    from pruning_core.code_trust import allow_import
-    from pruning_core.factories import import_path_of
+    from pruning_core.base.code_trust import allow_import
+    from pruning_core.workloads.factories import import_path_of
 
     fixed = dict(space.fixed)
     for key, fn in (("model.name", model_fn), ("data.name", data_fn)):

@@ -27,7 +27,7 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pruning_core.errors import ConfigError
+from pruning_core.base.errors import ConfigError
 
 #: names an annotation string may use that its module imports only when type checking
 _TYPING_NAMES: dict[str, Any] = {

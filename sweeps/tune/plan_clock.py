@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pruning_core.config import load_trial_config
-from pruning_core.errors import ConfigError
+from pruning_core.base.errors import ConfigError
+from pruning_core.trials.registries import load_trial_config
 
 if TYPE_CHECKING:
     from pruning_core.config import TrialConfig
@@ -39,14 +39,14 @@ def plan_progress(epochs: int, plan_epochs: int) -> int:
 
 def layer_shapes(cfg: TrialConfig) -> dict[str, tuple[int, ...]]:
     """The prunable layers' weight shapes (the model built on CPU; no data read)."""
-    from pruning_core.experiment import prunable_layers
+    from pruning_core.trials.experiment import prunable_layers
 
     return {info.name: tuple(info.shape) for info in prunable_layers(cfg)}
 
 
 def target_sparsity(cfg: TrialConfig, shapes: dict[str, tuple[int, ...]]) -> float:
     """The sparsity ``cfg``'s allocation reaches over ``shapes`` at the end of its plan."""
-    from pruning_core.registries import ALLOCATIONS
+    from pruning_core.trials.registries import ALLOCATIONS
 
     alloc = cfg.prune.allocation
     return float(ALLOCATIONS.get(alloc.name)().target_sparsity(shapes, alloc, cfg.prune.sparsity))
@@ -58,9 +58,9 @@ def plan_epochs(cfg: TrialConfig) -> int:
     Builds the model on CPU for its layer shapes (the target sparsity, so the number of
     schedule steps, can depend on them); reads no data.
     """
-    from pruning_core.registries import TIMINGS
-    from pruning_core.schedules import sparsity_steps
-    from pruning_core.timing import Train
+    from pruning_core.masking.schedules import sparsity_steps
+    from pruning_core.trials.registries import TIMINGS
+    from pruning_core.trials.timing import Train
 
     target = target_sparsity(cfg, layer_shapes(cfg))
     steps = sparsity_steps(cfg.prune.schedule, target, cfg.prune.steps) if target > 0 else []

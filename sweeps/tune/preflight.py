@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from pruning_core.errors import ConfigError
+from pruning_core.base.errors import ConfigError
 
 if TYPE_CHECKING:
     from sweeps.tune.space import SearchSpace

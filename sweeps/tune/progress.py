@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from ray import tune
 from rich.table import Table
 
-from pruning_core.errors import ConfigError
+from pruning_core.base.errors import ConfigError
 from sweeps.tune.trainable import FINAL_FLAG, RESULT_STATUS
 
 if TYPE_CHECKING:

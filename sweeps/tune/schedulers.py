@@ -156,7 +156,7 @@ class TargetSparsity:
         self.__init__(state["base"])  # type: ignore[misc]
 
     def __call__(self, config: dict[str, Any]) -> dict[str, float]:
-        from pruning_core.config import load_trial_config
+        from pruning_core.trials.registries import load_trial_config
         from sweeps.tune.space import trial_dict
 
         cfg = load_trial_config(trial_dict(self.base, config))

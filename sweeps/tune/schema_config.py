@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from pruning_core.config import load_trial_config
-from pruning_core.errors import ConfigError
+from pruning_core.base.errors import ConfigError
+from pruning_core.trials.registries import load_trial_config
 from sweeps.results.schema import common_type, value_type
 from sweeps.tune.space import SEARCH_KEY, ChoiceParam, FloatParam, IntParam, trial_dict
 

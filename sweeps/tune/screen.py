@@ -47,9 +47,9 @@ def forget(trial_id: str) -> None:
 def screen_space(space: Any, n: int, seed: int = 0) -> list[dict[str, Any]]:
     """``prunetune validate SPACE --screen N``: sample ``n`` configs (plus one per unseen
     choice value and range end, as ``validate`` draws them), build each one's masks
-    without training (``pruning_core.experiment.screen_config``) and say which are doomed.
+    without training (``pruning_core.trials.experiment.screen_config``) and say which are doomed.
     One dict per config: criterion, sparsity (target), verdict, reason, effective sparsity."""
-    from pruning_core.experiment import screen_config
+    from pruning_core.trials.experiment import screen_config
 
     rows = []
     for sampled in space.sample(n, seed=seed):  # n random draws, then every choice and range end

@@ -26,16 +26,16 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pruning_core.base.errors import ConfigError
+from pruning_core.base.record import BY_NAME, EPOCH_METRICS, FINAL_METRICS
 from pruning_core.config import (
     NoBoolNumbers,
     ScreenConfig,
     TrialConfig,
-    load_trial_config,
     read_text_file,
 )
-from pruning_core.errors import ConfigError
-from pruning_core.factories import is_import_path
-from pruning_core.record import BY_NAME, EPOCH_METRICS, FINAL_METRICS
+from pruning_core.trials.registries import load_trial_config
+from pruning_core.workloads.factories import is_import_path
 from sweeps.tune.option_types import check_options
 from sweeps.tune.yaml_lines import load_with_lines, locate
 
@@ -406,7 +406,7 @@ class SchedulerSpec(_Strict):
     def _per_epoch(cls, v: str | None) -> str | None:
         if v is not None and v not in EPOCH_METRICS:
             valid = ", ".join(sorted(EPOCH_METRICS))
-            from pruning_core.suggest import with_hint
+            from pruning_core.base.suggest import with_hint
 
             raise ValueError(with_hint(f"ASHA acts on per-epoch metrics; got {v!r}, valid: {valid}",
                                        str(v), EPOCH_METRICS))
@@ -477,7 +477,7 @@ class SearchSpace(_Strict):
         names = [o.metric for o in v]
         for n in names:
             if n not in FINAL_METRICS:
-                from pruning_core.suggest import with_hint
+                from pruning_core.base.suggest import with_hint
 
                 raise ValueError(with_hint(f"unknown metric {n!r}; valid: "
                                            f"{', '.join(sorted(FINAL_METRICS))}", n, FINAL_METRICS))
@@ -641,7 +641,7 @@ class SearchSpace(_Strict):
         """(name, normalised depth) of the prunable layers of the fixed model."""
         if not any(isinstance(p, PerLayerParam | DepthRampParam) for p in self.params.values()):
             return []
-        from pruning_core.experiment import prunable_layers
+        from pruning_core.trials.experiment import prunable_layers
 
         cfg = load_trial_config(self.base_config())
         return [(info.name, float(info.depth)) for info in prunable_layers(cfg)]
@@ -945,7 +945,7 @@ def validate_space(space: SearchSpace, n: int = 32, seed: int = 0) -> list[Trial
     if is_import_path(fixed.model.name) or is_import_path(fixed.data.name):
         # the user's factories: build the model once here (on CPU), so one that raises, returns
         # no module or has nothing to prune fails now, not in every trial
-        from pruning_core.experiment import prunable_layers
+        from pruning_core.trials.experiment import prunable_layers
 
         if not prunable_layers(fixed):
             raise ConfigError(f"model.name: {fixed.model.name!r} has no prunable layer matching "

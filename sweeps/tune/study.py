@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ray.tune.search.optuna import OptunaSearch
 
-from pruning_core.errors import ConfigError
+from pruning_core.base.errors import ConfigError
 from sweeps.tune.screen import TRIAL_ID_ATTR, forget, mark_doomed, remember
 from sweeps.tune.space import SearchSpace
 from sweeps.tune.trainable import FINAL_FLAG, RESULT_STATUS

@@ -22,8 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pruning_core.config import load_trial_config
-from pruning_core.record import METRICS
+from pruning_core.base.record import METRICS
+from pruning_core.trials.registries import load_trial_config
 from sweeps.tune.plan_clock import PLAN_SCALE, plan_progress
 from sweeps.tune.space import trial_dict
 from sweeps.tune.wandb_log import TrialRun, WandbTarget
@@ -85,10 +85,11 @@ def make_trainable(
 ) -> Callable[[dict[str, Any]], None]:
     """Build the function Ray Tune runs per trial.
 
-    ``base`` is the space's fixed config; ``run_fn`` defaults to ``pruning_core.experiment.run``
+    ``base`` is the space's fixed config; ``run_fn`` defaults to
+    ``pruning_core.trials.experiment.run``
     (tests pass a wrapper that injects faults). ``dense_dir``: where trials share the dense
     networks they train before pruning and the dense references of ``metrics.similarity``
-    (``pruning_core.dense_cache``: one writer per key, the others wait and load).
+    (``pruning_core.trials.dense_cache``: one writer per key, the others wait and load).
     ``final_only``: objectives known only at the end (flops, similarity_mean, ...); epoch
     reports carry them as NaN, since Ray Tune requires every searched metric in every report.
     ``wandb``: where each trial logs its live W&B run (``wandb_log.TrialRun``); None: no W&B.
@@ -103,7 +104,7 @@ def make_trainable(
 
         run = run_fn
         if run is None:
-            from pruning_core.experiment import run
+            from pruning_core.trials.experiment import run
 
         data = trial_dict(base, config)
         trial_id = tune.get_context().get_trial_id()
@@ -140,7 +141,7 @@ def make_trainable(
                     dict(metrics), checkpoint=tune.Checkpoint.from_directory(d)),
                     storage_retry_s)
 
-        from pruning_core.dense_cache import LocalDenseCache
+        from pruning_core.trials.dense_cache import LocalDenseCache
 
         # fault-injecting wrappers in tests take (cfg, on_epoch, resume) only
         extra: dict[str, Any] = {}

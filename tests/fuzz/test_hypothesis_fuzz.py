@@ -24,8 +24,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pruning_core.config import TrialConfig, load_trial_config, parse_yaml
-from pruning_core.errors import ConfigError
+from pruning_core.base.errors import ConfigError
+from pruning_core.config import TrialConfig, parse_yaml
+from pruning_core.trials.registries import load_trial_config
 from sweeps.tune.space import parse_space, validate_space
 
 from .conftest import TINY, check_accepted, check_refused, invoke

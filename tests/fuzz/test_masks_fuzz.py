@@ -22,8 +22,8 @@ import pytest
 import torch
 from torch import nn
 
-from pruning_core.errors import ConfigError
-from pruning_core.masks import MaskSet
+from pruning_core.base.errors import ConfigError
+from pruning_core.masking.masks import MaskSet
 
 Tensors = dict[str, torch.Tensor]
 

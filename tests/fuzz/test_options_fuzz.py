@@ -25,7 +25,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pruning_core.errors import ConfigError
+from pruning_core.base.errors import ConfigError
 from sweeps.tune.option_types import accepts, describe, option_types, python_only
 from sweeps.tune.space import (
     SAMPLER_RESERVED,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from pruning_core.experiment import run
+from pruning_core.trials.experiment import run
 
 
 class SlowRun:

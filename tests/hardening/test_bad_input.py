@@ -106,7 +106,8 @@ def test_run_refuses_bad_values_before_training(sets: list[str],
 
 
 def test_the_limits_themselves_are_accepted() -> None:
-    from pruning_core.config import MAX_PRUNE_STEPS, MAX_SEED, load_trial_config
+    from pruning_core.config import MAX_PRUNE_STEPS, MAX_SEED
+    from pruning_core.trials.registries import load_trial_config
 
     cfg = load_trial_config({"seed": MAX_SEED - 1, "prune": {"steps": MAX_PRUNE_STEPS},
                              "train": {"device": "cuda:3"}})

@@ -12,8 +12,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from pruning_core.errors import ConfigError
-from pruning_core.masks import MaskSet
+from pruning_core.base.errors import ConfigError
+from pruning_core.masking.masks import MaskSet
 from sweeps.cli import app
 from sweeps.results.pareto import Results, ResultsError, parse_ref
 
@@ -163,7 +163,7 @@ def _params() -> dict[str, torch.nn.Parameter]:
 def test_masks_missing_tensor_names_the_file(tmp_path: Path, keep: list[str]) -> None:
     from safetensors.torch import save_file
 
-    from pruning_core.masks import MASKS_FORMAT, MASKS_VERSION
+    from pruning_core.masking.masks import MASKS_FORMAT, MASKS_VERSION
 
     params = _params()
     path = tmp_path / "m.safetensors"

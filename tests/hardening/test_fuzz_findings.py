@@ -14,17 +14,17 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from pruning_core.base.errors import ConfigError
 from pruning_core.config import (
     MAX_BATCH,
     MAX_EPOCHS,
     MAX_THREADS,
     bool_as_number,
-    load_trial_config,
     parse_yaml,
     read_yaml_file,
 )
-from pruning_core.errors import ConfigError
-from pruning_core.tuned import LayerEntry
+from pruning_core.trials.registries import load_trial_config
+from pruning_core.trials.tuned import LayerEntry
 from sweeps.cli import app
 from sweeps.results.outputs import NAME_MAX, check_output
 from sweeps.tune.launch import with_overrides

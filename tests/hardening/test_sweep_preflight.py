@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pruning_core.errors import ConfigError
+from pruning_core.base.errors import ConfigError
 from sweeps.tune.preflight import check_address, check_cluster, parse_address
 from sweeps.tune.space import SearchSpace, parse_space
 

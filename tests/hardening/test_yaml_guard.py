@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from pruning_core.base.errors import ConfigError
 from pruning_core.config import MAX_YAML_NODES, parse_yaml, read_yaml_file
-from pruning_core.errors import ConfigError
 
 
 def bomb(levels: int, width: int = 9) -> str:

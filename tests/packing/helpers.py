@@ -7,8 +7,8 @@ from typing import Any
 import torch
 
 from pruning_core.config import TrialConfig
-from pruning_core.experiment import EpochReport, TrialResult, run
 from pruning_core.packing import run_pack
+from pruning_core.trials.experiment import EpochReport, TrialResult, run
 
 # Why not bitwise: under vmap a convolution with K members' weights runs as one grouped
 # convolution and a linear layer as a batched matmul; their kernels sum the same products in

@@ -7,9 +7,9 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from pruning_core.loader import DeviceLoader
 from pruning_core.packing.batched import StackedModels, packed_batches
 from pruning_core.packing.optim import BatchedOptimizer
+from pruning_core.workloads.loader import DeviceLoader
 
 
 def _loaders(shared: bool, seeds=(0, 1, 2)):

@@ -11,8 +11,8 @@ import pytest
 import torch
 import yaml
 
-from pruning_core.experiment import run
 from pruning_core.packing import run_pack
+from pruning_core.trials.experiment import run
 
 from .helpers import assert_same, config, packed, solo
 
@@ -96,11 +96,11 @@ def test_member_equals_prunetune_run_json(tmp_path):
 
 
 def test_members_with_the_same_data_hold_one_copy():
-    from pruning_core.experiment import _Trial
     from pruning_core.packing.engine import share_data
+    from pruning_core.trials.trial import Trial
 
-    a, b = _Trial(config()), _Trial(config(seed=1))
-    noisy = _Trial(config(seed=2, data__label_noise=0.2))
+    a, b = Trial(config()), Trial(config(seed=1))
+    noisy = Trial(config(seed=2, data__label_noise=0.2))
     share_data(b, [a])
     share_data(noisy, [a, b])
     assert b.train_loader.x is a.train_loader.x and b.test_loader.y is a.test_loader.y
@@ -123,7 +123,7 @@ def test_members_whose_plans_differ_in_length_end_apart():
 
 
 def test_dense_cache_prefix_is_shared_as_in_solo_runs(tmp_path):
-    from pruning_core.dense_cache import LocalDenseCache
+    from pruning_core.trials.dense_cache import LocalDenseCache
 
     cfgs = [config(prune__timing={"name": "after", "pretrain_epochs": 1},
                    prune__criterion="magnitude", train__epochs=1),
@@ -141,10 +141,10 @@ def test_dense_cache_prefix_is_shared_as_in_solo_runs(tmp_path):
 def test_what_cannot_be_batched_runs_alone():
     from torch import nn
 
-    from pruning_core.experiment import _Trial
     from pruning_core.packing.engine import batchable
+    from pruning_core.trials.trial import Trial
 
-    trial = _Trial(config(model__name="mlp", model__options={"hidden": [8]}))
+    trial = Trial(config(model__name="mlp", model__options={"hidden": [8]}))
     assert batchable(trial)
     trial.model.append(nn.Dropout(0.1))  # vmap would draw other dropout masks than a solo run
     assert not batchable(trial)

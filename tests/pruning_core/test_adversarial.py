@@ -15,7 +15,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
-from pruning_core.adversarial import (
+from pruning_core.config import AdversarialConfig
+from pruning_core.measure.adversarial import (
     CW_STEPS,
     AttackSettings,
     adversarial_accuracy,
@@ -24,7 +25,6 @@ from pruning_core.adversarial import (
     resolve,
     seeded_subset,
 )
-from pruning_core.config import AdversarialConfig
 
 CPU = torch.device("cpu")
 

@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from pruning_core.augment import CropFlip, black_level
-from pruning_core.loader import DeviceLoader
+from pruning_core.workloads.augment import CropFlip, black_level
+from pruning_core.workloads.loader import DeviceLoader
 
 
 def _windows(x: torch.Tensor, p: int, fill: torch.Tensor) -> list[torch.Tensor]:

@@ -3,8 +3,9 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from pruning_core.checkpoints import load_weights, read_state_dict
-from pruning_core.errors import ConfigError
+from pruning_core.base.errors import ConfigError
+from pruning_core.structured.compact_file import load_weights
+from pruning_core.workloads.checkpoints import read_state_dict
 
 
 def net(hidden: int = 4) -> nn.Module:

@@ -12,10 +12,10 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from pruning_core.config import load_trial_config
-from pruning_core.errors import ConfigError
-from pruning_core.experiment import run
+from pruning_core.base.errors import ConfigError
 from pruning_core.structured import load_compact
+from pruning_core.trials.experiment import run
+from pruning_core.trials.registries import load_trial_config
 
 #: the import path of :func:`build`, as a config names it
 FACTORY = "tests.pruning_core.test_compact_load:build"
@@ -93,8 +93,8 @@ def test_a_built_in_model_still_loads_from_the_file_alone(tmp_path: Path) -> Non
 
 
 def test_a_torchvision_model_loads_from_the_file_alone(tmp_path: Path) -> None:
-    from pruning_core.models import create_model
     from pruning_core.structured import compact, groups, keep_indices, save_compact
+    from pruning_core.workloads.models import create_model
 
     dense = create_model("tv:resnet18", (3, 32, 32), 10)
     gs = groups(dense, (3, 32, 32))

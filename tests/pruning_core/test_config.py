@@ -1,7 +1,8 @@
 import pytest
 
-from pruning_core.config import TrialConfig, flatten, load_trial_config, set_dotted
-from pruning_core.errors import ConfigError
+from pruning_core.base.errors import ConfigError
+from pruning_core.config import TrialConfig, flatten, set_dotted
+from pruning_core.trials.registries import load_trial_config
 
 
 def test_defaults_validate_and_shorthands():
@@ -11,8 +12,9 @@ def test_defaults_validate_and_shorthands():
 
 
 @pytest.mark.parametrize(("data", "pattern"), [
-    ({"prune": {"criterion": "snipp"}}, r"prune\.criterion: unknown criterion 'snipp'; valid: "
-                                        r"grasp, magnitude, random, snip, synflow"),
+    ({"prune": {"criterion": "snipp"}},
+     r"prune\.criterion: unknown criterion 'snipp'; valid: "
+     r"grasp, magnitude, random, snip, sparsegpt, synflow, wanda"),
     ({"prune": {"schedule": "cos"}}, r"prune\.schedule: unknown schedule 'cos'; valid:"),
     ({"model": {"name": "vgg99"}}, r"model\.name: unknown model 'vgg99'; valid:"),
     ({"data": {"name": "imagenet"}}, r"data\.name: unknown dataset 'imagenet'; valid:"),

@@ -3,10 +3,10 @@ import torch
 from torch import nn
 
 from pruning_core.config import AllocationConfig
-from pruning_core.criteria import CRITERIA, ScoreContext
-from pruning_core.engine import Pruner
-from pruning_core.masks import MaskSet
-from pruning_core.targets import prunable_parameters
+from pruning_core.masking.criteria import CRITERIA, ScoreContext
+from pruning_core.masking.engine import Pruner
+from pruning_core.masking.masks import MaskSet
+from pruning_core.masking.targets import prunable_parameters
 from tests.conftest import tiny_convnet
 
 
@@ -241,7 +241,7 @@ def test_grasp_reinit_linear_scores_with_fresh_xavier_weights(batches):
 
 
 def test_grasp_xavier_draw_has_the_glorot_std():
-    from pruning_core.criteria.grasp import xavier_normal
+    from pruning_core.masking.criteria.grasp import xavier_normal
 
     w = xavier_normal(torch.Size([300, 500]), torch.Generator().manual_seed(0))
     assert w.std().item() == pytest.approx((2.0 / 800) ** 0.5, rel=0.02)

@@ -15,7 +15,8 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from pruning_core.data import (
+from pruning_core.base.errors import ConfigError, DataError
+from pruning_core.workloads.data import (
     CIFAR_STATS,
     DATASETS,
     MNIST_FILES,
@@ -24,8 +25,7 @@ from pruning_core.data import (
     load_dataset,
     parse_idx,
 )
-from pruning_core.errors import ConfigError, DataError
-from pruning_core.models import create_model
+from pruning_core.workloads.models import create_model
 
 CIFAR10_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 
@@ -196,7 +196,7 @@ def test_unknown_dataset_and_option() -> None:
 
 def test_registry_names() -> None:
     expected = {"digits", "mnist1d", "synthetic", "cifar10", "cifar100", "mnist", "fashion_mnist",
-                "imagefolder"}
+                "imagefolder", "stdlib_text"}
     assert set(DATASETS.names()) == expected
 
 
@@ -367,7 +367,7 @@ def test_cnn1d_learns_mnist1d() -> None:
 
 
 def test_dataset_spec_matches_loaded_shapes_without_reading_files() -> None:
-    from pruning_core.data import dataset_spec
+    from pruning_core.workloads.data import dataset_spec
 
     for name in ("digits", "mnist1d"):
         bundle = load_dataset(name)

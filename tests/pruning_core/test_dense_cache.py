@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from pruning_core.config import load_trial_config
-from pruning_core.dense_cache import LocalDenseCache, cache_key, dense_prefix
-from pruning_core.experiment import run
-from pruning_core.timing import TIMINGS
+from pruning_core.trials.dense_cache import LocalDenseCache, cache_key, dense_prefix
+from pruning_core.trials.experiment import run
+from pruning_core.trials.registries import load_trial_config
+from pruning_core.trials.timing import TIMINGS
 
 
 def cfg(timing: str = "after", seed: int = 0, **prune):

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from pruning_core.config import load_trial_config
-from pruning_core.experiment import run
+from pruning_core.trials.experiment import run
+from pruning_core.trials.registries import load_trial_config
 
 # digits (8x8), an MLP 64 -> 16 -> 10: 1,024 + 160 prunable weights
 BASE: dict[str, Any] = {
@@ -75,7 +75,7 @@ def test_label_noise_flips_exactly_that_share_of_training_labels_to_other_classe
     import torch
     from torch.utils.data import Dataset, TensorDataset
 
-    from pruning_core.data import DataBundle, with_label_noise
+    from pruning_core.workloads.data import DataBundle, with_label_noise
 
     y = torch.arange(200) % 10
     bundle = DataBundle(train=TensorDataset(torch.zeros(200, 3), y.clone()),

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pruning_core.effective import connectivity, remove_disconnected
-from pruning_core.masks import MaskSet
-from pruning_core.targets import prunable_parameters
+from pruning_core.masking.masks import MaskSet
+from pruning_core.masking.targets import prunable_parameters
+from pruning_core.measure.effective import connectivity, remove_disconnected
 
 
 def _masks(model: nn.Module, **rules: torch.Tensor) -> MaskSet:

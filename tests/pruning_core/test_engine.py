@@ -3,13 +3,13 @@ import itertools
 import pytest
 import torch
 
-from pruning_core.allocation import ALLOCATIONS
 from pruning_core.config import AllocationConfig
-from pruning_core.criteria import CRITERIA
-from pruning_core.engine import Pruner
-from pruning_core.masks import MaskSet
-from pruning_core.schedules import SCHEDULES, sparsity_steps
-from pruning_core.targets import prunable_parameters
+from pruning_core.masking.allocation import ALLOCATIONS
+from pruning_core.masking.criteria import CRITERIA
+from pruning_core.masking.engine import Pruner
+from pruning_core.masking.masks import MaskSet
+from pruning_core.masking.schedules import SCHEDULES, sparsity_steps
+from pruning_core.masking.targets import prunable_parameters
 from tests.conftest import tiny_convnet
 
 ALLOCS = [n for n in ALLOCATIONS.names() if n != "explicit"]

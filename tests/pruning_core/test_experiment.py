@@ -2,11 +2,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pruning_core.config import load_trial_config
-from pruning_core.criteria import CRITERIA
-from pruning_core.errors import ConfigError
-from pruning_core.experiment import _Trial, prunable_layers, run
-from pruning_core.timing import TIMINGS, NewOptimizer, Prune, Rewind, Snapshot, Train
+from pruning_core.base.errors import ConfigError
+from pruning_core.masking.criteria import CRITERIA
+from pruning_core.trials.experiment import Trial, prunable_layers, run
+from pruning_core.trials.registries import load_trial_config
+from pruning_core.trials.timing import TIMINGS, NewOptimizer, Prune, Rewind, Snapshot, Train
 
 
 def cfg(**prune):
@@ -75,7 +75,7 @@ def test_imp_rewind_past_last_epoch_is_refused():
 def test_imp_rewinds_kept_weights_bit_for_bit_and_resumes_the_lr_schedule():
     c = cfg(criterion="magnitude", schedule="one_shot", timing={"name": "imp", "rewind_epoch": 1})
     c.train.epochs, c.train.lr_schedule = 3, "step"  # lr/10 from epoch 2 (50 % of 3 epochs)
-    trial = _Trial(c)
+    trial = Trial(c)
     snapshot, lrs = None, []
     while trial.done < len(trial.plan):
         action = trial.plan[trial.done]
@@ -171,7 +171,7 @@ def test_resume_restores_every_global_random_stream(tmp_path):
 
     run(c, on_epoch=keep)
     state = torch.load(tmp_path / "c.pt", weights_only=True)
-    trial = _Trial(c)
+    trial = Trial(c)
     torch.manual_seed(123), np.random.seed(123), random.seed(123)  # scramble
     trial.restore(state)
     assert (torch.rand(3).tolist(), np.random.rand(3).tolist(), random.random()) \
@@ -231,7 +231,7 @@ def test_epoch_reports_carry_the_size_a_stopped_trial_keeps():
 def test_balanced_scoring_set_is_the_first_examples_of_each_class():
     """GraSP's official scoring set, by hand: walk the shuffled batches, keep the first
     ``per_class`` examples of each class, grouped by class."""
-    from pruning_core.experiment import balanced_set
+    from pruning_core.trials.experiment import balanced_set
 
     x = torch.arange(12, dtype=torch.float32).reshape(12, 1)
     y = torch.tensor([2, 0, 0, 1, 2, 0, 1, 1, 2, 0, 2, 1])
@@ -245,7 +245,7 @@ def test_balanced_scoring_set_is_the_first_examples_of_each_class():
 
 def test_score_samples_per_class_feeds_every_data_driven_criterion():
     c = cfg(criterion="grasp", score_samples_per_class=3, score_batches=2)
-    trial = _Trial(c)
+    trial = Trial(c)
     batches = trial._score_batches()
     assert [len(b[1]) for b in batches] == [15, 15]  # 10 digits x 3, in 2 batches
     labels = torch.cat([b[1] for b in batches]).tolist()

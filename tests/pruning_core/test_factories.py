@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from pruning_core.errors import ConfigError
-from pruning_core.factories import build_model, is_import_path, load_data, resolve
+from pruning_core.base.errors import ConfigError
+from pruning_core.workloads.factories import build_model, is_import_path, load_data, resolve
 from tests.conftest import user_code_dir
 
 PKG = '''
@@ -114,7 +114,8 @@ def test_data_factory_errors(pkg, attr, pattern):
 
 
 @pytest.mark.parametrize("path", ["os:system", "subprocess:run", "builtins:exec",
-                                  "shutil:rmtree", "torch:load", "pruning_core.data:load_dataset"])
+                                  "shutil:rmtree", "torch:load",
+                                  "pruning_core.workloads.data:load_dataset"])
 def test_library_callables_are_refused_before_any_call(path):
     with pytest.raises(ConfigError, match=r"names the '\w+' library; a factory must be your own"):
         resolve(path, "data.name")
@@ -132,7 +133,7 @@ def test_a_callable_imported_into_the_users_package_is_refused(tmp_path, monkeyp
 def test_python_factories_become_import_paths(pkg):
     import importlib
 
-    from pruning_core.factories import import_path_of
+    from pruning_core.workloads.factories import import_path_of
 
     nets = importlib.import_module(pkg)
     assert import_path_of(nets.build, "model.name") == "userpkg.nets:build"

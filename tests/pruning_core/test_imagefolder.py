@@ -3,10 +3,10 @@ import pytest
 import torch
 from PIL import Image
 
-from pruning_core.config import load_trial_config
-from pruning_core.data import dataset_spec, load_dataset
-from pruning_core.errors import DataError
-from pruning_core.experiment import run
+from pruning_core.base.errors import DataError
+from pruning_core.trials.experiment import run
+from pruning_core.trials.registries import load_trial_config
+from pruning_core.workloads.data import dataset_spec, load_dataset
 
 
 @pytest.fixture

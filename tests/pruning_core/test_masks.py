@@ -4,11 +4,11 @@ import pytest
 import torch
 from torch import nn
 
+from pruning_core.base.errors import ConfigError
 from pruning_core.config import AllocationConfig
-from pruning_core.engine import Pruner
-from pruning_core.errors import ConfigError
-from pruning_core.masks import MaskSet
-from pruning_core.targets import layer_infos, prunable_parameters
+from pruning_core.masking.engine import Pruner
+from pruning_core.masking.masks import MaskSet
+from pruning_core.masking.targets import layer_infos, prunable_parameters
 from tests.conftest import tiny_convnet
 
 

@@ -1,9 +1,9 @@
 import torch
 from torch import nn
 
-from pruning_core.masks import MaskSet
-from pruning_core.metrics import flops, param_counts
-from pruning_core.targets import prunable_parameters
+from pruning_core.masking.masks import MaskSet
+from pruning_core.masking.targets import prunable_parameters
+from pruning_core.measure.metrics import flops, param_counts
 
 
 def test_flops_dense_and_effective():

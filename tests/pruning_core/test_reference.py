@@ -1,9 +1,9 @@
 import pytest
 
-from pruning_core.config import load_trial_config
-from pruning_core.dense_cache import LocalDenseCache
-from pruning_core.errors import ConfigError
-from pruning_core.experiment import run
+from pruning_core.base.errors import ConfigError
+from pruning_core.trials.dense_cache import LocalDenseCache
+from pruning_core.trials.experiment import run
+from pruning_core.trials.registries import load_trial_config
 
 
 def cfg(sparsity: float, **similarity):

@@ -1,7 +1,7 @@
 import pytest
 
-from pruning_core.errors import ConfigError
-from pruning_core.registry import Registry
+from pruning_core.base.errors import ConfigError
+from pruning_core.base.registry import Registry
 
 
 def test_register_get_names_and_errors():

@@ -2,8 +2,8 @@ import itertools
 
 import pytest
 
-from pruning_core.errors import ConfigError
-from pruning_core.schedules import SCHEDULES, sparsity_steps
+from pruning_core.base.errors import ConfigError
+from pruning_core.masking.schedules import SCHEDULES, sparsity_steps
 
 
 @pytest.mark.parametrize("name", SCHEDULES.names())

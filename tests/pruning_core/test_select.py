@@ -2,7 +2,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pruning_core.select import keep_topk, top_mask
+from pruning_core.masking.select import keep_topk, top_mask
 
 
 def test_keeps_highest_and_never_revives():

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from pruning_core.errors import ConfigError
+from pruning_core.base.errors import ConfigError
 from pruning_core.similarity import (
     METHODS,
     MinibatchCKA,

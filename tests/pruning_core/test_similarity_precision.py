@@ -17,7 +17,7 @@ import torch
 
 import pruning_core.similarity._inputs as inputs
 import pruning_core.similarity.cca as cca
-from pruning_core.errors import ConfigError
+from pruning_core.base.errors import ConfigError
 from pruning_core.similarity import linear_cka, pwcca, svcca
 from pruning_core.similarity.cka import FLOAT32_FROM_MACS, _gram_side, _product_dtype
 from tests.pruning_core.test_similarity import ref_pwcca, ref_svcca

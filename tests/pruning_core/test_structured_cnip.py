@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from pruning_core.config import load_trial_config
-from pruning_core.experiment import _Trial, run
 from pruning_core.structured import STRUCTURED_CRITERIA, StructuredContext, full_keep
 from pruning_core.structured.pruner import ChannelPruner
+from pruning_core.trials.experiment import Trial, run
+from pruning_core.trials.registries import load_trial_config
 
 
 def _mlp() -> nn.Module:
@@ -81,13 +81,13 @@ def _cfg(**prune: object):
 
 
 def test_cnip_prunes_weights_inside_kept_channels_and_they_stay_zero_after_compaction() -> None:
-    t = _Trial(_cfg())
+    t = Trial(_cfg())
     for a in t.plan:
         t.execute(a, None)
     assert t.compacted and len(t.compact_masks) > 0  # unstructured zeros inside kept channels
     for n, m in t.compact_masks.masks.items():
         assert (t.model.get_parameter(n)[~m] == 0).all(), n  # still zero after training
-    masked = _Trial(_cfg(compact=False))
+    masked = Trial(_cfg(compact=False))
     for a in masked.plan:
         masked.execute(a, None)
     x = torch.stack([t.data.test[i][0] for i in range(40)])

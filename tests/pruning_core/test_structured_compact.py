@@ -6,9 +6,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pruning_core.errors import ConfigError
-from pruning_core.masks import MaskSet
-from pruning_core.models import create_model
+from pruning_core.base.errors import ConfigError
+from pruning_core.masking.masks import MaskSet
+from pruning_core.masking.targets import prunable_parameters
 from pruning_core.structured import (
     STRUCTURED_CRITERIA,
     StructuredContext,
@@ -24,7 +24,7 @@ from pruning_core.structured import (
     slice_plan,
     weight_sparsity,
 )
-from pruning_core.targets import prunable_parameters
+from pruning_core.workloads.models import create_model
 from tests.pruning_core.structured_nets import TinyCat, TinyRes, randomise_bn
 
 MODELS = [

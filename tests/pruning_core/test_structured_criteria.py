@@ -3,9 +3,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pruning_core.criteria import CRITERIA, ScoreContext
+from pruning_core.masking.criteria import CRITERIA, ScoreContext
+from pruning_core.masking.targets import prunable_parameters
 from pruning_core.structured import STRUCTURED_CRITERIA, StructuredContext, full_keep, groups
-from pruning_core.targets import prunable_parameters
 from tests.pruning_core.structured_nets import (
     TinyRes,
     assert_same_snapshot,

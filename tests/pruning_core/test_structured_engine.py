@@ -6,11 +6,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pruning_core.config import load_trial_config
-from pruning_core.errors import ConfigError
-from pruning_core.experiment import _Trial, run
+from pruning_core.base.errors import ConfigError
 from pruning_core.structured import STRUCTURED_CRITERIA
-from pruning_core.timing import Compact, Prune, Train
+from pruning_core.trials.experiment import Trial, run
+from pruning_core.trials.registries import load_trial_config
+from pruning_core.trials.timing import Compact, Prune, Train
 
 
 def cfg(**prune: object) -> object:
@@ -29,7 +29,7 @@ def test_channel_run_compacts_to_the_kept_channels() -> None:
     # 48 hidden units, half removed: 24 kept (the selection is a global top-k; each hidden
     # layer keeps >= 1). Parameters of the compact MLP follow from its widths.
     assert r.node_sparsity == pytest.approx(0.5)
-    trial = _Trial(cfg(schedule="snip_it", steps=2))
+    trial = Trial(cfg(schedule="snip_it", steps=2))
     for a in trial.plan:
         trial.execute(a, None)
     widths = [m.out_features for m in trial.model if isinstance(m, torch.nn.Linear)]
@@ -47,11 +47,11 @@ def test_channel_run_compacts_to_the_kept_channels() -> None:
 
 
 def test_plan_compacts_after_the_last_prune_event() -> None:
-    t = _Trial(cfg(schedule="linear", steps=2, timing={"name": "during",
+    t = Trial(cfg(schedule="linear", steps=2, timing={"name": "during",
                                                         "prune_epochs": [0, 1]}))
     kinds = [type(a).__name__ for a in t.plan]
     assert kinds == ["NewOptimizer", "Prune", "Train", "Prune", "Compact", "Train", "Train"]
-    assert not any(isinstance(a, Compact) for a in _Trial(cfg(compact=False)).plan)
+    assert not any(isinstance(a, Compact) for a in Trial(cfg(compact=False)).plan)
     assert sum(isinstance(a, Prune) for a in t.plan) == 2
     assert sum(isinstance(a, Train) for a in t.plan) == 3
 
@@ -62,7 +62,7 @@ def test_compact_model_computes_what_the_masked_model_computes(timing: str) -> N
     extra = {"timing": {"name": timing, "pretrain_epochs": 1,
                         **({"prune_epochs": [0, 1]} if timing == "during" else {})},
              "schedule": "linear", "steps": 2}
-    compact, masked = _Trial(cfg(**extra)), _Trial(cfg(compact=False, **extra))
+    compact, masked = Trial(cfg(**extra)), Trial(cfg(compact=False, **extra))
     for t in (compact, masked):
         for a in t.plan:
             t.execute(a, None)
@@ -104,7 +104,7 @@ def test_resume_of_a_compacted_trial_is_bit_exact(tmp_path, timing: str) -> None
 
 def test_momentum_is_carried_over_when_compacting_during_training() -> None:
     """``during``: the optimiser after compaction holds the old momentum of the kept rows."""
-    t = _Trial(cfg(schedule="linear", steps=1, timing={"name": "during", "prune_epochs": [1]}))
+    t = Trial(cfg(schedule="linear", steps=1, timing={"name": "during", "prune_epochs": [1]}))
     i = 0
     while not isinstance(t.plan[i], Compact):
         t.execute(t.plan[i], None)
@@ -164,7 +164,7 @@ def test_export_compact_loads_without_pickle_and_predicts_the_same(tmp_path) -> 
     out = tmp_path / "small.safetensors"
     c = cfg(schedule="snip_it", steps=2)
     run(c, compact_out=out)
-    trial = _Trial(c)
+    trial = Trial(c)
     for a in trial.plan:
         trial.execute(a, None)
     loaded = load_compact(out)
@@ -236,7 +236,7 @@ def test_snap_prunes_and_compacts_every_built_in_model(model: str, criterion: st
             "train": {"epochs": 0},
             "prune": {"granularity": "channel", "criterion": criterion, "sparsity": 0.6,
                       "schedule": "snip_it", "steps": 2}}
-    compact, masked = (_Trial(load_trial_config({**base, "prune": {**base["prune"],
+    compact, masked = (Trial(load_trial_config({**base, "prune": {**base["prune"],
                                                                    "compact": c}}))
                        for c in (True, False))
     for t in (compact, masked):

@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from pruning_core.errors import ConfigError
-from pruning_core.models import create_model
+from pruning_core.base.errors import ConfigError
 from pruning_core.structured import groups
+from pruning_core.workloads.models import create_model
 from tests.pruning_core.structured_nets import TinyCat, TinyRes, assert_same_snapshot, snapshot
 
 

@@ -1,5 +1,5 @@
 """Issue 22, item 5: "did you mean ...?" for unknown keys, criteria, models, datasets,
-metrics and columns: one helper (``pruning_core.suggest``), the hint in the same one line."""
+metrics and columns: one helper (``pruning_core.base.suggest``), the hint in the same one line."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from pruning_core.config import load_trial_config
-from pruning_core.errors import ConfigError
-from pruning_core.models import create_model
-from pruning_core.registry import Registry
-from pruning_core.suggest import close_names, did_you_mean, with_hint
+from pruning_core.base.errors import ConfigError
+from pruning_core.base.registry import Registry
+from pruning_core.base.suggest import close_names, did_you_mean, with_hint
+from pruning_core.trials.registries import load_trial_config
+from pruning_core.workloads.models import create_model
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -2,12 +2,13 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from pruning_core.config import TrainConfig, load_trial_config
-from pruning_core.errors import ConfigError
-from pruning_core.experiment import _Trial, run
-from pruning_core.models import create_model
-from pruning_core.timing import Prune, Train
-from pruning_core.training import lr_at
+from pruning_core.base.errors import ConfigError
+from pruning_core.config import TrainConfig
+from pruning_core.trials.experiment import Trial, run
+from pruning_core.trials.loop import lr_at
+from pruning_core.trials.registries import load_trial_config
+from pruning_core.trials.timing import Prune, Train
+from pruning_core.workloads.models import create_model
 
 
 def cfg(**over):
@@ -36,7 +37,7 @@ def test_after_with_no_pretraining_prunes_the_loaded_network(tmp_path):
     save_file(trained.state_dict(), str(tmp_path / "w.safetensors"))
     c = cfg(model={"weights": str(tmp_path / "w.safetensors")},
             prune={"timing": {"name": "after", "pretrain_epochs": 0}})
-    trial = _Trial(c)
+    trial = Trial(c)
     for name, value in trained.state_dict().items():
         assert torch.equal(trial.model.state_dict()[name], value), name
     assert not any(isinstance(a, Train) for a in trial.plan[:trial.plan.index(Prune(0.8))])
@@ -65,7 +66,7 @@ def test_crop_flip_trains_on_images_and_is_refused_for_sequences():
 
 @pytest.mark.parametrize("train", [{"amp": "bf16"}, {"channels_last": True}])
 def test_pruned_weights_stay_exactly_zero_with_amp_and_channels_last(train):
-    trial = _Trial(cfg(train=train))
+    trial = Trial(cfg(train=train))
     for action in trial.plan:  # before: prune, then train with the masks enforced
         trial.execute(action, None)
     for name, mask in trial.masks.masks.items():
@@ -79,7 +80,7 @@ def test_pruned_weights_stay_exactly_zero_under_torch_compile():
     r = run(cfg(train={"compile": True}))
     ref = run(cfg())
     assert r.status == "ok" and r.layer_sparsity == ref.layer_sparsity
-    trial = _Trial(cfg(train={"compile": True}))
+    trial = Trial(cfg(train={"compile": True}))
     for action in trial.plan:
         trial.execute(action, None)
     for name, mask in trial.masks.masks.items():
@@ -105,8 +106,8 @@ def test_paper_recipe_configs_validate(name, criterion, timing):
 
     import yaml
 
-    from pruning_core.registries import TIMINGS
-    from pruning_core.schedules import sparsity_steps
+    from pruning_core.masking.schedules import sparsity_steps
+    from pruning_core.trials.registries import TIMINGS
 
     c = load_trial_config(yaml.safe_load(Path("configs", name).read_text()))
     assert c.prune.criterion == criterion and c.prune.timing.name == timing
@@ -154,7 +155,7 @@ def test_the_grasp_cifar_recipe_runs_on_cifar_files(tmp_path):
     data["train"].update(epochs=2, device="cpu")
     data["prune"].update(score_samples_per_class=2)
     c = load_trial_config(data)
-    trial = _Trial(c)
+    trial = Trial(c)
     (x, y), = trial._score_batches()
     assert x.shape[1:] == (3, 32, 32) and len(y) <= 20
     assert all(n <= 2 for n in torch.bincount(y).tolist())

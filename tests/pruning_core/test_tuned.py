@@ -2,12 +2,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pruning_core.config import load_trial_config
-from pruning_core.errors import ConfigError
-from pruning_core.experiment import prunable_layers, run
-from pruning_core.models import create_model
-from pruning_core.targets import layer_infos
-from pruning_core.tuned import Schedule
+from pruning_core.base.errors import ConfigError
+from pruning_core.masking.targets import layer_infos
+from pruning_core.trials.experiment import prunable_layers, run
+from pruning_core.trials.registries import load_trial_config
+from pruning_core.trials.tuned import Schedule
+from pruning_core.workloads.models import create_model
 
 
 def digits_cfg(**prune):

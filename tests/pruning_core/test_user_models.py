@@ -2,9 +2,9 @@ import pytest
 import torch
 import torchvision
 
-from pruning_core.config import load_trial_config
-from pruning_core.errors import ConfigError
-from pruning_core.models import create_model, torchvision_weights_path
+from pruning_core.base.errors import ConfigError
+from pruning_core.trials.registries import load_trial_config
+from pruning_core.workloads.models import create_model, torchvision_weights_path
 from tests.conftest import user_code_dir
 
 

@@ -52,8 +52,9 @@ def assert_refused(p: subprocess.CompletedProcess[str], *needles: str,
 def write_exportable_results(root: Path, sparsities: list[float]) -> list[dict[str, Any]]:
     """One ``ok`` row per sparsity, with ``config.*`` columns of a valid trial config and the
     per-layer sparsities of its real prunable layers: what ``schedule export`` needs."""
-    from pruning_core.config import flatten, load_trial_config
-    from pruning_core.experiment import prunable_layers
+    from pruning_core.config import flatten
+    from pruning_core.trials.experiment import prunable_layers
+    from pruning_core.trials.registries import load_trial_config
     from sweeps.results.store import TrialStore
 
     store = TrialStore(str(root))

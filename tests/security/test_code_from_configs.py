@@ -1,7 +1,7 @@
 """A received config, space or schedule never makes prunetune run code outside the user's own
 (issue 16): installed libraries are gadget stores (``click:edit`` runs an editor command,
 ``joblib:load`` unpickles, ``_pytest.config:main`` starts a session), and a module's import-time
-code runs before any check made after importing it. ``pruning_core.code_trust`` decides before
+code runs before any check made after importing it. ``pruning_core.base.code_trust`` decides before
 anything is imported; these tests plant a marker command in each gadget and assert it never
 ran."""
 
@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
-from pruning_core.code_trust import ALLOW_ENV, allow_import, check_import, is_own_code
-from pruning_core.errors import ConfigError
-from pruning_core.factories import resolve
+from pruning_core.base.code_trust import ALLOW_ENV, allow_import, check_import, is_own_code
+from pruning_core.base.errors import ConfigError
+from pruning_core.workloads.factories import resolve
 from sweeps.tune.code_env import trust_env
 from tests.conftest import user_code_dir
 from tests.security.conftest import BASE_CONFIG, REPO, assert_refused, prunetune

@@ -1,6 +1,7 @@
 """Dataset directories are untrusted: a crafted CIFAR batch never runs code (issue 8, item 1).
 
-CIFAR's python release is a pickle; ``pruning_core.data`` reads it with an unpickler that can
+CIFAR's python release is a pickle; ``pruning_core.workloads.data`` reads it with an unpickler that
+can
 only build dicts, lists, strings, ints and numpy arrays. Each payload below is first shown to be
 live (plain ``pickle.loads`` in a child process writes the marker), so the refusal tests can
 fail.
@@ -20,8 +21,8 @@ import numpy as np
 import pytest
 import yaml
 
-from pruning_core.data import load_dataset
-from pruning_core.errors import DataError
+from pruning_core.base.errors import DataError
+from pruning_core.workloads.data import load_dataset
 from tests.security.conftest import assert_refused, prunetune
 
 CIFAR10_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
@@ -176,9 +177,9 @@ def test_prunetune_run_refuses_crafted_batch_and_loads_a_real_one(tmp_path: Path
 
 def cifar_schedule(tmp_path: Path, root: Path) -> Path:
     """A tuned schedule (through the real exporter's data model) whose trial reads ``root``."""
-    from pruning_core.config import load_trial_config
-    from pruning_core.experiment import prunable_layers
-    from pruning_core.tuned import Schedule
+    from pruning_core.trials.experiment import prunable_layers
+    from pruning_core.trials.registries import load_trial_config
+    from pruning_core.trials.tuned import Schedule
 
     cfg = load_trial_config(yaml.safe_load(run_config(tmp_path, root).read_text()))
     layers = prunable_layers(cfg)

@@ -13,10 +13,10 @@ import yaml
 from safetensors.torch import save_file
 from torch import nn
 
-from pruning_core.errors import ConfigError
-from pruning_core.masks import MaskSet
-from pruning_core.targets import prunable_parameters
-from pruning_core.tuned import Schedule
+from pruning_core.base.errors import ConfigError
+from pruning_core.masking.masks import MaskSet
+from pruning_core.masking.targets import prunable_parameters
+from pruning_core.trials.tuned import Schedule
 from sweeps.results.pareto import Results, load_results, query
 from sweeps.results.store import TrialStore
 from tests.security.conftest import assert_refused, prunetune
@@ -150,7 +150,7 @@ def test_edited_prune_section_takes_effect_in_cli_and_api(schedule_doc: dict,
                                                  "3.weight": 1 - 32 / 160})
     assert r["config"]["prune"]["sparsity"] == 0.8
     # the Python API's path: apply_to on a model prunes the same way
-    from pruning_core.models import create_model
+    from pruning_core.workloads.models import create_model
 
     model = create_model("mlp", (1, 8, 8), 10, hidden=[16])
     masks = s.apply_to(model, batches=[], input_shape=(1, 8, 8))

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pruning_core.experiment import run
+from pruning_core.trials.experiment import run
 
 
 class FaultyRun:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pruning_core.errors import ConfigError
+from pruning_core.base.errors import ConfigError
 from sweeps.results.store import TrialStore
 from sweeps.tune.launch import run_sweep, scheduler_clock
 from sweeps.tune.space import parse_space

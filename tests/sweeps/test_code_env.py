@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pruning_core.errors import ConfigError
+from pruning_core.base.errors import ConfigError
 from sweeps.tune import code_env
 from sweeps.tune.code_env import EXCLUDES, runtime_env, special_files
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pruning_core.errors import ConfigError
+from pruning_core.base.errors import ConfigError
 from sweeps.tune.space import parse_space, validate_space
 from tests.conftest import user_code_dir
 

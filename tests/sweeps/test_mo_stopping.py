@@ -18,7 +18,7 @@ import pytest
 import yaml
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
-from pruning_core.errors import ConfigError
+from pruning_core.base.errors import ConfigError
 from sweeps.results.pareto import pareto_front
 from sweeps.results.store import TrialStore
 from sweeps.tune.launch import _scheduler, run_sweep

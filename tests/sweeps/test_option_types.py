@@ -16,7 +16,7 @@ from typing import Any, Literal
 import optuna
 import pytest
 
-from pruning_core.errors import ConfigError
+from pruning_core.base.errors import ConfigError
 from sweeps.tune.option_types import accepts, check_options, describe, option_types
 from sweeps.tune.space import (
     SAMPLER_RESERVED,

@@ -9,7 +9,7 @@ import math
 import pytest
 from ray.tune.experiment import Trial
 
-from pruning_core.errors import ConfigError
+from pruning_core.base.errors import ConfigError
 from sweeps.tune.progress import (
     LOG_INTERVAL_ENV,
     Progress,

@@ -42,7 +42,7 @@ CHROMIUM = "/usr/bin/chromium"
 CYCLE = ("ok", "ok", "ok", "ok", "stopped_early", "diverged", "error", "interrupted")
 CHANCE_ID, COLLAPSED_ID = "t001", "t002"
 #: trials ended before training (status doomed), appended after the cycle: id, criterion,
-#: sparsity, reason (as pruning_core.experiment.doomed_reason words it)
+#: sparsity, reason (as pruning_core.trials.experiment.doomed_reason words it)
 DOOMED = (("t050", "snip", 0.99, "doomed: no input->output path (1 empty: features.3.weight)"),
           ("t051", "synflow", 0.97,
            "doomed: effective density 0.0004 below prune.screen.min_density 0.001"))

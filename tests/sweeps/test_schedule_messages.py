@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from pruning_core.config import flatten, load_trial_config
-from pruning_core.experiment import prunable_layers
+from pruning_core.config import flatten
+from pruning_core.trials.experiment import prunable_layers
+from pruning_core.trials.registries import load_trial_config
 from sweeps.cli import app
 from sweeps.results.store import TrialStore
 

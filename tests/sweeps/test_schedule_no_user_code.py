@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pruning_core.errors import ConfigError
-from pruning_core.tuned import Schedule
+from pruning_core.base.errors import ConfigError
+from pruning_core.trials.tuned import Schedule
 from tests.conftest import user_code_dir
 from tests.security.conftest import prunetune
 
@@ -70,8 +70,9 @@ def write_results(root: Path, config: dict[str, Any], sparsities: list[float],
     them: ``config.*`` columns of the validated config and per-layer sparsities in the order of
     the model's prunable layers (built here, where the code is). ``model_name``: written in
     place of the validated one (a hostile results file)."""
-    from pruning_core.config import flatten, load_trial_config
-    from pruning_core.experiment import prunable_layers
+    from pruning_core.config import flatten
+    from pruning_core.trials.experiment import prunable_layers
+    from pruning_core.trials.registries import load_trial_config
     from sweeps.results.store import TrialStore
 
     store = TrialStore(str(root))
@@ -172,7 +173,7 @@ def test_a_factory_that_is_here_but_not_user_code_is_still_refused(
 
 def test_a_names_only_schedule_maps_onto_no_other_model(code: Path, results: Path,
                                                         tmp_path: Path) -> None:
-    from pruning_core.targets import LayerInfo
+    from pruning_core.masking.targets import LayerInfo
     from sweeps.cli.schedule import export_schedule
 
     full = export_schedule(results, tmp_path / "s.yaml", trial="t01").model_dump(mode="json")

@@ -76,7 +76,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.slow
 def test_compare_two_trials_of_a_finished_sweep_by_id(tmp_path: Path, ray_local: None) -> None:
-    from pruning_core.data import load_dataset
+    from pruning_core.workloads.data import load_dataset
     from sweeps.results.store import TrialStore
     from sweeps.tune.launch import run_sweep
     from sweeps.tune.space import parse_space

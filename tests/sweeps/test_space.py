@@ -8,7 +8,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from pruning_core.errors import ConfigError
+from pruning_core.base.errors import ConfigError
 from sweeps.tune.space import depth_ramp, load_space, parse_space, trial_dict, validate_space
 
 from .conftest import REPO, write_space

@@ -21,7 +21,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from pruning_core.errors import ConfigError
+from pruning_core.base.errors import ConfigError
 from sweeps.results.pareto import pareto_front
 from sweeps.results.store import TrialStore
 from sweeps.tune.launch import _search, run_sweep

@@ -99,7 +99,7 @@ def test_asha_stops_trials_early_and_they_are_flagged(tmp_path: Path, ray_local:
 
 
 def test_existing_results_need_resume(tmp_path: Path, ray_local: None) -> None:
-    from pruning_core.errors import ConfigError
+    from pruning_core.base.errors import ConfigError
 
     space = parse_space(_space(tmp_path, budget={"num_samples": 1}, wandb={"mode": "disabled"},
                                params={"train.lr": {"type": "float", "low": 0.05,

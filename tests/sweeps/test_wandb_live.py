@@ -101,7 +101,7 @@ class SlowEpochs:
         self.log_dir, self.delay = log_dir, delay
 
     def __call__(self, cfg: Any, on_epoch: Any = None, resume: Any = None) -> Any:
-        from pruning_core.experiment import run
+        from pruning_core.trials.experiment import run
 
         log = Path(self.log_dir, f"{cfg.tags['trial_id']}.jsonl")
 
@@ -138,7 +138,7 @@ class KillWandbCore:
         self.log_dir = log_dir
 
     def __call__(self, cfg: Any, on_epoch: Any = None, resume: Any = None) -> Any:
-        from pruning_core.experiment import run
+        from pruning_core.trials.experiment import run
 
         marker = Path(self.log_dir, "killed")
 

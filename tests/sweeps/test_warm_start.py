@@ -113,7 +113,7 @@ def test_warm_start_seeds_the_study_with_the_earlier_front(tmp_path: Path,
 
 
 def test_warm_start_from_results_without_the_objective(tmp_path: Path) -> None:
-    from pruning_core.errors import ConfigError
+    from pruning_core.base.errors import ConfigError
 
     TrialStore(str(tmp_path / "old")).write({"trial_id": "t0", "status": "ok",
                                              "test_accuracy": 0.5})

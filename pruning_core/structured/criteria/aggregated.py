@@ -1,6 +1,7 @@
 """Channel-aggregated weight criteria: SNIP, GraSP and SynFlow summed over a channel's weights.
 
-The weight scores come from ``pruning_core.criteria`` unchanged (same options, same defaults);
+The weight scores come from ``pruning_core.masking.criteria`` unchanged (same options, same
+defaults);
 a channel's score is the sum of the scores of **every weight its removal zeroes**: the output
 rows of the group's Conv/Linear "out" members and the input columns of its "in" members (see
 :func:`pruning_core.structured.channel_masks`). GraSP stays signed (higher = keep).
@@ -10,9 +11,9 @@ from __future__ import annotations
 
 import torch
 
-from ...criteria import CRITERIA
-from ...criteria.base import ScoreContext
-from ...targets import prunable_parameters
+from ...masking.criteria import CRITERIA
+from ...masking.criteria.base import ScoreContext
+from ...masking.targets import prunable_parameters
 from ..graph import WEIGHT_TYPES, is_depthwise
 from ..masks import channel_masks
 from .base import StructuredContext, structured_criterion, to_channels

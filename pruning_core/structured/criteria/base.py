@@ -2,7 +2,8 @@
 
 A structured criterion is ``score(ctx) -> {group id: (size,) channel scores}``, **higher =
 keep**, and leaves the model exactly as found (weights, buffers, ``requires_grad``, ``.grad``,
-train/eval mode, no hooks left behind), like the weight criteria of ``pruning_core.criteria``.
+train/eval mode, no hooks left behind), like the weight criteria of
+``pruning_core.masking.criteria``.
 
 Reduction over a group: a channel's score is the **sum over the group's members** of the
 member's score for that channel (a residual group of three convs adds three per-conv scores;
@@ -20,8 +21,8 @@ import torch
 from pydantic import BaseModel
 from torch import nn
 
-from ...criteria.base import Batch, LossFn, NoOptions, restored_mode
-from ...registry import Registry
+from ...base.registry import Registry
+from ...masking.criteria.base import Batch, LossFn, NoOptions, restored_mode
 from ..graph import ChannelGroup, Member
 from ..select import Keep
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...criteria.base import forward
+from ...masking.criteria.base import forward
 from ..graph import WEIGHT_TYPES
 from .base import StructuredContext, structured_criterion, to_channels
 

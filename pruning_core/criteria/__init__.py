@@ -1,6 +1,0 @@
-"""Pruning criteria: small score functions behind one registry (higher score = keep)."""
-
-from . import grasp, simple, snip, synflow  # noqa: F401  (register)
-from .base import CRITERIA, Criterion, ScoreContext, criterion
-
-__all__ = ["CRITERIA", "Criterion", "ScoreContext", "criterion"]

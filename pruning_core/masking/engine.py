@@ -1,0 +1,138 @@
+"""One pruning step: score -> allocate -> select -> apply.
+
+``Pruner.step(sparsity)`` is all the timings (before / during / after training, IMP) call; it
+neither knows nor cares which criterion, schedule or allocation is in play.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from ..base.errors import ConfigError
+from ..base.registry import Registry
+from ..config import AllocationConfig
+from .allocation import ALLOCATIONS, AllocationContext
+from .compare import COMPARISONS, Pattern, check_pattern
+from .criteria import CRITERIA
+from .criteria.base import Batch, LossFn, ScoreContext
+from .masks import MaskSet
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(kw_only=True)
+class PruneStep:
+    """What every granularity's prune step shares (weights: :class:`Pruner`; channels:
+    ``pruning_core.structured.pruner.ChannelPruner``). The timings call only ``step``; the
+    trial reads the rest through the hooks below, never through the concrete class."""
+
+    model: nn.Module
+    masks: MaskSet
+    criterion: str
+    batches: list[Batch]
+    input_shape: tuple[int, ...]
+    loss_fn: LossFn = nn.functional.cross_entropy
+    criterion_options: dict = field(default_factory=dict)
+    seed: int = 0
+    elapsed_s: float = 0.0
+    #: where ``criterion`` is looked up (a granularity has its own criteria)
+    registry: ClassVar[Registry[Any]] = CRITERIA
+    #: the network can be shrunk to what this step keeps (``prune.compact``)
+    compacts: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        self._criterion = self.registry.get(self.criterion)
+        self._options = self._criterion.options.model_validate(self.criterion_options)
+        self.generator = torch.Generator().manual_seed(self.seed)
+
+    def step(self, sparsity: float) -> None:
+        raise NotImplementedError
+
+    def structure_state(self) -> dict[str, Any]:
+        """What a checkpoint needs beyond the masks to restore this step's selection."""
+        return {}
+
+    def restore_structure(self, state: dict[str, Any]) -> bool:
+        """Restore ``structure_state``'s selection (and the masks); ``False``: nothing to do."""
+        return False
+
+    def size_metrics(self) -> dict[str, float]:
+        """The granularity's own size figures (channels: node sparsity)."""
+        return {}
+
+
+@dataclass(kw_only=True)
+class Pruner(PruneStep):
+    """The weight granularity: score -> allocate -> select -> apply."""
+
+    allocation: AllocationConfig
+    final_sparsity: float
+    #: comparison group (``compare.py``); None: the criterion's own default (Wanda: row)
+    compare: str | None = None
+    #: N:M semi-structured sparsity, (n kept, m group size): selection is then ``nm``
+    pattern: Pattern | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._allocation = ALLOCATIONS.get(self.allocation.name)()
+        if self._allocation.needs_unsigned_scores and self._criterion.signed:
+            raise ConfigError(
+                f"prune.allocation: {self.allocation.name} squares scores and needs a criterion "
+                f"with non-negative scores; {self.criterion} scores are signed; use allocation "
+                "global, uniform or erk"
+            )
+        if self._criterion.compare is None and self.compare is not None:
+            raise ConfigError(f"prune.compare: {self.criterion} chooses its own masks (per "
+                              "column block); remove prune.compare")
+        group = "nm" if self.pattern is not None else \
+            self.compare or self._criterion.compare or "layer"
+        self._select = COMPARISONS.get(group)
+        if self.pattern is not None:
+            check_pattern({n: tuple(p.shape) for n, p in self.masks.params.items()},
+                          self.pattern)
+
+    def select(self, name: str, scores: torch.Tensor, keep: int) -> torch.Tensor:
+        """The keep mask of layer ``name`` from its scores, in the comparison group."""
+        return self._select(scores, self.masks[name], keep, self.pattern)
+
+    def scores(self) -> dict[str, torch.Tensor]:
+        return self._criterion(self._context())
+
+    def _context(self) -> ScoreContext:
+        return ScoreContext(
+            model=self.model, params=self.masks.params, masks=self.masks.masks,
+            batches=self.batches if self._criterion.needs_data else [],
+            input_shape=self.input_shape, loss_fn=self.loss_fn,
+            generator=self.generator, options=self._options,
+        )
+
+    def step(self, sparsity: float) -> None:
+        """Prune to ``sparsity`` (fraction of prunable weights removed), nesting on the masks."""
+        start = time.perf_counter()
+        scores = self.scores()
+        ctx = AllocationContext(
+            shapes={n: tuple(p.shape) for n, p in self.masks.params.items()},
+            kept=self.masks.kept_per_layer(), sparsity=sparsity,
+            final_sparsity=self.final_sparsity, options=self.allocation,
+            scores=scores, masks=self.masks.masks,
+            model=self.model, params=self.masks.params, batches=self.batches,
+        )
+        keep = self._allocation.keep_counts(ctx)
+        rewrite = self._criterion.rewrite
+        if rewrite is not None:  # SparseGPT/Wanda: sequential masks (and weight updates)
+            with torch.no_grad():
+                new = rewrite(self._context(), keep, self.select, self.pattern)
+        else:
+            new = {n: self.select(n, scores[n], keep[n]) for n in keep}
+        self.masks.update(new)
+        self.masks.apply()
+        self.elapsed_s += time.perf_counter() - start
+        log.info("pruned with %s to sparsity %.4f (target %.4f)", self.criterion,
+                 self.masks.sparsity(), sparsity)
+

@@ -1,0 +1,1 @@
+"""Measured: parameter and FLOP counts, effective sparsity, adversarial accuracy."""
