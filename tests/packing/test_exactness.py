@@ -76,3 +76,15 @@ def test_a_diverging_member_ends_alone_and_its_mates_equal_solo():
     results = _check(cfgs)
     assert [r.status for r in results] == ["ok", "diverged", "ok"]
     assert results[1].diverged_epoch == 1 and "training loss is nan" in results[1].error
+
+
+def test_language_model_members_count_per_token_as_solo():
+    from pruning_core.packing.engine import batchable
+    from pruning_core.trials.trial import Trial
+
+    base = {"model__name": "gpt_tiny", "data__name": "stdlib_text", "data__batch_size": 8,
+            "data__train_limit": 32, "data__test_limit": 16, "train__optimizer": "adamw",
+            "train__lr": 0.003, "train__epochs": 1, "prune__criterion": "magnitude"}
+    cfgs = [config(**base), config(**base, seed=1, prune__sparsity=0.5)]
+    assert batchable(Trial(cfgs[0]))  # (B, vocab, T) logits go through the batched epoch
+    _check(cfgs, test_examples=16)
