@@ -116,6 +116,14 @@ def run(cfg: TrialConfig, on_epoch: Callable[[EpochReport], None] | None = None,
                        for k, v in trial.model.state_dict().items()}, str(weights_out))
     if compact_out is not None:
         _export_compact(trial, compact_out)
+    return finish_trial(trial, status, diverged_epoch, error, dense_cache)
+
+
+def finish_trial(trial: Trial, status: str, diverged_epoch: int | None, error: str | None,
+                 dense_cache: DenseCache | None = None) -> TrialResult:
+    """The result of a trial whose plan has ended: the end metrics (similarity, speed,
+    adversarial accuracy) of a trial that trained, then :class:`TrialResult`."""
+    cfg = trial.cfg
     similarity: dict[str, float] = {}
     if cfg.metrics.similarity is not None and status == "ok":
         similarity = similarity_to_dense(trial, dense_cache)

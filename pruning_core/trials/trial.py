@@ -327,7 +327,14 @@ class Trial:
                                           channels_last=self.cfg.train.channels_last)
         except Diverged as exc:
             raise DivergedAt(epoch, str(exc)) from None
-        self.train_time += time.perf_counter() - start
+        self.finish_epoch(time.perf_counter() - start, flops_now, on_epoch)
+
+    def finish_epoch(self, seconds: float, flops_now: int,
+                     on_epoch: Callable[[EpochReport], None] | None) -> None:
+        """After a training epoch (``last_train`` set): count it, evaluate, record, report.
+        Also the packed engine's (``pruning_core/packing``), which trains the epoch itself."""
+        epoch = len(self.history) + 1
+        self.train_time += seconds
         self.train_flops += 3 * flops_now * len(self.data.train)  # forward + 2x backward
         self.last_test = evaluate(self.model, self.test_loader, self.device)
         metrics = {
