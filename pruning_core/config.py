@@ -263,6 +263,16 @@ class PatternConfig(_Strict):
         return self
 
 
+def parse_pattern(text: str) -> dict[str, int] | None:
+    """``"2:4"`` -> ``{"n": 2, "m": 4}``; ``"none"`` -> None (unstructured)."""
+    if text.strip().lower() == "none":
+        return None
+    n, sep, m = text.partition(":")
+    if not sep or not n.strip().isdigit() or not m.strip().isdigit():
+        raise ValueError(f"pattern: {text!r} is not N:M (e.g. '2:4', or 'none')")
+    return {"n": int(n), "m": int(m)}
+
+
 class PruneConfig(_Strict):
     criterion: str = "snip"
     #: criterion-specific options, validated by the criterion's own options model
@@ -313,6 +323,9 @@ class PruneConfig(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _pattern_sparsity(cls, data: Any) -> Any:
+        # "2:4" is {n: 2, m: 4} and "none" no pattern (a sweep's choice values are scalars)
+        if isinstance(data, dict) and isinstance(data.get("pattern"), str):
+            data = {**data, "pattern": parse_pattern(data["pattern"])}
         # an N:M pattern defines the sparsity: fill it in when the user left it out
         if isinstance(data, dict) and "sparsity" not in data:
             pat = data.get("pattern")

@@ -174,3 +174,12 @@ def test_a_trial_records_the_nm_speedup_as_unmeasured_on_cpu(pattern, note):
     assert r.status == "ok" and r.sparsity == pytest.approx(1 - pattern["n"] / pattern["m"])
     assert r.nm_speedup is None and r.nm_latency_ms is None and note in r.nm_speedup_note
     assert r.speedup is not None  # the channel-style speed-up is still measured
+
+
+def test_a_pattern_written_as_text_is_n_of_m():
+    """A sweep's choice values are scalars: ``"2:4"`` and ``"none"`` stand for the mapping."""
+    assert PruneConfig.model_validate({"pattern": "2:4"}).pattern.model_dump() == {"n": 2, "m": 4}
+    assert PruneConfig.model_validate({"pattern": "2:4"}).sparsity == 0.5
+    assert PruneConfig.model_validate({"pattern": "none", "sparsity": 0.7}).pattern is None
+    with pytest.raises(ValidationError, match="pattern: '2-4' is not N:M"):
+        PruneConfig.model_validate({"pattern": "2-4"})
