@@ -109,12 +109,12 @@ class NoBoolNumbers(BaseModel):
         return data
 
 
-class _Strict(NoBoolNumbers):
+class Strict(NoBoolNumbers):
     # inf / nan pass the range checks of unbounded fields (lr: .inf) and fail a trial later
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
-class ModelConfig(_Strict):
+class ModelConfig(Strict):
     #: a registered name, ``tv:<torchvision classifier>``, or ``"my_pkg.nets:build"``
     name: str = "cnn1d"
     #: extra keyword arguments for the model builder (``hidden`` for mlp, ``width`` for vgg/resnet)
@@ -125,7 +125,7 @@ class ModelConfig(_Strict):
     weights_strict: bool = True
 
 
-class DataConfig(_Strict):
+class DataConfig(Strict):
     name: str = "mnist1d"
     #: directory holding a user-supplied dataset (cifar10, cifar100, mnist, fashion_mnist)
     root: str | None = None
@@ -144,7 +144,7 @@ class DataConfig(_Strict):
     augment: Literal["none", "crop_flip"] = "none"
 
 
-class TrainConfig(_Strict):
+class TrainConfig(Strict):
     epochs: int = Field(10, ge=0, le=MAX_EPOCHS)
     optimizer: Literal["sgd", "adam", "adamw"] = "adam"
     lr: float = Field(1e-2, gt=0)
@@ -185,7 +185,7 @@ class TrainConfig(_Strict):
         return v
 
 
-class AllocationConfig(_Strict):
+class AllocationConfig(Strict):
     """How a total sparsity is split over the prunable layers."""
 
     name: str = "global"
@@ -224,7 +224,7 @@ class AllocationConfig(_Strict):
         return self
 
 
-class TimingConfig(_Strict):
+class TimingConfig(Strict):
     """When pruning happens relative to training."""
 
     name: str = "before"
@@ -237,7 +237,7 @@ class TimingConfig(_Strict):
     rewind_epoch: int = Field(0, ge=0)
 
 
-class ScreenConfig(_Strict):
+class ScreenConfig(Strict):
     """Doomed trials, ended before they train (``pruning_core/effective.py``): the masks leave
     no input -> output path (the output cannot depend on the input: chance accuracy whatever
     the training), or an effective density below ``min_density``. The default (no path,
@@ -249,7 +249,7 @@ class ScreenConfig(_Strict):
     min_density: float = Field(0.0, ge=0.0, lt=1.0)
 
 
-class PatternConfig(_Strict):
+class PatternConfig(Strict):
     """N:M semi-structured sparsity: N weights kept in every M consecutive along a row."""
 
     n: int = Field(ge=1)
@@ -273,7 +273,7 @@ def parse_pattern(text: str) -> dict[str, int] | None:
     return {"n": int(n), "m": int(m)}
 
 
-class PruneConfig(_Strict):
+class PruneConfig(Strict):
     criterion: str = "snip"
     #: criterion-specific options, validated by the criterion's own options model
     criterion_options: dict[str, Any] = Field(default_factory=dict)
@@ -384,7 +384,7 @@ class PruneConfig(_Strict):
         return {"name": v} if isinstance(v, str) else v
 
 
-class SimilarityConfig(_Strict):
+class SimilarityConfig(Strict):
     """Representation similarity of the trial's network to a dense reference (WACV 2020)."""
 
     #: cka (linear), debiased_cka, svcca, pwcca (see pruning_core/similarity)
@@ -397,7 +397,7 @@ class SimilarityConfig(_Strict):
     examples: int = Field(1000, ge=10)
 
 
-class SpeedConfig(_Strict):
+class SpeedConfig(Strict):
     """Measured speed of the final network and of the dense one, on the trial's device: warm-up,
     then the median of ``repeats`` (see pruning_core/structured/speed.py)."""
 
@@ -405,7 +405,7 @@ class SpeedConfig(_Strict):
     repeats: int = Field(10, ge=1, le=10_000)
 
 
-class AdversarialConfig(_Strict):
+class AdversarialConfig(Strict):
     """Adversarial accuracy of the final network on a fixed, seeded test subset
     (``pruning_core/adversarial.py``)."""
 
@@ -424,7 +424,7 @@ class AdversarialConfig(_Strict):
     samples: int = Field(512, ge=1)
 
 
-class MetricsConfig(_Strict):
+class MetricsConfig(Strict):
     #: extra, costlier metrics computed at the end of a trial
     similarity: SimilarityConfig | None = None
     #: latency_ms, latency_ms_batch1, train_step_ms (final and dense) and speedup
@@ -436,7 +436,7 @@ class MetricsConfig(_Strict):
     keep_weights: bool = False
 
 
-class TrialConfig(_Strict):
+class TrialConfig(Strict):
     seed: int = Field(0, ge=0, lt=MAX_SEED)
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)

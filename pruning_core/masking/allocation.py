@@ -335,3 +335,21 @@ class OWL(Allocation):
         counts = water_fill({n: w[n] for n in free}, {n: floors[n] for n in free},
                             {n: caps[n] for n in free}, budget)
         return {**{n: ctx.kept[n] for n in dense}, **counts}
+
+
+def reached_sparsity(options: AllocationConfig, shapes: dict[str, tuple[int, ...]],
+                     requested: float) -> float:
+    """The total sparsity the allocation ``options`` reaches over ``shapes`` when ``requested``
+    is asked (an explicit per-layer vector defines its own): the one place a trial, a tuned
+    schedule and a sweep's scheduler clock read it from."""
+    return float(ALLOCATIONS.get(options.name)().target_sparsity(shapes, options, requested))
+
+
+def check_signed(allocation: str, criterion: str, signed: bool) -> None:
+    """An allocation that squares scores refuses a criterion with signed scores (GraSP)."""
+    if ALLOCATIONS.get(allocation).needs_unsigned_scores and signed:
+        raise ConfigError(
+            f"prune.allocation: {allocation} squares scores and needs a criterion "
+            f"with non-negative scores; {criterion} scores are signed; use allocation "
+            "global, uniform or erk"
+        )

@@ -17,7 +17,7 @@ from torch import nn
 from ..base.errors import ConfigError
 from ..base.registry import Registry
 from ..config import AllocationConfig
-from .allocation import ALLOCATIONS, AllocationContext
+from .allocation import ALLOCATIONS, AllocationContext, check_signed
 from .compare import COMPARISONS, Pattern, check_pattern
 from .criteria import CRITERIA
 from .criteria.base import Batch, LossFn, ScoreContext
@@ -86,12 +86,7 @@ class Pruner(PruneStep):
     def __post_init__(self) -> None:
         super().__post_init__()
         self._allocation = ALLOCATIONS.get(self.allocation.name)()
-        if self._allocation.needs_unsigned_scores and self._criterion.signed:
-            raise ConfigError(
-                f"prune.allocation: {self.allocation.name} squares scores and needs a criterion "
-                f"with non-negative scores; {self.criterion} scores are signed; use allocation "
-                "global, uniform or erk"
-            )
+        check_signed(self.allocation.name, self.criterion, self._criterion.signed)
         if self._criterion.compare is None and self.compare is not None:
             raise ConfigError(f"prune.compare: {self.criterion} chooses its own masks (per "
                               "column block); remove prune.compare")

@@ -10,7 +10,7 @@ from ..base.errors import ConfigError
 from ..base.registry import Registry
 from ..base.suggest import with_hint
 from ..config import TrialConfig, format_validation_error
-from ..masking.allocation import ALLOCATIONS
+from ..masking.allocation import ALLOCATIONS, check_signed
 from ..masking.compare import COMPARISONS
 from ..masking.criteria import CRITERIA
 from ..masking.engine import Pruner, PruneStep
@@ -111,13 +111,8 @@ def check_names(cfg: TrialConfig) -> None:
             msg = with_hint(msg, misspelt[0], options.model_fields,
                             "prune.criterion_options.")
         raise ConfigError(msg) from None
-    if ALLOCATIONS.get(cfg.prune.allocation.name).needs_unsigned_scores \
-            and criteria.get(cfg.prune.criterion).signed:
-        raise ConfigError(
-            f"prune.allocation: {cfg.prune.allocation.name} squares scores and needs a criterion "
-            f"with non-negative scores; {cfg.prune.criterion} scores are signed; use allocation "
-            "global, uniform or erk"
-        )
+    check_signed(cfg.prune.allocation.name, cfg.prune.criterion,
+                 criteria.get(cfg.prune.criterion).signed)
     if cfg.prune.variant != "none" and cfg.prune.timing.name not in _VARIANT_TIMINGS:
         raise ConfigError(
             f"prune.variant: {cfg.prune.variant!r} needs prune.timing before or after, "

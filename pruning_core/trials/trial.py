@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from ..base import rng
 from ..base.errors import ConfigError
 from ..config import TrialConfig
-from ..masking.allocation import ALLOCATIONS
+from ..masking.allocation import reached_sparsity
 from ..masking.engine import Pruner, PruneStep
 from ..masking.masks import MaskSet
 from ..masking.schedules import sparsity_steps
@@ -150,8 +150,7 @@ class Trial:
         params = prunable_parameters(self.model, cfg.prune.include, cfg.prune.exclude)
         masks = MaskSet(params)
         shapes = {n: tuple(p.shape) for n, p in params.items()}
-        alloc = ALLOCATIONS.get(cfg.prune.allocation.name)()
-        target = alloc.target_sparsity(shapes, cfg.prune.allocation, cfg.prune.sparsity)
+        target = reached_sparsity(cfg.prune.allocation, shapes, cfg.prune.sparsity)
         return Pruner(
             model=self.model, masks=masks, criterion=cfg.prune.criterion,
             allocation=cfg.prune.allocation, final_sparsity=target,

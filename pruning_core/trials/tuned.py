@@ -46,7 +46,7 @@ from ..config import (
     read_yaml_file,
     set_dotted,
 )
-from ..masking.allocation import ALLOCATIONS, water_fill
+from ..masking.allocation import reached_sparsity, water_fill
 from ..masking.engine import Pruner
 from ..masking.masks import MaskSet
 from ..masking.schedules import sparsity_steps
@@ -289,7 +289,7 @@ class Schedule(NoBoolNumbers):
                                              "layer_sparsity": self.map_to(layers)})
         masks = MaskSet(prunable_parameters(model, include, exclude))
         shapes = {i.name: i.shape for i in layers}
-        target = ALLOCATIONS.get(alloc.name)().target_sparsity(shapes, alloc, self.prune.sparsity)
+        target = reached_sparsity(alloc, shapes, self.prune.sparsity)
         pruner = Pruner(model=model, masks=masks, criterion=self.prune.criterion,
                         allocation=alloc, final_sparsity=target, batches=batches,
                         input_shape=input_shape, criterion_options=self.prune.criterion_options,

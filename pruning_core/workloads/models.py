@@ -687,7 +687,7 @@ def model_names() -> list[str]:
 
 
 # --------------------------------------------------------------------------- transformers
-# (modules and initialisers in transformer_models.py; docs/transformers_models.md)
+# (modules and initialisers in transformer_models.py; docs/transformers.md)
 
 from .transformer_models import (  # noqa: E402  (kept apart from the CNNs above)
     GPTTiny,

@@ -44,10 +44,9 @@ def layer_shapes(cfg: TrialConfig) -> dict[str, tuple[int, ...]]:
 
 def target_sparsity(cfg: TrialConfig, shapes: dict[str, tuple[int, ...]]) -> float:
     """The sparsity ``cfg``'s allocation reaches over ``shapes`` at the end of its plan."""
-    from pruning_core.trials.registries import ALLOCATIONS
+    from pruning_core.masking.allocation import reached_sparsity
 
-    alloc = cfg.prune.allocation
-    return float(ALLOCATIONS.get(alloc.name)().target_sparsity(shapes, alloc, cfg.prune.sparsity))
+    return reached_sparsity(cfg.prune.allocation, shapes, cfg.prune.sparsity)
 
 
 def plan_epochs(cfg: TrialConfig) -> int:

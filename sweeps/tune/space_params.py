@@ -13,7 +13,7 @@ from pydantic import Field, field_validator, model_validator
 
 # one strict base for every model a user writes (extra keys refused, inf / nan refused, no
 # booleans as numbers); ``pruning_core.config`` defines it
-from pruning_core.config import _Strict as Strict
+from pruning_core.config import Strict
 
 #: the ``type`` tags of a param
 PARAM_TAGS = frozenset({"choice", "float", "int", "per_layer", "depth_ramp"})

@@ -1,5 +1,5 @@
 """Post-training pruning (Wanda, SparseGPT) and per-row comparison groups, on hand-sized
-layers (docs/transformers_ptq.md)."""
+layers (docs/transformers.md)."""
 
 from __future__ import annotations
 

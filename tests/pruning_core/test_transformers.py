@@ -1,4 +1,4 @@
-"""vit_tiny, gpt_tiny, the stdlib_text corpus and perplexity (docs/transformers_models.md)."""
+"""vit_tiny, gpt_tiny, the stdlib_text corpus and perplexity (docs/transformers.md)."""
 
 from __future__ import annotations
 
