@@ -7,6 +7,7 @@ import dataclasses
 import math
 
 import pyarrow as pa
+import pytest
 
 from pruning_core.base.record import BY_NAME, EPOCH_METRICS, FINAL_METRICS, METRICS
 from pruning_core.trials.experiment import TrialResult
@@ -57,3 +58,21 @@ def test_every_metric_need_is_checked_by_the_space() -> None:
     from sweeps.tune.space import _NEEDS
 
     assert {m.needs for m in METRICS if m.needs} <= set(_NEEDS)
+
+
+def test_a_trial_records_its_class_count_and_the_chance_rule_reads_it():
+    """Issue 17: ``num_classes`` is recorded per trial, so the chance rule is one expression on
+    the row instead of a lookup of the dataset's name or options."""
+    from pruning_core.trials.experiment import run
+    from pruning_core.trials.registries import load_trial_config
+    from sweeps.results.flags import chance_threshold, class_count
+
+    cfg = load_trial_config({"model": {"name": "mlp"}, "data": {"name": "digits",
+                             "train_limit": 64, "test_limit": 32},
+                             "train": {"epochs": 1}, "prune": {"criterion": "magnitude",
+                                                               "sparsity": 0.5}})
+    result = run(cfg)
+    assert result.num_classes == 10 and result.metrics()["num_classes"] == 10
+    row = {"num_classes": result.num_classes, "config.data.name": "a_user_factory"}
+    assert class_count(row) == (10, "the num_classes column")
+    assert chance_threshold(10) == pytest.approx(0.1 + 0.02)

@@ -56,6 +56,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("prune_time_s", better="min", unit="s"),
     Metric("train_time_s", better="min", unit="s"),
     Metric("epochs", "int64", doc="training epochs run"),
+    Metric("num_classes", "int64", doc="classes of the trial's dataset (the chance rule reads it)"),
     Metric("diverged_epoch", "int64"),
     Metric("n_collapsed", "int64", better="min", doc="layers left with no weight"),
     Metric("similarity_mean", better="max", needs="metrics.similarity",

@@ -27,6 +27,8 @@ class TrialResult:
     prune_time_s: float
     train_time_s: float
     epochs: int
+    #: classes of the dataset (a language model: its vocabulary); the chance line is 1/K
+    num_classes: int | None = None
     diverged_epoch: int | None = None
     error: str | None = None
     history: list[dict[str, float]] = field(default_factory=list)
