@@ -128,7 +128,8 @@ def _search(space: SearchSpace, storage: Any, sampler: Any = None) -> Any:
     mode: str | list[str] = space.modes if len(space.modes) > 1 else space.modes[0]
     search = StudySearch(space.define_by_run(), metric=metric, mode=mode,
                          sampler=sampler if sampler is not None else space.make_sampler(),
-                         storage=storage, study_name=study_name(space))
+                         storage=storage, study_name=study_name(space),
+                         pack=space.budget.pack_size(), total=space.budget.num_samples)
     if space.budget.max_concurrent:
         return ConcurrencyLimiter(search, max_concurrent=space.budget.max_concurrent)
     return search
@@ -358,7 +359,7 @@ def run_sweep(
                 tune_config=tune.TuneConfig(
                     search_alg=search,
                     scheduler=scheduler,
-                    num_samples=space.budget.num_samples,
+                    num_samples=ray_trials(space),
                     time_budget_s=space.budget.time_budget_s,
                     reuse_actors=reuse_actors,
                     trial_dirname_creator=lambda t: t.trial_id,
@@ -396,6 +397,12 @@ def run_sweep(
         results_dir=root, experiment_path=exp_path, num_samples=space.budget.num_samples,
         rows=rows.num_rows, counts=counts, complete=complete, warm_started=len(seeds),
     )
+
+
+def ray_trials(space: SearchSpace) -> int:
+    """Ray trials of the sweep: ``num_samples`` sampled configs, ``budget.pack`` per trial."""
+    k = space.budget.pack_size()
+    return -(-space.budget.num_samples // k)
 
 
 def with_overrides(space: SearchSpace, name: str | None = None,

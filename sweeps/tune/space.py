@@ -376,6 +376,18 @@ class Budget(_Strict):
     #: false`` turns it off): no input -> output path, or an effective density below
     #: ``min_density``; Optuna is told they are infeasible (``sweeps/tune/screen.py``)
     screen: ScreenConfig = Field(default_factory=ScreenConfig)
+    #: sampled configs one Ray trial trains at once (``pruning_core.packing.run_pack``;
+    #: docs/sweeps.md, "Packs"); 1: one config per trial; ``auto``: the engine's choice of up
+    #: to ``PACK_AUTO`` members. ``num_samples`` still counts sampled configs.
+    pack: Annotated[int, Field(ge=1)] | Literal["auto"] = 1
+
+    def pack_size(self) -> int:
+        """Members per Ray trial (``auto`` asks for ``PACK_AUTO``)."""
+        return PACK_AUTO if self.pack == "auto" else int(self.pack)
+
+
+#: the members a ``budget.pack: auto`` trial is given (the engine may run them in smaller packs)
+PACK_AUTO = 8
 
 
 class Resources(_Strict):
@@ -529,6 +541,10 @@ class SearchSpace(_Strict):
             except ValueError as exc:
                 out.append((("sampler", "name"), str(exc)))
         out.extend(self._scheduler_problems())
+        if self.scheduler is not None and self.budget.pack != 1:
+            out.append((("budget", "pack"), f"pack: {self.budget.pack} cannot be used with "
+                        f"scheduler: {self.scheduler.name} (Ray's schedulers stop whole packs, "
+                        "not members); remove scheduler or set budget.pack: 1"))
         return out
 
     @model_validator(mode="after")
