@@ -168,6 +168,9 @@ class Recorder(tune.Callback):
                 self.record(t, error=_error_message(t) if t.status == "ERROR" else None,
                             interrupted=True)
         self._settle_unknown_rows(known)
+        from sweeps.results.syncer import flush
+
+        flush()  # every row's fsync, before compaction reads them
         compact_quietly(self.store)  # the rows are settled: merge the per-trial files
         if self.sink is not None:
             self.sink.sweep_finished(list(self.rows.values()))
@@ -201,7 +204,7 @@ class Recorder(tune.Callback):
         row = self.build_row(trial, error, interrupted)
         self._epochs.pop(trial.trial_id, None)
         try:
-            self.store.write(row, self.schema)
+            self.store.write(row, self.schema, sync_later=True)
         except OSError:
             log.exception("could not write the results row of trial %s", trial.trial_id)
         if self.sink is not None:  # for the sink's end-of-sweep flags (trials log W&B live)

@@ -89,7 +89,9 @@ def open_storage(space: SearchSpace) -> optuna.storages.BaseStorage:
         if "://" in where:
             return optuna.storages.RDBStorage(where)
         Path(where).parent.mkdir(parents=True, exist_ok=True)
-        backend = optuna.storages.journal.JournalFileBackend(where)
+        from sweeps.tune.journal import SweepJournalBackend
+
+        backend = SweepJournalBackend(where)
         return optuna.storages.JournalStorage(backend)
     except (OSError, ImportError, ValueError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
