@@ -545,6 +545,9 @@ class SearchSpace(_Strict):
             out.append((("budget", "pack"), f"pack: {self.budget.pack} cannot be used with "
                         f"scheduler: {self.scheduler.name} (Ray's schedulers stop whole packs, "
                         "not members); remove scheduler or set budget.pack: 1"))
+        if self.budget.pack != 1 and _fixed_value(self.fixed, "metrics.keep_weights") is True:
+            out.append((("budget", "pack"), f"pack: {self.budget.pack} does not keep weights "
+                        "(metrics.keep_weights: true); set budget.pack: 1 to keep them"))
         return out
 
     @model_validator(mode="after")

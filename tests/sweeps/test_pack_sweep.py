@@ -45,6 +45,10 @@ def test_pack_refuses_a_scheduler_in_one_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="budget.pack"):
         parse_space({**_space(tmp_path, "s", 0)})
     assert parse_space(_space(tmp_path, "s", "auto")).budget.pack_size() >= 1  # type: ignore[arg-type]
+    keep = _space(tmp_path, "s", 2)
+    keep["fixed"] = {**FIXED, "metrics": {"keep_weights": True}}
+    with pytest.raises(ConfigError, match="budget.pack.*keep_weights"):
+        parse_space(keep)
 
 
 @pytest.mark.slow
@@ -76,6 +80,16 @@ def test_packed_sweep_equals_the_unpacked_sweep_config_by_config(tmp_path: Path,
     runs = {offline_run_id(p.name) for p in Path(packed.results_dir, "wandb").glob(
         "offline-run-*")}
     assert {f"packed-{t}" for t in ids} <= runs
+    # a member's id is a trial id for `schedule export --trial`
+    from typer.testing import CliRunner
+
+    from sweeps.cli import app
+
+    out = tmp_path / "m.yaml"
+    res = CliRunner().invoke(app, ["schedule", "export", packed.results_dir, "--trial", ids[1],
+                                   "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert ids[1] in out.read_text()
     # Optuna was told each member's own values
     import optuna
 
