@@ -135,7 +135,13 @@ def sweep_cmd(
         embedded_auth_defaults()
     from sweeps.results.store import TrialStore
     from sweeps.tune.driver_log import driver_log, driver_log_path
-    from sweeps.tune.launch import environment_defaults, results_root, run_sweep, with_overrides
+    from sweeps.tune.launch import (
+        environment_defaults,
+        ray_trials,
+        results_root,
+        run_sweep,
+        with_overrides,
+    )
     from sweeps.tune.preflight import check_address, connect_deadline
     from sweeps.tune.progress import Progress, log_interval
     from sweeps.tune.space import load_space, validate_space
@@ -154,7 +160,8 @@ def sweep_cmd(
         return
     console = output_console()  # not a terminal (a log): wide, the front table is not cut
     # where the live table cannot draw (a log, a pipe): plain lines, one per finished trial
-    progress = Progress(space.name, space.budget.num_samples, space.metrics, space.modes,
+    # with budget.pack the live table counts Ray trials (packs) (docs/sweeps.md, "Packs")
+    progress = Progress(space.name, ray_trials(space), space.metrics, space.modes,
                         emit=None if console.is_terminal else typer.echo, interval=interval)
     log_path = driver_log_path(results_root(space), space.name)
     try:
