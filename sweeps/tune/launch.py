@@ -369,11 +369,13 @@ def run_sweep(
                     storage_path=root,
                     failure_config=tune.FailureConfig(max_failures=space.budget.max_failures),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-                    callbacks=[LiveCallbacks()],
+                    # Ray's CSV and JSON per-trial logs, without its TensorBoard logger
+                    # (an fsync per result on the driver's loop; the rows are ours)
+                    callbacks=[LiveCallbacks(), *ray_loggers()],
                     verbose=0,
                 ),
             )
-        with live:
+        with live, _no_tensorboard():
             tuner.fit()
     finally:
         if sink is not None:
@@ -397,6 +399,28 @@ def run_sweep(
         results_dir=root, experiment_path=exp_path, num_samples=space.budget.num_samples,
         rows=rows.num_rows, counts=counts, complete=complete, warm_started=len(seeds),
     )
+
+
+def ray_loggers() -> list[Any]:
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    return [CSVLoggerCallback(), JsonLoggerCallback()]
+
+
+@contextmanager
+def _no_tensorboard() -> Iterator[None]:
+    """Tune adds its CSV, JSON and TensorBoard loggers unless told not to (its documented
+    ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS``); the run config brings CSV and JSON itself."""
+    key = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
+    old = os.environ.get(key)
+    os.environ[key] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = old
 
 
 def ray_trials(space: SearchSpace) -> int:
