@@ -3,6 +3,7 @@ Optuna sampler cost at many trials.
 
     python benchmarks/bench_sweep.py --trials 200          # overhead, 2 CPUs
     python benchmarks/bench_sweep.py --sampler-trials 1000 # sampler cost only (--trials 0)
+    python benchmarks/bench_sweep.py --trials 100 --pack 8 # also per member in packs of 8
 
 Bare: the baseline of /work/shared/baselines/sweep_overhead.py with actor reuse (a trainable that
 reports once). Ours: ``run_sweep`` on the same kind of no-op trial (``run_fn`` returns at once;
@@ -43,7 +44,7 @@ def noop_run(cfg: Any, on_epoch: Any = None, resume: Any = None) -> Any:
     metrics = {"status": "ok", "test_accuracy": 1 - s, "sparsity": s}
     return SimpleNamespace(metrics=lambda: metrics, history=[], status="ok", error=None,
                            diverged_epoch=None, collapsed_layers=[], layer_sparsity={},
-                           similarity={}, similarity_mean=None)
+                           similarity={}, similarity_mean=None, layer_effective_sparsity={})
 
 
 def bare(n: int, storage: str) -> float:
@@ -65,16 +66,19 @@ def bare(n: int, storage: str) -> float:
     return (time.perf_counter() - t0) / n
 
 
-def ours(n: int, storage: str, wandb_mode: str) -> float:
+def ours(n: int, storage: str, wandb_mode: str, pack: int = 1) -> float:
+    """Seconds per sampled config (per pack member with ``pack`` > 1)."""
     from sweeps.tune.launch import run_sweep
     from sweeps.tune.space import parse_space
 
-    space = parse_space({**SPACE, "name": f"ours-{wandb_mode}", "budget": {"num_samples": n},
-                         "storage": f"{storage}/ours-{wandb_mode}", "wandb": {"mode": wandb_mode}})
+    budget: dict[str, Any] = {"num_samples": n} | ({"pack": pack} if pack > 1 else {})
+    name = f"ours-{wandb_mode}" + (f"-pack{pack}" if pack > 1 else "")
+    space = parse_space({**SPACE, "name": name, "budget": budget,
+                         "storage": f"{storage}/{name}", "wandb": {"mode": wandb_mode}})
     t0 = time.perf_counter()
     out = run_sweep(space, run_fn=noop_run)
     dt = (time.perf_counter() - t0) / n
-    assert out.rows == n, out
+    assert out.rows == n and out.counts == {"ok": n}, out  # a failing no-op times retries
     return dt
 
 
@@ -118,6 +122,8 @@ def main() -> None:
     ap.add_argument("--sampler-trials", type=int, default=1000)
     ap.add_argument("--wandb", action="store_true",
                     help="also time ours with W&B offline (live runs in the workers)")
+    ap.add_argument("--pack", type=int, default=1,
+                    help="also time ours with budget.pack: PACK (W&B off), per member")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "sweep.json"))
     args = ap.parse_args()
     report: dict[str, object] = {"date": time.strftime("%Y-%m-%d"), "cpus": args.cpus,
@@ -137,6 +143,10 @@ def main() -> None:
                 w = ours(args.trials, storage, "offline")
                 line += f" ours_wandb_offline_s_per_trial={w:.3f}"
                 report["ours_wandb_offline_s_per_trial"] = w
+            if args.pack > 1:
+                m = ours(args.trials, storage, "disabled", args.pack)
+                line += f" ours_pack{args.pack}_s_per_member={m:.3f}"
+                report[f"ours_pack{args.pack}_s_per_member"] = m
         ray.shutdown()
         print(line, flush=True)
         report.update(trials=args.trials, bare_reuse_s_per_trial=b, ours_s_per_trial=o,

@@ -120,14 +120,15 @@ def sweep_cmd(
                             num_cpus=num_cpus)
     working_dir = _prepare_driver(working_dir, allow_import, address)
     from sweeps.tune.driver_log import driver_log_path
-    from sweeps.tune.launch import results_root
+    from sweeps.tune.launch import ray_trials, results_root
     from sweeps.tune.progress import Progress
 
     space, interval = _load_checked(space_path, name, num_samples, address, num_cpus,
                                     log_interval_s)
     console = output_console()  # not a terminal (a log): wide, the front table is not cut
-    # where the live table cannot draw (a log, a pipe): plain lines, one per finished trial
-    progress = Progress(space.name, space.budget.num_samples, space.metrics, space.modes,
+    # where the live table cannot draw (a log, a pipe): plain lines, one per finished trial;
+    # with budget.pack the live table counts Ray trials (packs) (docs/sweeps.md, "Packs")
+    progress = Progress(space.name, ray_trials(space), space.metrics, space.modes,
                         emit=None if console.is_terminal else typer.echo, interval=interval)
     log_path = driver_log_path(results_root(space), space.name)
     outcome = _run_live(space, progress, console, log_path, address=address, resume=resume,

@@ -69,20 +69,22 @@ class TrialFiles:
         self.trials_path = f"{self.base}/{TRIALS_DIR}"
 
     # ------------------------------------------------------------------ write
-    def write(self, row: Mapping[str, Any], schema: pa.Schema | None = None) -> str:
+    def write(self, row: Mapping[str, Any], schema: pa.Schema | None = None,
+              sync_later: bool = False) -> str:
         """Write one trial's row with ``schema`` (the sweep's; default: inferred from the row);
-        returns the file path. Same trial id -> same file."""
+        returns the file path. Same trial id -> same file. ``sync_later``: the ``fsync`` is
+        left to ``syncer.later`` (the sweep's recorder: off the driver's event loop)."""
         row = {**row, "recorded_at": dt.datetime.now(dt.UTC)}
         # one row: compression and statistics buy nothing and cost every reader time
         return self._put(row_table(row, schema), f"{row['trial_id']}.parquet",
-                         compression="none", write_statistics=False)
+                         compression="none", write_statistics=False, sync_later=sync_later)
 
     def write_part(self, table: pa.Table) -> str:
         """Write many rows as one new ``part-<uuid>.parquet`` (atomically); returns its path."""
         return self._put(table, f"{PART_PREFIX}{uuid.uuid4().hex}.parquet",
                          row_group_size=16_384)
 
-    def _put(self, table: pa.Table, name: str, **kw: Any) -> str:
+    def _put(self, table: pa.Table, name: str, sync_later: bool = False, **kw: Any) -> str:
         final = f"{self.trials_path}/{name}"
         self.fs.create_dir(self.trials_path, recursive=True)
         if self.local:
@@ -90,8 +92,13 @@ class TrialFiles:
             with open(tmp, "wb") as out:
                 pq.write_table(table, out, **kw)
                 out.flush()
-                os.fsync(out.fileno())
+                if not sync_later:
+                    os.fsync(out.fileno())
             os.replace(tmp, final)
+            if sync_later:
+                from .syncer import later
+
+                later(final)
         else:  # object stores: one PUT is atomic; a rename would be copy + delete
             with self.fs.open_output_stream(final) as out:
                 pq.write_table(table, out, **kw)

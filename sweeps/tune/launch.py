@@ -111,7 +111,8 @@ def _search(space: SearchSpace, storage: Any, sampler: Any = None) -> Any:
     mode: str | list[str] = space.modes if len(space.modes) > 1 else space.modes[0]
     search = StudySearch(space.define_by_run(), metric=metric, mode=mode,
                          sampler=sampler if sampler is not None else space.make_sampler(),
-                         storage=storage, study_name=study_name(space))
+                         storage=storage, study_name=study_name(space),
+                         pack=space.budget.pack_size(), total=space.budget.num_samples)
     if space.budget.max_concurrent:
         return ConcurrencyLimiter(search, max_concurrent=space.budget.max_concurrent)
     return search
@@ -310,7 +311,7 @@ def run_sweep(
             leases = start_lock_service(space.name)  # noqa: F841  (held: it lives with the job)
         tuner = _tuner(plan, store, build_trainable(space, run_fn), resume=resume,
                        scheduler=scheduler, seeds=seeds, reuse_actors=reuse_actors)
-        with live:
+        with live, _no_tensorboard():
             tuner.fit()
     finally:
         if sink is not None:
@@ -360,14 +361,16 @@ def _tuner(plan: SweepPlan, store: TrialStore, trainable: Any, *, resume: bool, 
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=_new_search(space, seeds), scheduler=scheduler,
-            num_samples=space.budget.num_samples, time_budget_s=space.budget.time_budget_s,
+            num_samples=ray_trials(space), time_budget_s=space.budget.time_budget_s,
             reuse_actors=reuse_actors, trial_dirname_creator=lambda t: t.trial_id,
         ),
         run_config=tune.RunConfig(
             name=EXPERIMENT, storage_path=root,
             failure_config=tune.FailureConfig(max_failures=space.budget.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            callbacks=[LiveCallbacks()], verbose=0,
+            # Ray's CSV and JSON per-trial logs, without its TensorBoard logger
+            # (an fsync per result on the driver's loop; the rows are ours)
+            callbacks=[LiveCallbacks(), *ray_loggers()], verbose=0,
         ),
     )
 
@@ -390,6 +393,34 @@ def _outcome(space: SearchSpace, store: TrialStore, warm_started: int) -> SweepO
         num_samples=space.budget.num_samples, rows=rows.num_rows, counts=counts,
         complete=complete, warm_started=warm_started,
     )
+
+
+def ray_loggers() -> list[Any]:
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    return [CSVLoggerCallback(), JsonLoggerCallback()]
+
+
+@contextmanager
+def _no_tensorboard() -> Iterator[None]:
+    """Tune adds its CSV, JSON and TensorBoard loggers unless told not to (its documented
+    ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS``); the run config brings CSV and JSON itself."""
+    key = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
+    old = os.environ.get(key)
+    os.environ[key] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = old
+
+
+def ray_trials(space: SearchSpace) -> int:
+    """Ray trials of the sweep: ``num_samples`` sampled configs, ``budget.pack`` per trial."""
+    k = space.budget.pack_size()
+    return -(-space.budget.num_samples // k)
 
 
 def with_overrides(space: SearchSpace, name: str | None = None,

@@ -23,6 +23,7 @@ from sweeps.results.compaction import compact_quietly
 from sweeps.results.schema import HISTORY_FIELDS, PER_LAYER, sweep_schema
 from sweeps.results.schema import decoded as _decoded
 from sweeps.results.store import _TYPES, TrialStore
+from sweeps.tune.pack import PACK_MEMBER, member_id, member_ids, members
 from sweeps.tune.schema_config import config_columns, space_config_types, types_of
 from sweeps.tune.trainable import FINAL_FLAG, MEASURED, RESULT_STATUS
 
@@ -72,6 +73,9 @@ class Recorder(tune.Callback):
         self.rows: dict[str, dict[str, Any]] = {}
         self._started: dict[str, float] = {}
         self._epochs: dict[str, list[dict[str, Any]]] = {}
+        #: packs: each member's last report, and the members whose rows are written
+        self._member_last: dict[str, dict[str, Any]] = {}
+        self._member_done: set[str] = set()
 
     # Tune pickles run_config (and so its callbacks) into tuner.pkl; keep that light.
     def __getstate__(self) -> dict[str, Any]:
@@ -91,6 +95,9 @@ class Recorder(tune.Callback):
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial,
                         result: dict[str, Any], **info: Any) -> None:
+        if result.get(PACK_MEMBER) is not None:  # a pack's member (sweeps/tune/pack.py)
+            self._member_result(trial, int(result[PACK_MEMBER]), result)
+            return
         if not result.get(FINAL_FLAG):  # the history a stopped trial keeps
             self._epochs.setdefault(trial.trial_id, []).append(
                 {k: result[k] for k in _EPOCH_KEYS if k in result}
@@ -100,23 +107,70 @@ class Recorder(tune.Callback):
                           **info: Any) -> None:
         # Tune calls this for a trial that ended on its own or that a scheduler stopped; the
         # trials still running when the experiment stops (Ctrl-C) never come through here.
+        if members(trial.config) is not None:
+            self._record_members(trial)
+            return
         self.record(trial)
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial,
                        **info: Any) -> None:
+        if members(trial.config) is not None:
+            self._record_members(trial, error=_error_message(trial))
+            return
         self.record(trial, error=_error_message(trial))
 
+    # ------------------------------------------------------------------ packs
+    def _member(self, trial: Trial, i: int) -> Any:
+        """Member ``i`` of a pack trial, as ``build_row`` reads a trial."""
+        from types import SimpleNamespace
+
+        mid = member_id(trial.trial_id, i)
+        if trial.trial_id in self._started:
+            self._started.setdefault(mid, self._started[trial.trial_id])
+        return SimpleNamespace(trial_id=mid, config=members(trial.config)[i],  # type: ignore[index]
+                               last_result=self._member_last.get(mid),
+                               run_metadata=trial.run_metadata)
+
+    def _member_result(self, trial: Trial, i: int, result: dict[str, Any]) -> None:
+        mid = member_id(trial.trial_id, i)
+        self._member_last[mid] = result
+        if result.get(FINAL_FLAG):  # the member is done: its row now
+            self.record(self._member(trial, i))
+            self._member_done.add(mid)
+        else:
+            self._epochs.setdefault(mid, []).append(
+                {k: result[k] for k in _EPOCH_KEYS if k in result})
+
+    def _record_members(self, trial: Trial, error: str | None = None,
+                        interrupted: bool = False, skip: frozenset[str] = frozenset()) -> None:
+        """Rows of a pack's members not recorded yet (stopped, errored or interrupted)."""
+        for i in range(len(members(trial.config) or [])):
+            mid = member_id(trial.trial_id, i)
+            if mid in self._member_done or mid in skip:
+                continue
+            self.record(self._member(trial, i), error=error, interrupted=interrupted)
+            self._member_done.add(mid)
+
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
-        known = {t.trial_id for t in trials}
+        known = {m for t in trials for m in member_ids(t.trial_id, t.config)}
         # Rows of finished trials the (restored) experiment state knows, written if missing.
         # Those still running when the experiment stopped (Ctrl-C, time budget) were ended by
         # the stop, not by a scheduler: ``interrupted``, never ``stopped_early``.
         have = self.store.trial_ids()
         for t in trials:
+            if members(t.config) is not None:
+                if t.status in ("TERMINATED", "ERROR"):
+                    self._record_members(
+                        t, error=_error_message(t) if t.status == "ERROR" else None,
+                        interrupted=True, skip=frozenset(have))
+                continue
             if t.status in ("TERMINATED", "ERROR") and t.trial_id not in have:
                 self.record(t, error=_error_message(t) if t.status == "ERROR" else None,
                             interrupted=True)
         self._settle_unknown_rows(known)
+        from sweeps.results.syncer import flush
+
+        flush()  # every row's fsync, before compaction reads them
         compact_quietly(self.store)  # the rows are settled: merge the per-trial files
         if self.sink is not None:
             self.sink.sweep_finished(list(self.rows.values()))
@@ -150,7 +204,7 @@ class Recorder(tune.Callback):
         row = self.build_row(trial, error, interrupted)
         self._epochs.pop(trial.trial_id, None)
         try:
-            self.store.write(row, self.schema)
+            self.store.write(row, self.schema, sync_later=True)
         except OSError:
             log.exception("could not write the results row of trial %s", trial.trial_id)
         if self.sink is not None:  # for the sink's end-of-sweep flags (trials log W&B live)

@@ -3,7 +3,7 @@ scheduler, study and W&B (``SearchSpace`` in ``sweeps/tune/space.py`` holds them
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -34,6 +34,18 @@ class Budget(Strict):
     #: false`` turns it off): no input -> output path, or an effective density below
     #: ``min_density``; Optuna is told they are infeasible (``sweeps/tune/screen.py``)
     screen: ScreenConfig = Field(default_factory=ScreenConfig)
+    #: sampled configs one Ray trial trains at once (``pruning_core.packing.run_pack``;
+    #: docs/sweeps.md, "Packs"); 1: one config per trial; ``auto``: the engine's choice of up
+    #: to ``PACK_AUTO`` members. ``num_samples`` still counts sampled configs.
+    pack: Annotated[int, Field(ge=1)] | Literal["auto"] = 1
+
+    def pack_size(self) -> int:
+        """Members per Ray trial (``auto`` asks for ``PACK_AUTO``)."""
+        return PACK_AUTO if self.pack == "auto" else int(self.pack)
+
+
+#: the members a ``budget.pack: auto`` trial is given (the engine may run them in smaller packs)
+PACK_AUTO = 8
 
 
 class Resources(Strict):

@@ -28,6 +28,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from pruning_core.base.errors import ConfigError
 from sweeps.tune.location import is_remote, is_uri, resolve
+from sweeps.tune.pack import PACK_KEY, PACK_MEMBER, member_id
 from sweeps.tune.screen import TRIAL_ID_ATTR, forget, mark_doomed, remember
 from sweeps.tune.space import SearchSpace
 from sweeps.tune.trainable import FINAL_FLAG, RESULT_STATUS
@@ -88,7 +89,9 @@ def open_storage(space: SearchSpace) -> optuna.storages.BaseStorage:
         if is_uri(where):  # an RDB URL
             return optuna.storages.RDBStorage(where)
         Path(where).parent.mkdir(parents=True, exist_ok=True)
-        backend = optuna.storages.journal.JournalFileBackend(where)
+        from sweeps.tune.journal import SweepJournalBackend
+
+        backend = SweepJournalBackend(where)
         return optuna.storages.JournalStorage(backend)
     except (OSError, ImportError, ValueError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
@@ -170,20 +173,50 @@ class StudySearch(OptunaSearch):
     end ``ok`` is handed on as an error (``FAIL``): its values are no trial's outcome.
     """
 
-    def __init__(self, space: Any, **kwargs: Any) -> None:
+    def __init__(self, space: Any, pack: int = 1, total: int | None = None,
+                 **kwargs: Any) -> None:
         self.tagged_space = TaggedSpace(space)
+        #: ``budget.pack``: Optuna trials asked per Ray trial; ``total``: sampled configs in all
+        self.pack, self.total, self.members_asked = pack, total, 0
+        #: Ray trial id -> its members' count, for every pack this searcher asked
+        self.packs: dict[str, int] = {}
         super().__init__(space=self.tagged_space, **kwargs)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if getattr(self, "pack", 1) > 1:
+            return self._suggest_pack(trial_id)
         self.tagged_space.trial_id = trial_id
         try:
             return super().suggest(trial_id)
         finally:
             self.tagged_space.trial_id = None
 
+    def _suggest_pack(self, trial_id: str) -> dict[str, Any] | None:
+        """A pack: one Optuna trial per member, each tagged with its member id."""
+        from ray.tune.search import Searcher
+
+        n = self.pack if self.total is None else min(self.pack, self.total - self.members_asked)
+        if n <= 0:
+            return Searcher.FINISHED
+        configs = []
+        for i in range(n):
+            mid = member_id(trial_id, i)
+            self.tagged_space.trial_id = mid
+            try:
+                configs.append(super().suggest(mid))
+            finally:
+                self.tagged_space.trial_id = None
+        self.members_asked += n
+        self.packs[trial_id] = n
+        return {PACK_KEY: configs}
+
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         from optuna.exceptions import UpdateFinishedTrialError
 
+        if trial_id in getattr(self, "packs", {}):  # a member's final report: tell its result
+            if result.get(FINAL_FLAG) and result.get(PACK_MEMBER) is not None:
+                self.on_trial_complete(member_id(trial_id, int(result[PACK_MEMBER])), result)
+            return
         try:
             super().on_trial_result(trial_id, result)
         except UpdateFinishedTrialError:
@@ -195,6 +228,11 @@ class StudySearch(OptunaSearch):
                           error: bool = False) -> None:
         from optuna.exceptions import UpdateFinishedTrialError
 
+        if trial_id in getattr(self, "packs", {}):  # members not told yet: PRUNED, or FAIL
+            for i in range(self.packs[trial_id]):
+                if member_id(trial_id, i) not in self._completed_trials:
+                    self.on_trial_complete(member_id(trial_id, i), None, error)
+            return
         try:
             self._complete(trial_id, result, error)
         except UpdateFinishedTrialError:

@@ -25,6 +25,7 @@ from typing import Any
 from pruning_core.base.record import METRICS
 from pruning_core.trials.registries import load_trial_config
 from sweeps.tune.location import is_remote, local_path
+from sweeps.tune.pack import PACK_KEY
 from sweeps.tune.plan_clock import PLAN_SCALE, plan_progress
 from sweeps.tune.space_keys import trial_dict
 from sweeps.tune.wandb_log import TrialRun, WandbTarget
@@ -106,6 +107,9 @@ def make_trainable(
         run = run_fn
         if run is None:
             from pruning_core.trials.experiment import run
+        if PACK_KEY in config:  # budget.pack > 1: several sampled configs (sweeps/tune/pack.py)
+            return _pack_trial(config, base, sweep, default_threads, run_fn, dense_dir,
+                               final_only, wandb, storage_retry_s)
 
         data = trial_dict(base, config)
         trial_id = tune.get_context().get_trial_id()
@@ -225,3 +229,72 @@ def final_metrics(result: Any) -> dict[str, Any]:
         else result.similarity_mean,
         "history": json.dumps(result.history),  # NaN stays NaN (Python's json reads it)
     }
+
+
+def _pack_trial(config: dict[str, Any], base: dict[str, Any], sweep: str, default_threads: int,
+                run_fn: RunFn | None, dense_dir: str | None, final_only: tuple[str, ...],
+                wandb: WandbTarget | None, storage_retry_s: float) -> None:
+    """One Ray trial of a pack (``sweeps/tune/pack.py``): its members through ``run_pack``,
+    epoch and final reports per member, one live W&B run per member."""
+    import ray
+    import torch
+    from ray import tune
+
+    from sweeps.tune.pack import PACK_MEMBER, report_with_state, run_pack_trial
+
+    trial_id = tune.get_context().get_trial_id()
+    where = {"node_id": ray.get_runtime_context().get_node_id(),
+             "hostname": socket.gethostname()}
+    saved = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            saved = torch.load(Path(d, STATE_FILE), weights_only=True)
+
+    def build(sampled: dict[str, Any], mid: str) -> tuple[Any, dict[str, Any]]:
+        data = trial_dict(base, sampled)
+        data.setdefault("tags", {}).update({"sweep": sweep, "trial_id": mid})
+        data.setdefault("train", {}).setdefault("threads", default_threads)
+        return load_trial_config(data), data
+
+    def epoch_metrics(report: Any) -> dict[str, Any]:
+        progress = min(plan_progress(report.epoch, report.total_epochs), PLAN_SCALE - 1)
+        return {**{MEASURED + k: v for k, v in report.sizes.items()},
+                **dict.fromkeys(final_only, math.nan), **report.metrics,
+                PROGRESS: progress, **where}
+
+    def member_final(result: Any, last: Any, cfg: Any) -> dict[str, Any]:
+        final = final_metrics(result)
+        if cfg.metrics.similarity is None:
+            final.pop("similarity_mean")
+        if result.status == "ok":
+            final[PROGRESS] = PLAN_SCALE
+        elif last is not None:
+            final[PROGRESS] = plan_progress(result.epochs, last.total_epochs)
+        return final | where
+
+    def send(metrics: dict[str, Any], d: str | None) -> None:
+        report_retrying(lambda: tune.report(
+            dict(metrics), checkpoint=None if d is None else tune.Checkpoint.from_directory(d)),
+            storage_retry_s)
+
+    report = report_with_state(send, STATE_FILE)
+    if saved is not None:  # members a killed pack had finished: their finals again (idempotent)
+        import json as _json
+
+        for k, v in sorted((saved.get("done") or {}).items(), key=lambda kv: int(kv[0])):
+            report({**_json.loads(v), PACK_MEMBER: int(k)}, None)
+    extra: dict[str, Any] = {}
+    if dense_dir and run_fn is None:
+        from pruning_core.trials.dense_cache import LocalDenseCache
+
+        if "://" in dense_dir and not dense_dir.startswith("file://"):
+            from sweeps.tune.dense_store import ObjectStoreDenseCache
+
+            extra["dense_cache"] = ObjectStoreDenseCache(dense_dir, sweep)
+        else:
+            extra["dense_cache"] = LocalDenseCache(dense_dir.removeprefix("file://"))
+    run_pack_trial(config[PACK_KEY], trial_id, build=build, run_fn=run_fn, extra=extra,
+                   live=lambda mid, data: TrialRun(wandb, mid, config=data),
+                   epoch_metrics=epoch_metrics, final_metrics=member_final, report=report,
+                   saved=saved)

@@ -1,0 +1,156 @@
+"""Packs in a sweep (``budget.pack: K``): one Ray trial trains up to K sampled configs at once.
+
+The members of a pack are trials to everyone but Ray: the searcher asks Optuna once per member
+and tells it each member's own result (``study.StudySearch``), the trainable runs them through
+``pruning_core.packing.run_pack`` and reports per member (:func:`run_pack_trial`), and the
+recorder writes one row per member (``recorder.Recorder``), each under its own trial id,
+:func:`member_id` (``<ray trial id>-m<i>``), stable across ``--resume`` (Ray keeps its trial
+ids, and a member's index in its pack is fixed when the pack is sampled).
+
+What a pack's reports carry:
+
+- an epoch report of member ``i``: the same keys as an unpacked trial's epoch report, plus
+  ``pack_member: i``, and a checkpoint of the whole pack (:class:`PackState`);
+- once ``run_pack`` returns, one final report per member: the same keys as an unpacked trial's
+  final report (``final: True``), plus ``pack_member: i``, and a checkpoint in which that
+  member is done (a pack resumed after it trains only the members not yet reported).
+
+Ray's schedulers stop whole Ray trials, so a pack refuses a scheduler (``space.problems``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+#: the sampled config of a pack trial: ``{PACK_KEY: [member config, ...]}``
+PACK_KEY = "__pack__"
+#: the member index every report of a pack carries
+PACK_MEMBER = "pack_member"
+#: ``done`` in a pack's checkpoint: member index (str) -> its final report
+_DONE, _STATES = "done", "states"
+
+
+def member_id(trial_id: str, i: int) -> str:
+    """The trial id of member ``i`` of Ray trial ``trial_id`` (its row's ``trial_id``)."""
+    return f"{trial_id}-m{i}"
+
+
+def members(config: Mapping[str, Any] | None) -> list[dict[str, Any]] | None:
+    """A Ray trial's member configs, or None for an unpacked trial."""
+    if not config or PACK_KEY not in config:
+        return None
+    return list(config[PACK_KEY])
+
+
+def member_ids(trial_id: str, config: Mapping[str, Any] | None) -> list[str]:
+    """The row ids a Ray trial writes: its members', or its own."""
+    ms = members(config)
+    return [trial_id] if ms is None else [member_id(trial_id, i) for i in range(len(ms))]
+
+
+class PackState:
+    """A pack's checkpoint: each unfinished member's last ``EpochReport.checkpoint()`` and each
+    finished member's final report (JSON text, NaN kept)."""
+
+    def __init__(self, n: int, saved: dict[str, Any] | None = None) -> None:
+        saved = saved or {}
+        self.states: list[Any] = list(saved.get(_STATES) or [None] * n)
+        self.done: dict[int, dict[str, Any]] = {
+            int(k): json.loads(v) for k, v in (saved.get(_DONE) or {}).items()}
+
+    def todo(self) -> list[int]:
+        return [i for i in range(len(self.states)) if i not in self.done]
+
+    def saved(self) -> dict[str, Any]:
+        return {_STATES: self.states,
+                _DONE: {str(k): json.dumps(v) for k, v in self.done.items()}}
+
+
+def run_pack_trial(
+    member_configs: Sequence[dict[str, Any]], trial_id: str, *,
+    build: Callable[[dict[str, Any], str], tuple[Any, dict[str, Any]]],
+    run_fn: Any, extra: dict[str, Any], live: Callable[[str, dict[str, Any]], Any],
+    epoch_metrics: Callable[[Any], dict[str, Any]],
+    final_metrics: Callable[[Any, Any, Any], dict[str, Any]],
+    report: Callable[[dict[str, Any], dict[str, Any] | None], None],
+    saved: dict[str, Any] | None,
+) -> None:
+    """Run one Ray trial's pack and report per member.
+
+    ``build(member config, member id)`` -> (TrialConfig, the config dict W&B shows);
+    ``run_fn``: None for ``run_pack``, else a per-trial run function (tests, benchmarks) run
+    member by member; ``live(member id, config)`` opens that member's W&B run (a
+    ``wandb_log.TrialRun``); ``epoch_metrics(report)`` / ``final_metrics(result, last report,
+    cfg)``: the report dicts an unpacked trial sends; ``report(metrics, state)`` sends one
+    report with the pack's checkpoint ``state`` (None: none); ``saved``: the checkpoint
+    resumed from."""
+    n = len(member_configs)
+    state = PackState(n, saved)
+    todo = state.todo()
+    ids = [member_id(trial_id, i) for i in range(n)]
+    built = {i: build(dict(member_configs[i]), ids[i]) for i in todo}
+    runs = {i: live(ids[i], built[i][1]) for i in todo}
+    last: dict[int, Any] = {}
+
+    def on_epoch(k: int, epoch_report: Any) -> None:
+        i = todo[k]
+        last[i] = epoch_report
+        runs[i].log(epoch_report.metrics, epoch_report.epoch)
+        state.states[i] = epoch_report.checkpoint()
+        report({**epoch_metrics(epoch_report), PACK_MEMBER: i}, state.saved())
+
+    cfgs = [built[i][0] for i in todo]
+    resume = [state.states[i] for i in todo]
+    try:
+        if run_fn is None:
+            from pruning_core.packing import run_pack
+
+            results = run_pack(cfgs, on_epoch=on_epoch, resume=resume, **extra)
+        else:  # a per-trial run function (fault injection, benchmarks): members in turn
+            results = []
+            for k, cfg in enumerate(cfgs):
+                results.append(run_fn(cfg, on_epoch=lambda r, k=k: on_epoch(k, r),
+                                      resume=resume[k]))
+    except BaseException as exc:
+        code = 0 if isinstance(exc, SystemExit) and not exc.code else 1
+        for run in runs.values():
+            run.finish(exit_code=code)
+        raise
+    for k, result in enumerate(results):
+        i = todo[k]
+        final = {**final_metrics(result, last.get(i), built[i][0]), PACK_MEMBER: i}
+        runs[i].finish(summary={**final, "status": result.status})
+        state.done[i] = final
+        state.states[i] = None
+        report(final, state.saved())
+
+
+def save_state(state: dict[str, Any], d: str, name: str) -> None:
+    import torch
+
+    torch.save(state, Path(d, name))
+
+
+def report_with_state(report: Callable[[dict[str, Any], Any], None], file_name: str,
+                      ) -> Callable[[dict[str, Any], dict[str, Any] | None], None]:
+    """``report(metrics, checkpoint)`` (``tune.report`` with retries) -> a reporter that saves
+    the pack's state as ``file_name`` in a fresh checkpoint directory."""
+    def send(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+        if state is None:
+            report(metrics, None)
+            return
+        with tempfile.TemporaryDirectory() as d:
+            save_state(state, d, file_name)
+            report(metrics, d)
+    return send
+
+
+def nan_free(values: dict[str, Any]) -> dict[str, Any]:
+    """For logs: the values that are set."""
+    return {k: v for k, v in values.items()
+            if v is not None and not (isinstance(v, float) and math.isnan(v))}
