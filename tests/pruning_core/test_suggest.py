@@ -40,7 +40,7 @@ def test_close_names_nearest_first_and_only_near_ones() -> None:
      "metrics.speed.warmpu: unknown key; did you mean metrics.speed.warmup?"),
     ({"prune": {"criterion": "snipp"}},
      "prune.criterion: unknown criterion 'snipp'; valid: grasp, magnitude, random, snip, "
-     "synflow; did you mean snip?"),
+     "sparsegpt, synflow, wanda; did you mean snip?"),
     ({"model": {"name": "lenet"}}, "; did you mean lenet5?"),
     ({"data": {"name": "mnist_1d"}}, "; did you mean mnist1d?"),
     ({"prune": {"schedule": "exponentail"}}, "; did you mean exponential?"),
@@ -115,7 +115,8 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(("key", "line"), [
     ("prune.sparsty=0.5", "error: prune.sparsty: unknown key; did you mean prune.sparsity?"),
     ("prune.criterion=snipp", "error: prune.criterion: unknown criterion 'snipp'; valid: grasp, "
-                              "magnitude, random, snip, synflow; did you mean snip?"),
+                              "magnitude, random, snip, sparsegpt, synflow, wanda; did you mean "
+                              "snip?"),
 ])
 def test_the_real_cli_suggests_in_its_one_line(key: str, line: str) -> None:
     p = _cli("run", "configs/digits_snip.yaml", "--set", key)
