@@ -50,42 +50,14 @@ def load_compact(path: str | Path, *, factory: Callable[..., nn.Module] | str | 
     to the file's. Nothing in the file is executed or unpickled; a mismatch between the file
     and the architecture is one ``ConfigError`` line naming the first bad tensor.
     """
-    from ..workloads.factories import build_model, is_import_path, resolve
-    from ..workloads.models import create_model
     from .compact_file import load_weights
 
     spec = compact_spec(path)
-    name = spec["model"]["name"]
     shape = tuple(int(d) for d in (input_shape if input_shape is not None
                                    else spec["input_shape"]))
     classes = int(num_classes if num_classes is not None else spec["num_classes"])
     opts = dict(options if options is not None else spec["model"]["options"])
-    if model is not None and factory is not None:
-        raise ConfigError("load_compact: give factory= or model=, not both")
-    if model is not None:
-        if not isinstance(model, nn.Module):
-            raise ConfigError(f"load_compact: model= is a {type(model).__name__}; give the "
-                              "dense nn.Module (or factory=)")
-        built = model
-    elif factory is not None:
-        if isinstance(factory, str):
-            fn = resolve(factory, "factory")
-            label = factory
-        else:
-            fn, label = factory, getattr(factory, "__qualname__", repr(factory))
-        if not callable(fn):
-            raise ConfigError(f"load_compact: factory= is a {type(fn).__name__}; give a model "
-                              "factory (a callable or 'my_pkg.nets:build')")
-        built = build_model(label, shape, classes, opts, fn=fn)
-    elif is_import_path(name):
-        raise ConfigError(
-            f"{path}: model {name!r} is your own factory, and a file never chooses code to "
-            f"import: pass it, load_compact(path, factory={name!r}) (or the callable, or "
-            "model=<the dense model>)")
-    else:
-        if name.startswith("tv:"):
-            opts.pop("weights", None)  # the file holds the weights: nothing to read first
-        built = create_model(name, shape, classes, **opts)
+    built = _dense_model(path, spec["model"]["name"], shape, classes, opts, factory, model)
     try:
         load_weights(built, path, strict=True, field=str(path))
     except ConfigError as exc:  # the file and the architecture disagree: name the file
@@ -93,3 +65,46 @@ def load_compact(path: str | Path, *, factory: Callable[..., nn.Module] | str | 
         raise ConfigError(msg if str(path) in msg else
                           f"{path}: {msg} (a compact file of another model?)") from None
     return built
+
+
+def _dense_model(path: str | Path, name: str, shape: tuple[int, ...], classes: int,
+                 opts: dict[str, Any], factory: Callable[..., nn.Module] | str | None,
+                 model: nn.Module | None) -> nn.Module:
+    """The dense architecture :func:`load_compact` slices: ``model``, built by ``factory``, or
+    the file's own built-in model ``name``."""
+    from ..workloads.factories import is_import_path
+    from ..workloads.models import create_model
+
+    if model is not None and factory is not None:
+        raise ConfigError("load_compact: give factory= or model=, not both")
+    if model is not None:
+        if not isinstance(model, nn.Module):
+            raise ConfigError(f"load_compact: model= is a {type(model).__name__}; give the "
+                              "dense nn.Module (or factory=)")
+        return model
+    if factory is not None:
+        return _from_factory(factory, shape, classes, opts)
+    if is_import_path(name):
+        raise ConfigError(
+            f"{path}: model {name!r} is your own factory, and a file never chooses code to "
+            f"import: pass it, load_compact(path, factory={name!r}) (or the callable, or "
+            "model=<the dense model>)")
+    if name.startswith("tv:"):
+        opts.pop("weights", None)  # the file holds the weights: nothing to read first
+    return create_model(name, shape, classes, **opts)
+
+
+def _from_factory(factory: Callable[..., nn.Module] | str, shape: tuple[int, ...],
+                  classes: int, opts: dict[str, Any]) -> nn.Module:
+    """The dense model built by the user's ``factory`` (a callable or its import path)."""
+    from ..workloads.factories import build_model, resolve
+
+    if isinstance(factory, str):
+        fn = resolve(factory, "factory")
+        label = factory
+    else:
+        fn, label = factory, getattr(factory, "__qualname__", repr(factory))
+    if not callable(fn):
+        raise ConfigError(f"load_compact: factory= is a {type(fn).__name__}; give a model "
+                          "factory (a callable or 'my_pkg.nets:build')")
+    return build_model(label, shape, classes, opts, fn=fn)

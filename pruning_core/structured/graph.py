@@ -21,7 +21,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -82,31 +82,12 @@ def groups(model: nn.Module, input_shape: tuple[int, ...],
     requiring grad, so frozen layers are traced too; modes and flags are restored).
     Raises ``ConfigError`` naming the layer if torch-pruning cannot trace the model.
     """
-    import torch_pruning as tp
-
     names = {m: n for n, m in model.named_modules()}
     ignored = [_module(model, n) for n in (ignored_layers or [])]
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     if linears:
         ignored.append(linears[-1])
-    example = torch.randn(1, *input_shape, device=_device(model))
-    # torch-pruning's tracer calls model.eval() and never switches back
-    with restored_mode(model), _all_require_grad(model), _failing_layer(model) as where:
-        try:
-            # a plain forward first: torch-pruning's tracer swallows some forward errors and
-            # returns a partial graph (seen with a Linear fed the wrong number of features)
-            with torch.no_grad():
-                model.eval()
-                model(example)
-            graph = tp.DependencyGraph().build_dependency(model, example_inputs=example,
-                                                          verbose=False)
-        except Exception as exc:  # torch-pruning and user forwards raise anything
-            layer = f" at layer {where[-1]!r} ({type(_module(model, where[-1])).__name__})" \
-                if where else ""
-            raise ConfigError(
-                f"prune.granularity channel: torch-pruning cannot trace {type(model).__name__}"
-                f"{layer}: {_one_line(exc)}; use granularity weight"
-            ) from None
+    graph = _trace(model, input_shape)
     untraced = [f"{n!r} ({type(m).__name__}) is not in the autograd graph"
                 for n, m in model.named_modules()
                 if isinstance(m, WEIGHT_TYPES) and m not in graph.module2node]
@@ -134,6 +115,31 @@ def groups(model: nn.Module, input_shape: tuple[int, ...],
     log.debug("structured: %d channel groups, %d channels", len(out), sum(g.size for g in out))
     return out
 
+
+
+def _trace(model: nn.Module, input_shape: tuple[int, ...]) -> Any:  # tp.DependencyGraph
+    """torch-pruning's dependency graph of ``model``, traced with one random example; the
+    model's modes and flags are restored. ``ConfigError`` naming the layer where it fails."""
+    import torch_pruning as tp
+
+    example = torch.randn(1, *input_shape, device=_device(model))
+    # torch-pruning's tracer calls model.eval() and never switches back
+    with restored_mode(model), _all_require_grad(model), _failing_layer(model) as where:
+        try:
+            # a plain forward first: torch-pruning's tracer swallows some forward errors and
+            # returns a partial graph (seen with a Linear fed the wrong number of features)
+            with torch.no_grad():
+                model.eval()
+                model(example)
+            return tp.DependencyGraph().build_dependency(model, example_inputs=example,
+                                                         verbose=False)
+        except Exception as exc:  # torch-pruning and user forwards raise anything
+            layer = f" at layer {where[-1]!r} ({type(_module(model, where[-1])).__name__})" \
+                if where else ""
+            raise ConfigError(
+                f"prune.granularity channel: torch-pruning cannot trace {type(model).__name__}"
+                f"{layer}: {_one_line(exc)}; use granularity weight"
+            ) from None
 
 def _members(tp_group, graph, names: dict[nn.Module, str], param_names: dict[int, str]
              ) -> tuple[list[Member] | None, str | None]:

@@ -302,17 +302,8 @@ def run_sweep(
 
     started = init_ray(address, num_cpus=num_cpus, runtime_env=runtime_env(working_dir))
     try:
-        from sweeps.tune.preflight import check_cluster
-
-        check_cluster(space)  # requests no node can meet: an error now, not a wait forever
-        if is_remote(dense_dir(space)):
-            from sweeps.tune.dense_store import start_lock_service
-
-            leases = start_lock_service(space.name)  # noqa: F841  (held: it lives with the job)
-        tuner = _tuner(plan, store, build_trainable(space, run_fn), resume=resume,
-                       scheduler=scheduler, seeds=seeds, reuse_actors=reuse_actors)
-        with live, _no_tensorboard():
-            tuner.fit()
+        _fit(space, plan, store, live, run_fn=run_fn, resume=resume, scheduler=scheduler,
+             seeds=seeds, reuse_actors=reuse_actors)
     finally:
         if sink is not None:
             sink.close()
@@ -321,6 +312,23 @@ def run_sweep(
 
             ray.shutdown()
     return _outcome(space, store, warm_started=len(seeds))
+
+
+def _fit(space: SearchSpace, plan: SweepPlan, store: TrialStore, live: LiveCallbacks, *,
+         run_fn: RunFn | None, resume: bool, scheduler: Any, seeds: list[Any],
+         reuse_actors: bool) -> None:
+    """On the Ray cluster ``run_sweep`` started or joined: check it, then run the tuner."""
+    from sweeps.tune.preflight import check_cluster
+
+    check_cluster(space)  # requests no node can meet: an error now, not a wait forever
+    if is_remote(dense_dir(space)):
+        from sweeps.tune.dense_store import start_lock_service
+
+        leases = start_lock_service(space.name)  # noqa: F841  (held: it lives with the job)
+    tuner = _tuner(plan, store, build_trainable(space, run_fn), resume=resume,
+                   scheduler=scheduler, seeds=seeds, reuse_actors=reuse_actors)
+    with live, _no_tensorboard():
+        tuner.fit()
 
 
 def _warm_seeds(space: SearchSpace, warm_start: Sequence[str]) -> list[Any]:
