@@ -32,7 +32,7 @@ from ..masking.criteria.base import restored_mode
 log = logging.getLogger(__name__)
 
 Role = Literal["out", "in"]
-Kind = Literal["conv", "linear", "norm"]
+Kind = Literal["conv", "linear", "norm", "attention"]
 
 #: Layer types whose channels we can slice (everything else coupled to a group is refused).
 CONV_TYPES: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -47,7 +47,8 @@ class Member:
     ``role`` "out": positions along the layer's output dimension (weight rows, bias, BatchNorm
     parameters and buffers); "in": positions along the weight's input dimension (dim 1).
     ``index[k]`` is a position in the layer, ``channel[k]`` the group channel it belongs to.
-    ``kind``: "conv", "linear" or "norm" (BatchNorm).
+    ``kind``: "conv", "linear", "norm" (BatchNorm) or "attention" (an
+    ``nn.MultiheadAttention``: rows of its ``in_proj_weight``, see ``structured.heads``).
     """
 
     module: str
@@ -107,9 +108,14 @@ def groups(model: nn.Module, input_shape: tuple[int, ...],
                 f"prune.granularity channel: torch-pruning cannot trace {type(model).__name__}"
                 f"{layer}: {_one_line(exc)}; use granularity weight"
             ) from None
+    from .heads import head_groups  # heads builds on this module's records
+
+    heads = head_groups(model, 0, {n for n, m in model.named_modules() if m in ignored})
+    grouped = {mem.module for g in heads for mem in g.members}  # out_proj: not traced
     untraced = [f"{n!r} ({type(m).__name__}) is not in the autograd graph"
                 for n, m in model.named_modules()
-                if isinstance(m, WEIGHT_TYPES) and m not in graph.module2node]
+                if isinstance(m, WEIGHT_TYPES) and m not in graph.module2node
+                and n not in grouped]
     for why in untraced:
         log.warning("structured: layer %s; its channels stay unpruned", why)
     param_names = {id(p): n for n, p in model.named_parameters()}
@@ -126,6 +132,7 @@ def groups(model: nn.Module, input_shape: tuple[int, ...],
             continue
         size = len(tp_group[0].idxs)  # the root layer: every channel once
         out.append(ChannelGroup(len(out), size, tuple(members)))
+    out += [ChannelGroup(len(out) + g.id, g.size, g.members) for g in heads]
     if not out:
         why = (refused + untraced)[:1]
         raise ConfigError(
@@ -170,6 +177,18 @@ def _supported(m: nn.Module) -> bool:
             return False
         return m.groups == 1 or (m.groups == m.in_channels == m.out_channels)  # dense or depthwise
     return isinstance(m, nn.Linear | nn.modules.batchnorm._BatchNorm)
+
+
+def member_weight(model: nn.Module, mem: Member) -> tuple[str, torch.Tensor, int] | None:
+    """(parameter name, weight, dim) that a member's positions index; ``None`` for BatchNorm
+    and anything else without a sliceable weight."""
+    m = model.get_submodule(mem.module)
+    prefix = f"{mem.module}." if mem.module else ""
+    if mem.kind == "attention" and isinstance(m, nn.MultiheadAttention):
+        return f"{prefix}in_proj_weight", m.in_proj_weight, 0
+    if not isinstance(m, WEIGHT_TYPES):
+        return None
+    return f"{prefix}weight", m.weight, 0 if mem.role == "out" or is_depthwise(m) else 1
 
 
 def is_depthwise(m: nn.Module) -> bool:

@@ -51,6 +51,8 @@ def ignored_layers(model: nn.Module, include: list[str], exclude: list[str]) -> 
         weight = f"{name}.weight" if name else "weight"
         if isinstance(m, WEIGHT_TYPES) and weight not in chosen:
             out.append(name)
+        elif isinstance(m, nn.MultiheadAttention) and f"{name}.in_proj_weight" not in chosen:
+            out.append(name)  # its heads (structured.heads) stay
     return out
 
 
