@@ -28,6 +28,7 @@ from torch import nn
 
 from ..base.errors import ConfigError
 from ..masking.criteria.base import restored_mode
+from .heads import HeadLayout, attention_heads
 
 log = logging.getLogger(__name__)
 
@@ -108,10 +109,8 @@ def groups(model: nn.Module, input_shape: tuple[int, ...],
                 f"prune.granularity channel: torch-pruning cannot trace {type(model).__name__}"
                 f"{layer}: {_one_line(exc)}; use granularity weight"
             ) from None
-    from .heads import head_groups  # heads builds on this module's records
-
-    heads = head_groups(model, 0, {n for n, m in model.named_modules() if m in ignored})
-    grouped = {mem.module for g in heads for mem in g.members}  # out_proj: not traced
+    heads = attention_heads(model, {n for n, m in model.named_modules() if m in ignored})
+    grouped = {h.out_proj for h in heads}  # run inside the fused attention: never traced
     untraced = [f"{n!r} ({type(m).__name__}) is not in the autograd graph"
                 for n, m in model.named_modules()
                 if isinstance(m, WEIGHT_TYPES) and m not in graph.module2node
@@ -132,7 +131,7 @@ def groups(model: nn.Module, input_shape: tuple[int, ...],
             continue
         size = len(tp_group[0].idxs)  # the root layer: every channel once
         out.append(ChannelGroup(len(out), size, tuple(members)))
-    out += [ChannelGroup(len(out) + g.id, g.size, g.members) for g in heads]
+    out += [head_group(h, len(out) + i) for i, h in enumerate(heads)]
     if not out:
         why = (refused + untraced)[:1]
         raise ConfigError(
@@ -177,6 +176,20 @@ def _supported(m: nn.Module) -> bool:
             return False
         return m.groups == 1 or (m.groups == m.in_channels == m.out_channels)  # dense or depthwise
     return isinstance(m, nn.Linear | nn.modules.batchnorm._BatchNorm)
+
+
+def head_group(layout: HeadLayout, gid: int) -> ChannelGroup:
+    """An attention's heads as a group (``structured.heads``): node h is head h, its q/k/v
+    rows of ``in_proj_weight`` ("attention", "out") and its ``out_proj`` columns ("in")."""
+    rows, row_heads = layout.rows()
+    cols, col_heads = layout.columns()
+    return ChannelGroup(gid, layout.num_heads, (
+        Member(layout.attention, "out", rows, row_heads, "attention"),
+        Member(layout.out_proj, "in", cols, col_heads, "linear")))
+
+
+def is_head_group(group: ChannelGroup) -> bool:
+    return any(mem.kind == "attention" for mem in group.members)
 
 
 def member_weight(model: nn.Module, mem: Member) -> tuple[str, torch.Tensor, int] | None:

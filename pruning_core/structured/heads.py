@@ -4,7 +4,8 @@ Head ``h`` of an attention with ``E = num_heads * d`` owns rows ``[h*d, (h+1)*d)
 q, k and v in ``in_proj_weight`` (rows ``h*d + j``, ``E + h*d + j``, ``2E + h*d + j``) and the
 same ``d`` input columns of ``out_proj.weight``. A group is therefore two members: the attention
 module itself (``kind`` "attention", role "out": rows of ``in_proj_weight``) and its ``out_proj``
-(an ``nn.Linear``, role "in": columns). Every structured criterion, the selection (a global
+(an ``nn.Linear``, role "in": columns); ``graph.head_group`` builds it from the
+:class:`HeadLayout` found here. Every structured criterion, the selection (a global
 top-k with at least one node kept per group, so at least one head per attention layer) and the
 weight masks then work on heads as on channels.
 
@@ -30,20 +31,39 @@ Attention with separate q/k/v weights (``kdim``/``vdim`` set) is not grouped yet
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from .graph import ChannelGroup, Member
-
 log = logging.getLogger(__name__)
 
 
-def head_groups(model: nn.Module, first_id: int, ignored: set[str]) -> list[ChannelGroup]:
-    """One head group per ``nn.MultiheadAttention`` of ``model`` with a packed
-    ``in_proj_weight`` and at least two heads, ids from ``first_id`` on. An attention whose
-    name or ``out_proj`` is in ``ignored`` (module names) is skipped."""
-    out: list[ChannelGroup] = []
+@dataclass(frozen=True)
+class HeadLayout:
+    """Where an attention's heads live (``structured.graph`` turns it into a head group)."""
+
+    attention: str  # the nn.MultiheadAttention's module name
+    out_proj: str
+    num_heads: int
+    head_dim: int
+
+    def rows(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(rows of ``in_proj_weight``, head of each): q, k and v rows of every head."""
+        e = self.num_heads * self.head_dim
+        return torch.arange(3 * e), self.columns()[1].repeat(3)
+
+    def columns(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input columns of ``out_proj``, head of each)."""
+        e = self.num_heads * self.head_dim
+        return torch.arange(e), torch.arange(self.num_heads).repeat_interleave(self.head_dim)
+
+
+def attention_heads(model: nn.Module, ignored: set[str]) -> list[HeadLayout]:
+    """Every ``nn.MultiheadAttention`` of ``model`` with a packed ``in_proj_weight`` and at
+    least two heads. An attention whose name or ``out_proj`` is in ``ignored`` (module names)
+    is skipped."""
+    out: list[HeadLayout] = []
     for name, m in model.named_modules():
         if not isinstance(m, nn.MultiheadAttention) or m.num_heads < 2:
             continue
@@ -54,18 +74,8 @@ def head_groups(model: nn.Module, first_id: int, ignored: set[str]) -> list[Chan
             log.warning("structured: attention %r has separate q/k/v weights; its heads stay "
                         "unpruned", name)
             continue
-        h, d = m.num_heads, m.head_dim
-        e = h * d
-        heads = torch.arange(h).repeat_interleave(d)  # (E,) head of each q (or k, v) row
-        rows = torch.arange(3 * e)
-        members = (Member(name, "out", rows, heads.repeat(3), "attention"),
-                   Member(out_proj, "in", torch.arange(e), heads, "linear"))
-        out.append(ChannelGroup(first_id + len(out), h, members))
+        out.append(HeadLayout(name, out_proj, m.num_heads, m.head_dim))
     return out
-
-
-def is_head_group(group: ChannelGroup) -> bool:
-    return any(mem.kind == "attention" for mem in group.members)
 
 
 def head_gate_grads(out_proj_weight: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:

@@ -14,8 +14,7 @@ import torch
 from torch import nn
 
 from ..masking.targets import prunable_parameters
-from .graph import ChannelGroup, is_depthwise, member_weight
-from .heads import is_head_group
+from .graph import ChannelGroup, is_depthwise, is_head_group, member_weight
 from .select import Keep
 
 #: per layer name: {"out": kept positions, "in": kept positions, "out_size"/"in_size": dense}

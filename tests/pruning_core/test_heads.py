@@ -10,7 +10,7 @@ from torch.nn import functional as F
 
 from pruning_core.structured import channel_masks, full_keep, groups, keep_indices, select_channels
 from pruning_core.structured.criteria import STRUCTURED_CRITERIA, StructuredContext
-from pruning_core.structured.heads import is_head_group
+from pruning_core.structured.graph import is_head_group
 from pruning_core.trials.experiment import run
 from pruning_core.trials.registries import load_trial_config
 

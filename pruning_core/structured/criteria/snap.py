@@ -27,8 +27,8 @@ import torch
 from torch import nn
 
 from ...masking.criteria.base import forward
-from ..graph import WEIGHT_TYPES
-from ..heads import head_gate_grads, is_head_group
+from ..graph import WEIGHT_TYPES, is_head_group
+from ..heads import head_gate_grads
 from .base import StructuredContext, structured_criterion, to_channels
 
 
