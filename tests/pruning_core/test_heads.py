@@ -166,6 +166,10 @@ def test_snap_scores_a_head_by_its_gate_gradient() -> None:
     (grad,) = torch.autograd.grad(loss, gates)
     torch.testing.assert_close(got.float(), (grad.abs() / loss.abs()).detach(), rtol=1e-4,
                                atol=1e-7)
+    m.requires_grad_(False)  # a frozen attention is scored the same and left frozen
+    again = STRUCTURED_CRITERIA.get("snap")(_ctx(m, gs, [(x, y)], "snap"))[g.id]
+    torch.testing.assert_close(again, got)
+    assert not any(p.requires_grad for p in m.parameters())
 
 
 def test_snip_head_score_sums_the_weight_scores_of_qkv_rows_and_out_proj_columns() -> None:

@@ -59,6 +59,9 @@ def snap(ctx: StructuredContext) -> dict[int, torch.Tensor]:
 
     head_proj = {mem.module: model.get_submodule(mem.module).weight
                  for g in ctx.groups if is_head_group(g) for mem in g.members if mem.role == "in"}
+    frozen = [w for w in head_proj.values() if not w.requires_grad]  # a frozen out_proj too
+    for w in frozen:
+        w.requires_grad_(True)
     handles = [model.get_submodule(n).register_forward_hook(hook(n)) for n in gated]
     try:
         grad = {n: torch.zeros_like(g) for n, g in gates.items()}
@@ -74,6 +77,8 @@ def snap(ctx: StructuredContext) -> dict[int, torch.Tensor]:
     finally:
         for h in handles:
             h.remove()
+        for w in frozen:
+            w.requires_grad_(False)
     norm = loss_sum.abs()
     node = {n: g.abs() / norm for n, g in grad.items() if n in gates}
     out: dict[int, torch.Tensor] = {}
