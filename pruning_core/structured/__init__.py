@@ -19,7 +19,9 @@ from .select import (
     keep_top,
     node_sparsity,
     remove_fraction,
+    remove_to,
     rescaled_fraction,
+    scopes,
     select_channels,
 )
 from .speed import SpeedReport, latency_ms, measure_speed, train_step_ms
@@ -29,7 +31,8 @@ __all__ = [
     "SpeedReport", "StructuredContext", "StructuredCriterion", "channel_masks", "compact",
     "compact_optimizer_state", "full_keep", "groups", "keep_indices", "keep_top",
     "latency_ms", "load_compact", "measure_speed", "node_sparsity", "prune_channels", "rebuild",
-    "remove_fraction", "rescaled_fraction", "save_compact", "select_channels", "slice_plan",
+    "remove_fraction", "remove_to", "rescaled_fraction", "save_compact", "scopes",
+    "select_channels", "slice_plan",
     "train_step_ms",
     "weight_sparsity",
 ]

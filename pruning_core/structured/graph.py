@@ -28,11 +28,12 @@ from torch import nn
 
 from ..base.errors import ConfigError
 from ..masking.criteria.base import restored_mode
+from .heads import HeadLayout, attention_heads
 
 log = logging.getLogger(__name__)
 
 Role = Literal["out", "in"]
-Kind = Literal["conv", "linear", "norm"]
+Kind = Literal["conv", "linear", "norm", "attention"]
 
 #: Layer types whose channels we can slice (everything else coupled to a group is refused).
 CONV_TYPES: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -47,7 +48,8 @@ class Member:
     ``role`` "out": positions along the layer's output dimension (weight rows, bias, BatchNorm
     parameters and buffers); "in": positions along the weight's input dimension (dim 1).
     ``index[k]`` is a position in the layer, ``channel[k]`` the group channel it belongs to.
-    ``kind``: "conv", "linear" or "norm" (BatchNorm).
+    ``kind``: "conv", "linear", "norm" (BatchNorm) or "attention" (an
+    ``nn.MultiheadAttention``: rows of its ``in_proj_weight``, see ``structured.heads``).
     """
 
     module: str
@@ -88,9 +90,12 @@ def groups(model: nn.Module, input_shape: tuple[int, ...],
     if linears:
         ignored.append(linears[-1])
     graph = _trace(model, input_shape)
+    heads = attention_heads(model, {n for n, m in model.named_modules() if m in ignored})
+    grouped = {h.out_proj for h in heads}  # run inside the fused attention: never traced
     untraced = [f"{n!r} ({type(m).__name__}) is not in the autograd graph"
                 for n, m in model.named_modules()
-                if isinstance(m, WEIGHT_TYPES) and m not in graph.module2node]
+                if isinstance(m, WEIGHT_TYPES) and m not in graph.module2node
+                and n not in grouped]
     for why in untraced:
         log.warning("structured: layer %s; its channels stay unpruned", why)
     param_names = {id(p): n for n, p in model.named_parameters()}
@@ -107,6 +112,7 @@ def groups(model: nn.Module, input_shape: tuple[int, ...],
             continue
         size = len(tp_group[0].idxs)  # the root layer: every channel once
         out.append(ChannelGroup(len(out), size, tuple(members)))
+    out += [head_group(h, len(out) + i) for i, h in enumerate(heads)]
     if not out:
         why = (refused + untraced)[:1]
         raise ConfigError(
@@ -140,6 +146,7 @@ def _trace(model: nn.Module, input_shape: tuple[int, ...]) -> Any:  # tp.Depende
                 f"prune.granularity channel: torch-pruning cannot trace {type(model).__name__}"
                 f"{layer}: {_one_line(exc)}; use granularity weight"
             ) from None
+
 
 def _members(tp_group, graph, names: dict[nn.Module, str], param_names: dict[int, str]
              ) -> tuple[list[Member] | None, str | None]:
@@ -176,6 +183,32 @@ def _supported(m: nn.Module) -> bool:
             return False
         return m.groups == 1 or (m.groups == m.in_channels == m.out_channels)  # dense or depthwise
     return isinstance(m, nn.Linear | nn.modules.batchnorm._BatchNorm)
+
+
+def head_group(layout: HeadLayout, gid: int) -> ChannelGroup:
+    """An attention's heads as a group (``structured.heads``): node h is head h, its q/k/v
+    rows of ``in_proj_weight`` ("attention", "out") and its ``out_proj`` columns ("in")."""
+    rows, row_heads = layout.rows()
+    cols, col_heads = layout.columns()
+    return ChannelGroup(gid, layout.num_heads, (
+        Member(layout.attention, "out", rows, row_heads, "attention"),
+        Member(layout.out_proj, "in", cols, col_heads, "linear")))
+
+
+def is_head_group(group: ChannelGroup) -> bool:
+    return any(mem.kind == "attention" for mem in group.members)
+
+
+def member_weight(model: nn.Module, mem: Member) -> tuple[str, torch.Tensor, int] | None:
+    """(parameter name, weight, dim) that a member's positions index; ``None`` for BatchNorm
+    and anything else without a sliceable weight."""
+    m = model.get_submodule(mem.module)
+    prefix = f"{mem.module}." if mem.module else ""
+    if mem.kind == "attention" and isinstance(m, nn.MultiheadAttention):
+        return f"{prefix}in_proj_weight", m.in_proj_weight, 0
+    if not isinstance(m, WEIGHT_TYPES):
+        return None
+    return f"{prefix}weight", m.weight, 0 if mem.role == "out" or is_depthwise(m) else 1
 
 
 def is_depthwise(m: nn.Module) -> bool:

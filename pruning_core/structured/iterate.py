@@ -26,7 +26,7 @@ from ..masking.schedules import sparsity_steps
 from .criteria import STRUCTURED_CRITERIA, StructuredContext
 from .graph import ChannelGroup
 from .masks import channel_masks
-from .select import Keep, full_keep, node_sparsity, remove_fraction, rescaled_fraction
+from .select import Keep, full_keep, node_sparsity, remove_to, rescaled_fraction
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def prune_channels(model: nn.Module, groups: list[ChannelGroup], cfg: ChannelPru
                                 generator=generator, options=options)
         pruned = node_sparsity(groups, keep)
         fraction = rescaled_fraction(target, pruned)
-        keep = remove_fraction(crit(ctx), groups, fraction, keep)
+        keep = remove_to(crit(ctx), groups, target, keep)  # heads in their own scope
         log.info("structured %s: step to %.4f removes %.4f of the rest -> node sparsity %.4f",
                  cfg.criterion, target, fraction, node_sparsity(groups, keep))
     return keep

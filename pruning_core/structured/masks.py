@@ -4,7 +4,8 @@ layer (what a compact model is rebuilt from), and the two sparsities structured 
 A removed channel zeroes the output rows of every "out" Conv/Linear member of its group and the
 input columns of every "in" member. BatchNorm parameters and biases of a removed channel are
 left alone: every layer that reads the channel has its columns zeroed, so they cannot reach the
-output, and the masked network computes the same function as the compacted one.
+output, and the masked network computes the same function as the compacted one. Attention
+heads (``structured.heads``) are masked but not compacted: ``keep_indices`` leaves them out.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import torch
 from torch import nn
 
 from ..masking.targets import prunable_parameters
-from .graph import WEIGHT_TYPES, ChannelGroup, is_depthwise
+from .graph import ChannelGroup, is_depthwise, is_head_group, member_weight
 from .select import Keep
 
 #: per layer name: {"out": kept positions, "in": kept positions, "out_size"/"in_size": dense}
@@ -27,13 +28,12 @@ def channel_masks(model: nn.Module, groups: list[ChannelGroup],
     for g in groups:
         removed = ~keep[g.id].cpu()
         for mem in g.members:
-            m = model.get_submodule(mem.module)
-            if not isinstance(m, WEIGHT_TYPES):
+            found = member_weight(model, mem)
+            if found is None:
                 continue  # BatchNorm: see the module docstring
-            name = f"{mem.module}.weight" if mem.module else "weight"
-            mask = masks.setdefault(name, torch.ones_like(m.weight, dtype=torch.bool))
+            name, weight, dim = found
+            mask = masks.setdefault(name, torch.ones_like(weight, dtype=torch.bool))
             pos = mem.index[removed[mem.channel]].to(mask.device)
-            dim = 0 if mem.role == "out" or is_depthwise(m) else 1
             mask.index_fill_(dim, pos, False)
     return masks
 
@@ -51,6 +51,8 @@ def keep_indices(model: nn.Module, groups: list[ChannelGroup], keep: Keep) -> Ke
     JSON-able spec :func:`pruning_core.structured.rebuild` rebuilds a compact model from."""
     removed: dict[tuple[str, str], set[int]] = {}
     for g in groups:
+        if is_head_group(g):
+            continue  # attention keeps its size, zeroed heads included (structured.heads)
         gone = ~keep[g.id].cpu()
         for mem in g.members:
             role = "out" if is_depthwise(model.get_submodule(mem.module)) else mem.role

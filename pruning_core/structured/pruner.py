@@ -35,8 +35,7 @@ from .select import (
     full_keep,
     keep_top,
     node_sparsity,
-    remove_fraction,
-    rescaled_fraction,
+    remove_to,
 )
 
 log = logging.getLogger(__name__)
@@ -51,6 +50,8 @@ def ignored_layers(model: nn.Module, include: list[str], exclude: list[str]) -> 
         weight = f"{name}.weight" if name else "weight"
         if isinstance(m, WEIGHT_TYPES) and weight not in chosen:
             out.append(name)
+        elif isinstance(m, nn.MultiheadAttention) and f"{name}.in_proj_weight" not in chosen:
+            out.append(name)  # its heads (structured.heads) stay
     return out
 
 
@@ -121,8 +122,7 @@ class ChannelPruner(PruneStep):
         if self._criterion.joint_weights is not None:
             self._joint_step(sparsity, self._criterion(ctx))
         else:
-            fraction = rescaled_fraction(sparsity, self.node_sparsity())
-            self.keep = remove_fraction(self._criterion(ctx), self.groups, fraction, self.keep)
+            self.keep = remove_to(self._criterion(ctx), self.groups, sparsity, self.keep)
         self.masks.update(channel_masks(self.model, self.groups, self.keep))
         self.masks.apply()
         self.elapsed_s += time.perf_counter() - start

@@ -7,6 +7,12 @@ and never empties a group: a group left with no channel keeps its best one and a
 logged, as the authors' SNAP does (SNIP-it ``models/criterions/SNAP.py``, ``handle_pruning``:
 "ensure not disconnecting" keeps ``argmax(grad)``). The global count may then exceed the target
 by at most one channel per emptied group.
+
+Attention heads (``structured.heads``) are ranked in a scope of their own, at the same node
+sparsity as the channels, as torch-pruning ranks heads apart from channels (``ATTN_HEAD_SCOPE``
+in ``torch_pruning/pruner/algorithms/base_pruner.py``): a head owns ``4 d`` rows and columns
+against a neuron's two, so in one ranking the summed criteria never reach a head
+(``benchmarks/vit_heads.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import torch
 
 from ..base.errors import ConfigError
 from ..masking.select import ranked, sanitize, top_mask
-from .graph import ChannelGroup
+from .graph import ChannelGroup, is_head_group
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +42,24 @@ def node_sparsity(groups: list[ChannelGroup], keep: Keep) -> float:
     return 1.0 - kept / total if total else 0.0
 
 
+def scopes(groups: list[ChannelGroup]) -> list[list[ChannelGroup]]:
+    """The groups ranked together: the channels, then the attention heads (if any)."""
+    heads = [g for g in groups if is_head_group(g)]
+    rest = [g for g in groups if not is_head_group(g)]
+    return [s for s in (rest, heads) if s]
+
+
+def remove_to(scores: dict[int, torch.Tensor], groups: list[ChannelGroup], target: float,
+              keep: Keep) -> Keep:
+    """SNAP-it's step to node sparsity ``target`` in each scope: remove the
+    :func:`rescaled_fraction` of what the scope still keeps."""
+    out = dict(keep)
+    for scope in scopes(groups):
+        fraction = rescaled_fraction(target, node_sparsity(scope, keep))
+        out.update(remove_fraction(scores, scope, fraction, keep))
+    return out
+
+
 def rescaled_fraction(target: float, pruned: float) -> float:
     """SNAP-it's step size: the fraction of the *remaining* channels to remove now so that the
     network reaches ``target`` (fraction of all channels): (s_i - pruned) / (1 - pruned).
@@ -50,12 +74,15 @@ def rescaled_fraction(target: float, pruned: float) -> float:
 
 def select_channels(scores: dict[int, torch.Tensor], groups: list[ChannelGroup],
                     sparsity: float, keep: Keep | None = None) -> Keep:
-    """Keep the top ``round((1 - sparsity) * total)`` channels over all groups (higher score =
-    keep), among those ``keep`` still keeps."""
+    """Keep the top ``round((1 - sparsity) * total)`` channels over all groups of each scope
+    (higher score = keep), among those ``keep`` still keeps."""
     if not 0.0 <= sparsity < 1.0:
         raise ConfigError(f"prune.sparsity must be in [0, 1) for channels; got {sparsity}")
-    total = sum(g.size for g in groups)
-    return keep_top(scores, groups, total - round(sparsity * total), keep)
+    out: Keep = {}
+    for scope in scopes(groups):
+        total = sum(g.size for g in scope)
+        out.update(keep_top(scores, scope, total - round(sparsity * total), keep))
+    return out
 
 
 def remove_fraction(scores: dict[int, torch.Tensor], groups: list[ChannelGroup],

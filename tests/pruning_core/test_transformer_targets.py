@@ -290,11 +290,13 @@ def test_effective_sparsity_through_functional_attention() -> None:
 
 def test_channel_groups_on_the_vit_are_its_mlp_neurons() -> None:
     """``granularity: channel`` on a ViT prunes MLP hidden neurons (each ``mlp.0`` row with
-    its ``mlp.3`` column); attention heads are not groups yet (``out_proj`` runs inside
-    ``F.multi_head_attention_forward``, outside torch-pruning's traced graph)."""
-    from pruning_core.structured.graph import groups
+    its ``mlp.3`` column) and attention heads (``structured.heads``, tests in test_heads.py)."""
+    from pruning_core.structured.graph import groups, is_head_group
 
-    gs = groups(vit(), IN)
+    everything = groups(vit(), IN)
+    assert sorted(g.layers[0] for g in everything if is_head_group(g)) == [attn(i)
+                                                                          for i in range(4)]
+    gs = [g for g in everything if not is_head_group(g)]
     assert sorted(g.layers[0] for g in gs) == [
         f"encoder.layers.encoder_layer_{i}.mlp.0" for i in range(4)]
     assert all(g.size == MLP for g in gs)

@@ -14,7 +14,7 @@ import torch
 from ...masking.criteria import CRITERIA
 from ...masking.criteria.base import ScoreContext
 from ...masking.targets import prunable_parameters
-from ..graph import WEIGHT_TYPES, is_depthwise
+from ..graph import member_weight
 from ..masks import channel_masks
 from .base import StructuredContext, structured_criterion, to_channels
 
@@ -26,12 +26,11 @@ def channel_sums(ctx: StructuredContext, weight_scores: dict[str, torch.Tensor]
     for g in ctx.groups:
         total = torch.zeros(g.size, dtype=torch.float64)
         for mem in g.members:
-            m = ctx.model.get_submodule(mem.module)
-            name = f"{mem.module}.weight" if mem.module else "weight"
-            if not isinstance(m, WEIGHT_TYPES) or name not in weight_scores:
+            found = member_weight(ctx.model, mem)
+            if found is None or found[0] not in weight_scores:
                 continue
+            name, _, dim = found
             s = weight_scores[name].detach().double().cpu()
-            dim = 0 if mem.role == "out" or is_depthwise(m) else 1
             per_position = s.transpose(0, dim).flatten(1).sum(1)  # (size along dim,)
             total += to_channels(g, mem, per_position)
         out[g.id] = total

@@ -5,13 +5,15 @@ s_j = Σ |F_j| (the L1 norm of its kernel weights). Here a channel's score is th
 group's Conv/Linear "out" members of that member's filter norm (its weight row: all input
 channels and kernel positions); input columns of the layers that read the channel are not
 counted (the paper scores filters only). ``l2_filter`` uses ‖F_j‖₂ per member, then the same sum.
+An attention head's filters are its ``3 d`` rows of q, k and v in ``in_proj_weight``; its score
+is the sum of their norms (``structured.heads``).
 """
 
 from __future__ import annotations
 
 import torch
 
-from ..graph import WEIGHT_TYPES
+from ..graph import member_weight
 from .base import StructuredContext, structured_criterion, to_channels
 
 
@@ -20,10 +22,10 @@ def _filter_norms(ctx: StructuredContext, p: int) -> dict[int, torch.Tensor]:
     for g in ctx.groups:
         total = torch.zeros(g.size)
         for mem in g.members:
-            m = ctx.model.get_submodule(mem.module)
-            if mem.role != "out" or not isinstance(m, WEIGHT_TYPES):
+            found = member_weight(ctx.model, mem)
+            if mem.role != "out" or found is None:
                 continue
-            rows = m.weight.detach().flatten(1).norm(p=p, dim=1).float().cpu()  # (C_out,)
+            rows = found[1].detach().flatten(1).norm(p=p, dim=1).float().cpu()  # (C_out,)
             total += to_channels(g, mem, rows)
         out[g.id] = total
     return out

@@ -14,6 +14,11 @@ returning) and the model runs through ``torch.func.functional_call`` with cloned
 nothing in the model changes. A group's channel score is the sum of its members' gate scores
 (a residual group sums the gates of every conv added together). BatchNorm is not gated, as in
 the authors' code (it skips ``Norm`` layers).
+
+An attention head (``structured.heads``) is gated as one node: a gate on its ``d`` output
+features before ``out_proj``, whose gradient at 1 is Σ over the head's ``out_proj`` columns of
+W ⊙ ∂L/∂W (:func:`~pruning_core.structured.heads.head_gate_grads`), taken from the same
+backward pass since the fused attention never calls ``out_proj`` as a module.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ import torch
 from torch import nn
 
 from ...masking.criteria.base import forward
-from ..graph import WEIGHT_TYPES
+from ..graph import WEIGHT_TYPES, is_head_group
+from ..heads import head_gate_grads
 from .base import StructuredContext, structured_criterion, to_channels
 
 
@@ -51,24 +57,37 @@ def snap(ctx: StructuredContext) -> dict[int, torch.Tensor]:
             return out * gates[name].view(_gate_shape(module, out))
         return fn
 
+    head_proj = {mem.module: model.get_submodule(mem.module).weight
+                 for g in ctx.groups if is_head_group(g) for mem in g.members if mem.role == "in"}
+    frozen = [w for w in head_proj.values() if not w.requires_grad]  # a frozen out_proj too
+    for w in frozen:
+        w.requires_grad_(True)
     handles = [model.get_submodule(n).register_forward_hook(hook(n)) for n in gated]
     try:
         grad = {n: torch.zeros_like(g) for n, g in gates.items()}
+        grad.update({n: torch.zeros_like(w) for n, w in head_proj.items()})
         loss_sum = torch.zeros((), device=device)
         n_batches = len(ctx.batches)
         for x, y in ctx.batches:
             loss = ctx.loss_fn(forward(model, x), y) / n_batches
-            for acc, g in zip(grad.values(), torch.autograd.grad(loss, list(gates.values())),
-                              strict=True):
+            wrt = [*gates.values(), *head_proj.values()]
+            for acc, g in zip(grad.values(), torch.autograd.grad(loss, wrt), strict=True):
                 acc.add_(g)
             loss_sum += loss.detach()
     finally:
         for h in handles:
             h.remove()
+        for w in frozen:
+            w.requires_grad_(False)
     norm = loss_sum.abs()
-    node = {n: g.abs() / norm for n, g in grad.items()}
+    node = {n: g.abs() / norm for n, g in grad.items() if n in gates}
     out: dict[int, torch.Tensor] = {}
     for g in ctx.groups:
+        if is_head_group(g):
+            mem = next(m for m in g.members if m.role == "in")
+            per_head = to_channels(g, mem, head_gate_grads(head_proj[mem.module], grad[mem.module]))
+            out[g.id] = per_head.abs() / norm
+            continue
         out[g.id] = sum((to_channels(g, mem, node[mem.module]) for mem in g.members
                          if mem.module in node and mem.role == "out"),
                         torch.zeros(g.size, device=device))
