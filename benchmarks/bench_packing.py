@@ -136,6 +136,8 @@ def main() -> None:
     ap.add_argument("--resnet-examples", type=int, default=256)
     ap.add_argument("--solo-max", type=int, default=4)
     ap.add_argument("--one", nargs=3, metavar=("WORKLOAD", "K", "MODE"))
+    ap.add_argument("--out", type=Path, default=None,
+                    help="JSON path (default results/packing_<device>.json)")
     args = ap.parse_args()
     if args.one:
         w, k, mode = args.one
@@ -145,6 +147,9 @@ def main() -> None:
     rows = []
     plan = [("cnn1d", k) for k in args.ks] + [("resnet20", k) for k in args.resnet_ks] \
         + [("mlp", k) for k in args.mlp_ks]
+    name = f"packing_{args.device.split(':')[0]}" + ("_mlp" if args.mlp_ks and not args.ks else "")
+    path = args.out or RESULTS_DIR / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     for workload, k in plan:
         solo = _child(workload, k, "solo", argv)
         packed = _child(workload, k, "packed", argv)
@@ -153,15 +158,26 @@ def main() -> None:
             row["speedup"] = packed["trials_per_hour"] / solo["trials_per_hour"]
         rows.append(row)
         _print_row(row)
+        _write(path, args, rows)  # after every row: a run stopped by a timeout keeps its rows
     load = os.getloadavg()
-    payload = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-               "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-               "load_avg": load, "args": vars(args), "rows": rows}
-    RESULTS_DIR.mkdir(exist_ok=True)
-    name = f"packing_{args.device.split(':')[0]}" + ("_mlp" if args.mlp_ks and not args.ks else "")
-    path = RESULTS_DIR / f"{name}.json"
-    path.write_text(json.dumps(payload, indent=2))
     print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; wrote {path}")
+
+
+def _write(path: Path, args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
+    payload = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+               "machine": _device_name(args.device), "cpus": os.cpu_count(),
+               "load_avg": os.getloadavg(),
+               "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+               "rows": rows}
+    path.write_text(json.dumps(payload, indent=2))
+
+
+def _device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.get_device_name(torch.device(device))
+    return platform.processor() or platform.machine()
 
 
 def _print_row(row: dict[str, Any]) -> None:

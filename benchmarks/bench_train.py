@@ -149,6 +149,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=None, help="JSON path "
+                    "(default results/train_<device>.json)")
     args = ap.parse_args()
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
@@ -169,7 +171,10 @@ def main() -> None:
     RESULTS_DIR.mkdir(exist_ok=True)
     out = {"date": dt.date.today().isoformat(), "device": name, "torch": torch.__version__,
            "threads": args.threads, "rows": rows}
-    (RESULTS_DIR / f"train_{device.type}.json").write_text(json.dumps(out, indent=1))
+    path = args.out or RESULTS_DIR / f"train_{device.type}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=1))
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -31,13 +31,16 @@ MemberEpoch = Callable[[int, EpochReport], bool | None]
 
 def run_pack(cfgs: Sequence[TrialConfig], on_epoch: MemberEpoch | None = None,
              resume: Sequence[dict[str, Any] | None] | None = None,
-             dense_cache: Any = None, *, batched: bool | None = None) -> list[TrialResult]:
+             dense_cache: Any = None, *, batched: bool | None = None,
+             on_result: Callable[[int, TrialResult], None] | None = None) -> list[TrialResult]:
     """Run every member of a pack; one :class:`TrialResult` per member, in order.
 
     ``resume[i]`` is member ``i``'s ``EpochReport.checkpoint()`` (or ``None``: from the start).
     A member that diverges or is doomed ends alone; its pack-mates are unaffected.
     ``batched``: True trains each compatible group as one batched model, False runs every
-    member one after another, None (``budget.pack: auto``) asks :func:`choose_packed`."""
+    member one after another, None (``budget.pack: auto``) asks :func:`choose_packed`.
+    ``on_result(member, result)`` is called as soon as a member's result is known (members run
+    one after another: each as it ends; a batched group: when the group ends)."""
     resume = list(resume) if resume is not None else [None] * len(cfgs)
     results: list[TrialResult | None] = [None] * len(cfgs)
     for idx in split_packs(cfgs):
@@ -45,10 +48,15 @@ def run_pack(cfgs: Sequence[TrialConfig], on_epoch: MemberEpoch | None = None,
         use = batched if batched is not None else choose_packed(group)
         if use:
             out = _run_batched(idx, cfgs, on_epoch, resume, dense_cache)
+            for i, r in zip(idx, out, strict=True):
+                results[i] = r
+                if on_result is not None:
+                    on_result(i, r)
         else:
-            out = [_run_member(i, cfgs[i], on_epoch, resume[i], dense_cache) for i in idx]
-        for i, r in zip(idx, out, strict=True):
-            results[i] = r
+            for i in idx:
+                results[i] = r = _run_member(i, cfgs[i], on_epoch, resume[i], dense_cache)
+                if on_result is not None:
+                    on_result(i, r)
     assert all(r is not None for r in results)
     return results  # type: ignore[return-value]
 

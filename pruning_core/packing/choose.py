@@ -24,6 +24,7 @@ from ..trials.trial import resolve_device
 from ..workloads.data import dataset_spec
 from ..workloads.models import create_model
 from .batched import StackedModels, train_step
+from .compat import pack_key
 from .optim import BatchedOptimizer
 
 
@@ -114,10 +115,23 @@ def measure_steps(cfgs: Sequence[TrialConfig], steps: int = 3, warmup: int = 1) 
 MIN_STEP_SPEEDUP = 1.25
 
 
+#: this process's answers of ``choose_packed`` with ``measure_steps``: (pack key, members,
+#: threads) -> batched. A sweep's actor runs many packs of one key; they share one timing.
+_CHOSEN: dict[tuple[str | None, int, int], bool] = {}
+
+
 def choose_packed(cfgs: Sequence[TrialConfig],
                   measure: Callable[[Sequence[TrialConfig]], StepTiming] = measure_steps,
                   min_speedup: float = MIN_STEP_SPEEDUP) -> bool:
-    """Whether to train this pack batched (True) or its members one at a time (False)."""
+    """Whether to train this pack batched (True) or its members one at a time (False).
+
+    With the default ``measure``, the answer for a pack key and size is measured once per
+    process (the step's shapes, device and loop are what the key fixes)."""
     if len(cfgs) < 2:
         return False
-    return decide(measure(cfgs), min_speedup)
+    if measure is not measure_steps:
+        return decide(measure(cfgs), min_speedup)
+    key = (pack_key(cfgs[0]), len(cfgs), torch.get_num_threads())
+    if key not in _CHOSEN:
+        _CHOSEN[key] = decide(measure(cfgs), min_speedup)
+    return _CHOSEN[key]

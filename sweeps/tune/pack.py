@@ -9,11 +9,14 @@ ids, and a member's index in its pack is fixed when the pack is sampled).
 
 What a pack's reports carry:
 
-- an epoch report of member ``i``: the same keys as an unpacked trial's epoch report, plus
-  ``pack_member: i``, and a checkpoint of the whole pack (:class:`PackState`);
-- once ``run_pack`` returns, one final report per member: the same keys as an unpacked trial's
-  final report (``final: True``), plus ``pack_member: i``, and a checkpoint in which that
-  member is done (a pack resumed after it trains only the members not yet reported).
+- an epoch report of member ``i`` (but its last, whose metrics the final report carries, as
+  for an unpacked trial): the same keys as an unpacked trial's epoch report, plus
+  ``pack_member: i``, and, at most every ``checkpoint_s`` seconds, a checkpoint of the whole
+  pack (:class:`PackState`);
+- as soon as ``run_pack`` knows a member's result (``on_result``), its final report: the same
+  keys as an unpacked trial's final report (``final: True``), plus ``pack_member: i``, and a
+  checkpoint in which that member is done (a pack resumed after it trains only the members not
+  yet reported). The member's W&B run is opened at its first epoch and finished here.
 
 Ray's schedulers stop whole Ray trials, so a pack refuses a scheduler (``space.problems``).
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -78,7 +82,7 @@ def run_pack_trial(
     epoch_metrics: Callable[[Any], dict[str, Any]],
     final_metrics: Callable[[Any, Any, Any], dict[str, Any]],
     report: Callable[[dict[str, Any], dict[str, Any] | None], None],
-    saved: dict[str, Any] | None,
+    saved: dict[str, Any] | None, checkpoint_s: float = 5.0,
 ) -> None:
     """Run one Ray trial's pack and report per member.
 
@@ -88,21 +92,51 @@ def run_pack_trial(
     ``wandb_log.TrialRun``); ``epoch_metrics(report)`` / ``final_metrics(result, last report,
     cfg)``: the report dicts an unpacked trial sends; ``report(metrics, state)`` sends one
     report with the pack's checkpoint ``state`` (None: none); ``saved``: the checkpoint
-    resumed from."""
+    resumed from; ``checkpoint_s``: the least time between two epoch checkpoints of the
+    pack."""
     n = len(member_configs)
     state = PackState(n, saved)
     todo = state.todo()
     ids = [member_id(trial_id, i) for i in range(n)]
     built = {i: build(dict(member_configs[i]), ids[i]) for i in todo}
-    runs = {i: live(ids[i], built[i][1]) for i in todo}
+    # a member's W&B run is opened at its first epoch and finished with its result, so a pack
+    # whose members run one after another holds one open run (with its system-metrics
+    # sampler) at a time, as unpacked trials do, not K for the whole pack
+    runs: dict[int, Any] = {}
     last: dict[int, Any] = {}
+
+    def run_of(i: int) -> Any:
+        if i not in runs:
+            runs[i] = live(ids[i], built[i][1])
+        return runs[i]
+
+    clock = [time.monotonic()]
 
     def on_epoch(k: int, epoch_report: Any) -> None:
         i = todo[k]
         last[i] = epoch_report
-        runs[i].log(epoch_report.metrics, epoch_report.epoch)
+        run_of(i).log(epoch_report.metrics, epoch_report.epoch)
         state.states[i] = epoch_report.checkpoint()
-        report({**epoch_metrics(epoch_report), PACK_MEMBER: i}, state.saved())
+        # as an unpacked trial: the last epoch's metrics go out with the final report
+        if epoch_report.epoch == epoch_report.total_epochs:
+            return
+        # the pack's checkpoint holds every member: saved at most every checkpoint_s, not with
+        # every member's report (K reports of K states each round); a pack resumed from an
+        # older checkpoint re-trains those epochs, as an unpacked trial killed mid-epoch does
+        now = time.monotonic()
+        keep = now - clock[0] >= checkpoint_s
+        if keep:
+            clock[0] = now
+        report({**epoch_metrics(epoch_report), PACK_MEMBER: i},
+               state.saved() if keep else None)
+
+    def on_result(k: int, result: Any) -> None:
+        i = todo[k]
+        final = {**final_metrics(result, last.get(i), built[i][0]), PACK_MEMBER: i}
+        run_of(i).finish(summary={**final, "status": result.status})
+        state.done[i] = final
+        state.states[i] = None
+        report(final, state.saved())
 
     cfgs = [built[i][0] for i in todo]
     resume = [state.states[i] for i in todo]
@@ -110,24 +144,16 @@ def run_pack_trial(
         if run_fn is None:
             from pruning_core.packing import run_pack
 
-            results = run_pack(cfgs, on_epoch=on_epoch, resume=resume, **extra)
+            run_pack(cfgs, on_epoch=on_epoch, resume=resume, on_result=on_result, **extra)
         else:  # a per-trial run function (fault injection, benchmarks): members in turn
-            results = []
             for k, cfg in enumerate(cfgs):
-                results.append(run_fn(cfg, on_epoch=lambda r, k=k: on_epoch(k, r),
-                                      resume=resume[k]))
+                on_result(k, run_fn(cfg, on_epoch=lambda r, k=k: on_epoch(k, r),
+                                    resume=resume[k]))
     except BaseException as exc:
         code = 0 if isinstance(exc, SystemExit) and not exc.code else 1
         for run in runs.values():
-            run.finish(exit_code=code)
+            run.finish(exit_code=code)  # a finished run's finish does nothing
         raise
-    for k, result in enumerate(results):
-        i = todo[k]
-        final = {**final_metrics(result, last.get(i), built[i][0]), PACK_MEMBER: i}
-        runs[i].finish(summary={**final, "status": result.status})
-        state.done[i] = final
-        state.states[i] = None
-        report(final, state.saved())
 
 
 def save_state(state: dict[str, Any], d: str, name: str) -> None:

@@ -23,6 +23,9 @@ FIXED = {"seed": 0, "model": {"name": "cnn1d"},
          "train": {"epochs": 2, "optimizer": "adam", "lr": 0.01, "device": "cpu"}}
 METRICS = ("test_accuracy", "test_loss", "train_loss", "sparsity", "params_kept", "flops",
            "last_epoch", "status")
+#: metric -> (relative, absolute) tolerance where the pack trains batched (1000 test examples)
+TOLERANT = {"test_accuracy": (0.0, 1e-3 + 1e-9), "test_loss": (1e-4, 0.0),
+            "train_loss": (1e-4, 0.0)}
 
 
 def _space(tmp: Path, name: str, pack: int, **kw: object) -> dict:
@@ -62,9 +65,15 @@ def test_packed_sweep_equals_the_unpacked_sweep_config_by_config(tmp_path: Path,
     a = TrialStore(solo.results_dir).dataframe().set_index(key).sort_index()
     b = TrialStore(packed.results_dir).dataframe().set_index(key).sort_index()
     assert list(a.index) == list(b.index) and b.index.is_unique  # each config once
+    # `budget.pack: 2` leaves the choice to `choose_packed`, which times steps: where it batches,
+    # losses agree to float tolerance and accuracy within one test example (docs/packing.md,
+    # Exactness); one member after another, they are equal
     for m in METRICS:
         for x, y in zip(a[m], b[m], strict=True):
-            assert x == y or (isinstance(x, float) and math.isnan(x) and math.isnan(y)), m
+            if m in TOLERANT:
+                assert math.isclose(x, y, rel_tol=TOLERANT[m][0], abs_tol=TOLERANT[m][1]), m
+            else:
+                assert x == y or (isinstance(x, float) and math.isnan(x) and math.isnan(y)), m
     assert (b["status"] == "ok").all()
     # ids: two Ray trials, two members each, unique, '<ray trial id>-m<i>'
     ids = sorted(b["trial_id"])
