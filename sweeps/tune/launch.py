@@ -35,7 +35,8 @@ from sweeps.tune.trainable import (
     RunFn,
     make_trainable,
 )
-from sweeps.tune.wandb_log import WandbSink, target_for
+from sweeps.tune.wandb_log import target_for
+from sweeps.tune.wandb_sink import WandbSink
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from ray.tune.experiment import Trial
 
     from sweeps.tune.space import SearchSpace
-    from sweeps.tune.wandb_log import WandbSink
+    from sweeps.tune.wandb_sink import WandbSink
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@
   summary, ``finish()`` at the end (exit code 1 if the trial raised). Any W&B failure (init
   raising, a full disk, a killed wandb-core) is logged once and the trial goes on without W&B.
 * **End of the sweep** (:class:`WandbSink`, ``wandb_sink.py``, in the driver, run by writer
-  *processes*; it still imports from here): every
+  *processes*): every
   trial's run gets ``pareto`` (bool), ``front_rank`` (non-dominated sorting rank over the sweep's
   ``ok`` trials, 0 = the front; absent for a trial that is not ranked) and the sweep's
   ``hypervolume`` in its summary (``wandb.init(id=..., resume="must")`` + ``summary.update``),
@@ -299,17 +299,3 @@ def _missing(v: Any) -> bool:
         except (TypeError, ValueError):
             return False
     return False
-
-
-def __getattr__(name: str) -> Any:
-    """The driver side lives in ``wandb_sink.py``; its names still import from here (lazily:
-    a writer process imports ``wandb_sink`` first, and that module imports this one)."""
-    if name in _SINK_NAMES:
-        from sweeps.tune import wandb_sink
-
-        return getattr(wandb_sink, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-_SINK_NAMES = frozenset({"WandbSink", "WRITERS", "PARENT_POLL_S", "EXIT_GRACE_S",
-                         "die_with_parent"})

@@ -65,7 +65,7 @@ def test_wandb_writers_and_resource_tracker_die_with_the_driver(tmp_path: Path) 
     mark = uuid.uuid4().hex
     proc = _driver(f"""
         import time
-        from sweeps.tune.wandb_log import WandbSink
+        from sweeps.tune.wandb_sink import WandbSink
         sink = WandbSink("s", "p", {str(tmp_path)!r}, mode="offline")
         time.sleep(1.0)  # the writers are up, blocked on the empty queue
         print("ready", flush=True)

@@ -19,7 +19,8 @@ import pytest
 from sweeps.results.store import TrialStore
 from sweeps.tune.launch import run_sweep
 from sweeps.tune.space import parse_space
-from sweeps.tune.wandb_log import TrialRun, WandbSink, WandbTarget, front_ranks, sweep_flags
+from sweeps.tune.wandb_log import TrialRun, WandbTarget, front_ranks, sweep_flags
+from sweeps.tune.wandb_sink import WandbSink
 
 from .conftest import offline_run_id
 
