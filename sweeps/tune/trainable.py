@@ -19,6 +19,7 @@ import socket
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,51 @@ def report_retrying(report: Callable[[], None], budget_s: float,
             wait = min(wait * RETRY_GROWTH, RETRY_MAX_S)
 
 
+@dataclass(frozen=True)
+class TrialSettings:
+    """What every trial of a sweep shares (``make_trainable``'s arguments), and the steps a
+    solo trial and a pack member take alike: the trial config, the epoch and final metrics."""
+
+    base: dict[str, Any]
+    sweep: str
+    default_threads: int = 1
+    run_fn: RunFn | None = None
+    dense_dir: str | None = None
+    final_only: tuple[str, ...] = ()
+    wandb: WandbTarget | None = None
+    storage_retry_s: float = 120.0
+
+    def trial_config(self, sampled: dict[str, Any], trial_id: str) -> tuple[Any, dict[str, Any]]:
+        """The validated ``TrialConfig`` of a sampled config, and its dict (W&B's config)."""
+        data = trial_dict(self.base, sampled)
+        data.setdefault("tags", {}).update({"sweep": self.sweep, "trial_id": trial_id})
+        data.setdefault("train", {}).setdefault("threads", self.default_threads)
+        return load_trial_config(data), data
+
+    def epoch_metrics(self, report: Any, where: dict[str, Any]) -> dict[str, Any]:
+        """An epoch report's metrics: sizes, NaN for the final-only objectives, progress."""
+        progress = min(plan_progress(report.epoch, report.total_epochs), PLAN_SCALE - 1)
+        return {**{MEASURED + k: v for k, v in report.sizes.items()},
+                **dict.fromkeys(self.final_only, math.nan), **report.metrics,
+                PROGRESS: progress, **where}
+
+    def final(self, result: Any, cfg: Any, total_epochs: int | None) -> dict[str, Any]:
+        """A trial's final metrics: the plan's progress it reached (all of it when ``ok``)."""
+        final = final_metrics(result)
+        if cfg.metrics.similarity is None:
+            final.pop("similarity_mean")
+        if result.status == "ok":
+            final[PROGRESS] = PLAN_SCALE
+        elif total_epochs is not None:  # diverged part-way: the share it trained
+            final[PROGRESS] = plan_progress(result.epochs, total_epochs)
+        return final
+
+    def run_extras(self, trial_id: str, keep_weights: bool) -> dict[str, Any]:
+        # fault-injecting wrappers in tests take (cfg, on_epoch, resume) only
+        return {} if self.run_fn is not None else _run_extras(
+            self.dense_dir, self.sweep, trial_id, keep_weights)
+
+
 def make_trainable(
     base: dict[str, Any], sweep: str, default_threads: int = 1, run_fn: RunFn | None = None,
     dense_dir: str | None = None, final_only: tuple[str, ...] = (),
@@ -98,71 +144,63 @@ def make_trainable(
     ``storage_retry_s``: how long a report the results storage refuses is retried
     (``report_retrying``; ``budget.storage_retry_s``).
     """
+    settings = TrialSettings(base, sweep, default_threads, run_fn, dense_dir, final_only,
+                             wandb, storage_retry_s)
 
     def prunetune_trial(config: dict[str, Any]) -> None:
-        import ray
-        import torch
-        from ray import tune
-
-        run = run_fn
-        if run is None:
-            from pruning_core.trials.experiment import run
         if PACK_KEY in config:  # budget.pack > 1: several sampled configs (sweeps/tune/pack.py)
-            return _pack_trial(config, base, sweep, default_threads, run_fn, dense_dir,
-                               final_only, wandb, storage_retry_s)
-
-        data = trial_dict(base, config)
-        trial_id = tune.get_context().get_trial_id()
-        data.setdefault("tags", {}).update({"sweep": sweep, "trial_id": trial_id})
-        data.setdefault("train", {}).setdefault("threads", default_threads)
-        cfg = load_trial_config(data)
-
-        where = {
-            "node_id": ray.get_runtime_context().get_node_id(),
-            "hostname": socket.gethostname(),
-        }
-        resume = _resume_state()
-
-        plan: dict[str, int] = {}
-
-        def on_epoch(report: Any) -> None:
-            plan["total"] = report.total_epochs
-            live.log(report.metrics, report.epoch)
-            # The last epoch's metrics go out with the final report: a scheduler rung at the
-            # last epoch must not stop a trial that has finished training (and lose its result).
-            if report.epoch == report.total_epochs:
-                return
-            progress = min(plan_progress(report.epoch, report.total_epochs), PLAN_SCALE - 1)
-            metrics = {**{MEASURED + k: v for k, v in report.sizes.items()},
-                       **dict.fromkeys(final_only, math.nan), **report.metrics,
-                       PROGRESS: progress, **where}
-            with tempfile.TemporaryDirectory() as d:
-                torch.save(report.checkpoint(), Path(d, STATE_FILE))
-                report_retrying(lambda: tune.report(
-                    dict(metrics), checkpoint=tune.Checkpoint.from_directory(d)),
-                    storage_retry_s)
-
-        # fault-injecting wrappers in tests take (cfg, on_epoch, resume) only
-        extra = {} if run_fn is not None else _run_extras(
-            dense_dir, sweep, trial_id, cfg.metrics.keep_weights)
-        # W&B, live from this worker: one run per trial, every epoch as it ends (never raises)
-        live = TrialRun(wandb, trial_id, config=data)
-        try:
-            result = run(cfg, on_epoch=on_epoch, resume=resume, **extra)
-        except BaseException as exc:  # raised, or stopped by the scheduler (SystemExit(0))
-            live.finish(exit_code=0 if isinstance(exc, SystemExit) and not exc.code else 1)
-            raise
-        final = final_metrics(result)
-        if cfg.metrics.similarity is None:
-            final.pop("similarity_mean")
-        if result.status == "ok":
-            final[PROGRESS] = PLAN_SCALE
-        elif "total" in plan:  # diverged part-way: the share it trained
-            final[PROGRESS] = plan_progress(result.epochs, plan["total"])
-        live.finish(summary={**final, "status": result.status})
-        report_retrying(lambda: tune.report(final | where), storage_retry_s)
+            return _pack_trial(config, settings)
+        return _solo_trial(config, settings)
 
     return prunetune_trial
+
+
+def _where() -> dict[str, Any]:
+    import ray
+
+    return {"node_id": ray.get_runtime_context().get_node_id(),
+            "hostname": socket.gethostname()}
+
+
+def _solo_trial(config: dict[str, Any], s: TrialSettings) -> None:
+    """One sampled config: ``experiment.run`` with a report (and checkpoint) per epoch, its
+    live W&B run, and the final report."""
+    import torch
+    from ray import tune
+
+    run = s.run_fn
+    if run is None:
+        from pruning_core.trials.experiment import run
+    trial_id = tune.get_context().get_trial_id()
+    cfg, data = s.trial_config(config, trial_id)
+    where = _where()
+    plan: dict[str, int] = {}
+
+    def on_epoch(report: Any) -> None:
+        plan["total"] = report.total_epochs
+        live.log(report.metrics, report.epoch)
+        # The last epoch's metrics go out with the final report: a scheduler rung at the
+        # last epoch must not stop a trial that has finished training (and lose its result).
+        if report.epoch == report.total_epochs:
+            return
+        metrics = s.epoch_metrics(report, where)
+        with tempfile.TemporaryDirectory() as d:
+            torch.save(report.checkpoint(), Path(d, STATE_FILE))
+            report_retrying(lambda: tune.report(
+                dict(metrics), checkpoint=tune.Checkpoint.from_directory(d)),
+                s.storage_retry_s)
+
+    extra = s.run_extras(trial_id, cfg.metrics.keep_weights)
+    # W&B, live from this worker: one run per trial, every epoch as it ends (never raises)
+    live = TrialRun(s.wandb, trial_id, config=data)
+    try:
+        result = run(cfg, on_epoch=on_epoch, resume=_resume_state(), **extra)
+    except BaseException as exc:  # raised, or stopped by the scheduler (SystemExit(0))
+        live.finish(exit_code=0 if isinstance(exc, SystemExit) and not exc.code else 1)
+        raise
+    final = s.final(result, cfg, plan.get("total"))
+    live.finish(summary={**final, "status": result.status})
+    report_retrying(lambda: tune.report(final | where), s.storage_retry_s)
 
 
 def _resume_state() -> Any:
@@ -231,70 +269,36 @@ def final_metrics(result: Any) -> dict[str, Any]:
     }
 
 
-def _pack_trial(config: dict[str, Any], base: dict[str, Any], sweep: str, default_threads: int,
-                run_fn: RunFn | None, dense_dir: str | None, final_only: tuple[str, ...],
-                wandb: WandbTarget | None, storage_retry_s: float) -> None:
+def _pack_trial(config: dict[str, Any], s: TrialSettings) -> None:
     """One Ray trial of a pack (``sweeps/tune/pack.py``): its members through ``run_pack``,
     epoch and final reports per member, one live W&B run per member."""
-    import ray
     import torch
     from ray import tune
 
     from sweeps.tune.pack import PACK_MEMBER, report_with_state, run_pack_trial
 
     trial_id = tune.get_context().get_trial_id()
-    where = {"node_id": ray.get_runtime_context().get_node_id(),
-             "hostname": socket.gethostname()}
+    where = _where()
     saved = None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
             saved = torch.load(Path(d, STATE_FILE), weights_only=True)
 
-    def build(sampled: dict[str, Any], mid: str) -> tuple[Any, dict[str, Any]]:
-        data = trial_dict(base, sampled)
-        data.setdefault("tags", {}).update({"sweep": sweep, "trial_id": mid})
-        data.setdefault("train", {}).setdefault("threads", default_threads)
-        return load_trial_config(data), data
-
-    def epoch_metrics(report: Any) -> dict[str, Any]:
-        progress = min(plan_progress(report.epoch, report.total_epochs), PLAN_SCALE - 1)
-        return {**{MEASURED + k: v for k, v in report.sizes.items()},
-                **dict.fromkeys(final_only, math.nan), **report.metrics,
-                PROGRESS: progress, **where}
-
     def member_final(result: Any, last: Any, cfg: Any) -> dict[str, Any]:
-        final = final_metrics(result)
-        if cfg.metrics.similarity is None:
-            final.pop("similarity_mean")
-        if result.status == "ok":
-            final[PROGRESS] = PLAN_SCALE
-        elif last is not None:
-            final[PROGRESS] = plan_progress(result.epochs, last.total_epochs)
-        return final | where
+        return s.final(result, cfg, None if last is None else last.total_epochs) | where
 
     def send(metrics: dict[str, Any], d: str | None) -> None:
         report_retrying(lambda: tune.report(
             dict(metrics), checkpoint=None if d is None else tune.Checkpoint.from_directory(d)),
-            storage_retry_s)
+            s.storage_retry_s)
 
     report = report_with_state(send, STATE_FILE)
     if saved is not None:  # members a killed pack had finished: their finals again (idempotent)
-        import json as _json
-
         for k, v in sorted((saved.get("done") or {}).items(), key=lambda kv: int(kv[0])):
-            report({**_json.loads(v), PACK_MEMBER: int(k)}, None)
-    extra: dict[str, Any] = {}
-    if dense_dir and run_fn is None:
-        from pruning_core.trials.dense_cache import LocalDenseCache
-
-        if "://" in dense_dir and not dense_dir.startswith("file://"):
-            from sweeps.tune.dense_store import ObjectStoreDenseCache
-
-            extra["dense_cache"] = ObjectStoreDenseCache(dense_dir, sweep)
-        else:
-            extra["dense_cache"] = LocalDenseCache(dense_dir.removeprefix("file://"))
-    run_pack_trial(config[PACK_KEY], trial_id, build=build, run_fn=run_fn, extra=extra,
-                   live=lambda mid, data: TrialRun(wandb, mid, config=data),
-                   epoch_metrics=epoch_metrics, final_metrics=member_final, report=report,
-                   saved=saved)
+            report({**json.loads(v), PACK_MEMBER: int(k)}, None)
+    run_pack_trial(config[PACK_KEY], trial_id, build=s.trial_config, run_fn=s.run_fn,
+                   extra=s.run_extras(trial_id, keep_weights=False),
+                   live=lambda mid, data: TrialRun(s.wandb, mid, config=data),
+                   epoch_metrics=lambda report: s.epoch_metrics(report, where),
+                   final_metrics=member_final, report=report, saved=saved)
