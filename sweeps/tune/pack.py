@@ -94,29 +94,52 @@ def run_pack_trial(
     report with the pack's checkpoint ``state`` (None: none); ``saved``: the checkpoint
     resumed from; ``checkpoint_s``: the least time between two epoch checkpoints of the
     pack."""
-    n = len(member_configs)
-    state = PackState(n, saved)
+    state = PackState(len(member_configs), saved)
     todo = state.todo()
-    ids = [member_id(trial_id, i) for i in range(n)]
-    built = {i: build(dict(member_configs[i]), ids[i]) for i in todo}
-    # a member's W&B run is opened at its first epoch and finished with its result, so a pack
-    # whose members run one after another holds one open run (with its system-metrics
-    # sampler) at a time, as unpacked trials do, not K for the whole pack
-    runs: dict[int, Any] = {}
-    last: dict[int, Any] = {}
+    ids = [member_id(trial_id, i) for i in range(len(member_configs))]
+    members = _Members(state, todo, ids, {i: build(dict(member_configs[i]), ids[i]) for i in todo},
+                       live, epoch_metrics, final_metrics, report, checkpoint_s)
+    try:
+        _run_members([members.built[i][0] for i in todo], [state.states[i] for i in todo],
+                     run_fn, extra, members.on_epoch, members.on_result)
+    except BaseException as exc:
+        code = 0 if isinstance(exc, SystemExit) and not exc.code else 1
+        for run in members.runs.values():
+            run.finish(exit_code=code)  # a finished run's finish does nothing
+        raise
 
-    def run_of(i: int) -> Any:
-        if i not in runs:
-            runs[i] = live(ids[i], built[i][1])
-        return runs[i]
 
-    clock = [time.monotonic()]
+class _Members:
+    """A pack's members as ``run_pack`` reports them: each one's live W&B run, its epoch
+    reports (the pack's checkpoint at most every ``checkpoint_s``) and its final report."""
 
-    def on_epoch(k: int, epoch_report: Any) -> None:
-        i = todo[k]
-        last[i] = epoch_report
-        run_of(i).log(epoch_report.metrics, epoch_report.epoch)
-        state.states[i] = epoch_report.checkpoint()
+    def __init__(self, state: PackState, todo: list[int], ids: list[str],
+                 built: dict[int, tuple[Any, dict[str, Any]]],
+                 live: Callable[[str, dict[str, Any]], Any],
+                 epoch_metrics: Callable[[Any], dict[str, Any]],
+                 final_metrics: Callable[[Any, Any, Any], dict[str, Any]],
+                 report: Callable[[dict[str, Any], dict[str, Any] | None], None],
+                 checkpoint_s: float) -> None:
+        self.state, self.todo, self.ids, self.built = state, todo, ids, built
+        self.live, self.epoch_metrics, self.final_metrics = live, epoch_metrics, final_metrics
+        self.report, self.checkpoint_s = report, checkpoint_s
+        # a member's W&B run is opened at its first epoch and finished with its result, so a
+        # pack whose members run one after another holds one open run (with its system-metrics
+        # sampler) at a time, as unpacked trials do, not K for the whole pack
+        self.runs: dict[int, Any] = {}
+        self.last: dict[int, Any] = {}
+        self.clock = time.monotonic()
+
+    def run_of(self, i: int) -> Any:
+        if i not in self.runs:
+            self.runs[i] = self.live(self.ids[i], self.built[i][1])
+        return self.runs[i]
+
+    def on_epoch(self, k: int, epoch_report: Any) -> None:
+        i = self.todo[k]
+        self.last[i] = epoch_report
+        self.run_of(i).log(epoch_report.metrics, epoch_report.epoch)
+        self.state.states[i] = epoch_report.checkpoint()
         # as an unpacked trial: the last epoch's metrics go out with the final report
         if epoch_report.epoch == epoch_report.total_epochs:
             return
@@ -124,36 +147,34 @@ def run_pack_trial(
         # every member's report (K reports of K states each round); a pack resumed from an
         # older checkpoint re-trains those epochs, as an unpacked trial killed mid-epoch does
         now = time.monotonic()
-        keep = now - clock[0] >= checkpoint_s
+        keep = now - self.clock >= self.checkpoint_s
         if keep:
-            clock[0] = now
-        report({**epoch_metrics(epoch_report), PACK_MEMBER: i},
-               state.saved() if keep else None)
+            self.clock = now
+        self.report({**self.epoch_metrics(epoch_report), PACK_MEMBER: i},
+                    self.state.saved() if keep else None)
 
-    def on_result(k: int, result: Any) -> None:
-        i = todo[k]
-        final = {**final_metrics(result, last.get(i), built[i][0]), PACK_MEMBER: i}
-        run_of(i).finish(summary={**final, "status": result.status})
-        state.done[i] = final
-        state.states[i] = None
-        report(final, state.saved())
+    def on_result(self, k: int, result: Any) -> None:
+        i = self.todo[k]
+        final = {**self.final_metrics(result, self.last.get(i), self.built[i][0]),
+                 PACK_MEMBER: i}
+        self.run_of(i).finish(summary={**final, "status": result.status})
+        self.state.done[i] = final
+        self.state.states[i] = None
+        self.report(final, self.state.saved())
 
-    cfgs = [built[i][0] for i in todo]
-    resume = [state.states[i] for i in todo]
-    try:
-        if run_fn is None:
-            from pruning_core.packing import run_pack
 
-            run_pack(cfgs, on_epoch=on_epoch, resume=resume, on_result=on_result, **extra)
-        else:  # a per-trial run function (fault injection, benchmarks): members in turn
-            for k, cfg in enumerate(cfgs):
-                on_result(k, run_fn(cfg, on_epoch=lambda r, k=k: on_epoch(k, r),
-                                    resume=resume[k]))
-    except BaseException as exc:
-        code = 0 if isinstance(exc, SystemExit) and not exc.code else 1
-        for run in runs.values():
-            run.finish(exit_code=code)  # a finished run's finish does nothing
-        raise
+def _run_members(cfgs: list[Any], resume: list[Any], run_fn: Any, extra: dict[str, Any],
+                 on_epoch: Callable[[int, Any], None],
+                 on_result: Callable[[int, Any], None]) -> None:
+    """The members through ``run_pack``, or (a per-trial ``run_fn``: fault injection,
+    benchmarks) one after another."""
+    if run_fn is None:
+        from pruning_core.packing import run_pack
+
+        run_pack(cfgs, on_epoch=on_epoch, resume=resume, on_result=on_result, **extra)
+        return
+    for k, cfg in enumerate(cfgs):
+        on_result(k, run_fn(cfg, on_epoch=lambda r, k=k: on_epoch(k, r), resume=resume[k]))
 
 
 def save_state(state: dict[str, Any], d: str, name: str) -> None:
