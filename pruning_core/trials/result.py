@@ -90,7 +90,7 @@ class EpochReport:
     total_epochs: int  # training epochs in the whole plan (the last report has epoch == this)
     metrics: dict[str, float]
     _state: Callable[[], dict[str, Any]]
-    #: the network's size as it trains now (``_Trial.size_metrics``): what a trial stopped
+    #: the network's size as it trains now (``Trial.size_metrics``): what a trial stopped
     #: before its end keeps (FLOPs, parameters, target sparsity); not part of ``history``
     sizes: dict[str, float] = field(default_factory=dict)
 

@@ -173,12 +173,12 @@ def config_from_row(row: dict[str, Any]) -> dict[str, Any]:
 
 def _model(data: dict[str, Any], weights: Path) -> tuple[Any, Any]:
     from pruning_core.structured.compact_file import load_weights
-    from pruning_core.trials.experiment import _bundle
     from pruning_core.trials.registries import load_trial_config
+    from pruning_core.trials.trial import load_bundle
     from pruning_core.workloads.models import create_model
 
     cfg = load_trial_config(data)
-    bundle = _bundle(cfg)
+    bundle = load_bundle(cfg)
     model = create_model(cfg.model.name, bundle.input_shape, bundle.num_classes,
                          **cfg.model.options)
     load_weights(model, weights, cfg.model.weights_strict, field=str(weights))
