@@ -350,10 +350,6 @@ def _wandb_sink(space: SearchSpace, root: str) -> WandbSink | None:
                      space=space.model_dump(mode="json"), results=root)
 
 
-#: seconds between experiment snapshots synced to the results storage
-SNAPSHOT_SYNC_S = 5.0
-
-
 def _tuner(plan: SweepPlan, store: TrialStore, trainable: Any, *, resume: bool, scheduler: Any,
            seeds: Sequence[Any], reuse_actors: bool) -> tune.Tuner:
     """The restored Tuner (``resume``), or a new one on a fresh study; refuses to resume
@@ -381,9 +377,6 @@ def _tuner(plan: SweepPlan, store: TrialStore, trainable: Any, *, resume: bool, 
             name=EXPERIMENT, storage_path=root,
             failure_config=tune.FailureConfig(max_failures=space.budget.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=space.budget.keep_checkpoints),
-            # the experiment snapshot reaches the results storage within seconds (Ray's default
-            # is 5 minutes): a killed driver resumes from nearly where it was
-            sync_config=tune.SyncConfig(sync_period=SNAPSHOT_SYNC_S),
             # Ray's CSV and JSON per-trial logs, without its TensorBoard logger
             # (an fsync per result on the driver's loop; the rows are ours)
             callbacks=[LiveCallbacks(), *ray_loggers()], verbose=0,

@@ -38,12 +38,12 @@ class Budget(Strict):
     #: docs/sweeps.md, "Packs"); 1: one config per trial; ``auto``: the engine's choice of up
     #: to ``PACK_AUTO`` members. ``num_samples`` still counts sampled configs.
     pack: Annotated[int, Field(ge=1)] | Literal["auto"] = 1
-    #: checkpoints Ray keeps per trial; None (the default) keeps every one. Ray deletes a
+    #: checkpoints Ray keeps per trial (2, as before); null keeps every one. Ray deletes a
     #: trial's old checkpoints before its experiment snapshot reaches the results storage, so
     #: with a bound a driver killed in that window resumes a trial whose checkpoint is gone
-    #: (it ends ``error``: "Could not recover from checkpoint"); keeping all trades disk
-    #: (epochs x the trial's state) for a resume that always finds its checkpoint
-    keep_checkpoints: int | None = Field(None, ge=1)
+    #: (it ends ``error``: "Could not recover from checkpoint"); null trades disk (epochs x the
+    #: trial's state) for a resume that always finds its checkpoint
+    keep_checkpoints: int | None = Field(2, ge=1)
 
     def pack_size(self) -> int:
         """Members per Ray trial (``auto`` asks for ``PACK_AUTO``)."""

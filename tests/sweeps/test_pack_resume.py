@@ -19,7 +19,7 @@ SPACE = f"""\
 name: packkill
 objectives: [{{metric: test_accuracy, mode: max}}, {{metric: sparsity, mode: max}}]
 sampler: {{name: random, seed: 0}}
-budget: {{num_samples: {N}, max_concurrent: 2, pack: 2}}
+budget: {{num_samples: {N}, max_concurrent: 2, pack: 2, keep_checkpoints: null}}
 fixed:
   model: {{name: mlp}}
   data: {{name: digits}}
