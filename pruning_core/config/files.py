@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 from ..base.errors import ConfigError
+from ..base.flat import flatten  # noqa: F401  (pruning_core.config.flatten)
 
 
 def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
@@ -21,18 +22,6 @@ def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
             node[p] = nxt
         node = nxt
     node[parts[-1]] = value
-
-
-def flatten(d: dict[str, Any], prefix: str = "", sep: str = ".") -> dict[str, Any]:
-    """Nested dict -> ``{"a.b": v}``; lists and scalars are leaves."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{sep}{k}" if prefix else str(k)
-        if isinstance(v, dict) and v:
-            out.update(flatten(v, key, sep))
-        else:
-            out[key] = v
-    return out
 
 
 # ----------------------------------------------------------------------------- guarded YAML

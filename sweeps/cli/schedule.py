@@ -260,7 +260,7 @@ def apply_cmd(
         if data:
             overrides["data.name"] = data
         extra = apply_overrides({}, set_ or [])
-        from sweeps.results.flat import flatten
+        from pruning_core.base.flat import flatten
 
         overrides.update(flatten(extra))
         if trust_schedule:

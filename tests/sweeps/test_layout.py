@@ -133,7 +133,7 @@ def test_a_sweep_pickled_under_the_old_module_names_still_loads() -> None:
     # new since the split: no old name
     added_since = {"option_types", "screen", "driver_log", "plan_clock", "parts",
                    # the pareto / store / report split (issue 17)
-                   "aliases", "errors", "flat", "fronts", "objectives", "reader", "report_data",
+                   "aliases", "errors", "fronts", "objectives", "reader", "report_data",
                    "report_robustness", "report_rows",
                    "front_summary", "sources", "sql_sandbox", "statuses", "trial_files",
                    # space.py split (issue 17), the location resolver, the plan

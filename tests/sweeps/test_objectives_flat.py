@@ -7,8 +7,8 @@ import json
 import pytest
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from pruning_core.base.flat import flatten
 from sweeps.results.flags import chance_threshold, class_count, num_classes
-from sweeps.results.flat import flatten
 from sweeps.results.objectives import Objective, parse_objective
 
 

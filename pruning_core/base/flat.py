@@ -1,8 +1,8 @@
 """Nested mappings as dotted keys: ``{"prune": {"sparsity": 0.9}}`` -> ``{"prune.sparsity": 0.9}``.
 
-The one flatten of prunetune's sweeps: a config into a results row's ``config.*`` columns, a
-drawn configuration into names, overrides into dotted keys. Callers differ only in what they
-descend into and how a leaf is stored, which they pass in.
+The one flatten of prunetune: a config into a results row's ``config.*`` columns, a drawn
+configuration into names, overrides into dotted keys (``pruning_core.config.flatten`` is this).
+Callers differ only in what they descend into and how a leaf is stored, which they pass in.
 """
 
 from __future__ import annotations
