@@ -4,6 +4,7 @@ Optuna sampler cost at many trials.
     python benchmarks/bench_sweep.py --trials 200          # overhead, 2 CPUs
     python benchmarks/bench_sweep.py --sampler-trials 1000 # sampler cost only (--trials 0)
     python benchmarks/bench_sweep.py --trials 100 --pack 8 # also per member in packs of 8
+    python benchmarks/bench_sweep.py --trials 100 300      # also the marginal cost per trial
 
 Bare: the baseline of /work/shared/baselines/sweep_overhead.py with actor reuse (a trainable that
 reports once). Ours: ``run_sweep`` on the same kind of no-op trial (``run_fn`` returns at once;
@@ -115,9 +116,34 @@ def sampler_cost(n: int) -> dict[str, dict[str, float]]:
     return out
 
 
+def one_count(n: int, storage: str, args: argparse.Namespace) -> dict[str, float]:
+    """Seconds per trial of each mode at ``n`` trials (one Ray, modes in turn)."""
+    Path(storage).mkdir(parents=True)
+    out = {"bare_reuse_s_per_trial": bare(n, storage),
+           "ours_s_per_trial": ours(n, storage, "disabled")}
+    if args.wandb:
+        out["ours_wandb_offline_s_per_trial"] = ours(n, storage, "offline")
+    if args.pack > 1:
+        out[f"ours_pack{args.pack}_s_per_member"] = ours(n, storage, "disabled", args.pack)
+    print(f"trials={n} cpus={args.cpus} " + " ".join(f"{k}={v:.3f}" for k, v in out.items())
+          + f" ratio={out['ours_s_per_trial'] / out['bare_reuse_s_per_trial']:.2f}", flush=True)
+    return out
+
+
+def marginal(runs: dict[int, dict[str, float]]) -> dict[str, float]:
+    """Per mode, the seconds one more trial costs between the smallest and largest count:
+    ``(T(b) - T(a)) / (b - a)``; what a sweep pays once (Ray's workers starting, their torch
+    import, the end-of-sweep compaction) cancels out."""
+    a, b = min(runs), max(runs)
+    out = {k: (runs[b][k] * b - runs[a][k] * a) / (b - a) for k in runs[a]}
+    out["ratio"] = out["ours_s_per_trial"] / out["bare_reuse_s_per_trial"]
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--trials", type=int, default=200)
+    ap.add_argument("--trials", type=int, nargs="+", default=[200],
+                    help="trial counts; two or more also give the marginal cost per trial")
     ap.add_argument("--cpus", type=int, default=2)
     ap.add_argument("--sampler-trials", type=int, default=1000)
     ap.add_argument("--wandb", action="store_true",
@@ -128,29 +154,26 @@ def main() -> None:
     args = ap.parse_args()
     report: dict[str, object] = {"date": time.strftime("%Y-%m-%d"), "cpus": args.cpus,
                                  "cpu_count": os.cpu_count()}
+    args.trials = [n for n in args.trials if n > 0]
     if args.trials:
         import ray
 
         from sweeps.tune.launch import init_ray
 
         init_ray(None, num_cpus=args.cpus)
+        runs: dict[int, dict[str, float]] = {}
         with tempfile.TemporaryDirectory() as storage:
-            b = bare(args.trials, storage)
-            o = ours(args.trials, storage, "disabled")
-            line = (f"trials={args.trials} cpus={args.cpus} bare_reuse_s_per_trial={b:.3f} "
-                    f"ours_s_per_trial={o:.3f} ratio={o / b:.2f}")
-            if args.wandb:
-                w = ours(args.trials, storage, "offline")
-                line += f" ours_wandb_offline_s_per_trial={w:.3f}"
-                report["ours_wandb_offline_s_per_trial"] = w
-            if args.pack > 1:
-                m = ours(args.trials, storage, "disabled", args.pack)
-                line += f" ours_pack{args.pack}_s_per_member={m:.3f}"
-                report[f"ours_pack{args.pack}_s_per_member"] = m
+            for n in args.trials:
+                runs[n] = one_count(n, f"{storage}/{n}", args)
         ray.shutdown()
-        print(line, flush=True)
-        report.update(trials=args.trials, bare_reuse_s_per_trial=b, ours_s_per_trial=o,
-                      ratio=o / b)
+        first = runs[args.trials[0]]
+        report.update(trials=args.trials[0], **first,
+                      ratio=first["ours_s_per_trial"] / first["bare_reuse_s_per_trial"],
+                      counts={str(n): r for n, r in runs.items()})
+        if len(args.trials) > 1:
+            report["marginal"] = marginal(runs)
+            print("marginal s per extra trial (fixed costs cancel): " + " ".join(
+                f"{k}={v:.4f}" for k, v in report["marginal"].items()), flush=True)
     if args.sampler_trials:
         report["samplers"] = sampler_cost(args.sampler_trials)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -165,7 +165,8 @@ def compact(store: TrialFiles, rows_per_part: int = ROWS_PER_PART) -> Compaction
         log.warning("compaction leaves unreadable results file %s in place: %s", path, why)
     if table.num_rows:
         schema = _output_schema(store, table, infos)
-        missing = [f for f in schema if f.name not in table.column_names]
+        have = set(table.column_names)
+        missing = [f for f in schema if f.name not in have]
         for f in missing:
             table = table.append_column(f, pa.nulls(table.num_rows, f.type))
         table = table.select(schema.names).cast(schema)

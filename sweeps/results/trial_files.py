@@ -198,7 +198,8 @@ class TrialFiles:
         with self.fs.open_input_file(path) as f:  # ~3x faster than read_table on tiny files
             pf = pq.ParquetFile(f, pre_buffer=True)
             table = pf.read(use_threads=pf.metadata.num_rows > 10_000)
-        if schema_version(table.schema) < 2 or any(n not in table.column_names for n in BASE):
+        names = set(table.column_names)  # a property: a new list of every column per access
+        if schema_version(table.schema) < 2 or any(n not in names for n in BASE):
             table = upgrade(table)
         return table
 
