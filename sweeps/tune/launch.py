@@ -24,13 +24,14 @@ from pruning_core.config import MAX_THREADS
 from pruning_core.trials.registries import load_trial_config
 from sweeps.results.store import TrialStore, join_path
 from sweeps.tune.location import is_remote, is_uri, resolve
+from sweeps.tune.member_stops import start_board, stop_spec, sweep_scheduler
 from sweeps.tune.plan import SweepPlan, plan_sweep
 from sweeps.tune.plan_clock import plan_epochs as plan_epochs  # moved there; old name kept
 from sweeps.tune.plan_clock import scheduler_clock as scheduler_clock  # old name kept
 from sweeps.tune.ray_env import client_auth_defaults, fate_shared, loopback_only
 from sweeps.tune.recorder import Recorder
-from sweeps.tune.schedulers import make_scheduler
 from sweeps.tune.space import EPOCH_METRICS, SearchSpace
+from sweeps.tune.stop_client import StopSpec
 from sweeps.tune.trainable import (
     RunFn,
     make_trainable,
@@ -96,7 +97,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None,
 def _scheduler(space: SearchSpace, base: dict[str, Any]) -> Any:
     """``schedulers.make_scheduler`` for ``space`` over the fixed settings ``base`` (the name
     the scheduler was built under before it moved there)."""
-    return make_scheduler(SweepPlan(space, base, load_trial_config(base)))
+    return sweep_scheduler(SweepPlan(space, base, load_trial_config(base)))
 
 
 def _search(space: SearchSpace, storage: Any, sampler: Any = None) -> Any:
@@ -225,14 +226,15 @@ def default_threads(space: SearchSpace) -> int:
     return min(MAX_THREADS, max(1, int(space.resources.cpu)))
 
 
-def build_trainable(space: SearchSpace, run_fn: RunFn | None = None) -> Any:
+def build_trainable(space: SearchSpace, run_fn: RunFn | None = None,
+                    stops: StopSpec | None = None) -> Any:
     from ray import tune
 
     threads = default_threads(space)
     final_only = tuple(m for m in space.metrics if m not in EPOCH_METRICS)
     fn = make_trainable(space.base_config(), space.name, default_threads=threads, run_fn=run_fn,
                         dense_dir=dense_dir(space), final_only=final_only,
-                        storage_retry_s=space.budget.storage_retry_s,
+                        storage_retry_s=space.budget.storage_retry_s, stops=stops,
                         wandb=target_for(space.name, space.wandb.project, wandb_dir(space),
                                          space.wandb.mode, space.wandb.group,
                                          space.wandb.entity))
@@ -292,7 +294,7 @@ def run_sweep(
     root = results_root(space)
     store = TrialStore(root)
     # ASHA's rungs fit the fixed plan (also before anything starts); a resume keeps its own
-    scheduler = None if resume else make_scheduler(plan)
+    scheduler = None if resume else sweep_scheduler(plan)
     seeds = _warm_seeds(space, warm_start) if warm_start and not resume else []
     sink = _wandb_sink(space, root)
     recorder = Recorder(space.name, store, plan.base, sink=sink,
@@ -326,7 +328,10 @@ def _fit(space: SearchSpace, plan: SweepPlan, store: TrialStore, live: LiveCallb
         from sweeps.tune.dense_store import start_lock_service
 
         leases = start_lock_service(space.name)  # noqa: F841  (held: it lives with the job)
-    tuner = _tuner(plan, store, build_trainable(space, run_fn), resume=resume,
+    stops = stop_spec(plan)
+    if stops is not None:  # a packed sweep's early stopping: its members ask the board
+        board = start_board(space.name)  # noqa: F841  (held: it lives with the job)
+    tuner = _tuner(plan, store, build_trainable(space, run_fn, stops), resume=resume,
                    scheduler=scheduler, seeds=seeds, reuse_actors=reuse_actors)
     with live, _no_tensorboard():
         tuner.fit()

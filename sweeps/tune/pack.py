@@ -7,18 +7,25 @@ recorder writes one row per member (``recorder.Recorder``), each under its own t
 :func:`member_id` (``<ray trial id>-m<i>``), stable across ``--resume`` (Ray keeps its trial
 ids, and a member's index in its pack is fixed when the pack is sampled).
 
-What a pack's reports carry:
+What a pack reports, per member (:func:`expand` reads them back on the driver):
 
 - an epoch report of member ``i`` (but its last, whose metrics the final report carries, as
   for an unpacked trial): the same keys as an unpacked trial's epoch report, plus
-  ``pack_member: i``, and, at most every ``checkpoint_s`` seconds, a checkpoint of the whole
-  pack (:class:`PackState`);
-- as soon as ``run_pack`` knows a member's result (``on_result``), its final report: the same
-  keys as an unpacked trial's final report (``final: True``), plus ``pack_member: i``, and a
-  checkpoint in which that member is done (a pack resumed after it trains only the members not
-  yet reported). The member's W&B run is opened at its first epoch and finished here.
+  ``pack_member: i``;
+- when ``run_pack`` knows a member's result (``on_result``), its final report: the same keys
+  as an unpacked trial's final report (``final: True``), plus ``pack_member: i``; or, for a
+  member the sweep's scheduler stopped, its last epoch report again with ``member_stopped``
+  (the driver records it ``stopped_early``, the study ``PRUNED``). The member's W&B run is
+  opened at its first epoch and finished here.
 
-Ray's schedulers stop whole Ray trials, so a pack refuses a scheduler (``space.problems``).
+Member reports are sent together: one Tune report carries every member report since the last
+(:func:`batched_report`), sent when the pack's checkpoint is due (at most every
+``checkpoint_s``), when a member reaches a rung of the sweep's early stopping (it then waits
+for the driver's decision, ``member_stops.py``), and when the pack ends. A report carrying a
+final has a checkpoint (:class:`PackState`) in which that member is done, so a pack resumed
+after it trains only the members not yet reported; a pack killed before such a report
+re-trains those members from its last checkpoint, as an unpacked trial killed mid-epoch does.
+One Tune report per member cost what a whole trial costs (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -37,6 +44,34 @@ PACK_KEY = "__pack__"
 PACK_MEMBER = "pack_member"
 #: ``done`` in a pack's checkpoint: member index (str) -> its final report
 _DONE, _STATES = "done", "states"
+#: one Tune report of a pack: the member reports it carries (JSON text of their list)
+PACK_REPORTS = "pack_reports"
+#: a member the sweep's scheduler stopped early: its last epoch report, sent again with this
+STOPPED_FLAG = "member_stopped"
+#: the most member reports one Tune report carries
+MAX_BATCH = 256
+
+
+def expand(result: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The member reports one Tune report of a pack carries (``[result]`` for any other)."""
+    text = result.get(PACK_REPORTS)
+    if text is None:
+        return [dict(result)]
+    return list(json.loads(text))
+
+
+def batched_report(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One Tune report for several member reports: all of them under ``PACK_REPORTS``, and the
+    last one's keys at the top (Tune wants the searched metrics in every report; a pack trial's
+    ``last_result`` then reads as its last member's), without ``pack_member``."""
+    top = {k: v for k, v in reports[-1].items() if k not in (PACK_MEMBER, STOPPED_FLAG)}
+    return {**top, PACK_REPORTS: json.dumps(list(reports), default=_plain)}
+
+
+def _plain(value: Any) -> Any:
+    """JSON for the numpy / torch scalars a report may hold."""
+    item = getattr(value, "item", None)
+    return item() if callable(item) else str(value)
 
 
 def member_id(trial_id: str, i: int) -> str:
@@ -82,7 +117,7 @@ def run_pack_trial(
     epoch_metrics: Callable[[Any], dict[str, Any]],
     final_metrics: Callable[[Any, Any, Any], dict[str, Any]],
     report: Callable[[dict[str, Any], dict[str, Any] | None], None],
-    saved: dict[str, Any] | None, checkpoint_s: float = 5.0,
+    saved: dict[str, Any] | None, checkpoint_s: float = 5.0, stops: Any = None,
 ) -> None:
     """Run one Ray trial's pack and report per member.
 
@@ -92,16 +127,18 @@ def run_pack_trial(
     ``wandb_log.TrialRun``); ``epoch_metrics(report)`` / ``final_metrics(result, last report,
     cfg)``: the report dicts an unpacked trial sends; ``report(metrics, state)`` sends one
     report with the pack's checkpoint ``state`` (None: none); ``saved``: the checkpoint
-    resumed from; ``checkpoint_s``: the least time between two epoch checkpoints of the
-    pack."""
+    resumed from; ``checkpoint_s``: the least time between two checkpoints of the pack
+    (and so between two reports, but for rungs and the end); ``stops``: the sweep's early
+    stopping (``member_stops.StopClient``), or None."""
     state = PackState(len(member_configs), saved)
     todo = state.todo()
     ids = [member_id(trial_id, i) for i in range(len(member_configs))]
     members = _Members(state, todo, ids, {i: build(dict(member_configs[i]), ids[i]) for i in todo},
-                       live, epoch_metrics, final_metrics, report, checkpoint_s)
+                       live, epoch_metrics, final_metrics, report, checkpoint_s, stops)
     try:
         _run_members([members.built[i][0] for i in todo], [state.states[i] for i in todo],
                      run_fn, extra, members.on_epoch, members.on_result)
+        members.flush(keep=True)
     except BaseException as exc:
         code = 0 if isinstance(exc, SystemExit) and not exc.code else 1
         for run in members.runs.values():
@@ -110,8 +147,8 @@ def run_pack_trial(
 
 
 class _Members:
-    """A pack's members as ``run_pack`` reports them: each one's live W&B run, its epoch
-    reports (the pack's checkpoint at most every ``checkpoint_s``) and its final report."""
+    """A pack's members as ``run_pack`` reports them: each one's live W&B run, and its epoch
+    and final reports, queued and sent together (module doc)."""
 
     def __init__(self, state: PackState, todo: list[int], ids: list[str],
                  built: dict[int, tuple[Any, dict[str, Any]]],
@@ -119,15 +156,18 @@ class _Members:
                  epoch_metrics: Callable[[Any], dict[str, Any]],
                  final_metrics: Callable[[Any, Any, Any], dict[str, Any]],
                  report: Callable[[dict[str, Any], dict[str, Any] | None], None],
-                 checkpoint_s: float) -> None:
+                 checkpoint_s: float, stops: Any = None) -> None:
         self.state, self.todo, self.ids, self.built = state, todo, ids, built
         self.live, self.epoch_metrics, self.final_metrics = live, epoch_metrics, final_metrics
-        self.report, self.checkpoint_s = report, checkpoint_s
+        self.report, self.checkpoint_s, self.stops = report, checkpoint_s, stops
         # a member's W&B run is opened at its first epoch and finished with its result, so a
         # pack whose members run one after another holds one open run (with its system-metrics
         # sampler) at a time, as unpacked trials do, not K for the whole pack
         self.runs: dict[int, Any] = {}
-        self.last: dict[int, Any] = {}
+        self.last_report: dict[int, Any] = {}  # each member's last EpochReport
+        self.last: dict[int, dict[str, Any]] = {}  # and the metrics reported from it
+        self.pending: list[dict[str, Any]] = []
+        self.ended = False  # a final (or stopped) report is pending
         self.clock = time.monotonic()
 
     def run_of(self, i: int) -> Any:
@@ -135,46 +175,85 @@ class _Members:
             self.runs[i] = self.live(self.ids[i], self.built[i][1])
         return self.runs[i]
 
-    def on_epoch(self, k: int, epoch_report: Any) -> None:
+    def on_epoch(self, k: int, epoch_report: Any) -> bool:
+        """Queue member ``k``'s epoch report; True when the sweep's scheduler stops it."""
         i = self.todo[k]
-        self.last[i] = epoch_report
+        self.last_report[i] = epoch_report
         self.run_of(i).log(epoch_report.metrics, epoch_report.epoch)
         self.state.states[i] = epoch_report.checkpoint()
         # as an unpacked trial: the last epoch's metrics go out with the final report
         if epoch_report.epoch == epoch_report.total_epochs:
-            return
-        # the pack's checkpoint holds every member: saved at most every checkpoint_s, not with
-        # every member's report (K reports of K states each round); a pack resumed from an
-        # older checkpoint re-trains those epochs, as an unpacked trial killed mid-epoch does
-        now = time.monotonic()
-        keep = now - self.clock >= self.checkpoint_s
-        if keep:
-            self.clock = now
-        self.report({**self.epoch_metrics(epoch_report), PACK_MEMBER: i},
-                    self.state.saved() if keep else None)
+            return False
+        metrics = {**self.epoch_metrics(epoch_report), PACK_MEMBER: i}
+        self.last[i] = metrics
+        self.pending.append(metrics)
+        if self.stops is not None and self.stops.asks(self.ids[i], metrics):
+            token = self.stops.token()
+            self.pending[-1] = {**metrics, self.stops.ASK: token}
+            self.flush(keep=self._due())
+            return self.stops.stopped(token)
+        self.flush(keep=self._due(), only_if_due=True)
+        return False
 
     def on_result(self, k: int, result: Any) -> None:
         i = self.todo[k]
-        final = {**self.final_metrics(result, self.last.get(i), self.built[i][0]),
-                 PACK_MEMBER: i}
-        self.run_of(i).finish(summary={**final, "status": result.status})
+        if result.status == "stopped" and i in self.last:  # the sweep's scheduler stopped it
+            final = {**self.last[i], STOPPED_FLAG: True}
+            self.run_of(i).finish(exit_code=0)
+        else:
+            final = {**self.final_metrics(result, self.last_report.get(i), self.built[i][0]),
+                     PACK_MEMBER: i}
+            self.run_of(i).finish(summary={**final, "status": result.status})
         self.state.done[i] = final
         self.state.states[i] = None
-        self.report(final, self.state.saved())
+        self.pending.append(final)
+        self.ended = True
+        self.flush(keep=True, only_if_due=True)
+
+    def _due(self) -> bool:
+        return time.monotonic() - self.clock >= self.checkpoint_s
+
+    def flush(self, keep: bool, only_if_due: bool = False) -> None:
+        """Send the queued member reports as one Tune report, with the pack's checkpoint when
+        ``keep``. ``only_if_due``: only when the checkpoint is due (or the queue is full)."""
+        if not self.pending:
+            return
+        if only_if_due and not self._due() and len(self.pending) < MAX_BATCH:
+            return
+        reports, self.pending = self.pending, []
+        if keep or self.ended:  # a member's end goes out with a checkpoint where it is done
+            self.clock, self.ended = time.monotonic(), False
+            self.report(batched_report(reports), self.state.saved())
+        else:
+            self.report(batched_report(reports), None)
 
 
 def _run_members(cfgs: list[Any], resume: list[Any], run_fn: Any, extra: dict[str, Any],
-                 on_epoch: Callable[[int, Any], None],
+                 on_epoch: Callable[[int, Any], bool],
                  on_result: Callable[[int, Any], None]) -> None:
     """The members through ``run_pack``, or (a per-trial ``run_fn``: fault injection,
-    benchmarks) one after another."""
+    benchmarks) one after another, each stopped as ``run_pack`` stops one."""
     if run_fn is None:
         from pruning_core.packing import run_pack
 
         run_pack(cfgs, on_epoch=on_epoch, resume=resume, on_result=on_result, **extra)
         return
+    from pruning_core.packing import stopped_result
+    from pruning_core.packing.engine import StopMember
+
     for k, cfg in enumerate(cfgs):
-        on_result(k, run_fn(cfg, on_epoch=lambda r, k=k: on_epoch(k, r), resume=resume[k]))
+        last: list[Any] = []
+
+        def member_epoch(report: Any, k: int = k, last: list[Any] = last) -> None:
+            last[:] = [report]
+            if on_epoch(k, report):
+                raise StopMember
+
+        try:
+            result = run_fn(cfg, on_epoch=member_epoch, resume=resume[k])
+        except StopMember:
+            result = stopped_result(cfg, last[0])
+        on_result(k, result)
 
 
 def save_state(state: dict[str, Any], d: str, name: str) -> None:

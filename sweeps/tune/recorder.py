@@ -23,7 +23,14 @@ from sweeps.results.compaction import compact_quietly
 from sweeps.results.schema import HISTORY_FIELDS, PER_LAYER, sweep_schema
 from sweeps.results.schema import decoded as _decoded
 from sweeps.results.store import _TYPES, TrialStore
-from sweeps.tune.pack import PACK_MEMBER, member_id, member_ids, members
+from sweeps.tune.pack import (
+    PACK_MEMBER,
+    STOPPED_FLAG,
+    expand,
+    member_id,
+    member_ids,
+    members,
+)
 from sweeps.tune.schema_config import config_columns, space_config_types, types_of
 from sweeps.tune.trainable import FINAL_FLAG, MEASURED, RESULT_STATUS
 
@@ -95,8 +102,10 @@ class Recorder(tune.Callback):
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial,
                         result: dict[str, Any], **info: Any) -> None:
-        if result.get(PACK_MEMBER) is not None:  # a pack's member (sweeps/tune/pack.py)
-            self._member_result(trial, int(result[PACK_MEMBER]), result)
+        if members(trial.config) is not None:  # a pack's member reports (sweeps/tune/pack.py)
+            for report in expand(result):
+                if report.get(PACK_MEMBER) is not None:
+                    self._member_result(trial, int(report[PACK_MEMBER]), report)
             return
         if not result.get(FINAL_FLAG):  # the history a stopped trial keeps
             self._epochs.setdefault(trial.trial_id, []).append(
@@ -134,7 +143,8 @@ class Recorder(tune.Callback):
     def _member_result(self, trial: Trial, i: int, result: dict[str, Any]) -> None:
         mid = member_id(trial.trial_id, i)
         self._member_last[mid] = result
-        if result.get(FINAL_FLAG):  # the member is done: its row now
+        # the member is done (its final, or the scheduler stopped it: stopped_early): its row
+        if result.get(FINAL_FLAG) or result.get(STOPPED_FLAG):
             self.record(self._member(trial, i))
             self._member_done.add(mid)
         else:

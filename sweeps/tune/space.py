@@ -220,10 +220,6 @@ class SearchSpace(Strict):
             except ValueError as exc:
                 out.append((("sampler", "name"), str(exc)))
         out.extend(self._scheduler_problems())
-        if self.scheduler is not None and self.budget.pack != 1:
-            out.append((("budget", "pack"), f"pack: {self.budget.pack} cannot be used with "
-                        f"scheduler: {self.scheduler.name} (Ray's schedulers stop whole packs, "
-                        "not members); remove scheduler or set budget.pack: 1"))
         if self.budget.pack != 1 and fixed_value(self.fixed, "metrics.keep_weights") is True:
             out.append((("budget", "pack"), f"pack: {self.budget.pack} does not keep weights "
                         "(metrics.keep_weights: true); set budget.pack: 1 to keep them"))

@@ -28,7 +28,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from pruning_core.base.errors import ConfigError
 from sweeps.tune.location import is_remote, is_uri, resolve
-from sweeps.tune.pack import PACK_KEY, PACK_MEMBER, member_id
+from sweeps.tune.pack import PACK_KEY, PACK_MEMBER, STOPPED_FLAG, expand, member_id
 from sweeps.tune.screen import TRIAL_ID_ATTR, forget, mark_doomed, remember
 from sweeps.tune.space import SearchSpace
 from sweeps.tune.trainable import FINAL_FLAG, RESULT_STATUS
@@ -213,9 +213,15 @@ class StudySearch(OptunaSearch):
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         from optuna.exceptions import UpdateFinishedTrialError
 
-        if trial_id in getattr(self, "packs", {}):  # a member's final report: tell its result
-            if result.get(FINAL_FLAG) and result.get(PACK_MEMBER) is not None:
-                self.on_trial_complete(member_id(trial_id, int(result[PACK_MEMBER])), result)
+        if trial_id in getattr(self, "packs", {}):  # members' ends: tell each its own result
+            for report in expand(result):
+                if report.get(PACK_MEMBER) is None:
+                    continue
+                mid = member_id(trial_id, int(report[PACK_MEMBER]))
+                if report.get(FINAL_FLAG):
+                    self.on_trial_complete(mid, report)
+                elif report.get(STOPPED_FLAG):  # stopped early by the sweep's scheduler
+                    self.on_trial_complete(mid, None)
             return
         try:
             super().on_trial_result(trial_id, result)

@@ -29,6 +29,7 @@ from sweeps.tune.location import is_remote, local_path
 from sweeps.tune.pack import PACK_KEY
 from sweeps.tune.plan_clock import PLAN_SCALE, plan_progress
 from sweeps.tune.space_keys import trial_dict
+from sweeps.tune.stop_client import StopSpec
 from sweeps.tune.wandb_log import TrialRun, WandbTarget
 
 STATE_FILE = "state.pt"
@@ -94,6 +95,8 @@ class TrialSettings:
     final_only: tuple[str, ...] = ()
     wandb: WandbTarget | None = None
     storage_retry_s: float = 120.0
+    #: a packed sweep's early stopping (``member_stops.py``): where its members ask; None: none
+    stops: StopSpec | None = None
 
     def trial_config(self, sampled: dict[str, Any], trial_id: str) -> tuple[Any, dict[str, Any]]:
         """The validated ``TrialConfig`` of a sampled config, and its dict (W&B's config)."""
@@ -130,6 +133,7 @@ def make_trainable(
     base: dict[str, Any], sweep: str, default_threads: int = 1, run_fn: RunFn | None = None,
     dense_dir: str | None = None, final_only: tuple[str, ...] = (),
     wandb: WandbTarget | None = None, storage_retry_s: float = 120.0,
+    stops: StopSpec | None = None,
 ) -> Callable[[dict[str, Any]], None]:
     """Build the function Ray Tune runs per trial.
 
@@ -142,10 +146,11 @@ def make_trainable(
     reports carry them as NaN, since Ray Tune requires every searched metric in every report.
     ``wandb``: where each trial logs its live W&B run (``wandb_log.TrialRun``); None: no W&B.
     ``storage_retry_s``: how long a report the results storage refuses is retried
-    (``report_retrying``; ``budget.storage_retry_s``).
+    (``report_retrying``; ``budget.storage_retry_s``). ``stops``: a packed sweep's early
+    stopping per member (``member_stops.stop_spec``).
     """
     settings = TrialSettings(base, sweep, default_threads, run_fn, dense_dir, final_only,
-                             wandb, storage_retry_s)
+                             wandb, storage_retry_s, stops)
 
     def prunetune_trial(config: dict[str, Any]) -> None:
         if PACK_KEY in config:  # budget.pack > 1: several sampled configs (sweeps/tune/pack.py)
@@ -275,7 +280,8 @@ def _pack_trial(config: dict[str, Any], s: TrialSettings) -> None:
     import torch
     from ray import tune
 
-    from sweeps.tune.pack import PACK_MEMBER, report_with_state, run_pack_trial
+    from sweeps.tune.pack import PACK_MEMBER, batched_report, report_with_state, run_pack_trial
+    from sweeps.tune.stop_client import StopClient
 
     trial_id = tune.get_context().get_trial_id()
     where = _where()
@@ -294,11 +300,12 @@ def _pack_trial(config: dict[str, Any], s: TrialSettings) -> None:
             s.storage_retry_s)
 
     report = report_with_state(send, STATE_FILE)
-    if saved is not None:  # members a killed pack had finished: their finals again (idempotent)
-        for k, v in sorted((saved.get("done") or {}).items(), key=lambda kv: int(kv[0])):
-            report({**json.loads(v), PACK_MEMBER: int(k)}, None)
+    done = sorted((saved or {}).get("done", {}).items(), key=lambda kv: int(kv[0]))
+    if done:  # members a killed pack had finished: their finals again (idempotent), at once
+        report(batched_report([{**json.loads(v), PACK_MEMBER: int(k)} for k, v in done]), None)
     run_pack_trial(config[PACK_KEY], trial_id, build=s.trial_config, run_fn=s.run_fn,
                    extra=s.run_extras(trial_id, keep_weights=False),
                    live=lambda mid, data: TrialRun(s.wandb, mid, config=data),
                    epoch_metrics=lambda report: s.epoch_metrics(report, where),
-                   final_metrics=member_final, report=report, saved=saved)
+                   final_metrics=member_final, report=report, saved=saved,
+                   stops=None if s.stops is None else StopClient(s.stops))
