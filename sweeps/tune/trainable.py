@@ -282,6 +282,7 @@ def _pack_trial(config: dict[str, Any], s: TrialSettings) -> None:
 
     from sweeps.tune.pack import PACK_MEMBER, batched_report, report_with_state, run_pack_trial
     from sweeps.tune.stop_client import StopClient
+    from sweeps.tune.wandb_async import BackgroundRuns
 
     trial_id = tune.get_context().get_trial_id()
     where = _where()
@@ -303,9 +304,13 @@ def _pack_trial(config: dict[str, Any], s: TrialSettings) -> None:
     done = sorted((saved or {}).get("done", {}).items(), key=lambda kv: int(kv[0]))
     if done:  # members a killed pack had finished: their finals again (idempotent), at once
         report(batched_report([{**json.loads(v), PACK_MEMBER: int(k)} for k, v in done]), None)
-    run_pack_trial(config[PACK_KEY], trial_id, build=s.trial_config, run_fn=s.run_fn,
-                   extra=s.run_extras(trial_id, keep_weights=False),
-                   live=lambda mid, data: TrialRun(s.wandb, mid, config=data),
-                   epoch_metrics=lambda report: s.epoch_metrics(report, where),
-                   final_metrics=member_final, report=report, saved=saved,
-                   stops=None if s.stops is None else StopClient(s.stops))
+    # each member's live W&B run, written by a background thread (wandb_async.py)
+    runs = BackgroundRuns(s.wandb)
+    try:
+        run_pack_trial(config[PACK_KEY], trial_id, build=s.trial_config, run_fn=s.run_fn,
+                       extra=s.run_extras(trial_id, keep_weights=False), live=runs.open,
+                       epoch_metrics=lambda report: s.epoch_metrics(report, where),
+                       final_metrics=member_final, report=report, saved=saved,
+                       stops=None if s.stops is None else StopClient(s.stops))
+    finally:
+        runs.close()
