@@ -9,14 +9,15 @@ The demo space is changed in three ways, the same for every mode, and the JSON s
 - ``--trials`` sampled configs (default 64) instead of 16;
 - ``--epochs`` training epochs (default 2) instead of 40, so that five sweeps fit on a shared
   2-core machine;
-- no ``scheduler:`` (a pack refuses Ray schedulers, docs/sweeps.md "Packs"); every mode runs
-  every trial's whole plan.
+- no ``scheduler:`` (``--keep-scheduler`` keeps the demo's, which a packed sweep applies per
+  member, docs/sweeps.md "Packs"); every mode runs every trial's whole plan.
 
 Each mode runs in its own process (a fresh Ray), W&B offline as the demo does, results in a
 temporary directory that is deleted afterwards.
 
     python benchmarks/bench_pack_sweep.py                       # 64 trials, 2 epochs, 5 modes
     python benchmarks/bench_pack_sweep.py --trials 16 --packs 1 4 --epochs 1
+    python benchmarks/bench_pack_sweep.py --trials 16 --epochs 40 --keep-scheduler  # the demo
 
 Writes ``benchmarks/results/pack_sweep_cpu.json``.
 """
@@ -44,7 +45,8 @@ def space_dict(pack: str, args: argparse.Namespace, storage: str) -> dict[str, A
     import yaml
 
     data = yaml.safe_load(DEMO.read_text())
-    data.pop("scheduler", None)
+    if not args.keep_scheduler:
+        data.pop("scheduler", None)
     data["budget"] = {**data["budget"], "num_samples": args.trials,
                       "pack": pack if pack == "auto" else int(pack)}
     data["fixed"]["train"] = {**data["fixed"]["train"], "epochs": args.epochs}
@@ -99,6 +101,8 @@ def main() -> None:
     ap.add_argument("--wandb", default="offline", choices=["offline", "disabled"],
                     help="the demo's W&B mode (offline) or none")
     ap.add_argument("--out", default=str(RESULTS_DIR / "pack_sweep_cpu.json"))
+    ap.add_argument("--keep-scheduler", action="store_true",
+                    help="keep the demo's early stopping (decided per member in packs)")
     ap.add_argument("--one", metavar="PACK")
     args = ap.parse_args()
     if args.one:
@@ -123,7 +127,8 @@ def main() -> None:
                "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
                "space": str(DEMO.relative_to(ROOT)),
                "changes": {"num_samples": args.trials, "train.epochs": args.epochs,
-                           "scheduler": None, "data.train_limit": args.train_limit or None,
+                           "scheduler": "kept" if args.keep_scheduler else None,
+                           "data.train_limit": args.train_limit or None,
                            "wandb.mode": args.wandb},
                "args": vars(args), "rows": rows}
     path = Path(args.out)

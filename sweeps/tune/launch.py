@@ -298,7 +298,7 @@ def run_sweep(
     seeds = _warm_seeds(space, warm_start) if warm_start and not resume else []
     sink = _wandb_sink(space, root)
     recorder = Recorder(space.name, store, plan.base, sink=sink,
-                        num_samples=space.budget.num_samples, space=space)
+                        num_samples=space.budget.num_samples, space=space, background=True)
     live = LiveCallbacks.serving([recorder, *callbacks])
 
     from sweeps.tune.code_env import runtime_env
@@ -308,6 +308,7 @@ def run_sweep(
         _fit(space, plan, store, live, run_fn=run_fn, resume=resume, scheduler=scheduler,
              seeds=seeds, reuse_actors=reuse_actors)
     finally:
+        recorder.drain()  # rows still being written (a sweep that raised or was stopped)
         if sink is not None:
             sink.close()
         if started:
