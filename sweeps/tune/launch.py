@@ -230,11 +230,14 @@ def build_trainable(space: SearchSpace, run_fn: RunFn | None = None,
                     stops: StopSpec | None = None) -> Any:
     from ray import tune
 
+    from sweeps.tune.code_env import trust_env
+
     threads = default_threads(space)
     final_only = tuple(m for m in space.metrics if m not in EPOCH_METRICS)
     fn = make_trainable(space.base_config(), space.name, default_threads=threads, run_fn=run_fn,
                         dense_dir=dense_dir(space), final_only=final_only,
                         storage_retry_s=space.budget.storage_retry_s, stops=stops,
+                        trust=trust_env(),
                         wandb=target_for(space.name, space.wandb.project, wandb_dir(space),
                                          space.wandb.mode, space.wandb.group,
                                          space.wandb.entity))

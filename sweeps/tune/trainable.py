@@ -15,14 +15,16 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import socket
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pruning_core.base.code_trust import ALLOW_ENV, ROOTS_ENV
 from pruning_core.base.record import METRICS
 from pruning_core.trials.registries import load_trial_config
 from sweeps.tune.location import is_remote, local_path
@@ -48,6 +50,8 @@ MEASURED = "measured_"
 WEIGHTS_DIR = "weights"
 
 RunFn = Callable[..., Any]
+#: how each allowance variable joins its values (``pruning_core.base.code_trust``)
+_SEP = {ALLOW_ENV: ",", ROOTS_ENV: os.pathsep}
 
 log = logging.getLogger(__name__)
 #: backoff of a refused report: first wait, growth factor, longest wait (seconds)
@@ -97,9 +101,13 @@ class TrialSettings:
     storage_retry_s: float = 120.0
     #: a packed sweep's early stopping (``member_stops.py``): where its members ask; None: none
     stops: StopSpec | None = None
+    #: the driver's import allowances (``code_env.trust_env``), with the trainable: they reach
+    #: workers of a Ray the caller started before ``run_sweep`` (its runtime_env is theirs)
+    trust: tuple[tuple[str, str], ...] = ()
 
     def trial_config(self, sampled: dict[str, Any], trial_id: str) -> tuple[Any, dict[str, Any]]:
         """The validated ``TrialConfig`` of a sampled config, and its dict (W&B's config)."""
+        _apply_trust(self.trust)
         data = trial_dict(self.base, sampled)
         data.setdefault("tags", {}).update({"sweep": self.sweep, "trial_id": trial_id})
         data.setdefault("train", {}).setdefault("threads", self.default_threads)
@@ -133,7 +141,7 @@ def make_trainable(
     base: dict[str, Any], sweep: str, default_threads: int = 1, run_fn: RunFn | None = None,
     dense_dir: str | None = None, final_only: tuple[str, ...] = (),
     wandb: WandbTarget | None = None, storage_retry_s: float = 120.0,
-    stops: StopSpec | None = None,
+    stops: StopSpec | None = None, trust: Mapping[str, str] | None = None,
 ) -> Callable[[dict[str, Any]], None]:
     """Build the function Ray Tune runs per trial.
 
@@ -147,10 +155,11 @@ def make_trainable(
     ``wandb``: where each trial logs its live W&B run (``wandb_log.TrialRun``); None: no W&B.
     ``storage_retry_s``: how long a report the results storage refuses is retried
     (``report_retrying``; ``budget.storage_retry_s``). ``stops``: a packed sweep's early
-    stopping per member (``member_stops.stop_spec``).
+    stopping per member (``member_stops.stop_spec``). ``trust``: the driver's import
+    allowances (``code_env.trust_env``), applied in the worker before a config is read.
     """
     settings = TrialSettings(base, sweep, default_threads, run_fn, dense_dir, final_only,
-                             wandb, storage_retry_s, stops)
+                             wandb, storage_retry_s, stops, tuple(sorted((trust or {}).items())))
 
     def prunetune_trial(config: dict[str, Any]) -> None:
         if PACK_KEY in config:  # budget.pack > 1: several sampled configs (sweeps/tune/pack.py)
@@ -158,6 +167,17 @@ def make_trainable(
         return _solo_trial(config, settings)
 
     return prunetune_trial
+
+
+def _apply_trust(trust: tuple[tuple[str, str], ...]) -> None:
+    """The driver's allowances in this worker's environment (allowed packages: joined with the
+    worker's own; code roots: added), as ``code_env.runtime_env`` gives a Ray started by
+    ``run_sweep``. Only what the driver's user allowed (never a config)."""
+    for key, value in trust:
+        mine = [v for v in os.environ.get(key, "").split(_SEP[key]) if v]
+        add = [v for v in value.split(_SEP[key]) if v and v not in mine]
+        if add:
+            os.environ[key] = _SEP[key].join([*mine, *add])
 
 
 def _where() -> dict[str, Any]:
