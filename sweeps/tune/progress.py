@@ -25,6 +25,7 @@ from ray import tune
 from rich.table import Table
 
 from pruning_core.base.errors import ConfigError
+from sweeps.tune.pack import PACK_MEMBER, STOPPED_FLAG, expand, member_id, members
 from sweeps.tune.trainable import FINAL_FLAG, RESULT_STATUS
 
 if TYPE_CHECKING:
@@ -139,6 +140,8 @@ class Progress(tune.Callback):
         self.best: dict[str, tuple[float, str]] = {}
         #: trials Tune completed (ended on their own or stopped by a scheduler)
         self.completed: set[str] = set()
+        #: packs: Ray trial id -> {member id: (status, its last report)} of members that ended
+        self.member_ends: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {}
         #: the user stopped the sweep (SIGINT, Ctrl-C) while it ran
         self.user_stopped = False
         self._sigint: Any = None  # the handler this callback wraps, while it wraps one
@@ -154,6 +157,7 @@ class Progress(tune.Callback):
         self.__dict__.setdefault("completed", set())  # pickled by an older prunetune
         self.__dict__.setdefault("user_stopped", False)
         self.__dict__.setdefault("cut_short", False)
+        self.__dict__.setdefault("member_ends", {})
         self._sigint = None
         self._lock = threading.Lock()
         self.emit, self.clock = None, time.monotonic
@@ -202,9 +206,36 @@ class Progress(tune.Callback):
                        **info: Any) -> None:
         self._starts.setdefault(trial.trial_id, self.clock())
 
+    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial,
+                        result: dict[str, Any], **info: Any) -> None:
+        """A pack's members that ended in this report: counted, and a line each."""
+        if members(trial.config) is None:
+            return
+        ends = self.member_ends.setdefault(trial.trial_id, {})
+        for report in expand(result):
+            if report.get(PACK_MEMBER) is None:
+                continue
+            if report.get(FINAL_FLAG):
+                status = str(report.get(RESULT_STATUS, "ok"))
+            elif report.get(STOPPED_FLAG):
+                status = "stopped_early"
+            else:
+                continue
+            mid = member_id(trial.trial_id, int(report[PACK_MEMBER]))
+            if mid in ends:
+                continue  # a resumed pack sends its finished members again
+            ends[mid] = (status, report)
+            if self.emit is not None:
+                start = self._starts.get(trial.trial_id)
+                self.emit(trial_line(mid, status, report, self.metrics,
+                                     None if start is None else self.clock() - start))
+
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial,
                           **info: Any) -> None:
         self.completed.add(trial.trial_id)
+        if members(trial.config) is not None:  # its members had their lines
+            self._starts.pop(trial.trial_id, None)
+            return
         result = trial.last_result or {}
         status = str(result.get(RESULT_STATUS, "ok")) if result.get(FINAL_FLAG) \
             else "stopped_early"
@@ -216,6 +247,14 @@ class Progress(tune.Callback):
             return
         from sweeps.tune.recorder import _error_message
 
+        if members(trial.config) is not None:  # the members that had not ended
+            ends = self.member_ends.get(trial.trial_id, {})
+            for i in range(len(members(trial.config) or [])):
+                mid = member_id(trial.trial_id, i)
+                if mid not in ends:
+                    self.emit(trial_line(mid, "error", {}, self.metrics, None,
+                                         _error_message(trial)))
+            return
         self._trial_line(trial, "error", _error_message(trial))
 
     def _trial_line(self, trial: Trial, status: str, error: str | None = None) -> None:
@@ -229,26 +268,47 @@ class Progress(tune.Callback):
         counts: dict[str, int] = {}
         best: dict[str, tuple[float, str]] = {}
         for t in trials:
-            result = t.last_result or {}
-            if t.status == "TERMINATED":
-                key = str(result.get(RESULT_STATUS, "ok")) if result.get(FINAL_FLAG) \
-                    else "stopped_early" if t.trial_id in self.completed else "interrupted"
-            else:
-                key = t.status.lower()
-            counts[key] = counts.get(key, 0) + 1
-            if t.status == "TERMINATED" and result.get(FINAL_FLAG):
-                for m, mode in zip(self.metrics, self.modes, strict=True):
-                    v = result.get(m)
-                    if not isinstance(v, int | float) or not math.isfinite(v):
-                        continue
-                    cur = best.get(m)
-                    if cur is None or (v > cur[0] if mode == "max" else v < cur[0]):
-                        best[m] = (float(v), t.trial_id)
+            for key, result, tid in self._entries(t):
+                counts[key] = counts.get(key, 0) + 1
+                if result is not None:
+                    self._better(best, result, tid)
         with self._lock:
             self.counts, self.best = counts, best
         if self.emit is not None and self._ticker.due():
             self.emit(status_line(counts, best, self.metrics, self.modes, self.num_samples,
                                   self.clock() - self._mono_start))
+
+    def _entries(self, t: Trial) -> list[tuple[str, dict[str, Any] | None, str]]:
+        """What a Ray trial counts for: (status, its final report or None, id), once for an
+        unpacked trial, once per member for a pack."""
+        ms = members(t.config)
+        if ms is None:
+            result = t.last_result or {}
+            if t.status != "TERMINATED":
+                return [(t.status.lower(), None, t.trial_id)]
+            if result.get(FINAL_FLAG):
+                return [(str(result.get(RESULT_STATUS, "ok")), result, t.trial_id)]
+            done = "stopped_early" if t.trial_id in self.completed else "interrupted"
+            return [(done, None, t.trial_id)]
+        ends = self.member_ends.get(t.trial_id, {})
+        rest = t.status.lower() if t.status != "TERMINATED" else \
+            "stopped_early" if t.trial_id in self.completed else "interrupted"
+        out: list[tuple[str, dict[str, Any] | None, str]] = []
+        for i in range(len(ms)):
+            mid = member_id(t.trial_id, i)
+            status, report = ends.get(mid, (rest, None))
+            out.append((status, report if report and report.get(FINAL_FLAG) else None, mid))
+        return out
+
+    def _better(self, best: dict[str, tuple[float, str]], result: Mapping[str, Any],
+                tid: str) -> None:
+        for m, mode in zip(self.metrics, self.modes, strict=True):
+            v = result.get(m)
+            if not isinstance(v, int | float) or not math.isfinite(v):
+                continue
+            cur = best.get(m)
+            if cur is None or (v > cur[0] if mode == "max" else v < cur[0]):
+                best[m] = (float(v), tid)
 
     def renderable(self) -> Table:
         with self._lock:

@@ -149,3 +149,30 @@ def test_every_ended_status_counts_as_finished_in_the_table() -> None:
     table = p.renderable()
     cells = {c.header: next(iter(c.cells)) for c in table.columns}
     assert cells["doomed"] == "1" and cells["ok"] == "1" and cells["running"] == "1"
+
+
+def test_a_packs_members_count_and_print_as_trials() -> None:
+    from sweeps.tune.pack import PACK_KEY, PACK_MEMBER, STOPPED_FLAG, batched_report
+
+    clock, lines = Clock(), []
+    p = Progress("s", 4, ["test_accuracy"], ["max"], emit=lines.append, interval=1, clock=clock)
+    pack = Trial("prunetune_trial", stub=True, config={PACK_KEY: [{}, {}, {}]},
+                 trial_id="pppp0001")
+    pack.set_status(Trial.RUNNING)
+    p.on_trial_start(iteration=0, trials=[pack], trial=pack)
+    clock.now += 3
+    p.on_trial_result(iteration=1, trials=[pack], trial=pack, result=batched_report([
+        {"test_accuracy": 0.4, "epoch": 1, PACK_MEMBER: 0},  # an epoch: no line
+        {"test_accuracy": 0.2, "epoch": 1, PACK_MEMBER: 1, STOPPED_FLAG: True},
+        {"test_accuracy": 0.9, FINAL_FLAG: True, RESULT_STATUS: "ok", PACK_MEMBER: 0}]))
+    assert lines == ["[prunetune] trial pppp0001-m1 stopped_early test_accuracy=0.2 "
+                     "elapsed=3.0s",
+                     "[prunetune] trial pppp0001-m0 ok test_accuracy=0.9 elapsed=3.0s"]
+    p.on_step_end(iteration=2, trials=[pack])
+    assert p.counts == {"ok": 1, "stopped_early": 1, "running": 1}
+    assert p.best == {"test_accuracy": (0.9, "pppp0001-m0")}  # a stopped member's is not final
+    assert lines[-1].startswith("[prunetune] status 2/4 done (1 ok, 1 stopped_early), "
+                                "1 running, 1 pending")
+    pack.set_status(Trial.TERMINATED)
+    p.on_trial_complete(iteration=3, trials=[pack], trial=pack)
+    assert len(lines) == 3  # no line for the pack itself
