@@ -141,6 +141,11 @@ def run_pack_trial(
         members.flush(keep=True)
     except BaseException as exc:
         code = 0 if isinstance(exc, SystemExit) and not exc.code else 1
+        if isinstance(exc, Exception):  # the pack raised: what ended so far is still told
+            try:
+                members.flush(keep=True)
+            except Exception:  # the report itself failing: the pack's retry re-runs them
+                pass
         for run in members.runs.values():
             run.finish(exit_code=code)  # a finished run's finish does nothing
         raise

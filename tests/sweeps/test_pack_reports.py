@@ -147,3 +147,27 @@ def test_run_pack_gives_each_result_as_soon_as_it_is_known() -> None:
     again = run_pack(cfgs, on_result=lambda i, r: got.setdefault(i, r), batched=True)
     assert sorted(got) == [0, 1] and [got[0], got[1]] == again
     assert [r.status for r in results] == ["ok", "ok"]
+
+
+def test_a_pack_that_raises_still_sends_the_members_that_ended() -> None:
+    cfgs = [config(train__epochs=2), config(train__epochs=2, seed=1)]
+    reports: list[tuple[dict, Any]] = []
+
+    def run_or_fail(cfg: Any, on_epoch: Any = None, resume: Any = None) -> Any:
+        if cfg.seed == 1:
+            raise RuntimeError("member 1 broke")
+        return run(cfg, on_epoch=on_epoch, resume=resume)
+
+    try:
+        run_pack_trial(
+            [{} for _ in cfgs], "t", build=lambda d, mid: (cfgs[int(mid[-1])], {}),
+            run_fn=run_or_fail, extra={}, live=lambda mid, d: Recorder([], mid, set()),
+            epoch_metrics=lambda r: {"epoch": r.epoch},
+            final_metrics=lambda res, last, cfg: {"final": True, "status": res.status},
+            report=lambda m, s: reports.append((m, s)), saved=None, checkpoint_s=1e9)
+    except RuntimeError:
+        pass
+    else:
+        raise AssertionError("the pack's error was swallowed")
+    assert _sent(reports) == [(1, 0), ("final", 0)]
+    assert PackState(2, reports[-1][1]).todo() == [1]  # a retry trains member 1 only
