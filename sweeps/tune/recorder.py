@@ -169,7 +169,8 @@ class Recorder(tune.Callback):
             self._member_done.add(mid)
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
-        self.drain()  # the rows written so far, before the store is read
+        self.drain()  # the rows written so far, before the store is read; the rows written
+        self.background = False  # from here on (interrupted trials) are written at once
         known = {m for t in trials for m in member_ids(t.trial_id, t.config)}
         # Rows of finished trials the (restored) experiment state knows, written if missing.
         # Those still running when the experiment stopped (Ctrl-C, time budget) were ended by

@@ -6,12 +6,25 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from sweeps.tune.wandb_async import BackgroundRuns
 from sweeps.tune.wandb_log import TrialRun, WandbTarget
 
 from .test_wandb_live import runs_by_id
+
+
+@pytest.fixture(autouse=True)
+def _own_wandb_service() -> Iterator[None]:
+    """This process's wandb service is started here from a thread: torn down after each test,
+    so later tests that look for (or kill) their own wandb-core find this process as before."""
+    yield
+    import wandb
+
+    wandb.teardown()
 
 
 def test_members_runs_are_written_in_order_by_the_thread(tmp_path: Path) -> None:
