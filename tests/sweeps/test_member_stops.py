@@ -109,3 +109,35 @@ def test_packed_sweep_stops_members_not_packs(tmp_path: Path, ray_local: None) -
     states = {t.user_attrs["trial_id"]: t.state for t in study.trials}
     assert {states[r["trial_id"]] for r in stopped} == {TrialState.PRUNED}
     assert {states[r["trial_id"]] for r in by_status["ok"]} == {TrialState.COMPLETE}
+
+
+def test_asha_rule_decides_as_rays_asha_where_no_report_skips_a_rung() -> None:
+    """Against Ray's own ``ASHAScheduler`` (public API, stub trials): the same decisions on a
+    seeded stream of reports that each reach one new rung; fails loudly if Ray's rule changes."""
+    import random
+
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import ASHAScheduler
+
+    ray_asha = ASHAScheduler(time_attr="t", metric="acc", mode="max", max_t=8,
+                             grace_period=1, reduction_factor=2)
+    ours = _rule()
+    rng = random.Random(0)
+    trials = {f"t{i:02d}": Trial("prunetune_trial", stub=True, trial_id=f"t{i:02d}")
+              for i in range(24)}
+    for t in trials.values():
+        ray_asha.on_trial_add(None, t)
+    alive = dict(trials)
+    decisions = []
+    for step in (1, 2, 4, 8):
+        went_on = {}
+        for tid in sorted(alive):
+            result = {"t": step, "acc": rng.random()}
+            theirs = ray_asha.on_trial_result(None, alive[tid], result)
+            mine = ours.decide(tid, {}, result)
+            assert mine == theirs, (tid, step, result)
+            decisions.append(mine)
+            if mine == GO:
+                went_on[tid] = alive[tid]
+        alive = went_on
+    assert STOP in decisions and GO in decisions  # the stream exercised both
