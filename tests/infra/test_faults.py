@@ -48,7 +48,7 @@ SPACE = """\
 name: {name}
 objectives: [{{metric: test_accuracy, mode: max}}]
 sampler: {{name: random, seed: 0}}
-budget: {{num_samples: {n}, max_concurrent: 2, max_failures: 2}}
+budget: {{num_samples: {n}, max_concurrent: 2, max_failures: {max_failures}}}
 resources: {{cpu: 1}}
 fixed:
   model: {{name: mlp, options: {{hidden: [32]}}}}
@@ -76,11 +76,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, s3_server: S3Server) -> It
         assert not left, f"processes of the cluster outlived it: {left}"
 
 
-def space_file(d: Path, s3: S3Server, name: str, epochs: int = 4) -> tuple[Path, str]:
+def space_file(d: Path, s3: S3Server, name: str, epochs: int = 4,
+               max_failures: int = 2) -> tuple[Path, str]:
     d.mkdir(parents=True, exist_ok=True)
     uri = s3.uri(f"runs/{name}")
     path = write_space(d / "space.yaml", SPACE.format(name=name, n=NUM_SAMPLES, epochs=epochs,
-                                                       storage=uri))
+                                                       storage=uri, max_failures=max_failures))
     return path, uri
 
 
@@ -207,7 +208,9 @@ def test_worker_node_killed_mid_sweep_trials_retried_elsewhere(
         tmp_path: Path, cluster: Cluster, s3_server: S3Server) -> None:
     ids = cluster.node_ids()
     assert set(ids) == {"head", "worker1", "worker2"}, ids
-    space, uri = space_file(tmp_path, s3_server, "nodekill", epochs=6)
+    # Tune may place a retry on the killed node before Ray has marked it dead (each such try
+    # is one more failure: seen once in CI as an `error` row with 2 allowed): room for those
+    space, uri = space_file(tmp_path, s3_server, "nodekill", epochs=6, max_failures=5)
     proc = cli("sweep", str(space), "--address", cluster.address, cwd=tmp_path,
                env_extra=client_env(cluster))
     try:
