@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from sweeps.tune.pack import PACK_MEMBER, STOPPED_FLAG, expand, member_id, members
+from sweeps.tune.pack import STOPPED_FLAG, member_reports, members
 from sweeps.tune.plan_clock import scheduler_clock
 from sweeps.tune.schedulers import make_scheduler
 from sweeps.tune.stop_client import ASK, StopSpec, board_name
@@ -127,13 +127,11 @@ class MemberStopper(FIFOScheduler):
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
         configs = members(trial.config)
-        for report in expand(result):
-            if configs is None or report.get(PACK_MEMBER) is None:
-                continue
-            i = int(report[PACK_MEMBER])
+        if configs is None:
+            return TrialScheduler.CONTINUE
+        for mid, i, report in member_reports(trial.trial_id, result):
             if report.get(STOPPED_FLAG):
                 continue
-            mid = member_id(trial.trial_id, i)
             decision = self.rule.decide(mid, configs[i], report)
             token = report.get(ASK)
             if decision == TrialScheduler.STOP:

@@ -60,6 +60,13 @@ def expand(result: Mapping[str, Any]) -> list[dict[str, Any]]:
     return list(json.loads(text))
 
 
+def member_reports(trial_id: str, result: Mapping[str, Any],
+                   ) -> list[tuple[str, int, dict[str, Any]]]:
+    """(member id, member index, report) of each member report a pack's Tune report carries."""
+    return [(member_id(trial_id, int(r[PACK_MEMBER])), int(r[PACK_MEMBER]), r)
+            for r in expand(result) if r.get(PACK_MEMBER) is not None]
+
+
 def batched_report(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """One Tune report for several member reports: all of them under ``PACK_REPORTS``, and the
     last one's keys at the top (Tune wants the searched metrics in every report; a pack trial's

@@ -25,7 +25,7 @@ from ray import tune
 from rich.table import Table
 
 from pruning_core.base.errors import ConfigError
-from sweeps.tune.pack import PACK_MEMBER, STOPPED_FLAG, expand, member_id, members
+from sweeps.tune.pack import STOPPED_FLAG, member_id, member_reports, members
 from sweeps.tune.trainable import FINAL_FLAG, RESULT_STATUS
 
 if TYPE_CHECKING:
@@ -212,16 +212,13 @@ class Progress(tune.Callback):
         if members(trial.config) is None:
             return
         ends = self.member_ends.setdefault(trial.trial_id, {})
-        for report in expand(result):
-            if report.get(PACK_MEMBER) is None:
-                continue
+        for mid, _, report in member_reports(trial.trial_id, result):
             if report.get(FINAL_FLAG):
                 status = str(report.get(RESULT_STATUS, "ok"))
             elif report.get(STOPPED_FLAG):
                 status = "stopped_early"
             else:
                 continue
-            mid = member_id(trial.trial_id, int(report[PACK_MEMBER]))
             if mid in ends:
                 continue  # a resumed pack sends its finished members again
             ends[mid] = (status, report)
@@ -247,9 +244,10 @@ class Progress(tune.Callback):
             return
         from sweeps.tune.recorder import _error_message
 
-        if members(trial.config) is not None:  # the members that had not ended
+        configs = members(trial.config)
+        if configs is not None:  # the members that had not ended
             ends = self.member_ends.get(trial.trial_id, {})
-            for i in range(len(members(trial.config) or [])):
+            for i in range(len(configs)):
                 mid = member_id(trial.trial_id, i)
                 if mid not in ends:
                     self.emit(trial_line(mid, "error", {}, self.metrics, None,

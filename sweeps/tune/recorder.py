@@ -25,11 +25,10 @@ from sweeps.results.schema import HISTORY_FIELDS, PER_LAYER, sweep_schema
 from sweeps.results.schema import decoded as _decoded
 from sweeps.results.store import _TYPES, TrialStore
 from sweeps.tune.pack import (
-    PACK_MEMBER,
     STOPPED_FLAG,
-    expand,
     member_id,
     member_ids,
+    member_reports,
     members,
 )
 from sweeps.tune.schema_config import config_columns, space_config_types, types_of
@@ -110,9 +109,8 @@ class Recorder(tune.Callback):
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial,
                         result: dict[str, Any], **info: Any) -> None:
         if members(trial.config) is not None:  # a pack's member reports (sweeps/tune/pack.py)
-            for report in expand(result):
-                if report.get(PACK_MEMBER) is not None:
-                    self._member_result(trial, int(report[PACK_MEMBER]), report)
+            for _, i, report in member_reports(trial.trial_id, result):
+                self._member_result(trial, i, report)
             return
         if not result.get(FINAL_FLAG):  # the history a stopped trial keeps
             self._epochs.setdefault(trial.trial_id, []).append(

@@ -28,7 +28,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from pruning_core.base.errors import ConfigError
 from sweeps.tune.location import is_remote, is_uri, resolve
-from sweeps.tune.pack import PACK_KEY, PACK_MEMBER, STOPPED_FLAG, expand, member_id
+from sweeps.tune.pack import PACK_KEY, STOPPED_FLAG, member_id, member_reports
 from sweeps.tune.screen import TRIAL_ID_ATTR, forget, mark_doomed, remember
 from sweeps.tune.space import SearchSpace
 from sweeps.tune.trainable import FINAL_FLAG, RESULT_STATUS
@@ -214,10 +214,7 @@ class StudySearch(OptunaSearch):
         from optuna.exceptions import UpdateFinishedTrialError
 
         if trial_id in getattr(self, "packs", {}):  # members' ends: tell each its own result
-            for report in expand(result):
-                if report.get(PACK_MEMBER) is None:
-                    continue
-                mid = member_id(trial_id, int(report[PACK_MEMBER]))
+            for mid, _, report in member_reports(trial_id, result):
                 if report.get(FINAL_FLAG):
                     self.on_trial_complete(mid, report)
                 elif report.get(STOPPED_FLAG):  # stopped early by the sweep's scheduler
