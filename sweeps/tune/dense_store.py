@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from sweeps.results.store import join_path
+from sweeps.tune.driver_actor import start_service, unreachable
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +54,9 @@ class _Leases:
 
 
 def start_lock_service(sweep: str) -> Any:
-    """The driver's lease actor for ``sweep`` (owned by the driver: it ends with the sweep)."""
-    import ray
-
-    actor = ray.remote(num_cpus=0)(_Leases)
-    return actor.options(name=lock_service_name(sweep), get_if_exists=True).remote()
+    """The driver's lease actor for ``sweep`` (owned by the driver: it ends with the sweep; on
+    the driver's node, restarted if it dies: ``driver_actor.start_service``)."""
+    return start_service(_Leases, lock_service_name(sweep))
 
 
 class ObjectStoreDenseCache:
@@ -90,11 +89,25 @@ class ObjectStoreDenseCache:
             out.write(buf.getvalue())
 
     def get_or_create(self, key: str, create: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        import ray
-
         found = self._read(key)
         if found is not None:
             return found
+        try:
+            return self._leased(key, create)
+        except unreachable() as exc:  # the lease service is gone: train it here, unleased
+            log.warning("dense network %s: the sweep's lease service is unreachable (%s); "
+                        "training it here (another trial may train it too)",
+                        key, type(exc).__name__)
+            found = self._read(key)
+            if found is not None:
+                return found
+            state = create()
+            self._write(key, state)  # whole objects: a second writer replaces it, same content
+            return state
+
+    def _leased(self, key: str, create: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        import ray
+
         leases = ray.get_actor(lock_service_name(self.sweep))
         me = ray.get_runtime_context().get_worker_id()
         while not ray.get(leases.acquire.remote(key, me)):

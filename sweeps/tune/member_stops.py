@@ -180,11 +180,11 @@ class StopBoard:
 
 
 def start_board(sweep: str) -> Any:
-    """The sweep's board actor (started here, or the running one)."""
-    import ray
+    """The sweep's board actor (started here, or the running one; on the driver's node,
+    restarted if it dies: ``driver_actor.start_service``)."""
+    from sweeps.tune.driver_actor import start_service
 
-    actor = ray.remote(num_cpus=0)(StopBoard)
-    return actor.options(name=board_name(sweep), get_if_exists=True).remote()
+    return start_service(StopBoard, board_name(sweep))
 
 
 def member_rule(plan: SweepPlan) -> Any:

@@ -59,9 +59,17 @@ class StopClient:
     def stopped(self, token: str) -> bool:
         import ray
 
-        if self._board is None:
-            self._board = ray.get_actor(self.spec.board)
-        decision = ray.get(self._board.wait.remote(token, self.timeout_s))
+        from sweeps.tune.driver_actor import unreachable
+
+        try:
+            if self._board is None:
+                self._board = ray.get_actor(self.spec.board)
+            decision = ray.get(self._board.wait.remote(token, self.timeout_s))
+        except unreachable() as exc:  # the board is gone (its node died): no decision
+            log.warning("the sweep's early-stopping board is unreachable (%s); the member "
+                        "goes on", type(exc).__name__)
+            self._board = None
+            return False
         if decision is None:
             log.warning("no early-stopping decision within %.0f s; the member goes on",
                         self.timeout_s)

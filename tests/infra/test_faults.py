@@ -13,6 +13,7 @@ worker nodes, each its own ``ray start`` process; sweep storage on a real S3-com
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import socket
@@ -23,6 +24,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from sweeps.results.store import TrialStore
@@ -115,7 +117,8 @@ def assert_complete(uri: str) -> object:
     df = TrialStore(uri).dataframe()
     assert len(df) == NUM_SAMPLES, df[["trial_id", "status"]]
     assert df["trial_id"].is_unique
-    assert set(df["status"]) == {"ok"}, df[["trial_id", "status", "error"]]
+    bad = df[df["status"] != "ok"]
+    assert bad.empty, bad[["trial_id", "status", "failures", "error"]].to_dict("records")
     return df
 
 
@@ -204,21 +207,44 @@ def test_s3_outage_longer_than_trial_retries(tmp_path: Path, cluster: Cluster,
     assert set(df["status"]) == {"ok"}, df[["trial_id", "status", "failures", "error"]]
 
 
+def mid_trial_node(uri: str, ids: dict[str, str], settle_s: float = 1.0) -> str:
+    """A worker node that is training a trial now, not between two trials.
+
+    Between two trials on a node, Ray Tune hands the finished trial's actor to the next trial
+    (actor reuse) and resets it; a node killed inside that instant fails the reset, which Tune
+    does not retry (``_process_trial_failure`` sees a PENDING trial): the next trial ends
+    ``error`` whatever ``max_failures`` allows (seen twice in CI, "The actor ... is
+    unavailable"; docs/sweeps.md, "Faults"). This test is about a trial lost mid-training, so
+    it waits until a node's last trial ended ``settle_s`` ago (the reset is done, its next
+    trial is training; a trial here takes 3 s or more) and
+    kills the one whose last trial ended earliest (or that has ended none)."""
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        df = TrialStore(uri).dataframe()
+        last = {n: df.loc[df["node_id"] == ids[n], "end_time"].max()
+                for n in ("worker1", "worker2")}
+        now = pd.Timestamp.now(tz="UTC")
+        quiet = {n: (now - t).total_seconds() if not pd.isna(t) else math.inf
+                 for n, t in last.items()}
+        victim = max(quiet, key=lambda n: quiet[n])
+        if quiet[victim] >= settle_s:
+            return victim
+        time.sleep(0.2)
+    raise AssertionError(f"no worker node was {settle_s:g} s into a trial within 120 s")
+
+
 def test_worker_node_killed_mid_sweep_trials_retried_elsewhere(
         tmp_path: Path, cluster: Cluster, s3_server: S3Server) -> None:
     ids = cluster.node_ids()
     assert set(ids) == {"head", "worker1", "worker2"}, ids
     # Tune may place a retry on the killed node before Ray has marked it dead (each such try
     # is one more failure: seen once in CI as an `error` row with 2 allowed): room for those
-    space, uri = space_file(tmp_path, s3_server, "nodekill", epochs=6, max_failures=5)
+    space, uri = space_file(tmp_path, s3_server, "nodekill", epochs=12, max_failures=5)
     proc = cli("sweep", str(space), "--address", cluster.address, cwd=tmp_path,
                env_extra=client_env(cluster))
     try:
         wait_rows(uri, 1, proc)
-        done_on = set(TrialStore(uri).dataframe()["node_id"])
-        # kill a node that is running a trial now: one that has not finished one yet, or (both
-        # finished one already: each started its next right away) either
-        victim = next((n for n in ("worker1", "worker2") if ids[n] not in done_on), "worker1")
+        victim = mid_trial_node(uri, ids)
         os.kill(cluster.raylet_pid(victim), signal.SIGKILL)
         out = finish(proc)
     finally:
