@@ -5,6 +5,7 @@ Optuna sampler cost at many trials.
     python benchmarks/bench_sweep.py --sampler-trials 1000 # sampler cost only (--trials 0)
     python benchmarks/bench_sweep.py --trials 100 --pack 8 # also per member in packs of 8
     python benchmarks/bench_sweep.py --trials 100 300      # also the marginal cost per trial
+    python benchmarks/bench_sweep.py --trials 100 --bare-torch  # also bare with `import torch`
 
 Bare: the baseline of /work/shared/baselines/sweep_overhead.py with actor reuse (a trainable that
 reports once). Ours: ``run_sweep`` on the same kind of no-op trial (``run_fn`` returns at once;
@@ -48,11 +49,15 @@ def noop_run(cfg: Any, on_epoch: Any = None, resume: Any = None) -> Any:
                            similarity={}, similarity_mean=None, layer_effective_sparsity={})
 
 
-def bare(n: int, storage: str) -> float:
+def bare(n: int, storage: str, torch_trainable: bool = False) -> float:
+    """``torch_trainable``: the trainable imports torch, as a PyTorch trainable does (each Ray
+    worker pays the import once, on its first trial, as ours does)."""
     from ray import tune
     from ray.tune.search.optuna import OptunaSearch
 
     def trainable(config: dict) -> None:
+        if torch_trainable:
+            import torch  # noqa: F401
         tune.report({"acc": config["x"], "sparsity": 1 - config["x"]})
 
     t0 = time.perf_counter()
@@ -62,7 +67,8 @@ def bare(n: int, storage: str) -> float:
         tune_config=tune.TuneConfig(search_alg=OptunaSearch(metric=["acc", "sparsity"],
                                                             mode=["max", "max"]),
                                     num_samples=n, reuse_actors=True),
-        run_config=tune.RunConfig(storage_path=storage, name="bare", verbose=0))
+        run_config=tune.RunConfig(storage_path=storage, verbose=0,
+                                  name="bare-torch" if torch_trainable else "bare"))
     tuner.fit()
     return (time.perf_counter() - t0) / n
 
@@ -121,12 +127,17 @@ def one_count(n: int, storage: str, args: argparse.Namespace) -> dict[str, float
     Path(storage).mkdir(parents=True)
     out = {"bare_reuse_s_per_trial": bare(n, storage),
            "ours_s_per_trial": ours(n, storage, "disabled")}
+    if args.bare_torch:
+        out["bare_torch_reuse_s_per_trial"] = bare(n, storage, torch_trainable=True)
     if args.wandb:
         out["ours_wandb_offline_s_per_trial"] = ours(n, storage, "offline")
     if args.pack > 1:
         out[f"ours_pack{args.pack}_s_per_member"] = ours(n, storage, "disabled", args.pack)
+    ours_s = out["ours_s_per_trial"]
+    vs_torch = (f" ratio_vs_bare_torch={ours_s / out['bare_torch_reuse_s_per_trial']:.2f}"
+                if args.bare_torch else "")
     print(f"trials={n} cpus={args.cpus} " + " ".join(f"{k}={v:.3f}" for k, v in out.items())
-          + f" ratio={out['ours_s_per_trial'] / out['bare_reuse_s_per_trial']:.2f}", flush=True)
+          + f" ratio={ours_s / out['bare_reuse_s_per_trial']:.2f}" + vs_torch, flush=True)
     return out
 
 
@@ -137,6 +148,8 @@ def marginal(runs: dict[int, dict[str, float]]) -> dict[str, float]:
     a, b = min(runs), max(runs)
     out = {k: (runs[b][k] * b - runs[a][k] * a) / (b - a) for k in runs[a]}
     out["ratio"] = out["ours_s_per_trial"] / out["bare_reuse_s_per_trial"]
+    if "bare_torch_reuse_s_per_trial" in out:
+        out["ratio_vs_bare_torch"] = out["ours_s_per_trial"] / out["bare_torch_reuse_s_per_trial"]
     return out
 
 
@@ -148,6 +161,10 @@ def main() -> None:
     ap.add_argument("--sampler-trials", type=int, default=1000)
     ap.add_argument("--wandb", action="store_true",
                     help="also time ours with W&B offline (live runs in the workers)")
+    ap.add_argument("--bare-torch", action="store_true",
+                    help="also time bare Ray Tune with a trainable that imports torch (as a "
+                         "PyTorch trainable does, and ours does: the import is paid once per "
+                         "Ray worker)")
     ap.add_argument("--pack", type=int, default=1,
                     help="also time ours with budget.pack: PACK (W&B off), per member")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "sweep.json"))

@@ -4,6 +4,7 @@ node, restarted when killed, and callers that go on when the service is gone."""
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,11 @@ class Counter:
         self.n += 1
         return self.n
 
+    def pid(self) -> int:
+        import os
+
+        return os.getpid()
+
     def node(self) -> str:
         import ray
 
@@ -36,7 +42,12 @@ def test_service_lives_on_the_driver_node_and_comes_back_when_killed(ray_local: 
     assert ray.get(actor.bump.remote()) == 1
     # the running one, not a second: same state
     assert ray.get(start_service(Counter, "prunetune-test-counter").bump.remote()) == 2
+    before = ray.get(actor.pid.remote())
     ray.kill(actor, no_restart=False)  # as a node loss would: Ray restarts it (fresh state)
+    deadline = time.time() + 60
+    while ray.get(actor.pid.remote(), timeout=60) == before:  # ray.kill is asynchronous
+        assert time.time() < deadline, "the killed service was not restarted within 60 s"
+        time.sleep(0.1)
     assert ray.get(actor.bump.remote(), timeout=60) == 1
     ray.kill(actor)
 

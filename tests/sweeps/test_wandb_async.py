@@ -1,6 +1,8 @@
 """A pack's W&B runs written by a background thread (``sweeps/tune/wandb_async.py``): real
 offline W&B runs, one per member, each with its config, its epochs in order and its summary,
-all on disk once ``close`` returns; the calls themselves return without waiting for W&B."""
+all handed to W&B once ``close`` returns; the calls themselves return without waiting for W&B.
+(W&B's service writes a run's file after ``finish`` returns: the test waits for it with
+``wandb.teardown`` before it reads the files; CI once read a run record not yet written.)"""
 
 from __future__ import annotations
 
@@ -42,6 +44,10 @@ def test_members_runs_are_written_in_order_by_the_thread(tmp_path: Path) -> None
     assert runs.queue.qsize() >= 3 * 5 - 1  # all queued: open, 2 logs, 2 finishes each
     gate.set()
     runs.close()
+    assert runs.queue.empty()  # every update handed to W&B
+    import wandb
+
+    wandb.teardown()  # W&B's service flushes the run files (its writer outlives ``finish``)
     got = runs_by_id(tmp_path)
     assert set(got) == {"bg-t-first", "bg-t-m0", "bg-t-m1", "bg-t-m2"}
     for i in range(3):
