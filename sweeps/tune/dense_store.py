@@ -93,19 +93,39 @@ class ObjectStoreDenseCache:
         if found is not None:
             return found
         try:
-            return self._leased(key, create)
+            leases, found = self._acquire(key)
         except unreachable() as exc:  # the lease service is gone: train it here, unleased
             log.warning("dense network %s: the sweep's lease service is unreachable (%s); "
                         "training it here (another trial may train it too)",
                         key, type(exc).__name__)
-            found = self._read(key)
+            leases, found = None, None
+        if found is not None:
+            log.info("dense network %s: reusing the one another trial trained", key)
+            return found
+        stop = threading.Event()
+
+        def renew() -> None:
+            while not stop.wait(LEASE_S / 4):
+                leases.renew.remote(key)
+
+        if leases is not None:
+            threading.Thread(target=renew, daemon=True).start()
+        try:
+            found = self._read(key)  # written between our first look and the lease
             if found is not None:
                 return found
+            log.info("dense network %s: training it once for the sweep", key)
             state = create()
-            self._write(key, state)  # whole objects: a second writer replaces it, same content
-            return state
+            self._write(key, state)  # a whole object: a second (unleased) writer replaces
+            return state             # it with the same content
+        finally:
+            stop.set()
+            if leases is not None:
+                leases.release.remote(key)
 
-    def _leased(self, key: str, create: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    def _acquire(self, key: str) -> tuple[Any, dict[str, Any] | None]:
+        """The key's lease (the service's handle), or the entry another trial wrote meanwhile.
+        Raises what :func:`driver_actor.unreachable` names when the service is gone."""
         import ray
 
         leases = ray.get_actor(lock_service_name(self.sweep))
@@ -114,23 +134,5 @@ class ObjectStoreDenseCache:
             time.sleep(POLL_S)
             found = self._read(key)
             if found is not None:
-                log.info("dense network %s: reusing the one another trial trained", key)
-                return found
-        stop = threading.Event()
-
-        def renew() -> None:
-            while not stop.wait(LEASE_S / 4):
-                leases.renew.remote(key)
-
-        threading.Thread(target=renew, daemon=True).start()
-        try:
-            found = self._read(key)  # written between our first look and the lease
-            if found is not None:
-                return found
-            log.info("dense network %s: training it once for the sweep", key)
-            state = create()
-            self._write(key, state)
-            return state
-        finally:
-            stop.set()
-            leases.release.remote(key)
+                return None, found
+        return leases, None

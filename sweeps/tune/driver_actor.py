@@ -2,9 +2,9 @@
 by the driver on its own node, restarted by Ray if they die, and never the reason a trial fails.
 
 Such an actor needs no CPU, so Ray may place it on any node. Placed on a worker node that then
-dies, every later call of every trial failed (``The actor ... died``), and each retry of those
-trials failed the same way until the trial ended ``error`` whatever ``max_failures`` allowed
-(seen in the node-kill fault test, tests/infra/test_faults.py). So the actor lives on the
+dies, every later call of every trial would fail (``The actor ... died``), and each retry of
+those trials the same way, until they ended ``error`` whatever ``max_failures`` allowed. So
+the actor lives on the
 driver's node (``NodeAffinitySchedulingStrategy``, soft: anywhere if that node cannot host it),
 whose loss ends the sweep anyway, and Ray restarts it (``max_restarts=-1``) with its calls
 retried (``max_task_retries=-1``). Its state is advisory (a lease, a decision to post): callers
@@ -25,7 +25,9 @@ def unreachable() -> tuple[type[BaseException], ...]:
 
 
 def start_service(cls: type, name: str) -> Any:
-    """Actor ``name`` of class ``cls`` (the running one if it exists) on the driver's node."""
+    """Actor ``name`` of class ``cls`` (the running one if it exists) on the driver's node.
+    Hold the handle for as long as the sweep runs: a named actor that nobody references is
+    destroyed (not detached: it ends with the driver)."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 

@@ -56,7 +56,7 @@ def test_asha_rule_by_hand() -> None:
 
 def test_a_members_decision_reaches_the_waiting_pack(ray_local: None) -> None:
     stopper = MemberStopper(_rule(), "ms")
-    start_board("ms")
+    board = start_board("ms")  # held, as launch holds it: an unreferenced actor is destroyed
     spec = StopSpec(board_name("ms"), tuple(float(p) for p in _rule().points), "t")
     client = StopClient(spec, timeout_s=30)
     trial = SimpleNamespace(trial_id="r0", config={PACK_KEY: [{"x": 0}, {"x": 1}]})
@@ -70,6 +70,7 @@ def test_a_members_decision_reaches_the_waiting_pack(ray_local: None) -> None:
     assert stopper.stopped == [("r0-m1", 1.0)]
     # no decision within the wait: the member goes on
     assert StopClient(spec, timeout_s=0.2).stopped("never-posted") is False
+    del board
 
 
 def _space(tmp: Path, pack: int) -> dict:
