@@ -3,12 +3,12 @@ by the driver on its own node, restarted by Ray if they die, and never the reaso
 
 Such an actor needs no CPU, so Ray may place it on any node. Placed on a worker node that then
 dies, every later call of every trial would fail (``The actor ... died``), and each retry of
-those trials the same way, until they ended ``error`` whatever ``max_failures`` allowed. So
-the actor lives on the
-driver's node (``NodeAffinitySchedulingStrategy``, soft: anywhere if that node cannot host it),
-whose loss ends the sweep anyway, and Ray restarts it (``max_restarts=-1``) with its calls
-retried (``max_task_retries=-1``). Its state is advisory (a lease, a decision to post): callers
-treat an unreachable service as "no answer" (:func:`unreachable`) and go on without it.
+those trials the same way, until they ended ``error`` whatever ``max_failures`` allowed. So the
+actor lives on the driver's node (``NodeAffinitySchedulingStrategy``, soft: anywhere if that
+node cannot host it), whose loss ends the sweep anyway, and Ray restarts it
+(``max_restarts=-1``) with its calls retried (``max_task_retries=-1``). Its state is advisory
+(a lease, a decision to post): callers treat an unreachable service as "no answer"
+(:func:`unreachable`) and go on without it.
 """
 
 from __future__ import annotations
