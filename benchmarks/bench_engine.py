@@ -418,15 +418,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     timer = Timer(device)
     checks: list[dict[str, Any]] = []
     t0 = time.perf_counter()
-    report["train_step"] = bench_train_step(args, device, timer, checks)
-    report["snip"] = bench_snip(args, device, timer, checks)
-    report["synflow"] = bench_synflow(args, device, timer, checks)
-    report["memory"] = bench_memory(args, device)
-    report["sparsity_checks"] = checks
-    report["wall_s"] = time.perf_counter() - t0
-    print_report(report)
     out = args.out or RESULTS_DIR / f"engine_{device.type}{'_quick' if args.quick else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
+    sections: dict[str, Callable[[], dict[str, Any]]] = {
+        "train_step": lambda: bench_train_step(args, device, timer, checks),
+        "snip": lambda: bench_snip(args, device, timer, checks),
+        "synflow": lambda: bench_synflow(args, device, timer, checks),
+        "memory": lambda: bench_memory(args, device),
+    }
+    for key, section in sections.items():
+        report[key] = section()
+        report["sparsity_checks"] = checks
+        report["wall_s"] = time.perf_counter() - t0
+        # after every section: a run stopped by a timeout keeps what it measured
+        out.write_text(json.dumps(report, indent=1) + "\n")
+        print(f"[{report['wall_s']:.0f} s] {key} done", flush=True)
+    print_report(report)
     out.write_text(json.dumps(report, indent=1) + "\n")
     print(f"\nwrote {out} ({report['wall_s']:.0f} s)")
     return report

@@ -84,7 +84,8 @@ def one(pack: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def _child(pack: str, argv: list[str]) -> dict[str, Any]:
     cmd = [sys.executable, __file__, *argv, "--one", pack]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=7200)
     if p.returncode != 0:
         return {"pack": pack, "error": p.stderr[-2000:]}

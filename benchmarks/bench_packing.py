@@ -8,9 +8,10 @@ differ as a sweep's trials do: criterion, sparsity, seed, learning rate.
 
 Each measurement runs in its own process (so peak memory is its own: ``ru_maxrss`` growth over
 the process after warm-up on CPU, ``max_memory_allocated`` on CUDA); trials are whole trials
-(build, score, prune, train, evaluate). One at a time runs ``min(K, --solo-max)`` trials and
-counts per trial (a trial's cost does not depend on K). ``choose`` is what ``budget.pack: auto``
-(``choose_packed``) decides for that pack, from its own step timing.
+(build, score, prune, train, evaluate). One at a time runs ``min(K, --solo-max)`` trials spread
+evenly over the pack (first to last member) and counts per trial (a trial's cost does not
+depend on K). ``choose`` is what ``budget.pack: auto`` (``choose_packed``) decides for that pack,
+from its own step timing.
 
     python benchmarks/bench_packing.py                      # small CPU sizes, a few minutes
     python benchmarks/bench_packing.py --device cuda --ks 1 8 32 128 --resnet-ks 1 8 32 128 \
@@ -92,7 +93,11 @@ def one(workload: str, k: int, mode: str, args: argparse.Namespace) -> dict[str,
     start = time.perf_counter()
     if mode == "solo":
         n = min(k, args.solo_max)
-        results = [run(c) for c in cfgs[:n]]
+        # spread over the pack (not its first n): sparsity grows with the index and the
+        # sparsest members may end `doomed` before training, so both sides average one mix
+        picks = sorted({round(i * (k - 1) / max(n - 1, 1)) for i in range(n)})
+        results = [run(cfgs[i]) for i in picks]
+        n = len(picks)
         per_trial = (time.perf_counter() - start) / n
         out["trials_timed"] = n
     elif mode == "packed":
@@ -113,7 +118,8 @@ def one(workload: str, k: int, mode: str, args: argparse.Namespace) -> dict[str,
 
 def _child(workload: str, k: int, mode: str, argv: list[str]) -> dict[str, Any]:
     cmd = [sys.executable, __file__, *argv, "--one", workload, str(k), mode]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
     if p.returncode != 0:
         return {"workload": workload, "k": k, "mode": mode, "error": p.stderr[-2000:]}

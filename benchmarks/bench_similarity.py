@@ -176,7 +176,8 @@ def bench_memory(sizes: list[int], p: int, batch: int) -> dict[str, Any]:
             out = subprocess.run(
                 [sys.executable, "-c", _CHILD, mode, str(n), str(p), str(batch)],
                 capture_output=True, text=True, check=True, cwd=ROOT,
-                env={**os.environ, "PYTHONPATH": str(ROOT)},
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])},
             ).stdout.split()
             before, peak, value = int(out[0]), int(out[1]), float(out[2])
             rows.append({"mode": mode, "examples": n, "features": p, "batch": batch,

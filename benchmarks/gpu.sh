@@ -8,7 +8,7 @@
 #   structured      bench_structured.py: channel pruning speed-up (compacted vs dense)
 #   train           bench_train.py: training epoch, device-resident loader vs a DataLoader
 #
-# Each step runs under its own timeout (the sum is 470 s, under 8 minutes), a failed or timed-out
+# Each step runs under its own timeout (the sum is 510 s, under 8 minutes), a failed or timed-out
 # step does not stop the others, and each prints where its JSON went; the last line is the
 # summary (gpu_summary.json: every step's exit code, seconds and JSON). The budgets are
 # unmeasured guesses on an H100/H200: a step that runs out keeps what its script had written
@@ -20,6 +20,7 @@
 #   bash benchmarks/gpu.sh                      # JSON in benchmarks/results/gpu/
 #
 #   bash benchmarks/gpu.sh --dry-run --out DIR  # every step tiny on CPU (a smoke test, tests/)
+#   bash benchmarks/gpu.sh --only engine,structured   # some steps only (names as above)
 #
 # PYTHON (default python3) is the interpreter.
 set -u
@@ -27,12 +28,14 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 out="$root/benchmarks/results/gpu"
 dry=0
+only=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --dry-run) dry=1 ;;
     --out) out="$2"; shift ;;
+    --only) only=",$2,"; shift ;;
     -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
-    *) echo "gpu.sh: unknown option $1 (use --dry-run, --out DIR)" >&2; exit 2 ;;
+    *) echo "gpu.sh: unknown option $1 (use --dry-run, --out DIR, --only STEP,...)" >&2; exit 2 ;;
   esac
   shift
 done
@@ -44,6 +47,7 @@ summary=()
 
 step() {  # step NAME TIMEOUT_S JSON COMMAND...
   local name=$1 secs=$2 json=$3; shift 3
+  if [ -n "$only" ] && [[ "$only" != *",$name,"* ]]; then return 0; fi
   echo "== $name (timeout ${secs} s): $*"
   local t0=$SECONDS rc
   timeout --kill-after=10 "$secs" "$@"
@@ -70,13 +74,13 @@ if [ "$dry" = 1 ]; then
   t_pack=120; t_res=120; t_nm=60; t_engine=240; t_struct=120; t_train=120
 else
   dev=cuda
-  pack_cnn=(--ks 1 8 32 128 --resnet-ks --batch 128 --train-examples 4000)
-  pack_res=(--ks --resnet-ks 1 8 32 128 --resnet-batch 128 --resnet-examples 2048)
+  pack_cnn=(--ks 128 32 8 1 --resnet-ks --batch 128 --train-examples 4000)  # largest K first
+  pack_res=(--ks --resnet-ks 128 32 8 1 --resnet-batch 128 --resnet-examples 2048)
   nm=()
-  engine=()
+  engine=(--reps 7 --inner 5 --warmup 5 --synflow-iters 50)  # the defaults ran past 60 s
   structured=()
   train=(--examples 20000 --batch 128 512 --reps 2 --workers 8 --threads 8)
-  t_pack=120; t_res=150; t_nm=45; t_engine=60; t_struct=45; t_train=50
+  t_pack=130; t_res=150; t_nm=35; t_engine=100; t_struct=45; t_train=50
 fi
 
 echo "gpu.sh: device $dev, JSON under $out, $(date -u +%FT%TZ)"

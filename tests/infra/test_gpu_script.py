@@ -19,6 +19,7 @@ STEPS = ["packing_cnn1d", "packing_resnet", "nm", "engine", "structured", "train
 @pytest.mark.slow
 def test_every_gpu_step_starts_and_writes_its_json(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(ROOT)}
+    committed = _committed_gpu_results()
     p = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh"), "--dry-run", "--out",
                         str(tmp_path)], capture_output=True, text=True, env=env, timeout=900)
     assert p.returncode == 0, p.stderr[-2000:]
@@ -36,9 +37,26 @@ def test_every_gpu_step_starts_and_writes_its_json(tmp_path: Path) -> None:
         assert all(r["speedup"] > 0 for r in rows)
     assert json.loads((tmp_path / "nm.json").read_text())["status"] == "open"  # no CPU kernel
     assert json.loads((tmp_path / "train.json").read_text())["rows"]
-    # nothing written beside the committed results
-    assert not (ROOT / "benchmarks" / "results" / "gpu").exists() or \
-        not any((ROOT / "benchmarks" / "results" / "gpu").iterdir())
+    # nothing written beside the committed results (an H200's figures), none of them changed
+    assert _committed_gpu_results() == committed
+
+
+def _committed_gpu_results() -> dict[str, bytes]:
+    gpu = ROOT / "benchmarks" / "results" / "gpu"
+    return {f.name: f.read_bytes() for f in sorted(gpu.iterdir())} if gpu.exists() else {}
+
+
+@pytest.mark.slow
+def test_only_runs_the_named_steps(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(ROOT)}
+    p = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh"), "--dry-run", "--only",
+                        "nm,train", "--out", str(tmp_path)],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    summary = json.loads((tmp_path / "gpu_summary.json").read_text())
+    assert [s["step"] for s in summary["steps"]] == ["nm", "train"]
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["gpu_summary.json", "nm.json",
+                                                          "train.json"]
 
 
 def test_gpu_script_refuses_an_unknown_option(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -17,6 +18,9 @@ from pruning_core.trials.experiment import EpochReport, TrialResult, run
 # masks are the same and pruned weights are exactly 0 in both.
 WEIGHT_ATOL = 1e-4  # a few epochs of tiny data keep weights within ~1e-5 (measured)
 LOSS_RTOL = 1e-4
+# The device of every config below: cpu in CI; ``PRUNETUNE_TEST_DEVICE=cuda`` runs the same
+# exactness checks on a GPU (benchmarks/gpu.sh's caller does, where a GPU is lent).
+DEVICE = os.environ.get("PRUNETUNE_TEST_DEVICE", "cpu")
 
 
 def config(**over: Any) -> TrialConfig:
@@ -25,7 +29,7 @@ def config(**over: Any) -> TrialConfig:
         "seed": 0,
         "model": {"name": "cnn1d"},
         "data": {"name": "mnist1d", "batch_size": 32, "train_limit": 128, "test_limit": 100},
-        "train": {"epochs": 2, "optimizer": "adam", "lr": 0.01, "device": "cpu"},
+        "train": {"epochs": 2, "optimizer": "adam", "lr": 0.01, "device": DEVICE},
         "prune": {"criterion": "snip", "sparsity": 0.8},
     }
     for dotted, value in over.items():
