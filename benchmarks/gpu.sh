@@ -7,12 +7,13 @@
 #   engine          bench_engine.py: masked train step, SNIP and SynFlow costs, scoring memory
 #   structured      bench_structured.py: channel pruning speed-up (compacted vs dense)
 #   train           bench_train.py: training epoch, device-resident loader vs a DataLoader
+#   exactness       tests/packing/test_exactness.py on the device (packed member = solo run)
 #
-# Each step runs under its own timeout (the sum is 510 s, under 8 minutes), a failed or timed-out
+# Each step runs under its own timeout (the sum is 480 s, 8 minutes), a failed or timed-out
 # step does not stop the others, and each prints where its JSON went; the last line is the
-# summary (gpu_summary.json: every step's exit code, seconds and JSON). The budgets are
-# unmeasured guesses on an H100/H200: a step that runs out keeps what its script had written
-# (bench_packing writes its JSON after every row).
+# summary (gpu_summary.json: every step's exit code, seconds and JSON). The budgets were set
+# from one H200 lease (2026-12-04, benchmarks/README.md): a step that runs out keeps what its
+# script had written (bench_packing after every row, bench_engine after every section).
 #
 # On the GPU machine, from the repository root, with the device bundle copied beside it
 # (../shared/tools/device-bundle.sh):
@@ -71,7 +72,8 @@ if [ "$dry" = 1 ]; then
   engine=(--quick --reps 1 --inner 1 --warmup 0 --synflow-iters 2 --snip-batches 1 --batch 4)
   structured=(--quick)
   train=(--examples 64 --batch 32 --reps 1 --workers 0 --threads 1)
-  t_pack=120; t_res=120; t_nm=60; t_engine=240; t_struct=120; t_train=120
+  t_pack=120; t_res=120; t_nm=60; t_engine=240; t_struct=120; t_train=120; t_exact=120
+  exact=(-k cnn1d)  # one check on CPU: the step runs; CI runs them all anyway
 else
   dev=cuda
   pack_cnn=(--ks 128 32 8 1 --resnet-ks --batch 128 --train-examples 4000)  # largest K first
@@ -80,7 +82,8 @@ else
   engine=(--reps 7 --inner 5 --warmup 5 --synflow-iters 50)  # the defaults ran past 60 s
   structured=()
   train=(--examples 20000 --batch 128 512 --reps 2 --workers 8 --threads 8)
-  t_pack=130; t_res=150; t_nm=35; t_engine=100; t_struct=45; t_train=50
+  t_pack=120; t_res=140; t_nm=30; t_engine=70; t_struct=35; t_train=50; t_exact=35
+  exact=()
 fi
 
 echo "gpu.sh: device $dev, JSON under $out, $(date -u +%FT%TZ)"
@@ -97,6 +100,10 @@ step structured "$t_struct" "$out/structured.json" \
   "$py" benchmarks/bench_structured.py --device "$dev" "${structured[@]}" --out "$out/structured.json"
 step train "$t_train" "$out/train.json" \
   "$py" benchmarks/bench_train.py --device "$dev" "${train[@]}" --out "$out/train.json"
+# pass/fail per check in JUnit XML; TF32 stays as PyTorch sets it (docs/packing.md, Exactness)
+step exactness "$t_exact" "$out/exactness.xml" \
+  env PRUNETUNE_TEST_DEVICE="$dev" "$py" -m pytest -q -p no:cacheprovider "${exact[@]}" \
+  tests/packing/test_exactness.py --junitxml "$out/exactness.xml"
 
 {
   echo "{\"device\": \"$dev\", \"dry_run\": $([ "$dry" = 1 ] && echo true || echo false), \"date\": \"$(date -u +%FT%TZ)\", \"steps\": ["

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-STEPS = ["packing_cnn1d", "packing_resnet", "nm", "engine", "structured", "train"]
+STEPS = ["packing_cnn1d", "packing_resnet", "nm", "engine", "structured", "train", "exactness"]
 
 
 @pytest.mark.slow
@@ -37,6 +37,8 @@ def test_every_gpu_step_starts_and_writes_its_json(tmp_path: Path) -> None:
         assert all(r["speedup"] > 0 for r in rows)
     assert json.loads((tmp_path / "nm.json").read_text())["status"] == "open"  # no CPU kernel
     assert json.loads((tmp_path / "train.json").read_text())["rows"]
+    junit = (tmp_path / "exactness.xml").read_text()
+    assert 'failures="0"' in junit and 'errors="0"' in junit and "test_cnn1d" in junit
     # nothing written beside the committed results (an H200's figures), none of them changed
     assert _committed_gpu_results() == committed
 

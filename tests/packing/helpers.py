@@ -19,7 +19,7 @@ from pruning_core.trials.experiment import EpochReport, TrialResult, run
 WEIGHT_ATOL = 1e-4  # a few epochs of tiny data keep weights within ~1e-5 (measured)
 LOSS_RTOL = 1e-4
 # The device of every config below: cpu in CI; ``PRUNETUNE_TEST_DEVICE=cuda`` runs the same
-# exactness checks on a GPU (benchmarks/gpu.sh's caller does, where a GPU is lent).
+# exactness checks on a GPU (benchmarks/gpu.sh's `exactness` step).
 DEVICE = os.environ.get("PRUNETUNE_TEST_DEVICE", "cpu")
 
 
