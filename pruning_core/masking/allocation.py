@@ -78,6 +78,10 @@ class Allocation:
 
     #: ranks squared scores, so a criterion with signed scores (GraSP) would be misread
     needs_unsigned_scores: bool = False
+    #: the keep counts depend on the scores only through their order (or not at all): masks
+    #: chosen from scores off by at most d per weight are the same wherever every kept score
+    #: beats every dropped one by 2d (``Pruner``'s check of batched scores, packing)
+    order_only: bool = False
 
     def target_sparsity(self, shapes: dict[str, tuple[int, ...]], options: AllocationConfig,
                         requested: float) -> float:
@@ -167,6 +171,8 @@ ALLOCATIONS: Registry[type[Allocation]] = Registry("allocation")
 class Uniform(Allocation):
     """The same sparsity in every (non-dense) layer."""
 
+    order_only = True
+
     def weights(self, ctx: AllocationContext) -> dict[str, float]:
         return {n: float(v) for n, v in ctx.sizes.items()}
 
@@ -176,6 +182,8 @@ class Uniform(Allocation):
 class ERK(Allocation):
     """RigL's Erdős–Rényi-Kernel: density of a layer ∝ (Σ dims / Π dims)^power."""
 
+    order_only = True
+
     def weights(self, ctx: AllocationContext) -> dict[str, float]:
         p = ctx.options.erk_power
         return {n: math.prod(s) * (sum(s) / math.prod(s)) ** p for n, s in ctx.shapes.items()}
@@ -184,6 +192,8 @@ class ERK(Allocation):
 @ALLOCATIONS.register("global")
 class Global(Allocation):
     """One threshold over all layers' scores (can collapse layers)."""
+
+    order_only = True
 
     def keep_counts(self, ctx: AllocationContext) -> dict[str, int]:
         dense, names, budget = self.budget(ctx)
@@ -222,6 +232,7 @@ class LAMP(Global):
     """
 
     needs_unsigned_scores = True
+    order_only = False  # a per-layer rescaling: not order-preserving across layers
 
     def transform(self, scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         s = scores.detach()
@@ -247,6 +258,8 @@ class Explicit(Allocation):
     The run's target is the vector's weighted mean; intermediate schedule steps scale every
     layer by ``step sparsity / final sparsity`` so masks still nest.
     """
+
+    order_only = True
 
     @staticmethod
     def vector(shapes: dict[str, tuple[int, ...]], options: AllocationConfig) -> dict[str, float]:

@@ -82,6 +82,15 @@ class Pruner(PruneStep):
     exclude_zero_layers: bool = True
     #: the layers left out so far because their weights were all zero, in the order found
     excluded: list[str] = field(default_factory=list)
+    #: scores handed in by a batched scoring pass (``pruning_core.packing.scoring``) for the
+    #: next ``step``, and how far they may lie from the solo ones, ``(rel, abs)``: weight i's
+    #: score within ``rel * |s_i| + abs * max |s|`` of its layer's; ``(0, 0)`` when they are
+    #: bitwise the solo ones (magnitude, or the member's own)
+    given: tuple[dict[str, torch.Tensor], tuple[float, float]] | None = None
+    #: steps that chose their masks from given scores / that scored alone after all, because
+    #: the given scores lay too close to the selection boundary to be sure of the masks
+    given_used: int = 0
+    given_rescored: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -116,7 +125,27 @@ class Pruner(PruneStep):
         """Prune to ``sparsity`` (fraction of prunable weights removed), nesting on the masks."""
         start = time.perf_counter()
         held = self._held()
-        scores = self.scores()
+        given, self.given = self.given, None
+        scores = given[0] if given is not None else self.scores()
+        keep, new = self._choose(sparsity, scores, held)
+        if given is not None and max(given[1]) > 0:
+            if self._margin_holds(sparsity, scores, held, keep, new, given[1]):
+                self.given_used += 1
+            else:  # too close to call from the batched scores: the solo scores decide
+                self.given_rescored += 1
+                scores = self.scores()
+                keep, new = self._choose(sparsity, scores, held)
+        elif given is not None:
+            self.given_used += 1
+        self.masks.update(new)
+        self.masks.apply()
+        self.elapsed_s += time.perf_counter() - start
+        log.info("pruned with %s to sparsity %.4f (target %.4f)", self.criterion,
+                 self.masks.sparsity(), sparsity)
+
+    def _choose(self, sparsity: float, scores: dict[str, torch.Tensor], held: frozenset[str]
+                ) -> tuple[dict[str, int], dict[str, torch.Tensor]]:
+        """(keep counts, new masks) from ``scores``: allocation, then selection."""
         ctx = AllocationContext(
             shapes={n: tuple(p.shape) for n, p in self.masks.params.items()},
             kept=self.masks.kept_per_layer(), sparsity=sparsity,
@@ -128,14 +157,37 @@ class Pruner(PruneStep):
         rewrite = self._criterion.rewrite
         if rewrite is not None:  # SparseGPT/Wanda: sequential masks (and weight updates)
             with torch.no_grad():
-                new = rewrite(self._context(), keep, self.select, self.pattern)
-        else:
-            new = {n: self.select(n, scores[n], keep[n]) for n in keep}
-        self.masks.update(new)
-        self.masks.apply()
-        self.elapsed_s += time.perf_counter() - start
-        log.info("pruned with %s to sparsity %.4f (target %.4f)", self.criterion,
-                 self.masks.sparsity(), sparsity)
+                return keep, rewrite(self._context(), keep, self.select, self.pattern)
+        return keep, {n: self.select(n, scores[n], keep[n]) for n in keep}
+
+    def accepts_given_scores(self) -> bool:
+        """Whether a batched pass's scores can choose this step's masks: a criterion that
+        rewrites weights (SparseGPT, Wanda) chooses its own masks, and an allocation that reads
+        scores beyond their order (LAMP, OWL) would not be checked by ``_margin_holds``."""
+        return self._criterion.rewrite is None and self._allocation.order_only
+
+    def _margin_holds(self, sparsity: float, scores: dict[str, torch.Tensor],
+                      held: frozenset[str], keep: dict[str, int],
+                      new: dict[str, torch.Tensor], tol: tuple[float, float]) -> bool:
+        """Whether the masks chosen from ``scores`` are the masks any scores within ``d`` of
+        them choose, ``d_i = rel * |s_i| + abs * max |s|`` in each layer (``tol``): every
+        kept score is lowered by its ``d``, every dropped one raised by its ``d``, and the
+        masks are chosen again. For an
+        order-only allocation and a top-k selection (every comparison group), the same masks
+        mean every kept score beats every dropped one it is compared with by at least the sum
+        of their two ``d``, so no error that small can swap them."""
+        if not self.accepts_given_scores():
+            return False
+        shifted = {}
+        for n, s in scores.items():
+            if not bool(torch.isfinite(s).all()):
+                return False
+            if n in new:
+                d = tol[0] * s.abs() + tol[1] * s.abs().max()
+                s = torch.where(new[n].to(s.device), s - d, s + d)
+            shifted[n] = s
+        keep2, new2 = self._choose(sparsity, shifted, held)
+        return keep2 == keep and all(torch.equal(new2[n], new[n]) for n in new)
 
     def _held(self) -> frozenset[str]:
         """All-zero layers this step leaves alone (one warning each, the first time)."""

@@ -31,7 +31,9 @@ weight scaled by ``1 / fan_in`` (averages instead of counts), which keeps every 
 from __future__ import annotations
 
 import copy
+import weakref
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -164,6 +166,53 @@ def connectivity(model: nn.Module, masks: MaskSet, input_shape: tuple[int, ...],
     )
 
 
+class ConnectivityFn(Protocol):
+    def __call__(self, model: nn.Module, masks: MaskSet, input_shape: tuple[int, ...]
+                 ) -> Connectivity: ...
+
+
+class ConnectivityMemo:
+    """``connectivity`` of the last network asked about, reused while nothing it reads has
+    changed: the model object, the input shape, the masks, and which of the other parameters
+    are non-zero (a weight nobody prunes carries paths through its non-zeros; a norm weight of
+    0 cuts its unit). A trial probes after its last prune (the screen) and again for its
+    record; where training left the masks as they were (pruning before training), the second
+    probe, a deep copy and a float64 forward and backward, is the first one's answer."""
+
+    def __init__(self) -> None:
+        self._model: weakref.ref[nn.Module] | None = None
+        self._reads: tuple[Any, ...] | None = None
+        self._value: Connectivity | None = None
+
+    def __call__(self, model: nn.Module, masks: MaskSet, input_shape: tuple[int, ...]
+                 ) -> Connectivity:
+        reads = _reads(model, masks, input_shape)
+        model_then = self._model() if self._model is not None else None
+        if model_then is model and self._reads is not None and _same(self._reads, reads):
+            assert self._value is not None
+            return self._value
+        value = connectivity(model, masks, input_shape)
+        self._model, self._reads, self._value = weakref.ref(model), reads, value
+        return value
+
+
+def _reads(model: nn.Module, masks: MaskSet, input_shape: tuple[int, ...]) -> tuple[Any, ...]:
+    masked = {n: m.clone() for n, m in masks.masks.items()}
+    nonzero = {n: (p.detach() != 0) for n, p in model.named_parameters() if n not in masked}
+    return tuple(input_shape), masked, nonzero
+
+
+def _same(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    if a[0] != b[0]:
+        return False
+    for da, db in zip(a[1:], b[1:], strict=True):
+        if da.keys() != db.keys():
+            return False
+        if not all(da[n].shape == db[n].shape and torch.equal(da[n], db[n]) for n in da):
+            return False
+    return True
+
+
 def remove_disconnected(model: nn.Module, masks: MaskSet, input_shape: tuple[int, ...]
                         ) -> Connectivity:
     """Prune every kept weight that lies on no path (``prune.remove_disconnected``): the
@@ -175,14 +224,16 @@ def remove_disconnected(model: nn.Module, masks: MaskSet, input_shape: tuple[int
 
 
 def effective_record(model: nn.Module, masks: MaskSet, input_shape: tuple[int, ...],
-                     record_masks: MaskSet | None = None) -> dict[str, object]:
+                     record_masks: MaskSet | None = None,
+                     probe: ConnectivityFn = connectivity) -> dict[str, object]:
     """The trial record's connectivity fields. ``model``/``masks``: the network as it runs
     (a compact model and its leftover masks); ``record_masks``: the full-size masks the
-    reported sparsity is counted on (default ``masks``)."""
+    reported sparsity is counted on (default ``masks``); ``probe``: ``connectivity`` or a
+    trial's ``ConnectivityMemo``."""
     from .metrics import flops
 
     record_masks = record_masks or masks
-    conn = connectivity(model, masks, input_shape)
+    conn = probe(model, masks, input_shape)
     live = MaskSet(masks.params, conn.masks)
     effective = record_masks.kept() - conn.disconnected
     layer = {n: 1.0 - (int(record_masks[n].sum()) - (int(masks[n].sum()) - int(m.sum())))

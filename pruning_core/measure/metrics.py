@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -20,17 +23,47 @@ def param_counts(model: nn.Module, masks: MaskSet) -> tuple[int, int]:
     return total, total - (masks.numel() - masks.kept())
 
 
-@torch.no_grad()
-def flops(model: nn.Module, input_shape: tuple[int, ...], masks: MaskSet) -> tuple[int, int]:
-    """(dense FLOPs, effective FLOPs) for one example, counted by ``torch.utils.flop_counter``.
+@dataclass(frozen=True)
+class _DenseCount:
+    """One counting pass: FLOPs per module (``FlopCounterMode``'s keys), total, attention."""
 
-    Effective FLOPs scale each prunable layer's count by its density: the work a sparse kernel
-    would do. (Physical speed-ups need structured pruning.) ``nn.MultiheadAttention`` runs its
-    unfused path on the math attention kernel while counting (the fused fast path and kernels
-    are invisible to the counter, so attention's own matmuls count too), and its
-    projections (``in_proj_weight``, q/k/v, ``out_proj``) are counted per weight from the
-    token counts it sees (see ``attention_flops``).
-    """
+    per_module: dict[str, dict[Any, int]]
+    total: int
+    attention: dict[str, list[int]]
+
+
+#: counting passes, by the network's structure (``_structure``); a pack's K members (one
+#: architecture, one input shape) and a trial's repeated counts share one pass
+_COUNTS: OrderedDict[tuple[Any, ...], _DenseCount] = OrderedDict()
+_COUNTS_KEPT = 32
+
+
+def _structure(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[Any, ...]:
+    """What a counting pass depends on: every module's name, class and ``extra_repr`` (kernel
+    sizes, strides, padding...), every parameter's and buffer's shape, the input shape and the
+    device type. Weights' values and masks do not enter the dense count. A model whose forward
+    reads a plain attribute that ``extra_repr`` does not show is not told apart from a model
+    that differs only there: ``clear_flop_counts()`` forgets every pass."""
+    mods = tuple((n, type(m).__module__, type(m).__qualname__, m.extra_repr())
+                 for n, m in model.named_modules())
+    shapes = tuple((n, tuple(t.shape)) for n, t in
+                   [*model.named_parameters(), *model.named_buffers()])
+    device = next(model.parameters()).device.type
+    return (tuple(input_shape), device, mods, shapes)
+
+
+def clear_flop_counts() -> None:
+    """Forget the cached counting passes (``flops`` counts again on its next call)."""
+    _COUNTS.clear()
+
+
+@torch.no_grad()
+def _dense_count(model: nn.Module, input_shape: tuple[int, ...]) -> _DenseCount:
+    key = _structure(model, input_shape)
+    hit = _COUNTS.get(key)
+    if hit is not None:
+        _COUNTS.move_to_end(key)
+        return hit
     was_training = model.training
     model.eval()
     p = next(model.parameters())
@@ -45,19 +78,40 @@ def flops(model: nn.Module, input_shape: tuple[int, ...], masks: MaskSet) -> tup
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
         model.train(was_training)
-    counts = counter.get_flop_counts()
-    root = type(model).__name__
-    dense = int(counter.get_total_flops())
+    counts = {k: dict(v) for k, v in counter.get_flop_counts().items()}
+    out = _DenseCount(counts, int(counter.get_total_flops()), dict(per_param))
+    _COUNTS[key] = out
+    while len(_COUNTS) > _COUNTS_KEPT:
+        _COUNTS.popitem(last=False)
+    return out
+
+
+def flops(model: nn.Module, input_shape: tuple[int, ...], masks: MaskSet) -> tuple[int, int]:
+    """(dense FLOPs, effective FLOPs) for one example, counted by ``torch.utils.flop_counter``.
+
+    Effective FLOPs scale each prunable layer's count by its density: the work a sparse kernel
+    would do. (Physical speed-ups need structured pruning.) ``nn.MultiheadAttention`` runs its
+    unfused path on the math attention kernel while counting (the fused fast path and kernels
+    are invisible to the counter, so attention's own matmuls count too), and its
+    projections (``in_proj_weight``, q/k/v, ``out_proj``) are counted per weight from the
+    token counts it sees (see ``attention_flops``).
+
+    The counting pass (a forward under ``FlopCounterMode``) depends only on the network's
+    structure, so it runs once per structure and input shape (``_structure``) and is reused:
+    a trial counts after every change of masks, and a pack's members share one pass.
+    """
+    count = _dense_count(model, input_shape)
     density = {n: 1.0 - s for n, s in masks.layer_sparsity().items()}
+    root = type(model).__name__  # FlopCounterMode's module rows: "<class>.<module path>"
     removed = 0.0
     for pname, d in density.items():
-        if pname in per_param:  # attention projections: their own count, q/k/v separately
-            removed += _attention_removed(per_param[pname], masks[pname])
+        if pname in count.attention:  # attention projections: their own count, q/k/v apart
+            removed += _attention_removed(count.attention[pname], masks[pname])
             continue
         mod = pname.rsplit(".", 1)[0] if "." in pname else ""
         key = f"{root}.{mod}" if mod else "Global"
-        removed += sum(counts.get(key, {}).values()) * (1.0 - d)
-    return dense, round(dense - removed)
+        removed += sum(count.per_module.get(key, {}).values()) * (1.0 - d)
+    return count.total, round(count.total - removed)
 
 
 def perplexity(loss: float) -> float:

@@ -2,8 +2,9 @@
 
 Each member is a solo trial: its plan, masks, pruner, optimiser, loaders and random streams are
 its own. A round advances every live member through its non-training actions (prune events,
-rewinds, new optimisers: scored member by member, with the member's own global random state
-swapped in) up to its next ``Train`` action, then trains that epoch for all of them as one
+rewinds, new optimisers, with the member's own global random state swapped in) up to its next
+``Train`` action (members waiting at a prune step whose criterion batches are scored in one
+pass, ``scoring.py``; the others score alone), then trains that epoch for all of them as one
 batched model (``batched.py``) and hands each member back to the solo code: evaluation,
 history, the epoch report, checkpoints, early stopping and the final result.
 
@@ -30,11 +31,12 @@ from ..base import rng
 from ..trials.experiment import _start_from_dense, finish_trial
 from ..trials.loop import lr_at
 from ..trials.result import EpochReport, TrialResult
-from ..trials.timing import Train
+from ..trials.timing import Prune, Train
 from ..trials.trial import DivergedAt, Doomed, Trial
 from ..workloads.loader import DeviceLoader
 from .batched import StackedModels, stacked_masks, train_packed_epoch
 from .optim import BatchedOptimizer
+from .scoring import Ledger, give_scores, scorable
 
 log = logging.getLogger(__name__)
 
@@ -107,10 +109,9 @@ def run_lockstep(members: Sequence[Member], dense_cache: Any,
     for m, was_resumed in zip(members, resumed, strict=True):
         if not was_resumed and dense_cache is not None:
             _guard(m, lambda m=m: _start_from_dense(m.trial, dense_cache, m.on_epoch), stopped)
+    ledger = Ledger()  # which criteria batch their scores in this pack
     while True:
-        for m in members:
-            if m.live:
-                _guard(m, lambda m=m: _advance(m), stopped)
+        _advance_all(members, stopped, ledger)
         ready = [m for m in members if m.live]
         if not ready:
             return
@@ -137,14 +138,48 @@ def _end(m: Member, status: str, epoch: int | None, error: str | None) -> None:
         m.result = finish_trial(m.trial, status, epoch, error)
 
 
+def _advance_all(members: Sequence[Member], stopped: Callable[[Member], TrialResult],
+                 ledger: Ledger) -> None:
+    """Bring every live member to its next ``Train`` (or its end). Members stop at each prune
+    step their pruner could take batched scores for; those waiting at one are scored together
+    (``scoring.give_scores``: one pass per criterion), then each takes its step. ``ledger``:
+    the pack's record of which criteria batch (``scoring.Ledger``)."""
+    while True:
+        waiting = []
+        for m in members:
+            if m.live:
+                _guard(m, lambda m=m: _advance(m), stopped)
+            if m.live and _at_scorable_prune(m.trial):
+                waiting.append(m)
+        if not waiting:
+            return
+        give_scores([m.trial.model for m in waiting], [m.trial.pruner for m in waiting],
+                    ledger)
+        for m in waiting:
+            _guard(m, lambda m=m: _execute_next(m), stopped)
+
+
+def _at_scorable_prune(t: Trial) -> bool:
+    return (t.done < len(t.plan) and isinstance(t.plan[t.done], Prune) and batchable(t)
+            and scorable(t.pruner))
+
+
+def _execute_next(m: Member) -> None:
+    t = m.trial
+    t.execute(t.plan[t.done], m.on_epoch)
+    t.done += 1
+
+
 def _advance(m: Member) -> None:
-    """Execute the member's actions up to its next ``Train`` (or its end); a member that
-    cannot be batched runs its whole plan here."""
+    """Execute the member's actions up to its next ``Train`` (or its end), or up to a prune
+    step that can be scored with its pack-mates; a member that cannot be batched runs its
+    whole plan here."""
     t = m.trial
     solo = not batchable(t)
     while t.done < len(t.plan) and (solo or not isinstance(t.plan[t.done], Train)):
-        t.execute(t.plan[t.done], m.on_epoch)
-        t.done += 1
+        if not solo and _at_scorable_prune(t):
+            return
+        _execute_next(m)
         solo = solo or not batchable(t)
     if t.done >= len(t.plan):
         m.result = finish_trial(t, "ok", None, None)

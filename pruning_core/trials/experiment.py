@@ -18,7 +18,7 @@ from ..base.errors import ConfigError
 from ..config import TrialConfig
 from ..masking.masks import MaskSet
 from ..masking.targets import prunable_parameters
-from ..measure.effective import connectivity, effective_record
+from ..measure.effective import effective_record
 from ..measure.metrics import flops, param_counts, perplexity
 from ..structured.pruner import ChannelPruner
 from ..workloads.models import create_model
@@ -176,7 +176,7 @@ def screen_config(cfg: TrialConfig) -> ScreenOutcome:
         return ScreenOutcome("doomed", str(exc), 1.0, trial.masks.sparsity())
     if not any(isinstance(a, Prune) for a in trial.plan[: _first_train(trial.plan)]):
         return ScreenOutcome("unscreened", "prunes after training starts", None, None)
-    conn = connectivity(trial.model, trial.masks, trial.data.input_shape)
+    conn = trial.connectivity(trial.model, trial.masks, trial.data.input_shape)
     return ScreenOutcome("ok", None, conn.effective_sparsity, trial.masks.sparsity())
 
 
@@ -282,12 +282,13 @@ def _connectivity_fields(trial: Trial) -> dict[str, Any]:
     """Effective sparsity and the rest (``effective.effective_record``) of the final
     network: the compact model with its leftover masks once compacted."""
     if not trial.compacted:
-        return effective_record(trial.model, trial.masks, trial.data.input_shape)
+        return effective_record(trial.model, trial.masks, trial.data.input_shape,
+                                probe=trial.connectivity)
     params = prunable_parameters(trial.model)
     cm = trial.compact_masks
     live = MaskSet(params, {n: cm[n] if n in cm.masks else torch.ones_like(p, dtype=torch.bool)
                             for n, p in params.items()})
-    out = effective_record(trial.model, live, trial.data.input_shape)
+    out = effective_record(trial.model, live, trial.data.input_shape, probe=trial.connectivity)
     out["effective_sparsity"] = 1.0 - (trial.masks.kept() - out["disconnected_weights"]) \
         / trial.masks.numel()
     out["layer_effective_sparsity"] = {}  # compact shapes: per-layer figures would mislead

@@ -22,7 +22,7 @@ from ..masking.masks import MaskSet
 from ..masking.schedules import sparsity_steps
 from ..masking.targets import LayerInfo, layer_infos, prunable_parameters
 from ..masking.variants import VARIANTS
-from ..measure.effective import Connectivity, connectivity
+from ..measure.effective import Connectivity, ConnectivityMemo
 from ..measure.metrics import flops, param_counts, perplexity
 from ..structured.compact_file import load_weights
 from ..structured.pruner import ChannelPruner
@@ -136,6 +136,9 @@ class Trial:
         self.train_time = 0.0
         self.last_train: EpochStats | None = None
         self.last_test: EpochStats | None = None
+        #: the connectivity probe, memoised: the screen's answer serves the record while the
+        #: masks and the model's zeros are unchanged (``effective.ConnectivityMemo``)
+        self.connectivity = ConnectivityMemo()
 
     def _make_pruner(self) -> tuple[PruneStep, MaskSet, float]:
         """The prune step of ``prune.granularity``, its masks, and the final target sparsity
@@ -257,7 +260,7 @@ class Trial:
         screen, remove = self.cfg.prune.screen, self.cfg.prune.remove_disconnected
         if not (screen.enabled or remove) or self.compacted:
             return
-        conn = connectivity(self.model, self.masks, self.data.input_shape)
+        conn = self.connectivity(self.model, self.masks, self.data.input_shape)
         if remove and conn.disconnected:
             log.info("removing %d disconnected weights", conn.disconnected)
             self.masks.update(conn.masks)
