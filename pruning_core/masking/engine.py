@@ -166,6 +166,14 @@ class Pruner(PruneStep):
         scores beyond their order (LAMP, OWL) would not be checked by ``_margin_holds``."""
         return self._criterion.rewrite is None and self._allocation.order_only
 
+    def would_take(self, sparsity: float, scores: dict[str, torch.Tensor],
+                   tol: tuple[float, float]) -> bool:
+        """Whether a step to ``sparsity`` given ``scores`` (within ``tol`` of its own) would
+        choose its masks from them (``_margin_holds``); changes nothing."""
+        held = frozenset(zero_layers(self.masks)) if self.exclude_zero_layers else frozenset()
+        keep, new = self._choose(sparsity, scores, held)
+        return self._margin_holds(sparsity, scores, held, keep, new, tol)
+
     def _margin_holds(self, sparsity: float, scores: dict[str, torch.Tensor],
                       held: frozenset[str], keep: dict[str, int],
                       new: dict[str, torch.Tensor], tol: tuple[float, float]) -> bool:

@@ -154,7 +154,7 @@ def _advance_all(members: Sequence[Member], stopped: Callable[[Member], TrialRes
         if not waiting:
             return
         give_scores([m.trial.model for m in waiting], [m.trial.pruner for m in waiting],
-                    ledger)
+                    [m.trial.plan[m.trial.done].sparsity for m in waiting], ledger)
         for m in waiting:
             _guard(m, lambda m=m: _execute_next(m), stopped)
 

@@ -15,8 +15,9 @@ largest error relative to the score itself (scores over a thousandth of the laye
 and ``abs``, the largest relative to the layer's largest (the smaller scores). Every other member
 checks that its masks are the same for any scores within ``SAFETY`` times that of its batched
 ones (``Pruner._margin_holds``) and scores alone where they are not. Where the error is over
-``MAX_RTOL`` (ResNet-20's SNIP on CPU), or where most members of a pass had to score again,
-the pack's members score that criterion alone from then on (``Ledger``).
+``MAX_RTOL`` (ResNet-20's SNIP on CPU), where the pack-mate scored in the probe would not
+take its batched scores (checked before the full pass), or where most members of a pass had to
+score again, the pack's members score that criterion alone from then on (``Ledger``).
 
 Batched here: ``magnitude`` (|θ| of the stacked weights: bitwise the solo scores), ``snip``
 (both modes and estimators) and ``synflow`` (float32, or float64 where asked; a member whose
@@ -53,6 +54,13 @@ log = logging.getLogger(__name__)
 
 Scores = dict[str, torch.Tensor]  # parameter name -> (K, *shape)
 
+#: device types whose passes are batched (exact criteria, magnitude, batch everywhere). A CPU
+#: core is already compute-bound by one member's pass, and vmap's grouped convolution is slower
+#: there than K plain ones, so on CPU the probe and the checks only add time (cnn1d, K = 32:
+#: 0.60 s against 0.53 s per pack, ``bench_member_costs.py``); on CUDA a solo pass is bound by
+#: kernel launches. Tests add "cpu" to run the batched path on CPU.
+DEVICES = {"cuda"}
+
 #: a member's batched scores are trusted to ``SAFETY`` times the error measured on the
 #: group's first member; never less than ``MIN_RTOL`` (an error of 0 is not a bound)
 SAFETY = 10.0
@@ -78,10 +86,13 @@ BATCHED: Registry[BatchedCriterion] = Registry("batched criterion")
 
 def scorable(pruner: Any) -> bool:
     """Whether ``pruner``'s next step can take batched scores."""
-    return (isinstance(pruner, Pruner) and type(pruner).step is Pruner.step
+    if not (isinstance(pruner, Pruner) and type(pruner).step is Pruner.step
             and pruner.criterion in BATCHED and pruner.accepts_given_scores()
-            and pruner.loss_fn is nn.functional.cross_entropy
-            and BATCHED.get(pruner.criterion).accepts(pruner))
+            and pruner.loss_fn is nn.functional.cross_entropy):
+        return False
+    batched = BATCHED.get(pruner.criterion)
+    device = next(iter(pruner.masks.params.values())).device.type
+    return batched.accepts(pruner) and (batched.exact or device in DEVICES)
 
 
 def group_key(pruner: Pruner) -> tuple[Any, ...]:
@@ -115,11 +126,11 @@ class Ledger:
 
 
 def give_scores(models: Sequence[nn.Module], pruners: Sequence[Pruner],
-                ledger: Ledger | None = None) -> int:
+                sparsities: Sequence[float], ledger: Ledger | None = None) -> int:
     """Score every group of two or more members in one pass each and hand each member its
-    scores (``Pruner.given``); returns the members given batched scores. Each member's
-    ``elapsed_s`` gets its share of the pass. ``ledger``: the pack's record (which criteria
-    score member by member)."""
+    scores (``Pruner.given``) for its next step, to ``sparsities[i]``; returns the members
+    given batched scores. Each member's ``elapsed_s`` gets its share of the pass. ``ledger``:
+    the pack's record (which criteria score member by member)."""
     ledger = Ledger() if ledger is None else ledger
     groups: dict[tuple[Any, ...], list[int]] = {}
     for i, p in enumerate(pruners):
@@ -131,12 +142,13 @@ def give_scores(models: Sequence[nn.Module], pruners: Sequence[Pruner],
         if len(idx) < 2 or key in ledger.declined:
             continue
         group = [pruners[i] for i in idx]
-        given += _score_group([models[i] for i in idx], group, key, ledger)
+        given += _score_group([models[i] for i in idx], group, [sparsities[i] for i in idx],
+                              key, ledger)
     return given
 
 
-def _score_group(models: Sequence[nn.Module], group: Sequence[Pruner], key: tuple[Any, ...],
-                 ledger: Ledger) -> int:
+def _score_group(models: Sequence[nn.Module], group: Sequence[Pruner],
+                 sparsities: Sequence[float], key: tuple[Any, ...], ledger: Ledger) -> int:
     start = time.perf_counter()
     batched = BATCHED.get(group[0].criterion)
     names = list(group[0].masks.params)
@@ -154,14 +166,19 @@ def _score_group(models: Sequence[nn.Module], group: Sequence[Pruner], key: tupl
         probe = batched.fn(StackedModels(models[:2]), group[:2], names)
         rel, absolute = _error(own, {n: probe[n][0] for n in names})
         tol = (max(SAFETY * rel, MIN_RTOL), max(SAFETY * absolute, MIN_RTOL))
+        # the pack-mate's check, before the pass: where it fails, most would (large layers
+        # crowd their scores around the boundary) and the pass would be paid for nothing
+        if max(tol) <= MAX_RTOL and not group[1].would_take(
+                sparsities[1], {n: probe[n][1] for n in names}, tol):
+            tol = (float("nan"), float("nan"))
         mine = [own, *scores_of(1)] if max(tol) <= MAX_RTOL else []
     share = (time.perf_counter() - start) / len(group)
     for p in group:
         p.elapsed_s += share
-    if not max(tol) <= MAX_RTOL:  # NaN included
+    if not max(tol) <= MAX_RTOL:  # NaN included: the pack-mate's check failed
         ledger.declined.add(key)
-        log.info("%s: batched scores differ from solo ones by up to %.1e (relative); members "
-                 "score alone", group[0].criterion, max(tol) / SAFETY)
+        log.info("%s: batched scores too far from solo ones to choose masks here (tolerance "
+                 "%.1e); members score alone", group[0].criterion, max(tol))
         return 0
     given = 0
     for k, p in enumerate(group):

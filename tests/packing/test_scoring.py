@@ -11,7 +11,7 @@ from torch import nn
 from pruning_core.config import AllocationConfig
 from pruning_core.masking.engine import Pruner
 from pruning_core.masking.masks import MaskSet
-from pruning_core.packing import stopped_result
+from pruning_core.packing import scoring, stopped_result
 from pruning_core.packing.batched import StackedModels
 from pruning_core.packing.engine import Member, run_lockstep
 from pruning_core.packing.scoring import BATCHED, Ledger, _error, give_scores, scorable
@@ -19,6 +19,12 @@ from pruning_core.trials.timing import Train
 from pruning_core.trials.trial import Trial
 
 from .helpers import config
+
+
+@pytest.fixture(autouse=True)
+def batched_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests run the batched path on CPU (by default only CUDA batches SNIP/SynFlow)."""
+    monkeypatch.setattr(scoring, "DEVICES", {"cpu", "cuda"})
 
 
 def _trials(model: str, n: int, **over: Any) -> list[Trial]:
@@ -93,7 +99,7 @@ def test_given_scores_with_a_clear_margin_choose_the_masks() -> None:
 def test_scores_of_an_allocation_beyond_order_are_never_taken() -> None:
     trials = _trials("mlp", 2, prune__criterion="snip", prune__allocation={"name": "lamp"})
     assert not scorable(trials[0].pruner)
-    assert give_scores([t.model for t in trials], [t.pruner for t in trials]) == 0
+    assert give_scores([t.model for t in trials], [t.pruner for t in trials], [0.8, 0.8]) == 0
     assert all(t.pruner.given is None for t in trials)
 
 
@@ -101,14 +107,14 @@ def test_the_ledger_declines_a_criterion_whose_members_mostly_scored_again() -> 
     trials = _trials("cnn1d", 3, prune__criterion="synflow")
     ledger = Ledger()
     pruners = [t.pruner for t in trials]
-    assert give_scores([t.model for t in trials], pruners, ledger) == 2  # member 0 scores alone
+    assert give_scores([t.model for t in trials], pruners, [0.5] * 3, ledger) == 2  # 0: alone
     assert pruners[0].given is not None and pruners[0].given[1] == (0.0, 0.0)  # its own
     key = next(iter(ledger.last))
     for p in pruners:
         p.given = None
     pruners[1].given_rescored += 1
     pruners[2].given_rescored += 1  # as if both steps had found their scores too close
-    assert give_scores([t.model for t in trials], pruners, ledger) == 0
+    assert give_scores([t.model for t in trials], pruners, [0.5] * 3, ledger) == 0
     assert key in ledger.declined and all(p.given is None for p in pruners)
 
 
@@ -134,3 +140,20 @@ def test_a_pack_scores_in_one_pass_and_every_member_keeps_its_solo_masks() -> No
         assert m.trial.masks.masks.keys() == alone.masks.masks.keys()
         for name, mask in alone.masks.masks.items():
             assert torch.equal(m.trial.masks[name], mask), (cfg.prune.criterion, name)
+
+
+def test_would_take_answers_the_check_without_pruning() -> None:
+    _, pruner = _linear([1.0, 2.99999, 3.00001, 4.0])
+    close = {"weight": torch.tensor([[1.0, 3.00001, 2.99999, 4.0]])}
+    clear = {"weight": torch.tensor([[1.0, 2.0, 3.0, 4.0]])}
+    assert not pruner.would_take(0.5, close, (1e-3, 1e-3))
+    assert pruner.would_take(0.5, clear, (1e-3, 1e-3))
+    assert bool(pruner.masks["weight"].all()) and pruner.given_used == pruner.given_rescored == 0
+
+
+def test_on_cpu_by_default_only_exact_scores_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scoring, "DEVICES", {"cuda"})
+    trials = {c: _trials("mlp", 1, prune__criterion=c)[0] for c in ("snip", "synflow",
+                                                                     "magnitude")}
+    assert {c: scorable(t.pruner) for c, t in trials.items()} == {
+        "snip": False, "synflow": False, "magnitude": True}
