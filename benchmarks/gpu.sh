@@ -7,6 +7,7 @@
 #   engine          bench_engine.py: masked train step, SNIP and SynFlow costs, scoring memory
 #   structured      bench_structured.py: channel pruning speed-up (compacted vs dense)
 #   train           bench_train.py: training epoch, device-resident loader vs a DataLoader
+#   members         bench_member_costs.py: a cnn1d pack's K = 128 members, batched scoring on/off
 #   exactness       tests/packing/test_exactness.py on the device (packed member = solo run)
 #
 # Each step runs under its own timeout (the sum is 480 s, 8 minutes), a failed or timed-out
@@ -72,7 +73,10 @@ if [ "$dry" = 1 ]; then
   engine=(--quick --reps 1 --inner 1 --warmup 0 --synflow-iters 2 --snip-batches 1 --batch 4)
   structured=(--quick)
   train=(--examples 64 --batch 32 --reps 1 --workers 0 --threads 1)
-  t_pack=120; t_res=120; t_nm=60; t_engine=240; t_struct=120; t_train=120; t_exact=120
+  members=(--k 2 --epochs 0 --train-examples 64 --test-examples 32 --reps 1 --rounds 1
+           --modes now no-batched-scoring)
+  t_pack=120; t_res=120; t_nm=60; t_engine=240; t_struct=120; t_train=120; t_mem=120
+  t_exact=120
   exact=(-k cnn1d)  # one check on CPU: the step runs; CI runs them all anyway
 else
   dev=cuda
@@ -82,7 +86,9 @@ else
   engine=(--reps 7 --inner 5 --warmup 5 --synflow-iters 50)  # the defaults ran past 60 s
   structured=()
   train=(--examples 20000 --batch 128 512 --reps 2 --workers 8 --threads 8)
-  t_pack=120; t_res=140; t_nm=30; t_engine=70; t_struct=35; t_train=50; t_exact=35
+  members=(--k 128 --reps 2 --rounds 1 --modes now no-batched-scoring no-reuse)
+  # engine ran 41 s and structured 17 s on the H200: 20 + 10 s of their caps went to members
+  t_pack=120; t_res=140; t_nm=30; t_engine=50; t_struct=25; t_train=50; t_mem=30; t_exact=35
   exact=()
 fi
 
@@ -100,17 +106,24 @@ step structured "$t_struct" "$out/structured.json" \
   "$py" benchmarks/bench_structured.py --device "$dev" "${structured[@]}" --out "$out/structured.json"
 step train "$t_train" "$out/train.json" \
   "$py" benchmarks/bench_train.py --device "$dev" "${train[@]}" --out "$out/train.json"
+step members "$t_mem" "$out/member_costs.json" \
+  "$py" benchmarks/bench_member_costs.py --device "$dev" "${members[@]}" --out "$out/member_costs.json"
 # pass/fail per check in JUnit XML; TF32 stays as PyTorch sets it (docs/packing.md, Exactness)
 step exactness "$t_exact" "$out/exactness.xml" \
   env PRUNETUNE_TEST_DEVICE="$dev" "$py" -m pytest -q -p no:cacheprovider "${exact[@]}" \
   tests/packing/test_exactness.py --junitxml "$out/exactness.xml"
 
+# the device brings back at most 8 files: member_costs.json travels inside the summary
+members_json=null
+if [ -s "$out/member_costs.json" ]; then
+  members_json=$(cat "$out/member_costs.json") && rm -f "$out/member_costs.json"
+fi
 {
   echo "{\"device\": \"$dev\", \"dry_run\": $([ "$dry" = 1 ] && echo true || echo false), \"date\": \"$(date -u +%FT%TZ)\", \"steps\": ["
   for i in "${!summary[@]}"; do
     [ "$i" -gt 0 ] && echo ","
     echo "${summary[$i]}"
   done
-  echo "]}"
+  echo "], \"member_costs\": $members_json}"
 } > "$out/gpu_summary.json"
 echo "gpu.sh: summary in $out/gpu_summary.json"

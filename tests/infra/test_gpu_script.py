@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-STEPS = ["packing_cnn1d", "packing_resnet", "nm", "engine", "structured", "train", "exactness"]
+STEPS = ["packing_cnn1d", "packing_resnet", "nm", "engine", "structured", "train", "members",
+         "exactness"]
 
 
 @pytest.mark.slow
@@ -28,8 +29,13 @@ def test_every_gpu_step_starts_and_writes_its_json(tmp_path: Path) -> None:
     assert [s["step"] for s in summary["steps"]] == STEPS
     for s in summary["steps"]:
         assert s["rc"] == 0 and s["written"] is True, s
-        assert Path(s["json"]).parent == tmp_path and Path(s["json"]).stat().st_size > 0
-        assert f"JSON: {s['json']}" in p.stdout
+        assert Path(s["json"]).parent == tmp_path and f"JSON: {s['json']}" in p.stdout
+        # the members step's JSON travels inside the summary (the device returns 8 files)
+        assert Path(s["json"]).exists() == (s["step"] != "members"), s
+    assert len(list(tmp_path.iterdir())) <= 8
+    members = summary["member_costs"]["rows"]
+    assert [r["mode"] for r in members] == ["now", "no-batched-scoring"]
+    assert all(r["k"] == 2 and r["pack_s"] > 0 for r in members)
     for name, workload in (("packing_cnn1d", "cnn1d"), ("packing_resnet20", "resnet20")):
         rows = json.loads((tmp_path / f"{name}.json").read_text())["rows"]
         assert rows and all(r["workload"] == workload for r in rows)
