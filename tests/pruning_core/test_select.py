@@ -1,8 +1,9 @@
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pruning_core.masking.select import keep_topk, top_mask
+from pruning_core.masking.select import keep_topk, kth_largest, top_mask
 
 
 def test_keeps_highest_and_never_revives():
@@ -42,3 +43,14 @@ def test_float64_scores_are_ranked_in_float64():
     assert torch.isinf(scores.float()).all()
     new = keep_topk(scores, torch.ones(4, dtype=torch.bool), 2)
     assert new.tolist() == [False, True, True, False]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_sort_threshold_cuda_uses_is_the_kthvalue_one(seed):
+    g = torch.Generator().manual_seed(seed)
+    flat = torch.randint(0, 20, (997,), generator=g).float()  # many ties
+    flat[torch.randperm(997, generator=g)[:100]] = float("-inf")  # already pruned
+    for k in (1, 2, 97, 500, 896, 897, 996):
+        by_sort = kth_largest(flat, k, "sort")
+        assert by_sort == kth_largest(flat, k, "kthvalue")
+        assert by_sort == torch.sort(flat, descending=True).values[k - 1]  # by definition
