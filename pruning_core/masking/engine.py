@@ -180,10 +180,10 @@ class Pruner(PruneStep):
         """Whether the masks chosen from ``scores`` are the masks any scores within ``d`` of
         them choose, ``d_i = rel * |s_i| + abs * max |s|`` in each layer (``tol``): every
         kept score is lowered by its ``d``, every dropped one raised by its ``d``, and the
-        masks are chosen again. For an
-        order-only allocation and a top-k selection (every comparison group), the same masks
-        mean every kept score beats every dropped one it is compared with by at least the sum
-        of their two ``d``, so no error that small can swap them."""
+        masks are chosen again. For an order-only allocation and a top-k selection (every
+        comparison group), the same masks mean every kept score beats every dropped one it is
+        compared with by at least the sum of their two ``d``, so no error that small can swap
+        them."""
         if not self.accepts_given_scores():
             return False
         shifted = {}
