@@ -100,9 +100,11 @@ def main() -> None:
                          "(the first process of a run was measured up to 25%% slower)")
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--out", type=Path,
-                    default=Path(__file__).parent / "results" / "member_costs.json")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="JSON path (default results/member_costs_<workload>.json)")
     args = ap.parse_args()
+    if args.out is None:
+        args.out = Path(__file__).parent / "results" / f"member_costs_{args.workload}.json"
     if args.one:
         print(json.dumps(one(args.one, args)))
         return
