@@ -11,5 +11,8 @@ if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; 
     >/dev/null || echo "[setup] warning: chromium install failed; the browser test will fail"
 fi
 export WANDB_SILENT=true WANDB_MODE=offline RAY_USAGE_STATS_ENABLED=0 PYTHONUNBUFFERED=1
+# our modules' bytecode once: the tests start hundreds of processes (Ray workers, CLI runs), and
+# where PYTHONDONTWRITEBYTECODE is set (this machine sets it) each would compile them again
+.venv/bin/python -m compileall -q pruning_core sweeps >/dev/null
 .venv/bin/ruff check .
 .venv/bin/python -m pytest -q --timeout=900 --durations=30 "$@"
