@@ -4,15 +4,17 @@ Members that prune at the same point with the same criterion and options (and eq
 scoring batches) are scored together: their weights are stacked (``StackedModels``) and the
 criterion's pass runs once under ``vmap``, each member on its own weights, buffers and batches.
 The scores are handed to each member's :class:`~pruning_core.masking.engine.Pruner`, which
-chooses its masks from them exactly as from its own scores.
+chooses its masks from them exactly as from its own scores. SNIP and SynFlow batch on the
+devices in ``DEVICES`` (CUDA; on a CPU the pass is compute-bound and batching was slower),
+magnitude everywhere.
 
 **The masks stay the solo ones.** A vmapped gradient sums in another order than K solo passes,
 so batched SNIP/SynFlow scores differ from the solo ones in the last bits, and a weight at the
 selection boundary could change sides. So the group's first member is also scored alone (its
 masks come from its own scores) and, batched, with one pack-mate; that measures the pass's error
-on this network: ``rel``, the
-largest error relative to the score itself (scores over a thousandth of the layer's largest),
-and ``abs``, the largest relative to the layer's largest (the smaller scores). Every other member
+on this network: ``rel``, the largest error relative to the score itself (scores over a
+thousandth of the layer's largest), and ``abs``, the largest relative to the layer's largest
+(the smaller scores). Every other member
 checks that its masks are the same for any scores within ``SAFETY`` times that of its batched
 ones (``Pruner._margin_holds``) and scores alone where they are not. Where the error is over
 ``MAX_RTOL`` (ResNet-20's SNIP on CPU), where the pack-mate scored in the probe would not
