@@ -36,6 +36,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from child_env import child_env
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "search_spaces" / "demo_mnist1d.yaml"
@@ -84,8 +86,7 @@ def one(pack: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def _child(pack: str, argv: list[str]) -> dict[str, Any]:
     cmd = [sys.executable, __file__, *argv, "--one", pack]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    env = child_env()
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=7200)
     if p.returncode != 0:
         return {"pack": pack, "error": p.stderr[-2000:]}

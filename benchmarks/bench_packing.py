@@ -34,6 +34,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from child_env import child_env
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
 CRITERIA = ["magnitude", "snip", "synflow", "random"]
@@ -118,8 +120,7 @@ def one(workload: str, k: int, mode: str, args: argparse.Namespace) -> dict[str,
 
 def _child(workload: str, k: int, mode: str, argv: list[str]) -> dict[str, Any]:
     cmd = [sys.executable, __file__, *argv, "--one", workload, str(k), mode]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    env = child_env()
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
     if p.returncode != 0:
         return {"workload": workload, "k": k, "mode": mode, "error": p.stderr[-2000:]}

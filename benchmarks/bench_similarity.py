@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from child_env import child_env
 
 from pruning_core.similarity import linear_cka, pwcca, svcca
 
@@ -176,8 +177,7 @@ def bench_memory(sizes: list[int], p: int, batch: int) -> dict[str, Any]:
             out = subprocess.run(
                 [sys.executable, "-c", _CHILD, mode, str(n), str(p), str(batch)],
                 capture_output=True, text=True, check=True, cwd=ROOT,
-                env={**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])},
+                env=child_env(),
             ).stdout.split()
             before, peak, value = int(out[0]), int(out[1]), float(out[2])
             rows.append({"mode": mode, "examples": n, "features": p, "batch": batch,
