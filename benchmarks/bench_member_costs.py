@@ -108,7 +108,7 @@ def main() -> None:
     if args.one:
         print(json.dumps(one(args.one, args)))
         return
-    argv = [a for a in sys.argv[1:]]
+    argv = sys.argv[1:]
     best: dict[str, dict[str, Any]] = {}
     print(f"{args.workload} K={args.k} epochs={args.epochs} device={args.device}", flush=True)
     for r in range(args.rounds):

@@ -169,11 +169,13 @@ def _score_group(models: Sequence[nn.Module], group: Sequence[Pruner],
         rel, absolute = _error(own, {n: probe[n][0] for n in names})
         tol = (max(SAFETY * rel, MIN_RTOL), max(SAFETY * absolute, MIN_RTOL))
         # the pack-mate's check, before the pass: where it fails, most would (large layers
-        # crowd their scores around the boundary) and the pass would be paid for nothing
-        if max(tol) <= MAX_RTOL and not group[1].would_take(
-                sparsities[1], {n: probe[n][1] for n in names}, tol):
+        # crowd their scores around the boundary) and the pass would be paid for nothing;
+        # where it holds, the pack-mate keeps its probe scores and the pass is for the rest
+        mate = {n: probe[n][1] for n in names}
+        if max(tol) <= MAX_RTOL and not group[1].would_take(sparsities[1], mate, tol):
             tol = (float("nan"), float("nan"))
-        mine = [own, *scores_of(1)] if max(tol) <= MAX_RTOL else []
+        mine = [own, mate, *(scores_of(2) if len(group) > 2 else [])] \
+            if max(tol) <= MAX_RTOL else []
     share = (time.perf_counter() - start) / len(group)
     for p in group:
         p.elapsed_s += share
