@@ -6,6 +6,7 @@ Optuna sampler cost at many trials.
     python benchmarks/bench_sweep.py --trials 100 --pack 8 # also per member in packs of 8
     python benchmarks/bench_sweep.py --trials 100 300      # also the marginal cost per trial
     python benchmarks/bench_sweep.py --trials 100 --bare-torch  # also bare with `import torch`
+    python benchmarks/bench_sweep.py --trials 100 --rounds 3    # each mode 3x, interleaved: medians
 
 Bare: the baseline of /work/shared/baselines/sweep_overhead.py with actor reuse (a trainable that
 reports once). Ours: ``run_sweep`` on the same kind of no-op trial (``run_fn`` returns at once;
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -123,20 +125,36 @@ def sampler_cost(n: int) -> dict[str, dict[str, float]]:
 
 
 def one_count(n: int, storage: str, args: argparse.Namespace) -> dict[str, float]:
-    """Seconds per trial of each mode at ``n`` trials (one Ray, modes in turn)."""
-    Path(storage).mkdir(parents=True)
-    out = {"bare_reuse_s_per_trial": bare(n, storage),
-           "ours_s_per_trial": ours(n, storage, "disabled")}
+    """Seconds per trial of each mode at ``n`` trials (one Ray, modes in turn); with
+    ``--rounds R``, every mode R times, the modes interleaved (round r runs them in order r
+    positions on), and each mode's median."""
+    modes: dict[str, Any] = {
+        "bare_reuse_s_per_trial": lambda d: bare(n, d),
+        "ours_s_per_trial": lambda d: ours(n, d, "disabled")}
     if args.bare_torch:
-        out["bare_torch_reuse_s_per_trial"] = bare(n, storage, torch_trainable=True)
+        modes["bare_torch_reuse_s_per_trial"] = lambda d: bare(n, d, torch_trainable=True)
     if args.wandb:
-        out["ours_wandb_offline_s_per_trial"] = ours(n, storage, "offline")
+        modes["ours_wandb_offline_s_per_trial"] = lambda d: ours(n, d, "offline")
     if args.pack > 1:
-        out[f"ours_pack{args.pack}_s_per_member"] = ours(n, storage, "disabled", args.pack)
+        modes[f"ours_pack{args.pack}_s_per_member"] = lambda d: ours(n, d, "disabled", args.pack)
+    names = list(modes)
+    seen: dict[str, list[float]] = {k: [] for k in names}
+    for r in range(args.rounds):
+        d = f"{storage}/round{r}"
+        Path(d).mkdir(parents=True)
+        for k in names[r % len(names):] + names[:r % len(names)]:
+            seen[k].append(modes[k](d))
+        if args.rounds > 1:
+            print(f"round {r + 1}/{args.rounds}: " + " ".join(
+                f"{k}={v[-1]:.3f}" for k, v in seen.items()), flush=True)
+    out = {k: statistics.median(v) for k, v in seen.items()}
+    if args.rounds > 1:
+        out.update({f"{k}_rounds": v for k, v in seen.items()})  # type: ignore[misc]
     ours_s = out["ours_s_per_trial"]
     vs_torch = (f" ratio_vs_bare_torch={ours_s / out['bare_torch_reuse_s_per_trial']:.2f}"
                 if args.bare_torch else "")
-    print(f"trials={n} cpus={args.cpus} " + " ".join(f"{k}={v:.3f}" for k, v in out.items())
+    print(f"trials={n} cpus={args.cpus} " + " ".join(f"{k}={v:.3f}" for k, v in out.items()
+                                                    if not k.endswith("_rounds"))
           + f" ratio={ours_s / out['bare_reuse_s_per_trial']:.2f}" + vs_torch, flush=True)
     return out
 
@@ -146,7 +164,8 @@ def marginal(runs: dict[int, dict[str, float]]) -> dict[str, float]:
     ``(T(b) - T(a)) / (b - a)``; what a sweep pays once (Ray's workers starting, their torch
     import, the end-of-sweep compaction) cancels out."""
     a, b = min(runs), max(runs)
-    out = {k: (runs[b][k] * b - runs[a][k] * a) / (b - a) for k in runs[a]}
+    out = {k: (runs[b][k] * b - runs[a][k] * a) / (b - a) for k in runs[a]
+           if not k.endswith("_rounds")}
     out["ratio"] = out["ours_s_per_trial"] / out["bare_reuse_s_per_trial"]
     if "bare_torch_reuse_s_per_trial" in out:
         out["ratio_vs_bare_torch"] = out["ours_s_per_trial"] / out["bare_torch_reuse_s_per_trial"]
@@ -167,6 +186,8 @@ def main() -> None:
                          "Ray worker)")
     ap.add_argument("--pack", type=int, default=1,
                     help="also time ours with budget.pack: PACK (W&B off), per member")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run every mode this many times, interleaved, and report medians")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "sweep.json"))
     args = ap.parse_args()
     report: dict[str, object] = {"date": time.strftime("%Y-%m-%d"), "cpus": args.cpus,

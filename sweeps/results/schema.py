@@ -29,7 +29,7 @@ import datetime as dt
 import json
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -237,7 +237,22 @@ def row_table(row: Mapping[str, Any], schema: pa.Schema | None = None) -> pa.Tab
     value). Flattened per-layer keys (``layer_sparsity.<layer>``) fold into their map; lists
     and dicts may be given as JSON text. A value that does not fit its column, or has no
     column, goes into ``extra`` (a JSON object), so nothing is lost."""
-    schema = schema or infer_schema(row)
+    return rows_table([row], schema or infer_schema(row))
+
+
+def rows_table(rows: Sequence[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
+    """Rows -> one table with exactly ``schema``'s columns, each row as :func:`row_table`
+    makes it (one Arrow conversion for them all: the recorder's batched writes)."""
+    cols: dict[str, list[Any]] = {f.name: [] for f in schema}
+    cols[EXTRA] = []
+    for row in rows:
+        for name, value in _row_values(row, schema).items():
+            cols[name].append(value)
+    return pa.Table.from_pydict(cols, schema=schema)
+
+
+def _row_values(row: Mapping[str, Any], schema: pa.Schema) -> dict[str, Any]:
+    """One row's value per column of ``schema`` (``row_table``'s rules)."""
     names = set(schema.names)
     values: dict[str, Any] = {}
     extra: dict[str, Any] = {}
@@ -256,15 +271,15 @@ def row_table(row: Mapping[str, Any], schema: pa.Schema | None = None) -> pa.Tab
         merged = dict(decoded(values.get(group)) or {})
         merged.update(flat)
         values[group] = merged
-    cols: dict[str, list[Any]] = {}
+    out: dict[str, Any] = {}
     for field in schema:
         if field.name == EXTRA:
             continue
         conv, ok = _convert(values.get(field.name), field.type)
         if not ok:
             extra[field.name] = values[field.name]
-        cols[field.name] = [conv]
-    cols[EXTRA] = [json.dumps(extra, default=_json_default, sort_keys=True) if extra else None]
+        out[field.name] = conv
+    out[EXTRA] = json.dumps(extra, default=_json_default, sort_keys=True) if extra else None
     if extra:
         log.debug("row %s: values kept in %r: %s", row.get("trial_id"), EXTRA, sorted(extra))
-    return pa.Table.from_pydict(cols, schema=schema)
+    return out

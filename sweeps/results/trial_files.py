@@ -1,5 +1,6 @@
-"""Parquet results under ``<results>/trials/``: one file per trial while a sweep runs, merged
-into ``part-*.parquet`` files by compaction (``sweeps/results/compaction.py``).
+"""Parquet results under ``<results>/trials/``: one file per trial while a sweep runs (or one
+part file per batch of rows recorded together, ``write_rows``), merged into ``part-*.parquet``
+files by compaction (``sweeps/results/compaction.py``).
 
 The driver-side callback (``recorder.py``) is the single writer of per-trial files. Each file
 is written whole and then moved into place (temp file + rename on a local disk; a single-object
@@ -8,8 +9,8 @@ the same trial (after a resume) replaces the row instead of duplicating it. Ever
 the sweep's declared schema (``sweeps/results/schema.py``). Files are readable while the sweep runs.
 
 A trial's row can exist twice for a while: in a part file and in its per-trial file (a resumed
-trial rewritten after a compaction), or in two part files (a compaction killed before it
-deleted its inputs). Every reader here keeps the newest (``recorded_at``, stamped at each
+trial rewritten after a compaction or a batch), or in two part files (a compaction killed
+before it deleted its inputs). Every reader here keeps the newest (``recorded_at``, stamped at each
 write), so such a set reads as one row per trial.
 """
 
@@ -19,7 +20,7 @@ import datetime as dt
 import logging
 import os
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from sweeps.results.parts import PART_PREFIX, is_part
-from sweeps.results.schema import BASE, row_table, schema_version
+from sweeps.results.schema import BASE, row_table, rows_table, schema_version
 from sweeps.results.schema_read import newest_rows, unify, upgrade, with_layer_columns
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,20 @@ class TrialFiles:
         row = {**row, "recorded_at": dt.datetime.now(dt.UTC)}
         # one row: compression and statistics buy nothing and cost every reader time
         return self._put(row_table(row, schema), f"{row['trial_id']}.parquet",
+                         compression="none", write_statistics=False, sync_later=sync_later)
+
+    def write_rows(self, rows: Sequence[Mapping[str, Any]], schema: pa.Schema,
+                   sync_later: bool = False) -> str | None:
+        """Write rows recorded together: one row as :meth:`write` (its per-trial file), several
+        as one new part file (one Parquet write for them all; a trial given twice keeps its
+        later row). Readers see them as they see compacted rows; compaction merges the part
+        later. Returns the file path (None for no rows)."""
+        if len(rows) <= 1:
+            return self.write(rows[0], schema, sync_later=sync_later) if rows else None
+        now = dt.datetime.now(dt.UTC)
+        latest = {r["trial_id"]: {**r, "recorded_at": now} for r in rows}
+        return self._put(rows_table(list(latest.values()), schema),
+                         f"{PART_PREFIX}{uuid.uuid4().hex}.parquet",
                          compression="none", write_statistics=False, sync_later=sync_later)
 
     def write_part(self, table: pa.Table) -> str:

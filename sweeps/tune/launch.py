@@ -203,6 +203,14 @@ class LiveCallbacks(tune.Callback):
     def on_experiment_end(self, **info: Any) -> None:
         self._each("on_experiment_end", **info)
 
+    def get_state(self) -> None:
+        """Tune snapshots the experiment: each live callback's ``get_state`` runs (the
+        recorder writes its queued rows then); their state is not kept (restore builds fresh
+        callbacks), so this returns None."""
+        for callback in LiveCallbacks._live:
+            callback.get_state()
+        return None
+
 
 def dense_dir(space: SearchSpace) -> str:
     """Where trials share dense networks: ``<results>/dense``, on local disk or object storage

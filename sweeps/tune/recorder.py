@@ -13,7 +13,6 @@ import datetime as dt
 import logging
 import math
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +30,7 @@ from sweeps.tune.pack import (
     member_reports,
     members,
 )
+from sweeps.tune.row_writer import RowWriter
 from sweeps.tune.schema_config import config_columns, space_config_types, types_of
 from sweeps.tune.trainable import FINAL_FLAG, MEASURED, RESULT_STATUS
 
@@ -84,11 +84,11 @@ class Recorder(tune.Callback):
         #: packs: each member's last report, and the members whose rows are written
         self._member_last: dict[str, dict[str, Any]] = {}
         self._member_done: set[str] = set()
-        #: ``background``: rows are written by one thread off Tune's event loop (a row's Arrow
-        #: table and Parquet file, ~3.5 ms, overlapped with the loop's waiting), in order;
-        #: :meth:`drain` waits for them (the end of the sweep does, before it reads the rows)
+        #: ``background``: rows are written off Tune's event loop, in batches, by one thread
+        #: (``row_writer.py``); :meth:`drain` waits for them (the end of the sweep does, before
+        #: it reads the rows), and every experiment snapshot flushes them (:meth:`get_state`)
         self.background = background
-        self._writer: ThreadPoolExecutor | None = None
+        self._writer: RowWriter | None = None
 
     # Tune pickles run_config (and so its callbacks) into tuner.pkl; keep that light.
     def __getstate__(self) -> dict[str, Any]:
@@ -222,25 +222,34 @@ class Recorder(tune.Callback):
         self._epochs.pop(trial.trial_id, None)
         if self.background:
             if self._writer is None:
-                self._writer = ThreadPoolExecutor(1, thread_name_prefix="prunetune-rows")
-            self._writer.submit(self._write, row)
+                self._writer = RowWriter(self._write_rows)
+            self._writer.put(row)
         else:
-            self._write(row)
+            self._write_rows([row])
         if self.sink is not None:  # for the sink's end-of-sweep flags (trials log W&B live)
             self.rows[trial.trial_id] = row
         return row
 
-    def _write(self, row: dict[str, Any]) -> None:
+    def _write_rows(self, rows: list[dict[str, Any]]) -> None:
         try:
-            self.store.write(row, self.schema, sync_later=True)
+            self.store.write_rows(rows, self.schema, sync_later=True)
         except OSError:
-            log.exception("could not write the results row of trial %s", row["trial_id"])
+            log.exception("could not write the results rows of trials %s",
+                          ", ".join(r["trial_id"] for r in rows))
 
     def drain(self) -> None:
         """Wait until every row recorded so far is written (``background``)."""
         writer, self._writer = self._writer, None
         if writer is not None:
-            writer.shutdown(wait=True)
+            writer.close()
+
+    def get_state(self) -> None:
+        """Tune snapshots the experiment (every 10 s or more, and at the end): the rows of the
+        trials that snapshot lists as finished go to disk now, so a resumed sweep finds the
+        row of every trial it will not run again. Nothing to restore: returns None."""
+        if self._writer is not None:
+            self._writer.flush()
+        return None
 
     def build_row(self, trial: Trial, error: str | None = None,
                   interrupted: bool = False) -> dict[str, Any]:

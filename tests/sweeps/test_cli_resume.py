@@ -34,9 +34,10 @@ storage: res
 
 
 def _wait_for_rows(results: Path, n: int, proc: object, timeout: float = 180) -> None:
+    """Until ``n`` trials have their row on disk (rows written together share a part file)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        if len(list((results / "trials").glob("*.parquet"))) >= n:
+        if len(TrialStore(str(results)).trial_ids()) >= n:
             return
         if proc.poll() is not None:  # type: ignore[attr-defined]
             raise AssertionError(f"sweep ended early: {proc.stdout.read()}")  # type: ignore[attr-defined]

@@ -52,7 +52,7 @@ LONG = """\
 name: {name}
 objectives: [{{metric: test_accuracy, mode: max}}, {{metric: sparsity, mode: max}}]
 sampler: {{name: random, seed: 0}}
-budget: {{num_samples: 4, max_concurrent: 1, time_budget_s: {budget}}}
+budget: {{num_samples: {samples}, max_concurrent: 1, time_budget_s: {budget}}}
 fixed:
   model: {{name: mlp}}
   data: {{name: digits}}
@@ -247,8 +247,9 @@ def test_add_note_flags_front_rows_read_through_results(small: tuple[int, str, P
 
 
 # ------------------------------------------------------------------------------ exit codes
-def _long_sweep(tmp: Path, name: str, budget: float) -> subprocess.Popen[str]:
-    space = write_space(tmp / f"{name}.yaml", LONG.format(name=name, budget=budget))
+def _long_sweep(tmp: Path, name: str, budget: float, samples: int = 4) -> subprocess.Popen[str]:
+    space = write_space(tmp / f"{name}.yaml",
+                        LONG.format(name=name, budget=budget, samples=samples))
     return cli("sweep", str(space), "--num-cpus", "1", cwd=tmp)
 
 
@@ -268,7 +269,9 @@ def test_time_budget_stop_exits_0(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_ctrl_c_exits_130_even_with_a_time_budget(tmp_path: Path) -> None:
-    proc = _long_sweep(tmp_path, "ctrlc", 600)
+    # enough trials to be still running when the first row is on disk (rows are written in
+    # batches, up to row_writer.FLUSH_S after a trial ends; these trials take ~0.1 s)
+    proc = _long_sweep(tmp_path, "ctrlc", 600, samples=60)
     trials = tmp_path / "ctrlc" / "trials"
     try:
         deadline = time.time() + 240

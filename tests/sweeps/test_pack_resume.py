@@ -15,6 +15,8 @@ from .conftest import cli, kill_session, write_space
 from .test_cli_resume import _wait_for_rows
 
 N = 9  # odd: the last pack has one member
+# 25 epochs: a pack trains ~1 s, so the sweep is still running once its first rows are on disk
+# (rows go out in batches, up to row_writer.FLUSH_S after a member ends)
 SPACE = f"""\
 name: packkill
 objectives: [{{metric: test_accuracy, mode: max}}, {{metric: sparsity, mode: max}}]
@@ -23,7 +25,7 @@ budget: {{num_samples: {N}, max_concurrent: 2, pack: 2, keep_checkpoints: null}}
 fixed:
   model: {{name: mlp}}
   data: {{name: digits}}
-  train: {{epochs: 4, optimizer: adam, lr: 0.01, device: cpu}}
+  train: {{epochs: 25, optimizer: adam, lr: 0.01, device: cpu}}
 params:
   prune.criterion: {{type: choice, values: [magnitude, snip]}}
   prune.sparsity: {{type: float, low: 0.3, high: 0.95}}
