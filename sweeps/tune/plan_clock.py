@@ -12,7 +12,6 @@ from typing import Any, Protocol
 
 from pruning_core.base.errors import ConfigError
 from pruning_core.config import TrialConfig
-from pruning_core.trials.registries import load_trial_config
 
 
 class ClockSpec(Protocol):
@@ -74,6 +73,8 @@ def scheduler_clock(s: ClockSpec, base: dict[str, Any] | TrialConfig) -> tuple[i
     ASHA stops a trial *at* ``max_t``, and a trial's last report (``PLAN_SCALE``) must not be
     swallowed; past it, every trial ends on its own.
     """
+    from pruning_core.trials.registries import load_trial_config  # torch: not for workers
+
     fixed = base if isinstance(base, TrialConfig) else load_trial_config(base)
     reference = plan_epochs(fixed)
     if reference == 0:

@@ -26,7 +26,6 @@ from typing import Any
 
 from pruning_core.base.code_trust import ALLOW_ENV, ROOTS_ENV
 from pruning_core.base.record import METRICS
-from pruning_core.trials.registries import load_trial_config
 from sweeps.tune.location import is_remote, local_path
 from sweeps.tune.pack import PACK_KEY
 from sweeps.tune.plan_clock import PLAN_SCALE, plan_progress
@@ -107,6 +106,8 @@ class TrialSettings:
 
     def trial_config(self, sampled: dict[str, Any], trial_id: str) -> tuple[Any, dict[str, Any]]:
         """The validated ``TrialConfig`` of a sampled config, and its dict (W&B's config)."""
+        from pruning_core.trials.registries import load_trial_config
+
         _apply_trust(self.trust)
         data = trial_dict(self.base, sampled)
         data.setdefault("tags", {}).update({"sweep": self.sweep, "trial_id": trial_id})
