@@ -170,7 +170,7 @@ class Pruner(PruneStep):
                    tol: tuple[float, float]) -> bool:
         """Whether a step to ``sparsity`` given ``scores`` (within ``tol`` of its own) would
         choose its masks from them (``_margin_holds``); changes nothing."""
-        held = self._zero_held()
+        held = frozenset(self._zero_layers())
         keep, new = self._choose(sparsity, scores, held)
         return self._margin_holds(sparsity, scores, held, keep, new, tol)
 
@@ -197,13 +197,13 @@ class Pruner(PruneStep):
         keep2, new2 = self._choose(sparsity, shifted, held)
         return keep2 == keep and all(torch.equal(new2[n], new[n]) for n in new)
 
-    def _zero_held(self) -> frozenset[str]:
+    def _zero_layers(self) -> list[str]:
         """All-zero layers a step now would leave alone (``_held`` without its warnings)."""
-        return frozenset(zero_layers(self.masks)) if self.exclude_zero_layers else frozenset()
+        return zero_layers(self.masks) if self.exclude_zero_layers else []
 
     def _held(self) -> frozenset[str]:
         """All-zero layers this step leaves alone (one warning each, the first time)."""
-        zero = sorted(self._zero_held(), key=list(self.masks.params).index)
+        zero = self._zero_layers()
         for name in zero:
             if name not in self.excluded:
                 self.excluded.append(name)

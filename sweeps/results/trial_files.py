@@ -90,14 +90,16 @@ class TrialFiles:
             return self.write(rows[0], schema, sync_later=sync_later) if rows else None
         now = dt.datetime.now(dt.UTC)
         latest = {r["trial_id"]: {**r, "recorded_at": now} for r in rows}
-        return self._put(rows_table(list(latest.values()), schema),
-                         f"{PART_PREFIX}{uuid.uuid4().hex}.parquet",
-                         compression="none", write_statistics=False, sync_later=sync_later)
+        # a few rows, merged by compaction later: no compression or statistics, as one row
+        return self.write_part(rows_table(list(latest.values()), schema),
+                               sync_later=sync_later, compression="none",
+                               write_statistics=False)
 
-    def write_part(self, table: pa.Table) -> str:
-        """Write many rows as one new ``part-<uuid>.parquet`` (atomically); returns its path."""
+    def write_part(self, table: pa.Table, sync_later: bool = False, **kw: Any) -> str:
+        """Write many rows as one new ``part-<uuid>.parquet`` (atomically); returns its path.
+        ``kw``: Parquet writer options (default: row groups of 16,384 rows)."""
         return self._put(table, f"{PART_PREFIX}{uuid.uuid4().hex}.parquet",
-                         row_group_size=16_384)
+                         sync_later=sync_later, **({"row_group_size": 16_384} | kw))
 
     def _put(self, table: pa.Table, name: str, sync_later: bool = False, **kw: Any) -> str:
         final = f"{self.trials_path}/{name}"

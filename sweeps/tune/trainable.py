@@ -106,6 +106,8 @@ class TrialSettings:
 
     def trial_config(self, sampled: dict[str, Any], trial_id: str) -> tuple[Any, dict[str, Any]]:
         """The validated ``TrialConfig`` of a sampled config, and its dict (W&B's config)."""
+        # here, not at module level: it imports torch, and Ray unpickling the trainable must
+        # not (the actor would start seconds late; tests/sweeps/test_worker_imports.py)
         from pruning_core.trials.registries import load_trial_config
 
         _apply_trust(self.trust)
