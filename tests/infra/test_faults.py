@@ -124,7 +124,9 @@ def assert_complete(uri: str) -> object:
 
 def test_driver_sigkill_then_resume_from_another_directory(
         tmp_path: Path, cluster: Cluster, s3_server: S3Server) -> None:
-    space, uri = space_file(tmp_path / "laptop", s3_server, "driverkill")
+    # 40 epochs (~1.5 s a trial): at 4 a warm trial took 0.2 s, and the rest of the sweep could
+    # end within one poll plus one batch of rows (0.5 s), leaving nothing to resume
+    space, uri = space_file(tmp_path / "laptop", s3_server, "driverkill", epochs=40)
     # every checkpoint kept: with Ray's bound, a driver killed between Ray deleting an old
     # checkpoint and syncing its snapshot resumes a trial whose checkpoint is gone (docs/sweeps.md)
     space.write_text(space.read_text().replace("max_failures: 2}",

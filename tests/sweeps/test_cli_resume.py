@@ -25,7 +25,7 @@ budget: {num_samples: 8, max_concurrent: 2}
 fixed:
   model: {name: mlp}
   data: {name: digits}
-  train: {epochs: 4, optimizer: adam, lr: 0.01, device: cpu}
+  train: {epochs: 12, optimizer: adam, lr: 0.01, device: cpu}
 params:
   prune.criterion: {type: choice, values: [magnitude, snip]}
   prune.sparsity: {type: float, low: 0.3, high: 0.95}
@@ -196,7 +196,7 @@ def test_resume_after_a_torn_snapshot_keeps_the_searchers_trial(tmp_path: Path) 
     import json
 
     space = write_space(tmp_path / "space.yaml", SPACE.replace("num_samples: 8", "num_samples: 3")
-                        .replace("epochs: 4", "epochs: 1"))
+                        .replace("epochs: 12", "epochs: 1"))
     results = tmp_path / "res"
     first = cli("sweep", str(space), "--num-cpus", "2", cwd=tmp_path)
     try:
