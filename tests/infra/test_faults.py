@@ -164,7 +164,9 @@ def _sweep_through_outage(tmp_path: Path, cluster: Cluster, s3_server: S3Server,
                           outage: float) -> tuple[str, object, float, float]:
     """Run a sweep; once its first row is in S3, stop the S3 server for ``outage`` seconds
     (trials are running and checkpoint to S3 every epoch), then start it on the same port."""
-    space, uri = space_file(tmp_path, s3_server, name)
+    # 12 epochs (a trial of several seconds): the first row is seen up to a row batch (0.5 s)
+    # after its trial ended, and the outage must still find trials running
+    space, uri = space_file(tmp_path, s3_server, name, epochs=12)
     proc = cli("sweep", str(space), "--address", cluster.address, cwd=tmp_path,
                env_extra=client_env(cluster))
     try:
@@ -219,8 +221,8 @@ def mid_trial_node(uri: str, ids: dict[str, str], settle_s: float = 1.0) -> str:
     unavailable"; docs/sweeps.md, "A node lost mid-sweep"). This test is about a trial lost
     mid-training, so it waits until a node's last trial ended ``settle_s`` ago (the reset is
     done, its next trial is training; a trial here takes 3 s or more) and picks the one whose
-    last trial ended earliest (or that has ended none), checked again ``settle_s`` / 2 later
-    (a row is written a moment after its trial ends)."""
+    last trial ended earliest (or that has ended none), checked again ``settle_s`` later (a row
+    is written up to a row batch, 0.5 s, after its trial ends: ``sweeps/tune/row_writer.py``)."""
 
     def last_ends() -> dict[str, object]:
         df = TrialStore(uri).dataframe()
@@ -235,7 +237,7 @@ def mid_trial_node(uri: str, ids: dict[str, str], settle_s: float = 1.0) -> str:
                  for n, t in last.items()}
         victim = max(quiet, key=lambda n: quiet[n])
         if quiet[victim] >= settle_s:
-            time.sleep(settle_s / 2)
+            time.sleep(settle_s)
             again = last_ends()[victim]
             if (pd.isna(again) and pd.isna(last[victim])) or again == last[victim]:
                 return victim

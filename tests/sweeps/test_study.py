@@ -225,7 +225,7 @@ budget: {num_samples: 4, max_concurrent: 2}
 fixed:
   model: {name: mlp, options: {hidden: [32, 16]}}
   data: {name: digits}
-  train: {epochs: 6, optimizer: adam, lr: 0.01, device: cpu}
+  train: {epochs: 20, optimizer: adam, lr: 0.01, device: cpu}
 params:
   prune.sparsity: {type: float, low: 0.3, high: 0.95}
 storage: res
