@@ -341,11 +341,11 @@ def _error_message(trial: Trial) -> str:
     except Exception:  # the error file may be gone; the message is best effort
         text = ""
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    return with_hint(lines[-1]) if lines else "the trial failed (no error message recorded)"
+    return with_fix(lines[-1]) if lines else "the trial failed (no error message recorded)"
 
 
 #: Ray errors whose cure is a setting of the space: a phrase of Ray's message -> what to do
-ERROR_HINTS: dict[str, str] = {
+ERROR_FIXES: dict[str, str] = {
     # ray/tune/trainable/trainable.py, ``Trainable.restore``: a resumed trial whose checkpoint
     # Ray deleted (``num_to_keep``) before its experiment snapshot named a newer one
     "Could not recover from checkpoint as it does not exist":
@@ -355,9 +355,9 @@ ERROR_HINTS: dict[str, str] = {
 }
 
 
-def with_hint(line: str) -> str:
-    """``line`` with the fix for it appended, where it is a Ray error in ``ERROR_HINTS``."""
-    for phrase, hint in ERROR_HINTS.items():
+def with_fix(line: str) -> str:
+    """``line`` with the fix for it appended, where it is a Ray error in ``ERROR_FIXES``."""
+    for phrase, hint in ERROR_FIXES.items():
         if phrase in line:
             return f"{line} (fix: {hint})"
     return line
